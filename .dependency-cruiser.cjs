@@ -1,0 +1,41 @@
+/** Import directions of ../shared/DESIGN.md, enforced mechanically. */
+const allowed = {
+  lib: [],
+  core: ["lib"],
+  storage: ["lib", "core"],
+  transport: ["lib", "core"],
+  kv: ["lib"],
+  metrics: ["lib"],
+  config: ["lib"],
+  driver: ["lib", "core", "storage", "transport", "kv", "metrics", "config"],
+  rpc: ["lib", "core", "driver", "kv", "metrics"],
+  server: ["lib", "rpc", "metrics", "driver", "config"],
+  cli: ["lib", "core", "storage", "transport", "kv", "driver", "rpc", "server", "metrics", "config"],
+};
+const noGen = ["lib", "core", "storage", "metrics", "config"];
+
+module.exports = {
+  forbidden: [
+    { name: "no-cycles", severity: "error", from: {}, to: { circular: true } },
+    ...Object.entries(allowed).map(([mod, deps]) => ({
+      name: `${mod}-imports`,
+      severity: "error",
+      comment: `src/${mod} may import only: ${deps.join(", ") || "nothing internal"}`,
+      from: { path: `^src/${mod}/` },
+      to: { path: "^src/", pathNot: [`^src/${mod}/`, ...deps.map((d) => `^src/${d}/`)] },
+    })),
+    ...noGen.map((mod) => ({
+      name: `${mod}-no-gen`,
+      severity: "error",
+      comment: `src/${mod} does not depend on generated protobuf code`,
+      from: { path: `^src/${mod}/` },
+      to: { path: "^gen/" },
+    })),
+  ],
+  options: {
+    doNotFollow: { path: "node_modules" },
+    tsConfig: { fileName: "tsconfig.json" },
+    tsPreCompilationDeps: true,
+    enhancedResolveOptions: { extensions: [".ts", ".js"] },
+  },
+};
