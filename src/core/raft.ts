@@ -1,0 +1,1002 @@
+import { assert } from "../lib/assert.js";
+import type { Prng } from "../lib/prng.js";
+import { Progress } from "./progress.js";
+import { committedIndex, voteResult } from "./quorum.js";
+import { RaftLog } from "./raft-log.js";
+import { entrySize, type LogStorage } from "./storage.js";
+import {
+  NONE,
+  type AppendRequest,
+  type AppendResponse,
+  type ConfState,
+  type Entry,
+  type EntryType,
+  type HardState,
+  type HeartbeatRequest,
+  type HeartbeatResponse,
+  type Message,
+  type NodeId,
+  type ReadIndexResponse,
+  type ReadState,
+  type Ready,
+  type Role,
+  type SnapshotRequest,
+  type SoftState,
+  type VoteRequest,
+  type VoteResponse,
+} from "./types.js";
+
+export interface RaftConfig {
+  readonly id: NodeId;
+  readonly storage: LogStorage;
+  readonly prng: Prng;
+  /** A follower campaigns after a random timeout in [electionTicks, 2 * electionTicks) without a leader. */
+  readonly electionTicks: number;
+  /** A leader sends heartbeats every heartbeatTicks; must be well below electionTicks. */
+  readonly heartbeatTicks: number;
+  /** PreVote (thesis 9.6): a partitioned node rejoining does not force a term change. Default true. */
+  readonly preVote?: boolean;
+  /** CheckQuorum (thesis 6.2): a leader steps down without a live quorum; followers ignore disruptive votes. Default true. */
+  readonly checkQuorum?: boolean;
+  /** The maximum size of the entries in one append message; also the largest proposal. Default 1 MiB. */
+  readonly maxMsgBytes?: number;
+  /** Per follower: at most this many append messages in flight in replicate state. Default 256. */
+  readonly maxInflightMsgs?: number;
+  /** Per follower: at most this many entry bytes in flight. Default 32 MiB. */
+  readonly maxInflightBytes?: number;
+  /** The leader refuses proposals while this many bytes are appended but not committed. Default 64 MiB. */
+  readonly maxUncommittedBytes?: number;
+  /** At most this many bytes of committed entries per Ready. Default 16 MiB. */
+  readonly maxApplyBytes?: number;
+  /** At most this many linearizable reads waiting in the core; more are failed at once. Default 65,536. */
+  readonly maxPendingReads?: number;
+  /** The index the state machine has already applied (its snapshot index after a restart). */
+  readonly applied?: number;
+}
+
+export type ProposeResult =
+  | { readonly ok: true; readonly index: number; readonly term: number }
+  | { readonly ok: false; readonly reason: "notLeader" | "transferring" | "tooLarge" | "overloaded"; readonly leader: NodeId };
+
+export interface ProgressStatus {
+  readonly match: number;
+  readonly next: number;
+  readonly state: Progress["state"];
+  readonly recentActive: boolean;
+}
+
+export interface Status {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly vote: NodeId;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly applied: number;
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  readonly conf: ConfState;
+  readonly leadTransferee: NodeId;
+  /** Only on the leader: replication progress per member. */
+  readonly progress: ReadonlyMap<NodeId, ProgressStatus> | undefined;
+}
+
+/** A read waiting for a heartbeat round that confirms leadership (leader side). */
+interface PendingRead {
+  /** Local request id, or the follower's ids when `from` is another node. */
+  readonly requestIds: readonly number[];
+  readonly from: NodeId;
+  readonly index: number;
+  readonly round: number;
+}
+
+/** A read forwarded to the leader, failed if no answer comes within an election timeout. */
+interface ForwardedRead {
+  readonly requestId: number;
+  ticksLeft: number;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * The Raft state machine (Ongaro & Ousterhout; structure after etcd-io/raft). Synchronous and
+ * deterministic: time is `tick()`, randomness comes from the injected PRNG, and every effect is reported
+ * through `ready()` for the driver to carry out.
+ *
+ * All input goes through `step()` (messages from peers) or the local methods; the term check runs first,
+ * then the handler of the current role.
+ */
+export class RaftNode {
+  readonly id: NodeId;
+  private readonly prng: Prng;
+  private readonly log: RaftLog;
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+  private readonly maxMsgBytes: number;
+  private readonly maxInflightMsgs: number;
+  private readonly maxInflightBytes: number;
+  private readonly maxUncommittedBytes: number;
+  private readonly maxApplyBytes: number;
+  private readonly maxPendingReads: number;
+
+  private term = 0;
+  private vote: NodeId = NONE;
+  private leader: NodeId = NONE;
+  private role: Role = "follower";
+  private conf: ConfState;
+  private progress = new Map<NodeId, Progress>();
+  private votes = new Map<NodeId, boolean>();
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedElectionTimeout = 0;
+  private leadTransferee: NodeId = NONE;
+  private uncommittedBytes = 0;
+
+  private messages: Message[] = [];
+  private readStates: ReadState[] = [];
+  /** Set when new entries or a new commit index should be broadcast; flushed once per Ready. */
+  private broadcastPending = false;
+
+  // ReadIndex (thesis 6.4), leader side: reads wait for a heartbeat round started after they arrived.
+  private readRound = 0;
+  private readRoundInFlight = false;
+  private pendingReads: PendingRead[] = [];
+  /** Reads that arrived before this leader committed an entry of its term: their index is not yet known. */
+  private readsAwaitingCommit: { requestIds: readonly number[]; from: NodeId }[] = [];
+  // Follower side.
+  private forwardedReads: ForwardedRead[] = [];
+
+  private prevSoftState: SoftState;
+  private prevHardState: HardState;
+  private outstanding: Ready | undefined;
+
+  constructor(config: RaftConfig) {
+    assert(Number.isSafeInteger(config.id) && config.id > 0, "raft: id must be a positive integer");
+    assert(config.heartbeatTicks > 0 && config.electionTicks > config.heartbeatTicks, "raft: need 0 < heartbeatTicks < electionTicks");
+    this.id = config.id;
+    this.prng = config.prng;
+    this.electionTicks = config.electionTicks;
+    this.heartbeatTicks = config.heartbeatTicks;
+    this.preVote = config.preVote ?? true;
+    this.checkQuorum = config.checkQuorum ?? true;
+    this.maxMsgBytes = config.maxMsgBytes ?? 1024 * 1024;
+    this.maxInflightMsgs = config.maxInflightMsgs ?? 256;
+    this.maxInflightBytes = config.maxInflightBytes ?? 32 * 1024 * 1024;
+    this.maxUncommittedBytes = config.maxUncommittedBytes ?? 64 * 1024 * 1024;
+    this.maxApplyBytes = config.maxApplyBytes ?? 16 * 1024 * 1024;
+    this.maxPendingReads = config.maxPendingReads ?? 65_536;
+
+    const { hardState, conf } = config.storage.initialState();
+    this.log = new RaftLog(config.storage, hardState.commit, config.applied ?? 0);
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    this.conf = conf;
+    this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.resetProgress();
+    this.becomeFollower(this.term, NONE);
+    this.prevSoftState = { leader: NONE, role: "follower" };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Local inputs
+
+  tick(): void {
+    this.electionElapsed++;
+    this.tickForwardedReads();
+    if (this.role === "leader") {
+      this.tickLeader();
+    } else if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
+      this.electionElapsed = 0;
+      this.campaign();
+    }
+  }
+
+  /** Starts an election now (with PreVote first when enabled). */
+  campaign(): void {
+    if (this.role === "leader" || !this.promotable()) return;
+    if (this.preVote) this.becomePreCandidate();
+    else this.becomeCandidate(false);
+  }
+
+  propose(data: Uint8Array): ProposeResult {
+    return this.proposeEntry("normal", data);
+  }
+
+  /**
+   * Requests a linearizable read. A Ready later carries {requestId, index}: once the state machine has
+   * applied `index`, the read may be served locally. Index 0 means it failed and should be retried.
+   */
+  readIndex(requestId: number): void {
+    if (this.role === "leader") {
+      this.leaderReadIndex([requestId], this.id);
+      return;
+    }
+    if (this.leader === NONE || this.forwardedReads.length >= this.maxPendingReads) {
+      this.readStates.push({ requestId, index: 0 });
+      return;
+    }
+    this.forwardedReads.push({ requestId, ticksLeft: this.electionTicks });
+    this.send({ type: "readIndex", from: this.id, to: this.leader, term: this.term, requestIds: [requestId] });
+  }
+
+  /** Hands leadership to `to` (thesis 3.10): stop taking proposals, catch it up, tell it to campaign now. */
+  transferLeadership(to: NodeId): void {
+    if (this.role !== "leader" || to === this.id || !this.conf.voters.includes(to)) return;
+    if (this.leadTransferee === to) return;
+    this.leadTransferee = to;
+    // The transfer must complete within one election timeout, or it is abandoned (see tickLeader).
+    this.electionElapsed = 0;
+    const pr = this.progress.get(to);
+    assert(pr !== undefined, "raft: transferee without progress");
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
+    else this.sendAppend(to, true);
+  }
+
+  /** The transport failed to deliver a snapshot to `to`: probe again rather than wait for the timeout. */
+  reportSnapshotFailed(to: NodeId): void {
+    const pr = this.progress.get(to);
+    if (this.role === "leader" && pr !== undefined && pr.state === "snapshot") pr.becomeProbe();
+  }
+
+  /** A peer is unreachable: fall back to probing so the leader stops streaming into the void. */
+  reportUnreachable(to: NodeId): void {
+    const pr = this.progress.get(to);
+    if (this.role === "leader" && pr !== undefined && pr.state === "replicate") pr.becomeProbe();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages from peers
+
+  step(m: Message): void {
+    if (!this.acceptable(m)) return;
+
+    if (m.term > this.term) {
+      if (m.type === "vote" && !m.transfer && this.inLease()) {
+        // CheckQuorum lease (thesis 4.2.3): we heard from a live leader less than an election timeout
+        // ago, so this candidate is disruptive (e.g. just rejoined from a partition). Ignore it.
+        return;
+      }
+      if (m.type === "vote" && m.preVote) {
+        // A PreVote does not change our term.
+      } else if (m.type === "voteResp" && m.preVote && m.granted) {
+        // Granted PreVotes carry the term we would campaign in: no term change until we win.
+      } else if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") {
+        this.becomeFollower(m.term, m.from);
+      } else {
+        this.becomeFollower(m.term, NONE);
+      }
+    } else if (m.term < this.term) {
+      if ((this.checkQuorum || this.preVote) && (m.type === "append" || m.type === "heartbeat")) {
+        // A stale leader (e.g. one that was partitioned) learns our term from this and steps down.
+        // Without it, with PreVote or CheckQuorum, a stale leader whose votes are ignored could never
+        // learn it was deposed and the cluster could stay split.
+        this.send(this.appendResponse(m.from, { reject: false, index: this.log.lastIndex(), hintIndex: 0, hintTerm: 0 }));
+      } else if (m.type === "vote" && m.preVote) {
+        this.send({ type: "voteResp", from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
+      }
+      return;
+    }
+
+    if (m.type === "vote") {
+      this.handleVote(m);
+      return;
+    }
+
+    switch (this.role) {
+      case "leader":
+        this.stepLeader(m);
+        break;
+      case "precandidate":
+      case "candidate":
+        this.stepCandidate(m);
+        break;
+      case "follower":
+        this.stepFollower(m);
+        break;
+    }
+  }
+
+  /** Drops messages that are not for us, come from strangers, or are malformed. Never throws. */
+  private acceptable(m: Message): boolean {
+    if (m.to !== this.id || m.from === this.id) return false;
+    if (!this.isMember(m.from)) return false;
+    if (!isIndex(m.term)) return false;
+    switch (m.type) {
+      case "vote":
+        return isIndex(m.lastLogIndex) && isIndex(m.lastLogTerm) && m.lastLogTerm <= m.term;
+      case "append": {
+        if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || m.prevTerm > m.term) return false;
+        let prevTerm = m.prevTerm;
+        for (let i = 0; i < m.entries.length; i++) {
+          const entry = m.entries[i];
+          if (entry === undefined || entry.index !== m.prevIndex + 1 + i) return false;
+          if (entry.term < prevTerm || entry.term > m.term) return false;
+          prevTerm = entry.term;
+        }
+        return true;
+      }
+      case "appendResp":
+        return isIndex(m.index) && isIndex(m.hintIndex) && isIndex(m.hintTerm);
+      case "heartbeat":
+        return isIndex(m.commit) && isIndex(m.readRound);
+      case "heartbeatResp":
+        return isIndex(m.readRound);
+      case "snapshot":
+        return isIndex(m.snapshot.meta.index) && isIndex(m.snapshot.meta.term) && m.snapshot.meta.term <= m.term;
+      case "readIndexResp":
+        return isIndex(m.index);
+      case "voteResp":
+      case "timeoutNow":
+      case "readIndex":
+        return true;
+    }
+  }
+
+  private handleVote(m: VoteRequest): void {
+    // We may grant when we already voted for this candidate in this term, when we have neither voted nor
+    // know a leader, or for a PreVote of a future term (it changes nothing for us).
+    const canVote =
+      this.vote === m.from || (this.vote === NONE && this.leader === NONE) || (m.preVote && m.term > this.term);
+    if (canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm)) {
+      // A granted PreVote answers in the term the candidate asked about, so it can count it.
+      this.send({ type: "voteResp", from: this.id, to: m.from, term: m.term, preVote: m.preVote, granted: true });
+      if (!m.preVote) {
+        this.electionElapsed = 0;
+        this.vote = m.from;
+      }
+    } else {
+      this.send({ type: "voteResp", from: this.id, to: m.from, term: this.term, preVote: m.preVote, granted: false });
+    }
+  }
+
+  private stepFollower(m: Message): void {
+    switch (m.type) {
+      case "append":
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleAppend(m);
+        break;
+      case "heartbeat":
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleHeartbeat(m);
+        break;
+      case "snapshot":
+        this.electionElapsed = 0;
+        this.leader = m.from;
+        this.handleSnapshot(m);
+        break;
+      case "timeoutNow":
+        // Leadership transfer: campaign at once, skipping PreVote, and tell voters to ignore their lease.
+        if (this.promotable()) this.becomeCandidate(true);
+        break;
+      case "readIndexResp":
+        this.handleReadIndexResponse(m);
+        break;
+      case "readIndex":
+        // Not the leader (any more): the asker's forwarded read times out and is retried.
+        break;
+      case "voteResp":
+      case "appendResp":
+      case "heartbeatResp":
+        break;
+      case "vote":
+        break;
+    }
+  }
+
+  private stepCandidate(m: Message): void {
+    switch (m.type) {
+      case "append":
+        this.becomeFollower(m.term, m.from);
+        this.handleAppend(m);
+        break;
+      case "heartbeat":
+        this.becomeFollower(m.term, m.from);
+        this.handleHeartbeat(m);
+        break;
+      case "snapshot":
+        this.becomeFollower(m.term, m.from);
+        this.handleSnapshot(m);
+        break;
+      case "voteResp":
+        this.handleVoteResponse(m);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private handleVoteResponse(m: VoteResponse): void {
+    // Only responses to the current phase count.
+    if (m.preVote !== (this.role === "precandidate")) return;
+    this.votes.set(m.from, m.granted);
+    switch (voteResult(this.conf.voters, this.votes)) {
+      case "won":
+        if (this.role === "precandidate") this.becomeCandidate(false);
+        else this.becomeLeader();
+        break;
+      case "lost":
+        // The term is unchanged for a PreVote; for a real vote we stay in our (new) term as follower.
+        this.becomeFollower(this.term, NONE);
+        break;
+      case "pending":
+        break;
+    }
+  }
+
+  private stepLeader(m: Message): void {
+    switch (m.type) {
+      case "appendResp":
+        this.handleAppendResponse(m);
+        break;
+      case "heartbeatResp":
+        this.handleHeartbeatResponse(m);
+        break;
+      case "readIndex":
+        this.leaderReadIndex(m.requestIds, m.from);
+        break;
+      default:
+        // Votes and vote responses of our term, appends from a second leader of our term (impossible:
+        // at most one leader per term), and so on.
+        break;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Follower handlers
+
+  private handleAppend(m: AppendRequest): void {
+    if (m.prevIndex < this.log.committed) {
+      // Everything up to our commit index already matches the leader (Leader Completeness).
+      this.send(this.appendResponse(m.from, { reject: false, index: this.log.committed, hintIndex: 0, hintTerm: 0 }));
+      return;
+    }
+    const lastNew = this.log.maybeAppend(m.prevIndex, m.prevTerm, m.commit, m.entries);
+    if (lastNew !== undefined) {
+      this.send(this.appendResponse(m.from, { reject: false, index: lastNew, hintIndex: 0, hintTerm: 0 }));
+      return;
+    }
+    // The consistency check failed. Hint at the largest index whose term is <= prevTerm: the leader can
+    // skip every entry of a newer divergent term in one round trip.
+    const hint = this.log.findConflictByTerm(Math.min(m.prevIndex, this.log.lastIndex()), m.prevTerm);
+    this.send(this.appendResponse(m.from, { reject: true, index: m.prevIndex, hintIndex: hint.index, hintTerm: hint.term }));
+  }
+
+  private handleHeartbeat(m: HeartbeatRequest): void {
+    // The leader sends min(its commit, our match), so the index is in our log and matches; a larger one
+    // (from a buggy or malicious peer) is ignored rather than trusted.
+    if (m.commit <= this.log.lastIndex()) this.log.commitTo(m.commit);
+    this.send({ type: "heartbeatResp", from: this.id, to: m.from, term: this.term, readRound: m.readRound });
+  }
+
+  private handleSnapshot(m: SnapshotRequest): void {
+    const { index, term } = m.snapshot.meta;
+    if (index <= this.log.committed) {
+      this.send(this.appendResponse(m.from, { reject: false, index: this.log.committed, hintIndex: 0, hintTerm: 0 }));
+      return;
+    }
+    if (this.log.matchTerm(index, term)) {
+      // Our log already holds the snapshot's last entry: keep the log and commit up to it. Entries after
+      // it may still diverge from the leader's, so acknowledge only the snapshot index.
+      this.log.commitTo(index);
+    } else {
+      this.log.restore(m.snapshot);
+      this.conf = m.snapshot.meta.conf;
+      this.resetProgress();
+    }
+    this.send(this.appendResponse(m.from, { reject: false, index, hintIndex: 0, hintTerm: 0 }));
+  }
+
+  private handleReadIndexResponse(m: ReadIndexResponse): void {
+    for (const requestId of m.requestIds) {
+      const at = this.forwardedReads.findIndex((r) => r.requestId === requestId);
+      if (at < 0) continue;
+      this.forwardedReads.splice(at, 1);
+      this.readStates.push({ requestId, index: m.index });
+    }
+  }
+
+  private tickForwardedReads(): void {
+    if (this.forwardedReads.length === 0) return;
+    const kept: ForwardedRead[] = [];
+    for (const read of this.forwardedReads) {
+      read.ticksLeft--;
+      if (read.ticksLeft <= 0) this.readStates.push({ requestId: read.requestId, index: 0 });
+      else kept.push(read);
+    }
+    this.forwardedReads = kept;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Leader
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    for (const pr of this.progress.values()) {
+      if (pr.state === "snapshot" && ++pr.snapshotTicks > 4 * this.electionTicks) pr.becomeProbe();
+    }
+    if (this.electionElapsed >= this.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum) {
+        // CheckQuorum: without a live quorum over the last election timeout, another leader may exist;
+        // step down so clients go elsewhere instead of waiting on us.
+        if (!this.quorumActive()) {
+          this.becomeFollower(this.term, NONE);
+          return;
+        }
+        for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
+      }
+      if (this.leadTransferee !== NONE) this.leadTransferee = NONE;
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.conf.voters) {
+      if (id === this.id || this.progress.get(id)?.recentActive === true) active++;
+    }
+    return active >= Math.floor(this.conf.voters.length / 2) + 1;
+  }
+
+  private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
+    if (this.role !== "leader") return { ok: false, reason: "notLeader", leader: this.leader };
+    if (this.leadTransferee !== NONE) return { ok: false, reason: "transferring", leader: this.leader };
+    const size = data.byteLength + 24;
+    if (size > this.maxMsgBytes) return { ok: false, reason: "tooLarge", leader: this.leader };
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.maxUncommittedBytes) {
+      return { ok: false, reason: "overloaded", leader: this.leader };
+    }
+    const index = this.appendEntry(type, data);
+    return { ok: true, index, term: this.term };
+  }
+
+  private appendEntry(type: EntryType, data: Uint8Array): number {
+    const index = this.log.lastIndex() + 1;
+    const entry: Entry = { term: this.term, index, type, data };
+    this.log.append([entry]);
+    this.uncommittedBytes += entrySize(entry);
+    this.broadcastPending = true;
+    return index;
+  }
+
+  private handleAppendResponse(m: AppendResponse): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    if (m.reject) {
+      // Fast backtracking: jump to the largest index where our log may match the follower's hint.
+      let probeHint = m.index;
+      if (m.hintTerm > 0 || m.hintIndex > 0) probeHint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
+      if (pr.maybeDecrTo(m.index, probeHint)) {
+        if (pr.state === "replicate") pr.becomeProbe();
+        this.sendAppend(m.from, true);
+      }
+      return;
+    }
+    // An acknowledgement beyond our log cannot be genuine; never let it move the commit index.
+    if (m.index > this.log.lastIndex()) return;
+    const wasPaused = pr.isPaused();
+    if (pr.maybeUpdate(m.index)) {
+      if (pr.state === "probe") pr.becomeReplicate();
+      else if (pr.state === "snapshot" && pr.match >= pr.pendingSnapshot) {
+        pr.becomeProbe();
+        pr.becomeReplicate();
+      } else if (pr.state === "replicate") pr.inflights.freeLE(m.index);
+      if (this.maybeCommit()) this.broadcastPending = true;
+      else if (wasPaused || pr.state === "replicate") this.sendAppendsTo(m.from);
+      if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+    } else if (pr.state === "replicate") {
+      pr.inflights.freeLE(m.index);
+    }
+  }
+
+  private handleHeartbeatResponse(m: HeartbeatResponse): void {
+    const pr = this.progress.get(m.from);
+    if (pr === undefined) return;
+    pr.recentActive = true;
+    pr.probeSent = false;
+    if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
+    if (m.readRound > pr.readRoundAcked) {
+      pr.readRoundAcked = m.readRound;
+      this.onReadProgress();
+    }
+  }
+
+  /** Sends appends to `to` until its window is full or it is caught up. Bounded by the window size. */
+  private sendAppendsTo(to: NodeId): void {
+    for (let i = 0; i < this.maxInflightMsgs && this.sendAppend(to, false); i++);
+  }
+
+  /**
+   * Sends one append (or a snapshot when the needed entries are compacted). With `sendIfEmpty` an empty
+   * append goes out too (probing, or carrying a new commit index). Returns whether a message was sent.
+   */
+  private sendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
+    const pr = this.progress.get(to);
+    if (pr === undefined || pr.isPaused()) return false;
+    const prevIndex = pr.next - 1;
+    const prevTerm = this.log.term(prevIndex);
+    const lastIndex = this.log.lastIndex();
+    const entries = prevTerm === undefined ? undefined : this.log.slice(pr.next, lastIndex + 1, this.maxMsgBytes);
+    if (prevTerm === undefined || entries === undefined) return this.sendSnapshot(to, pr);
+    if (entries.length === 0 && !sendIfEmpty) return false;
+    this.send({ type: "append", from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
+    const last = entries[entries.length - 1];
+    if (pr.state === "replicate") {
+      if (last !== undefined) {
+        pr.optimisticUpdate(last.index);
+        pr.inflights.add(last.index, entries.reduce((sum, e) => sum + entrySize(e), 0));
+      }
+    } else if (pr.state === "probe") {
+      pr.probeSent = true;
+    }
+    return true;
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): boolean {
+    // Only to a follower we heard from lately: a snapshot to a dead node is wasted work.
+    if (!pr.recentActive) return false;
+    const snapshot = this.log.snapshot();
+    assert(snapshot.meta.index > 0, "raft: entries compacted without a snapshot");
+    pr.becomeSnapshot(snapshot.meta.index);
+    this.send({ type: "snapshot", from: this.id, to, term: this.term, snapshot });
+    return true;
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
+  }
+
+  private broadcastAppend(): void {
+    for (const id of this.peers()) this.sendAppend(id, true);
+  }
+
+  private broadcastHeartbeat(): void {
+    for (const id of this.peers()) {
+      const pr = this.progress.get(id);
+      assert(pr !== undefined, "raft: peer without progress");
+      this.send({
+        type: "heartbeat",
+        from: this.id,
+        to: id,
+        term: this.term,
+        commit: Math.min(pr.match, this.log.committed),
+        readRound: this.readRound,
+      });
+    }
+  }
+
+  /** Advances the commit index to what a majority holds, if that entry is of our term. */
+  private maybeCommit(): boolean {
+    const before = this.log.committed;
+    const index = committedIndex(this.conf.voters, (id) => this.progress.get(id)?.match ?? 0);
+    if (!this.log.maybeCommit(index, this.term)) return false;
+    // Only entries of this term were counted in uncommittedBytes (it resets with the term).
+    for (const entry of this.log.slice(before + 1, this.log.committed + 1, Infinity) ?? []) {
+      if (entry.term === this.term) this.uncommittedBytes = Math.max(0, this.uncommittedBytes - entrySize(entry));
+    }
+    if (before < this.log.committed && this.readsAwaitingCommit.length > 0 && this.committedInTerm()) {
+      const waiting = this.readsAwaitingCommit;
+      this.readsAwaitingCommit = [];
+      for (const read of waiting) this.leaderReadIndex(read.requestIds, read.from);
+    }
+    return true;
+  }
+
+  private committedInTerm(): boolean {
+    return this.log.term(this.log.committed) === this.term;
+  }
+
+  // ReadIndex (thesis 6.4) -----------------------------------------------------------------------
+
+  private leaderReadIndex(requestIds: readonly number[], from: NodeId): void {
+    const waiting = this.pendingReads.length + this.readsAwaitingCommit.length;
+    if (waiting >= this.maxPendingReads) {
+      this.answerRead(requestIds, from, 0);
+      return;
+    }
+    // Until the leader commits an entry of its term it may not know the latest commit index.
+    if (!this.committedInTerm()) {
+      this.readsAwaitingCommit.push({ requestIds, from });
+      return;
+    }
+    if (this.conf.voters.length === 1) {
+      this.answerRead(requestIds, from, this.log.committed);
+      return;
+    }
+    // Join the next round: it must start after this read arrived, so that its quorum proves we were
+    // still leader at some point after the read began.
+    const round = this.readRoundInFlight ? this.readRound + 1 : this.startReadRound();
+    this.pendingReads.push({ requestIds, from, index: this.log.committed, round });
+  }
+
+  private startReadRound(): number {
+    this.readRound++;
+    this.readRoundInFlight = true;
+    this.broadcastHeartbeat();
+    return this.readRound;
+  }
+
+  /** A follower acknowledged a heartbeat or an append: release every read whose round has a quorum. */
+  private onReadProgress(): void {
+    if (!this.readRoundInFlight) return;
+    let acks = 0;
+    for (const id of this.conf.voters) {
+      if (id === this.id || (this.progress.get(id)?.readRoundAcked ?? 0) >= this.readRound) acks++;
+    }
+    if (acks < Math.floor(this.conf.voters.length / 2) + 1) return;
+    const confirmed = this.readRound;
+    this.readRoundInFlight = false;
+    const rest: PendingRead[] = [];
+    for (const read of this.pendingReads) {
+      if (read.round <= confirmed) this.answerRead(read.requestIds, read.from, read.index);
+      else rest.push(read);
+    }
+    this.pendingReads = rest;
+    if (rest.length > 0) {
+      const next = this.startReadRound();
+      assert(rest.every((r) => r.round === next), "raft: reads queued for a round other than the next");
+    }
+  }
+
+  private answerRead(requestIds: readonly number[], from: NodeId, index: number): void {
+    if (from === this.id) {
+      for (const requestId of requestIds) this.readStates.push({ requestId, index });
+    } else {
+      this.send({ type: "readIndexResp", from: this.id, to: from, term: this.term, requestIds, index });
+    }
+  }
+
+  private failPendingReads(): void {
+    for (const read of this.pendingReads) this.answerRead(read.requestIds, read.from, 0);
+    for (const read of this.readsAwaitingCommit) this.answerRead(read.requestIds, read.from, 0);
+    this.pendingReads = [];
+    this.readsAwaitingCommit = [];
+    this.readRoundInFlight = false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Role transitions
+
+  private becomeFollower(term: number, leader: NodeId): void {
+    if (this.role === "leader") this.failPendingReads();
+    this.reset(term);
+    if (leader !== this.leader) this.failForwardedReads();
+    this.leader = leader;
+    this.role = "follower";
+  }
+
+  private becomePreCandidate(): void {
+    assert(this.role !== "leader", "raft: a leader cannot become a pre-candidate");
+    // PreVote changes neither term nor vote: a node cut off from the cluster can retry forever
+    // without inflating its term and disrupting the cluster when it returns.
+    this.role = "precandidate";
+    this.votes = new Map();
+    this.leader = NONE;
+    this.failForwardedReads();
+    this.requestVotes(true, false);
+  }
+
+  private becomeCandidate(transfer: boolean): void {
+    assert(this.role !== "leader", "raft: a leader cannot become a candidate");
+    this.reset(this.term + 1);
+    this.vote = this.id;
+    this.role = "candidate";
+    this.failForwardedReads();
+    this.requestVotes(false, transfer);
+  }
+
+  private requestVotes(preVote: boolean, transfer: boolean): void {
+    const term = preVote ? this.term + 1 : this.term;
+    this.votes.set(this.id, true);
+    if (voteResult(this.conf.voters, this.votes) === "won") {
+      // A single-voter cluster wins at once.
+      if (preVote) this.becomeCandidate(transfer);
+      else this.becomeLeader();
+      return;
+    }
+    const lastLogIndex = this.log.lastIndex();
+    const lastLogTerm = this.log.lastTerm();
+    for (const id of this.conf.voters) {
+      if (id === this.id) continue;
+      this.send({ type: "vote", from: this.id, to: id, term, preVote, lastLogIndex, lastLogTerm, transfer });
+    }
+  }
+
+  private becomeLeader(): void {
+    assert(this.role === "candidate", "raft: only a candidate becomes leader");
+    this.reset(this.term);
+    this.leader = this.id;
+    this.role = "leader";
+    const self = this.progress.get(this.id);
+    assert(self !== undefined, "raft: leader is not a member");
+    // The leader counts only what it has durably stored; advance() raises this as writes complete.
+    self.match = this.log.stableLastIndex();
+    self.becomeReplicate();
+    self.recentActive = true;
+    // A no-op of the new term lets entries of earlier terms commit (paper 5.4.2 and 8).
+    this.appendEntry("noop", EMPTY);
+  }
+
+  private reset(term: number): void {
+    if (this.term !== term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.leader = NONE;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedElectionTimeout = this.prng.int(this.electionTicks, 2 * this.electionTicks - 1);
+    this.leadTransferee = NONE;
+    this.votes = new Map();
+    this.uncommittedBytes = 0;
+    this.broadcastPending = false;
+    this.readRoundInFlight = false;
+    this.resetProgress();
+  }
+
+  private resetProgress(): void {
+    const next = this.log.lastIndex() + 1;
+    const progress = new Map<NodeId, Progress>();
+    for (const id of [...this.conf.voters, ...this.conf.learners]) {
+      progress.set(id, new Progress(next, this.maxInflightMsgs, this.maxInflightBytes));
+    }
+    this.progress = progress;
+  }
+
+  private failForwardedReads(): void {
+    for (const read of this.forwardedReads) this.readStates.push({ requestId: read.requestId, index: 0 });
+    this.forwardedReads = [];
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ready / advance
+
+  hasReady(): boolean {
+    if (this.outstanding !== undefined) return false;
+    return (
+      this.broadcastPending ||
+      this.messages.length > 0 ||
+      this.readStates.length > 0 ||
+      this.log.hasUnstable() ||
+      this.log.hasNextCommittedEntries() ||
+      !sameSoftState(this.softState(), this.prevSoftState) ||
+      !sameHardState(this.hardState(), this.prevHardState)
+    );
+  }
+
+  /** What the driver must do next (see `Ready`). Call advance() before asking again. */
+  ready(): Ready {
+    assert(this.outstanding === undefined, "raft: ready() before advance() of the previous Ready");
+    if (this.broadcastPending) {
+      this.broadcastPending = false;
+      if (this.role === "leader") this.broadcastAppend();
+    }
+    const softState = this.softState();
+    const hardState = this.hardState();
+    const unstable = this.log.unstable();
+    const hardChanged = !sameHardState(hardState, this.prevHardState);
+    const rd: Ready = {
+      softState: sameSoftState(softState, this.prevSoftState) ? undefined : softState,
+      hardState: hardChanged ? hardState : undefined,
+      snapshot: unstable.snapshot,
+      entries: unstable.entries.slice(),
+      messages: this.messages,
+      committedEntries: this.log.nextCommittedEntries(this.maxApplyBytes),
+      readStates: this.readStates,
+      mustSync:
+        unstable.entries.length > 0 ||
+        unstable.snapshot !== undefined ||
+        hardState.term !== this.prevHardState.term ||
+        hardState.vote !== this.prevHardState.vote,
+    };
+    this.messages = [];
+    this.readStates = [];
+    this.outstanding = rd;
+    return rd;
+  }
+
+  /** The driver carried out `rd`: its entries, hard state and snapshot are durable and it applied what it carried. */
+  advance(rd: Ready): void {
+    assert(this.outstanding === rd, "raft: advance() of a Ready that is not the outstanding one");
+    this.outstanding = undefined;
+    if (rd.softState !== undefined) this.prevSoftState = rd.softState;
+    if (rd.hardState !== undefined) this.prevHardState = rd.hardState;
+    if (rd.snapshot !== undefined) {
+      this.log.stableSnapTo(rd.snapshot.meta.index);
+      this.log.appliedTo(rd.snapshot.meta.index);
+    }
+    const last = rd.entries[rd.entries.length - 1];
+    if (last !== undefined) this.log.stableTo(last.index, last.term);
+    const applied = rd.committedEntries[rd.committedEntries.length - 1];
+    if (applied !== undefined) this.log.appliedTo(applied.index);
+    if (this.role === "leader") {
+      const self = this.progress.get(this.id);
+      assert(self !== undefined, "raft: leader is not a member");
+      if (self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit()) this.broadcastPending = true;
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Introspection
+
+  status(): Status {
+    let progress: Map<NodeId, ProgressStatus> | undefined;
+    if (this.role === "leader") {
+      progress = new Map();
+      for (const [id, pr] of this.progress) {
+        progress.set(id, { match: pr.match, next: pr.next, state: pr.state, recentActive: pr.recentActive });
+      }
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      vote: this.vote,
+      leader: this.leader,
+      commit: this.log.committed,
+      applied: this.log.applied,
+      firstIndex: this.log.firstIndex(),
+      lastIndex: this.log.lastIndex(),
+      conf: this.conf,
+      leadTransferee: this.leadTransferee,
+      progress,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private send(m: Message): void {
+    this.messages.push(m);
+  }
+
+  private appendResponse(to: NodeId, fields: Pick<AppendResponse, "reject" | "index" | "hintIndex" | "hintTerm">): AppendResponse {
+    return { type: "appendResp", from: this.id, to, term: this.term, ...fields };
+  }
+
+  private peers(): NodeId[] {
+    const ids: NodeId[] = [];
+    for (const id of this.progress.keys()) if (id !== this.id) ids.push(id);
+    return ids;
+  }
+
+  private promotable(): boolean {
+    return this.conf.voters.includes(this.id);
+  }
+
+  private isMember(id: NodeId): boolean {
+    return this.conf.voters.includes(id) || this.conf.learners.includes(id);
+  }
+
+  private inLease(): boolean {
+    return this.checkQuorum && this.leader !== NONE && this.electionElapsed < this.electionTicks;
+  }
+
+  private softState(): SoftState {
+    return { leader: this.leader, role: this.role };
+  }
+
+  private hardState(): HardState {
+    return { term: this.term, vote: this.vote, commit: this.log.committed };
+  }
+}
+
+function isIndex(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.leader === b.leader && a.role === b.role;
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
