@@ -8,7 +8,7 @@ const allowed = {
   metrics: ["lib"],
   config: ["lib"],
   driver: ["lib", "core", "storage", "transport", "kv", "metrics", "config"],
-  rpc: ["lib", "core", "driver", "kv", "metrics"],
+  rpc: ["lib", "core", "driver", "kv", "metrics", "transport"],
   server: ["lib", "rpc", "metrics", "driver", "config"],
   cli: ["lib", "core", "storage", "transport", "kv", "driver", "rpc", "server", "metrics", "config"],
 };
