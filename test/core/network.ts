@@ -1,26 +1,52 @@
 import { createPrng } from "../../src/lib/prng.js";
-import { MemoryStorage, RaftNode, type Entry, type Message, type NodeId, type RaftConfig, type ReadState } from "../../src/core/index.js";
+import {
+  MemoryStorage,
+  RaftNode,
+  type Entry,
+  type Message,
+  type MessageType,
+  type NodeId,
+  type ProposeResult,
+  type RaftConfig,
+  type ReadState,
+  type Status,
+} from "../../src/core/index.js";
+
+export type NetworkOptions = Partial<Omit<RaftConfig, "id" | "storage" | "prng">> & { seed?: number };
+
+/** A predicate over messages, used to drop, hold or count them. */
+export type MessageFilter = (m: Message) => boolean;
+
+/** Bounds every delivery loop: a scenario that needs more rounds than this has livelocked. */
+const deliverRoundsMax = 10_000;
+/** Bounds `electLeader`: campaigning more often than this without winning is a test failure. */
+const campaignAttemptsMax = 5;
 
 /**
  * A synchronous in-memory cluster for scenario tests: every Ready is persisted to the node's
  * MemoryStorage at once, messages are queued and delivered by `deliver()` in FIFO order unless a
- * filter drops them. Applied entries and read states are recorded per node for assertions.
+ * link is cut, the receiver is down, `drop` says so, or `hold` parks them for a later `release`.
+ * Applied entries and read states are recorded per node for assertions. Fully deterministic: the
+ * only randomness is each node's PRNG, seeded from `options.seed` and the node id.
  */
 export class Network {
   readonly nodes = new Map<NodeId, RaftNode>();
   readonly storages = new Map<NodeId, MemoryStorage>();
   readonly applied = new Map<NodeId, Entry[]>();
   readonly readStates = new Map<NodeId, ReadState[]>();
-  /** Every message ever sent, for message-count assertions. */
+  /** Every message ever sent (delivered or not), for message-count assertions. */
   readonly sent: Message[] = [];
+  /** Messages parked by `hold`, in the order they were sent. */
+  held: Message[] = [];
   private queue: Message[] = [];
   private readonly down = new Set<NodeId>();
   private readonly cut = new Set<string>();
-  drop: (m: Message) => boolean = () => false;
+  drop: MessageFilter = () => false;
+  hold: MessageFilter = () => false;
 
   constructor(
     readonly ids: readonly NodeId[],
-    readonly options: Partial<Omit<RaftConfig, "id" | "storage" | "prng">> & { seed?: number } = {},
+    readonly options: NetworkOptions = {},
   ) {
     for (const id of ids) {
       this.storages.set(id, new MemoryStorage({ voters: [...ids], learners: [] }));
@@ -32,7 +58,7 @@ export class Network {
 
   /** (Re)starts a node from its storage, as after a crash: volatile state is gone. */
   start(id: NodeId): RaftNode {
-    const storage = this.storages.get(id)!;
+    const storage = this.storage(id);
     const node = new RaftNode({
       electionTicks: 10,
       heartbeatTicks: 1,
@@ -44,10 +70,12 @@ export class Network {
     });
     this.nodes.set(id, node);
     this.down.delete(id);
-    this.applied.set(id, (this.applied.get(id) ?? []).filter((e) => e.index <= storage.snapshot().meta.index));
+    // The state machine restarts from the snapshot and re-applies committed entries after it.
+    this.applied.set(id, this.appliedOf(id).filter((e) => e.index <= storage.snapshot().meta.index));
     return node;
   }
 
+  /** Stops a node: it loses its volatile state and every message to or from it in flight. */
   crash(id: NodeId): void {
     this.down.add(id);
     this.queue = this.queue.filter((m) => m.to !== id && m.from !== id);
@@ -55,6 +83,11 @@ export class Network {
 
   isolate(id: NodeId): void {
     for (const other of this.ids) if (other !== id) this.cutLink(id, other);
+  }
+
+  /** Cuts every link between the two groups; links inside a group stay. */
+  partition(a: readonly NodeId[], b: readonly NodeId[]): void {
+    for (const x of a) for (const y of b) this.cutLink(x, y);
   }
 
   cutLink(a: NodeId, b: NodeId): void {
@@ -66,8 +99,32 @@ export class Network {
     this.cut.clear();
   }
 
+  isUp(id: NodeId): boolean {
+    return !this.down.has(id);
+  }
+
   node(id: NodeId): RaftNode {
-    return this.nodes.get(id)!;
+    const node = this.nodes.get(id);
+    if (node === undefined) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  storage(id: NodeId): MemoryStorage {
+    const storage = this.storages.get(id);
+    if (storage === undefined) throw new Error(`no storage for node ${id}`);
+    return storage;
+  }
+
+  status(id: NodeId): Status {
+    return this.node(id).status();
+  }
+
+  appliedOf(id: NodeId): Entry[] {
+    return this.applied.get(id) ?? [];
+  }
+
+  readStatesOf(id: NodeId): ReadState[] {
+    return this.readStates.get(id) ?? [];
   }
 
   /** Processes every pending Ready (persist, send, apply, advance) on live nodes. */
@@ -75,7 +132,7 @@ export class Network {
     for (const id of this.ids) {
       if (this.down.has(id)) continue;
       const node = this.node(id);
-      const storage = this.storages.get(id)!;
+      const storage = this.storage(id);
       while (node.hasReady()) {
         const rd = node.ready();
         if (rd.snapshot) {
@@ -88,31 +145,45 @@ export class Network {
           this.sent.push(m);
           this.queue.push(m);
         }
-        this.applied.get(id)!.push(...rd.committedEntries);
-        this.readStates.get(id)!.push(...rd.readStates);
+        this.appliedOf(id).push(...rd.committedEntries);
+        this.readStatesOf(id).push(...rd.readStates);
         node.advance(rd);
       }
     }
   }
 
   /** Delivers queued messages (and the messages they cause) until the network is quiet. */
-  deliver(maxRounds = 10_000): void {
-    for (let round = 0; round < maxRounds; round++) {
+  deliver(): void {
+    for (let round = 0; round < deliverRoundsMax; round++) {
       this.flush();
       if (this.queue.length === 0) return;
       const batch = this.queue;
       this.queue = [];
       for (const m of batch) {
         if (this.down.has(m.to) || this.cut.has(`${m.from}-${m.to}`) || this.drop(m)) continue;
+        if (this.hold(m)) {
+          this.held.push(m);
+          continue;
+        }
         this.node(m.to).step(m);
       }
     }
     throw new Error("network did not quiesce");
   }
 
-  tick(id: NodeId, times = 1): void {
-    for (let i = 0; i < times; i++) this.node(id).tick();
+  /** Delivers the held messages that match `filter` (all by default), as if they arrived late. */
+  release(filter: MessageFilter = () => true): void {
+    const now = this.held.filter(filter);
+    this.held = this.held.filter((m) => !filter(m));
+    for (const m of now) if (!this.down.has(m.to)) this.node(m.to).step(m);
     this.deliver();
+  }
+
+  tick(id: NodeId, times = 1): void {
+    for (let i = 0; i < times; i++) {
+      this.node(id).tick();
+      this.deliver();
+    }
   }
 
   tickAll(times = 1): void {
@@ -127,17 +198,48 @@ export class Network {
     this.deliver();
   }
 
-  leaders(): NodeId[] {
-    return this.ids.filter((id) => !this.down.has(id) && this.node(id).status().role === "leader");
+  /**
+   * Makes `id` campaign until it leads. A first attempt can fail only by teaching it a higher term
+   * (a PreVote rejection from a node in a newer term), so a few attempts always suffice.
+   */
+  electLeader(id: NodeId): void {
+    for (let i = 0; i < campaignAttemptsMax && this.status(id).role !== "leader"; i++) this.campaign(id);
+    if (this.status(id).role !== "leader") throw new Error(`node ${id} did not win an election`);
   }
 
-  propose(id: NodeId, text: string) {
+  leaders(): NodeId[] {
+    return this.ids.filter((id) => !this.down.has(id) && this.status(id).role === "leader");
+  }
+
+  /** The single live leader; throws when there is none or more than one. */
+  leader(): NodeId {
+    const leaders = this.leaders();
+    const [only] = leaders;
+    if (only === undefined || leaders.length > 1) throw new Error(`expected one leader, got [${leaders.join(", ")}]`);
+    return only;
+  }
+
+  propose(id: NodeId, text: string): ProposeResult {
     const result = this.node(id).propose(new TextEncoder().encode(text));
     this.deliver();
     return result;
   }
 
+  /** The application commands `id` applied, in order. */
   appliedData(id: NodeId): string[] {
-    return this.applied.get(id)!.filter((e) => e.type === "normal").map((e) => new TextDecoder().decode(e.data));
+    return this.appliedOf(id)
+      .filter((e) => e.type === "normal")
+      .map((e) => new TextDecoder().decode(e.data));
+  }
+
+  /** A bookmark into `sent`, for counting the messages of one phase of a story. */
+  mark(): number {
+    return this.sent.length;
+  }
+
+  /** Messages sent since `mark`, optionally only of the given types. */
+  sentSince(mark: number, ...types: MessageType[]): Message[] {
+    const since = this.sent.slice(mark);
+    return types.length === 0 ? since : since.filter((m) => types.includes(m.type));
   }
 }
