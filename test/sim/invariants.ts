@@ -1,0 +1,305 @@
+import { Buffer } from "node:buffer";
+import type { Entry, HardState, NodeId, SnapshotMeta } from "../../src/core/index.js";
+import type { MemoryStorage } from "../../src/core/index.js";
+
+/**
+ * The safety checkers the simulator runs while it goes (Raft paper, Figure 3, plus what a driver can see
+ * of durability). Each `observe...` method is called at the moment the simulator sees the event; the
+ * `check...` methods are called after every step. A broken property is recorded as a `Violation` with
+ * the step it was seen at; the simulator stops at the first one (later ones are usually consequences).
+ *
+ * What "committed" means here. The checker cannot see a quorum being formed, so it learns commitment
+ * from its effects: an entry is known committed once some node hands it to its state machine
+ * (`Ready.committedEntries`) or installs a snapshot that covers it. For each known-committed index it
+ * keeps the entry's term, its content, and an upper bound on the term in which it became committed (the
+ * applying node's current term: a node learns a commit index only from a leader of its term or an
+ * earlier one). `highestCommitted` is the largest such index: by log matching, the pair
+ * (highestCommitted, its term) stands for the whole committed prefix.
+ *
+ * "Committed entries are never lost", precisely: at every step, a majority of the voters durably hold
+ * the highest committed pair, where node v durably holds (i, t) when its storage (what survives a crash
+ * of v right now) has entry i with term t, or has a snapshot whose index is >= i. This is an invariant of
+ * Raft: an entry is committed only once a majority stored it durably, and durable entries are removed
+ * only by truncating a conflicting suffix (never a committed one) or by compaction into a snapshot. Since
+ * the log-matching check covers every entry ever persisted, holding the highest pair implies holding the
+ * entire committed prefix above the node's snapshot. In addition each running node must durably hold
+ * the entries it has applied (it persisted them before applying).
+ */
+export type ViolationKind =
+  | "electionSafety"
+  | "doubleVote"
+  | "termRegressed"
+  | "logMatching"
+  | "leaderCompleteness"
+  | "stateMachineSafety"
+  | "committedLost"
+  | "commitRegressed"
+  | "appliedNotDurable"
+  | "duplicateApply"
+  | "failedOpApplied"
+  | "snapshotMismatch"
+  | "contract"
+  | "exception"
+  | "liveness"
+  | "linearizability";
+
+export interface Violation {
+  readonly step: number;
+  readonly kind: ViolationKind;
+  readonly message: string;
+}
+
+/** A node's log as far as the simulator can see it (its durable storage plus any write in flight). */
+export interface LogView {
+  readonly firstIndex: number;
+  readonly lastIndex: number;
+  /** The term at index i, or undefined when the simulator cannot see it (e.g. held only in core memory). */
+  termAt(i: number): number | undefined;
+}
+
+interface LogRecord {
+  readonly content: string;
+  readonly prevTerm: number;
+  readonly source: string;
+}
+
+export function entryContent(entry: Entry): string {
+  return `${entry.type}:${Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).toString("latin1")}`;
+}
+
+export class SafetyMonitor {
+  readonly violations: Violation[] = [];
+  step = 0;
+
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  private readonly durableHard = new Map<NodeId, HardState>();
+  private readonly logRecords = new Map<string, LogRecord>();
+  /** Per index: the term, content and commit-term bound of the committed entry (0 / "" when unknown). */
+  private readonly committedTerm: number[] = [0];
+  private readonly committedContent: string[] = [""];
+  private readonly commitTermBound: number[] = [0];
+  private highest = 0;
+  /** Per node: the incarnation and the commit index last observed in it. */
+  private readonly commitSeen = new Map<NodeId, { incarnation: number; commit: number }>();
+  /** For each client op id: the log index its command was applied at. */
+  private readonly opIndex = new Map<number, number>();
+  private readonly failedOps = new Set<number>();
+  private readonly snapshotBytes = new Map<number, string>();
+
+  constructor(readonly voters: readonly NodeId[]) {}
+
+  get highestCommitted(): number {
+    return this.highest;
+  }
+
+  committedTermAt(index: number): number {
+    return this.committedTerm[index] ?? 0;
+  }
+
+  record(kind: ViolationKind, message: string): void {
+    this.violations.push({ step: this.step, kind, message });
+  }
+
+  /** Election safety (Figure 3): at most one leader per term, over the whole run. */
+  observeLeader(node: NodeId, term: number): void {
+    const known = this.leaderOfTerm.get(term);
+    if (known === undefined) this.leaderOfTerm.set(term, node);
+    else if (known !== node) this.record("electionSafety", `nodes ${known} and ${node} are both leader of term ${term}`);
+  }
+
+  get electedTerms(): number {
+    return this.leaderOfTerm.size;
+  }
+
+  /** A node's durable hard state: its term never decreases and it never changes its vote within a term. */
+  observeDurableHardState(node: NodeId, hs: HardState): void {
+    const before = this.durableHard.get(node);
+    this.durableHard.set(node, hs);
+    if (before === undefined) return;
+    if (hs.term < before.term) {
+      this.record("termRegressed", `node ${node} persisted term ${hs.term} after term ${before.term}`);
+    } else if (hs.term === before.term && before.vote !== 0 && hs.vote !== before.vote) {
+      this.record("doubleVote", `node ${node} voted for ${before.vote} and then ${hs.vote} in term ${hs.term}`);
+    }
+  }
+
+  /**
+   * Log matching, checked incrementally: every (index, term) pair that ever appears in a log (persisted
+   * by a node, or carried by an append message, which shows the leader's log) must always come with the
+   * same content and the same term at index-1. By induction two logs that share (i, t) then agree on
+   * every entry up to i that both still hold, which is the property of the paper. Within one log, terms
+   * must not decrease.
+   */
+  observeLogEntries(entries: readonly Entry[], prevTerm: number, source: string): void {
+    let prev = prevTerm;
+    let expectedIndex = entries[0]?.index ?? 0;
+    for (const entry of entries) {
+      if (entry.index !== expectedIndex) {
+        this.record("logMatching", `${source}: entry ${entry.index} where ${expectedIndex} was expected`);
+        return;
+      }
+      expectedIndex++;
+      if (entry.term < prev) {
+        this.record("logMatching", `${source}: entry ${entry.index} has term ${entry.term} after term ${prev}`);
+        return;
+      }
+      const key = `${entry.index}:${entry.term}`;
+      const content = entryContent(entry);
+      const known = this.logRecords.get(key);
+      if (known === undefined) {
+        this.logRecords.set(key, { content, prevTerm: prev, source });
+      } else if (known.content !== content || known.prevTerm !== prev) {
+        this.record(
+          "logMatching",
+          `entry (${entry.index}, term ${entry.term}) differs: ${source} has ${shorten(content)} after term ${prev}, ` +
+            `${known.source} had ${shorten(known.content)} after term ${known.prevTerm}`,
+        );
+        return;
+      }
+      prev = entry.term;
+    }
+  }
+
+  /**
+   * State machine safety: no two nodes apply different entries at one index. Also learns commitment
+   * (see the class comment).
+   */
+  observeApplied(node: NodeId, entry: Entry, nodeTerm: number): void {
+    const i = entry.index;
+    const term = this.committedTerm[i] ?? 0;
+    const content = entryContent(entry);
+    if (term === 0) {
+      this.committedTerm[i] = entry.term;
+      this.committedContent[i] = content;
+      this.commitTermBound[i] = nodeTerm;
+      if (i > this.highest) this.highest = i;
+      return;
+    }
+    // Content "" means "known only from a snapshot's metadata": the first application fills it in.
+    if (this.committedContent[i] === "" && term === entry.term) this.committedContent[i] = content;
+    if (term !== entry.term || this.committedContent[i] !== content) {
+      this.record(
+        "stateMachineSafety",
+        `node ${node} applied (${i}, term ${entry.term}) ${shorten(content)} but (${i}, term ${term}) ` +
+          `${shorten(this.committedContent[i] ?? "")} was applied before`,
+      );
+      return;
+    }
+    this.commitTermBound[i] = Math.min(this.commitTermBound[i] ?? nodeTerm, nodeTerm);
+  }
+
+  /** A snapshot a node installed: its last entry is committed. */
+  observeSnapshotInstalled(node: NodeId, meta: SnapshotMeta, nodeTerm: number): void {
+    const term = this.committedTerm[meta.index] ?? 0;
+    if (term !== 0 && term !== meta.term) {
+      this.record("snapshotMismatch", `node ${node} installed a snapshot at (${meta.index}, term ${meta.term}) but term ${term} is committed there`);
+      return;
+    }
+    if (term === 0) {
+      this.committedTerm[meta.index] = meta.term;
+      this.committedContent[meta.index] = "";
+      this.commitTermBound[meta.index] = nodeTerm;
+      if (meta.index > this.highest) this.highest = meta.index;
+    }
+  }
+
+  /** Two snapshots of the state machine at the same index must be byte-identical (it is deterministic). */
+  observeSnapshotCreated(node: NodeId, index: number, data: Uint8Array): void {
+    const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("latin1");
+    const known = this.snapshotBytes.get(index);
+    if (known === undefined) this.snapshotBytes.set(index, text);
+    else if (known !== text) this.record("snapshotMismatch", `node ${node} built a different state at index ${index}: ${shorten(text)} vs ${shorten(known)}`);
+  }
+
+  /** A client command was applied at `index`: a command (unique per client op) lives at one index only. */
+  observeCommand(node: NodeId, opId: number, index: number): void {
+    const at = this.opIndex.get(opId);
+    if (at === undefined) this.opIndex.set(opId, index);
+    else if (at !== index) this.record("duplicateApply", `node ${node} applied op ${opId} at index ${index}; it was applied at ${at} before`);
+    if (this.failedOps.has(opId)) this.record("failedOpApplied", `node ${node} applied op ${opId}, whose client was told it failed`);
+  }
+
+  /** A client was told its op certainly failed: it must never be applied, anywhere. */
+  observeFailedOp(opId: number, reason: string): void {
+    this.failedOps.add(opId);
+    const at = this.opIndex.get(opId);
+    if (at !== undefined) this.record("failedOpApplied", `op ${opId} was reported failed (${reason}) but was applied at index ${at}`);
+  }
+
+  /** The commit index of a running node never moves backwards; after a restart never below the durable commit. */
+  observeCommit(node: NodeId, incarnation: number, commit: number, durableCommitAtStart: number): void {
+    const seen = this.commitSeen.get(node);
+    if (seen === undefined || seen.incarnation !== incarnation) {
+      if (commit < durableCommitAtStart) {
+        this.record("commitRegressed", `node ${node} restarted with commit ${commit} below its durable commit ${durableCommitAtStart}`);
+      }
+      this.commitSeen.set(node, { incarnation, commit });
+      return;
+    }
+    if (commit < seen.commit) this.record("commitRegressed", `node ${node} moved its commit index from ${seen.commit} back to ${commit}`);
+    else seen.commit = commit;
+  }
+
+  /** Committed entries are never lost (see the class comment). */
+  checkCommittedDurable(storages: ReadonlyMap<NodeId, MemoryStorage>): void {
+    const i = this.highest;
+    if (i === 0) return;
+    const term = this.committedTerm[i] ?? 0;
+    const holders: NodeId[] = [];
+    for (const id of this.voters) {
+      const storage = storages.get(id);
+      if (storage !== undefined && durablyHolds(storage, i, term)) holders.push(id);
+    }
+    const needed = Math.floor(this.voters.length / 2) + 1;
+    if (holders.length < needed) {
+      this.record(
+        "committedLost",
+        `committed entry (${i}, term ${term}) is durable on ${holders.length} of ${this.voters.length} nodes ` +
+          `(${holders.join(",") || "none"}), fewer than a majority`,
+      );
+    }
+  }
+
+  /** A running node holds durably every entry it applied, with the committed term. */
+  checkAppliedDurable(node: NodeId, applied: number, storage: MemoryStorage): void {
+    if (applied === 0) return;
+    const term = this.committedTerm[applied] ?? 0;
+    if (term === 0) return;
+    if (!durablyHolds(storage, applied, term)) {
+      this.record("appliedNotDurable", `node ${node} applied (${applied}, term ${term}) but its durable log does not hold it`);
+    }
+  }
+
+  /**
+   * Leader completeness: a leader of term T holds every entry committed in a term before T. The checker
+   * knows, per committed index, an upper bound on the term it was committed in, so it checks the highest
+   * committed index whose bound is below T (by log matching that covers the prefix below it). The check
+   * is skipped when the entry is in a part of the leader's log the simulator cannot see yet.
+   */
+  checkLeaderCompleteness(node: NodeId, term: number, log: LogView): void {
+    let j = this.highest;
+    while (j > 0 && ((this.commitTermBound[j] ?? 0) === 0 || (this.commitTermBound[j] ?? 0) >= term)) j--;
+    if (j === 0) return;
+    const committed = this.committedTerm[j] ?? 0;
+    if (j < log.firstIndex - 1) return;
+    if (j > log.lastIndex) {
+      this.record("leaderCompleteness", `leader ${node} of term ${term} has last index ${log.lastIndex} but (${j}, term ${committed}) was committed earlier`);
+      return;
+    }
+    const held = log.termAt(j);
+    if (held !== undefined && held !== committed) {
+      this.record("leaderCompleteness", `leader ${node} of term ${term} has term ${held} at index ${j} where term ${committed} was committed earlier`);
+    }
+  }
+}
+
+function durablyHolds(storage: MemoryStorage, index: number, term: number): boolean {
+  const snapIndex = storage.snapshot().meta.index;
+  if (snapIndex >= index) return true;
+  if (index > storage.lastIndex()) return false;
+  return storage.term(index) === term;
+}
+
+function shorten(text: string): string {
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}

@@ -1,0 +1,367 @@
+import {
+  MemoryStorage,
+  RaftNode,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type ProposeResult,
+  type Ready,
+  type Snapshot,
+  type SoftState,
+  type Status,
+} from "../../src/core/index.js";
+import { assert } from "../../src/lib/assert.js";
+import type { Prng } from "../../src/lib/prng.js";
+import type { KvOutput } from "./history.js";
+import type { LogView } from "./invariants.js";
+import { decodeCommand, KvStateMachine, type KvCommand } from "./kv-model.js";
+
+/**
+ * One simulated raftkv process: a RaftNode, its durable MemoryStorage, the state machine, and a driver
+ * loop that follows the Ready contract of src/core/types.ts with slow disks:
+ *
+ *  - a Ready's persistence (snapshot, entries, hard state) takes a seed-chosen number of steps ("fsync
+ *    in flight"); only one Ready is outstanding, and the core keeps ticking and receiving meanwhile;
+ *  - leader "append"/"heartbeat"/"snapshot" messages leave at once (the allowed shortcut), every other
+ *    message only once the write is durable;
+ *  - then committed entries are applied, read states answered once applied, and advance() called.
+ *
+ * A crash loses the write in flight, or (torn write) keeps a prefix of its records in WAL order:
+ * snapshot, entries, hard state. Everything else in memory is gone: the RaftNode, the state machine,
+ * unsent messages and pending reads. A restart rebuilds the state machine from the durable snapshot
+ * (and sometimes replays part of the durable committed log), then starts a RaftNode with `applied` at
+ * the restored index, so the core hands out the remaining committed entries again.
+ */
+export interface SimNodeConfig {
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  /** A write that must be synced takes 0..fsyncStepsMax steps (the initial value; see SimNode.fsyncStepsMax). */
+  readonly fsyncStepsMax: number;
+  /** Whether leaders use the shortcut of sending appends before their own write is durable. */
+  readonly leaderSendsEarly: boolean;
+  /** Whether a crash may keep a prefix of the write in flight. */
+  readonly tornWrites: boolean;
+  /** Bound on Readys handled in one step (when writes complete instantly, the loop could go on). */
+  readonly readyPerStepMax: number;
+}
+
+/** What a node reports to the simulation: the checkers and the clients listen here. */
+export interface SimNodeHooks {
+  send(message: Message): void;
+  /** A write reached the durable storage (all of it, or the prefix a crash kept). */
+  persisted(node: SimNode, write: DurableWrite): void;
+  softState(node: SimNode, soft: SoftState, term: number): void;
+  /** `term` is the node's current term (an upper bound on the term the entry was committed in). */
+  applied(node: SimNode, entry: Entry, command: KvCommand | undefined, output: KvOutput | undefined, term: number): void;
+  /** The state machine was replaced by a snapshot the leader sent. */
+  installed(node: SimNode, snapshot: Snapshot): void;
+  /** A read's index is applied (index 0: the read failed). */
+  readReady(node: SimNode, requestId: number, index: number): void;
+  /** Something the core handed out breaks the Ready contract. */
+  contractViolation(node: SimNode, message: string): void;
+}
+
+export interface DurableWrite {
+  readonly snapshot: Snapshot | undefined;
+  readonly entries: readonly Entry[];
+  readonly hardState: HardState | undefined;
+  /** The term of the entry before entries[0] in the node's log, once written. */
+  readonly prevTerm: number;
+}
+
+interface Persisting {
+  readonly ready: Ready;
+  readonly doneAt: number;
+  /** Messages that promise something about this write, sent once it is durable. */
+  readonly held: readonly Message[];
+}
+
+interface Running {
+  readonly kind: "up";
+  readonly raft: RaftNode;
+  sm: KvStateMachine;
+  persisting: Persisting | undefined;
+  /** Reads whose index is known, waiting for the state machine to apply it. */
+  readonly pendingReads: { readonly requestId: number; readonly index: number }[];
+  readonly incarnation: number;
+  /** The durable commit index when this incarnation started. */
+  readonly durableCommitAtStart: number;
+}
+
+type Life = Running | { readonly kind: "down"; readonly since: number };
+
+/** Message types a leader may send before its own write is durable (Ready doc, types.ts). */
+const EARLY_TYPES: ReadonlySet<Message["type"]> = new Set(["append", "heartbeat", "snapshot"]);
+
+export class SimNode {
+  readonly storage: MemoryStorage;
+  private life: Life = { kind: "down", since: 0 };
+  private incarnations = 0;
+  /** The current disk speed: the simulator calms the disks when it heals the cluster. */
+  fsyncStepsMax: number;
+  /** Counts, for the run summary. */
+  crashes = 0;
+  tornWritesKept = 0;
+
+  constructor(
+    readonly id: NodeId,
+    voters: readonly NodeId[],
+    private readonly config: SimNodeConfig,
+    private readonly prng: Prng,
+    private readonly hooks: SimNodeHooks,
+  ) {
+    this.storage = new MemoryStorage({ voters: [...voters], learners: [] });
+    this.fsyncStepsMax = config.fsyncStepsMax;
+  }
+
+  get isUp(): boolean {
+    return this.life.kind === "up";
+  }
+
+  get downSince(): number | undefined {
+    return this.life.kind === "down" ? this.life.since : undefined;
+  }
+
+  get incarnation(): number {
+    return this.incarnations;
+  }
+
+  /** The running node, or undefined when it is down. */
+  running(): Running | undefined {
+    return this.life.kind === "up" ? this.life : undefined;
+  }
+
+  status(): Status | undefined {
+    return this.life.kind === "up" ? this.life.raft.status() : undefined;
+  }
+
+  /**
+   * Starts (or restarts) the process from durable state. With `replay`, the state machine first replays a
+   * seed-chosen part of the durable committed log itself, and tells the core it has applied that far.
+   */
+  start(replay: boolean): void {
+    assert(this.life.kind === "down", `sim node ${this.id}: start while running`);
+    const snapshot = this.storage.snapshot();
+    const sm = KvStateMachine.restore(snapshot.data);
+    if (sm.index !== snapshot.meta.index) {
+      this.hooks.contractViolation(this, `durable snapshot at ${snapshot.meta.index} holds state of index ${sm.index}`);
+    }
+    const durable = this.storage.initialState().hardState;
+    const replayTo = Math.min(durable.commit, this.storage.lastIndex());
+    if (replay && replayTo > sm.index) {
+      const upTo = this.prng.int(sm.index, replayTo);
+      if (upTo > sm.index) {
+        for (const entry of this.storage.entries(sm.index + 1, upTo + 1, Number.POSITIVE_INFINITY)) {
+          this.applyEntry(sm, entry, durable.term);
+        }
+      }
+    }
+    const raft = new RaftNode({
+      id: this.id,
+      storage: this.storage,
+      prng: this.prng.fork(),
+      electionTicks: this.config.electionTicks,
+      heartbeatTicks: this.config.heartbeatTicks,
+      applied: sm.index,
+    });
+    this.life = {
+      kind: "up",
+      raft,
+      sm,
+      persisting: undefined,
+      pendingReads: [],
+      incarnation: ++this.incarnations,
+      durableCommitAtStart: durable.commit,
+    };
+  }
+
+  /** Kills the process. A write in flight is lost, or with torn writes a prefix of it survives. */
+  crash(now: number): void {
+    const life = this.life;
+    assert(life.kind === "up", `sim node ${this.id}: crash while down`);
+    this.crashes++;
+    const inFlight = life.persisting;
+    this.life = { kind: "down", since: now };
+    if (inFlight === undefined) return;
+    const rd = inFlight.ready;
+    const records = (rd.snapshot === undefined ? 0 : 1) + rd.entries.length + (rd.hardState === undefined ? 0 : 1);
+    if (records === 0) return;
+    let kept: number;
+    if (!this.config.tornWrites) kept = this.prng.chance(0.3) ? records : 0;
+    else {
+      const roll = this.prng.int(0, 2);
+      kept = roll === 0 ? 0 : roll === 1 ? records : this.prng.int(0, records);
+    }
+    if (kept === 0) return;
+    this.tornWritesKept++;
+    const withSnapshot = rd.snapshot !== undefined;
+    const entryCount = Math.min(rd.entries.length, kept - (withSnapshot ? 1 : 0));
+    this.persist({
+      snapshot: rd.snapshot,
+      entries: rd.entries.slice(0, Math.max(0, entryCount)),
+      hardState: kept === records ? rd.hardState : undefined,
+    });
+  }
+
+  tick(): void {
+    if (this.life.kind === "up") this.life.raft.tick();
+  }
+
+  deliver(message: Message): void {
+    if (this.life.kind === "up") this.life.raft.step(message);
+  }
+
+  propose(data: Uint8Array): ProposeResult | undefined {
+    return this.life.kind === "up" ? this.life.raft.propose(data) : undefined;
+  }
+
+  readIndex(requestId: number): boolean {
+    if (this.life.kind !== "up") return false;
+    this.life.raft.readIndex(requestId);
+    return true;
+  }
+
+  /** The current value of a key in this node's state machine (for a read being answered). */
+  valueOf(key: string): string | null {
+    assert(this.life.kind === "up", `sim node ${this.id}: read from a stopped node`);
+    return this.life.sm.get(key);
+  }
+
+  /** Completes a write whose time has come, then takes new Readys. */
+  process(now: number): void {
+    const life = this.life;
+    if (life.kind !== "up") return;
+    if (life.persisting !== undefined) {
+      if (life.persisting.doneAt > now) return;
+      this.complete(life, life.persisting);
+    }
+    for (let i = 0; i < this.config.readyPerStepMax && life.raft.hasReady(); i++) {
+      const rd = life.raft.ready();
+      if (rd.softState !== undefined) this.hooks.softState(this, rd.softState, life.raft.status().term);
+      const early = this.config.leaderSendsEarly ? rd.messages.filter((m) => EARLY_TYPES.has(m.type)) : [];
+      const held = this.config.leaderSendsEarly ? rd.messages.filter((m) => !EARLY_TYPES.has(m.type)) : rd.messages;
+      for (const message of early) this.hooks.send(message);
+      const needsSync = rd.mustSync || rd.entries.length > 0 || rd.snapshot !== undefined || rd.hardState !== undefined;
+      const delay = needsSync ? this.prng.int(0, this.fsyncStepsMax) : 0;
+      const persisting: Persisting = { ready: rd, doneAt: now + delay, held };
+      life.persisting = persisting;
+      if (delay > 0) return;
+      this.complete(life, persisting);
+    }
+  }
+
+  /**
+   * Compacts the durable log into a snapshot of the state machine at its applied index, when no write is
+   * in flight. Returns the snapshot index, or undefined when there was nothing to do.
+   */
+  compact(): { index: number; data: Uint8Array } | undefined {
+    const life = this.life;
+    if (life.kind !== "up" || life.persisting !== undefined) return undefined;
+    const index = life.sm.index;
+    if (index <= this.storage.snapshot().meta.index || index > this.storage.lastIndex()) return undefined;
+    const data = life.sm.encode();
+    this.storage.createSnapshot(index, life.raft.status().conf, data);
+    return { index, data };
+  }
+
+  /** The log as far as the simulator can see it: durable storage overlaid with the write in flight. */
+  logView(): LogView {
+    const storage = this.storage;
+    const life = this.life;
+    const rd = life.kind === "up" ? life.persisting?.ready : undefined;
+    const status = life.kind === "up" ? life.raft.status() : undefined;
+    const pendingFirst = rd?.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    const snapshot = rd?.snapshot;
+    return {
+      firstIndex: status?.firstIndex ?? storage.firstIndex(),
+      lastIndex: status?.lastIndex ?? storage.lastIndex(),
+      termAt: (i: number): number | undefined => {
+        if (rd !== undefined && i >= pendingFirst) return rd.entries[i - pendingFirst]?.term;
+        if (snapshot !== undefined) return i === snapshot.meta.index ? snapshot.meta.term : undefined;
+        if (i < storage.firstIndex() - 1 || i > storage.lastIndex()) return undefined;
+        return storage.term(i);
+      },
+    };
+  }
+
+  private complete(life: Running, persisting: Persisting): void {
+    const rd = persisting.ready;
+    life.persisting = undefined;
+    this.persist({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    for (const message of persisting.held) this.hooks.send(message);
+    const term = life.raft.status().term;
+    if (rd.snapshot !== undefined) {
+      const sm = KvStateMachine.restore(rd.snapshot.data);
+      if (sm.index !== rd.snapshot.meta.index) {
+        this.hooks.contractViolation(this, `snapshot at ${rd.snapshot.meta.index} holds state of index ${sm.index}`);
+      }
+      life.sm = sm;
+      this.hooks.installed(this, rd.snapshot);
+    }
+    for (const entry of rd.committedEntries) {
+      if (entry.index !== life.sm.index + 1) {
+        this.hooks.contractViolation(this, `committed entry ${entry.index} handed out after applying ${life.sm.index}`);
+        return;
+      }
+      if (!this.holdsDurably(entry)) {
+        this.hooks.contractViolation(this, `committed entry (${entry.index}, term ${entry.term}) is not in the node's durable log`);
+        return;
+      }
+      this.applyEntry(life.sm, entry, term);
+    }
+    for (const read of rd.readStates) {
+      if (read.index === 0) this.hooks.readReady(this, read.requestId, 0);
+      else life.pendingReads.push(read);
+    }
+    this.answerReads(life);
+    life.raft.advance(rd);
+  }
+
+  private answerReads(life: Running): void {
+    const waiting = life.pendingReads.splice(0);
+    for (const read of waiting) {
+      if (read.index <= life.sm.index) this.hooks.readReady(this, read.requestId, read.index);
+      else life.pendingReads.push(read);
+    }
+  }
+
+  private applyEntry(sm: KvStateMachine, entry: Entry, term: number): void {
+    switch (entry.type) {
+      case "normal": {
+        const command = decodeCommand(entry.data);
+        const output = sm.apply(entry.index, command);
+        this.hooks.applied(this, entry, command, output, term);
+        break;
+      }
+      case "noop":
+        sm.skip(entry.index);
+        this.hooks.applied(this, entry, undefined, undefined, term);
+        break;
+      case "config":
+        // The simulator never proposes membership changes, so the core must not invent one.
+        this.hooks.contractViolation(this, `config entry ${entry.index} appeared without a proposal`);
+        sm.skip(entry.index);
+        break;
+    }
+  }
+
+  private holdsDurably(entry: Entry): boolean {
+    const storage = this.storage;
+    if (entry.index <= storage.snapshot().meta.index) return true;
+    if (entry.index > storage.lastIndex()) return false;
+    return storage.term(entry.index) === entry.term;
+  }
+
+  private persist(write: { snapshot: Snapshot | undefined; entries: readonly Entry[]; hardState: HardState | undefined }): void {
+    if (write.snapshot !== undefined) this.storage.applySnapshot(write.snapshot);
+    this.storage.append(write.entries);
+    if (write.hardState !== undefined) this.storage.setHardState(write.hardState);
+    // Entries at or below the snapshot were not written (the storage ignores them).
+    const snapIndex = this.storage.snapshot().meta.index;
+    const entries = write.entries.filter((e) => e.index > snapIndex);
+    const first = entries[0];
+    const prevTerm = first === undefined ? 0 : this.storage.term(first.index - 1);
+    this.hooks.persisted(this, { snapshot: write.snapshot, entries, hardState: write.hardState, prevTerm });
+  }
+}

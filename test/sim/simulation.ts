@@ -1,0 +1,660 @@
+import type { Message, NodeId, Status } from "../../src/core/index.js";
+import { assert } from "../../src/lib/assert.js";
+import { createPrng, type Prng } from "../../src/lib/prng.js";
+import { describeOperation } from "./history.js";
+import { SafetyMonitor, type Violation } from "./invariants.js";
+import { checkLinearizability } from "./linearizability.js";
+import { CALM_NETWORK, SimNetwork, type NetworkConditions } from "./network.js";
+import { drawNetwork, drawParams, type SimParams } from "./params.js";
+import { SimNode, type SimNodeHooks } from "./sim-node.js";
+import { Workload } from "./workload.js";
+
+/**
+ * The deterministic cluster simulator. One seed decides everything: parameters (params.ts), network
+ * loss, delay, reordering, duplication and partitions (network.ts), crashes that lose unsynced writes and
+ * restarts (sim-node.ts), pauses, and the client workload (workload.ts). Time is a step counter.
+ *
+ * A run has four phases:
+ *  1. chaos: `steps` steps of faults and client traffic;
+ *  2. heal: every fault is repaired at once (all nodes up, no partition, a calm network) and a stable
+ *     leader (every node up, same term, all following it) must appear within `leaderStepsMax` steps;
+ *  3. liveness: clients keep working against that leader; every op invoked after a short grace period
+ *     must succeed, and the leader must not change;
+ *  4. drain: clients stop, and every node must apply everything the leader committed.
+ * The safety checkers (invariants.ts) run after every step; the client history must be linearizable.
+ *
+ * Within a step the order is fixed: faults, message delivery, ticks, clients, then each node (by id)
+ * completes its write in flight and takes new Readys; compaction; checks.
+ */
+export interface SimOptions {
+  readonly seed: number;
+  readonly nodes: number;
+  /** Steps of the chaos phase. */
+  readonly steps: number;
+  /** Keep a trace of events (costly; the CLI turns it on to replay a failing seed). */
+  readonly trace?: boolean;
+  /**
+   * Scripted faults instead of random ones: for targeted scenarios. Random faults are off when given,
+   * and the network stays calm unless an action changes it.
+   */
+  readonly script?: readonly ScriptedFault[];
+  /** Parameter overrides (scenarios use them to pin the environment). */
+  readonly params?: Partial<SimParams>;
+}
+
+export type FaultAction =
+  /** The current leader and `minority - 1` other nodes on one side, the rest (a majority) on the other. */
+  | { readonly kind: "isolateLeader"; readonly withMinority: boolean }
+  | { readonly kind: "partition"; readonly groups: readonly (readonly NodeId[])[] }
+  | { readonly kind: "heal" }
+  /** Crash the leader, a majority of nodes (the leader among them), or the given nodes. */
+  | { readonly kind: "crash"; readonly target: "leader" | "majority" | readonly NodeId[] }
+  | { readonly kind: "restartAll" }
+  | { readonly kind: "network"; readonly conditions: NetworkConditions };
+
+export interface ScriptedFault {
+  readonly at: number;
+  readonly action: FaultAction;
+}
+
+export interface SimResult {
+  readonly seed: number;
+  readonly nodes: number;
+  readonly steps: number;
+  /** Terms in which a leader was seen. */
+  readonly elections: number;
+  /** The highest committed log index. */
+  readonly commits: number;
+  readonly faults: number;
+  readonly crashes: number;
+  readonly operations: { readonly invoked: number; readonly ok: number; readonly failed: number; readonly unknown: number };
+  readonly messages: { readonly sent: number; readonly delivered: number; readonly lost: number };
+  readonly violations: readonly Violation[];
+  /** The last trace lines (empty unless tracing). */
+  readonly trace: readonly string[];
+}
+
+/** What a scenario test may look at after each step. */
+export interface SimView {
+  readonly now: number;
+  readonly phase: Phase["kind"];
+  status(node: NodeId): Status | undefined;
+  readonly nodeIds: readonly NodeId[];
+  readonly highestCommitted: number;
+}
+
+type Phase =
+  | { readonly kind: "chaos" }
+  | { readonly kind: "heal"; readonly since: number }
+  | { readonly kind: "liveness"; readonly leader: NodeId; readonly term: number; readonly from: number; readonly until: number }
+  | { readonly kind: "drain"; readonly leader: NodeId; readonly since: number }
+  | { readonly kind: "done" };
+
+const TRACE_LINES_MAX = 4000;
+/** Disk writes after the heal: fast relative to the election timeout, as on a healthy machine. */
+const CALM_FSYNC_STEPS_MAX = 1;
+const READY_PER_STEP_MAX = 8;
+const IN_FLIGHT_MESSAGES_MAX = 20_000;
+const PAUSE_BACKLOG_MAX = 5_000;
+
+export function runSimulation(options: SimOptions, observe?: (view: SimView) => void): SimResult {
+  return new Simulation(options).run(observe);
+}
+
+class Simulation {
+  private readonly prng: Prng;
+  private readonly faultPrng: Prng;
+  private readonly params: SimParams;
+  private readonly ids: NodeId[];
+  private readonly network: SimNetwork;
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly monitor: SafetyMonitor;
+  private readonly workload: Workload;
+  private readonly trace: string[] = [];
+  private readonly tracing: boolean;
+  private now = 0;
+  private phase: Phase = { kind: "chaos" };
+  private faults = 0;
+  /** Down nodes and when they come back. */
+  private readonly restartAt = new Map<NodeId, number>();
+  /** Paused nodes: until when, and the messages that arrived meanwhile. */
+  private readonly paused = new Map<NodeId, { until: number; backlog: Message[] }>();
+  private partitionUntil = 0;
+  private lastLeader: NodeId = 0;
+  private readonly leaderStepsMax: number;
+  private readonly livenessSteps: number;
+  private readonly livenessGraceSteps: number;
+  private readonly drainStepsMax: number;
+
+  constructor(private readonly options: SimOptions) {
+    assert(Number.isSafeInteger(options.seed), "sim: the seed must be an integer");
+    assert([1, 3, 5, 7].includes(options.nodes), "sim: nodes must be 1, 3, 5 or 7");
+    assert(Number.isSafeInteger(options.steps) && options.steps >= 0, "sim: steps must be a non-negative integer");
+    this.prng = createPrng(options.seed);
+    const paramsPrng = this.prng.fork();
+    this.faultPrng = this.prng.fork();
+    const drawn = drawParams(paramsPrng, options.nodes);
+    const scripted = options.script !== undefined;
+    this.params = {
+      ...drawn,
+      ...(scripted ? { network: CALM_NETWORK, crashRate: 0, partitionRate: 0, pauseRate: 0, weatherRate: 0, transferRate: 0, campaignRate: 0 } : {}),
+      ...options.params,
+    };
+    this.tracing = options.trace ?? false;
+    this.ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
+    this.network = new SimNetwork(this.ids, this.prng.fork(), IN_FLIGHT_MESSAGES_MAX);
+    this.network.conditions = this.params.network;
+    this.monitor = new SafetyMonitor(this.ids);
+    const electionSteps = 2 * this.params.electionTicks * Math.max(...this.params.stepsPerTick);
+    this.leaderStepsMax = 20 * electionSteps;
+    this.livenessSteps = 6 * electionSteps;
+    this.livenessGraceSteps = electionSteps;
+    this.drainStepsMax = 10 * electionSteps;
+    const hooks = this.nodeHooks();
+    for (const id of this.ids) {
+      const node = new SimNode(
+        id,
+        this.ids,
+        {
+          electionTicks: this.params.electionTicks,
+          heartbeatTicks: this.params.heartbeatTicks,
+          fsyncStepsMax: this.params.fsyncStepsMax,
+          leaderSendsEarly: this.params.leaderSendsEarly,
+          tornWrites: this.params.tornWrites,
+          readyPerStepMax: READY_PER_STEP_MAX,
+        },
+        this.prng.fork(),
+        hooks,
+      );
+      this.nodes.set(id, node);
+    }
+    this.workload = new Workload(
+      this.params.workload,
+      this.prng.fork(),
+      {
+        nodeIds: this.ids,
+        propose: (id, data) => this.node(id).propose(data),
+        readIndex: (id, requestId) => this.node(id).readIndex(requestId),
+        valueOf: (id, key) => this.node(id).valueOf(key),
+      },
+      (opId, reason) => this.monitor.observeFailedOp(opId, reason),
+    );
+  }
+
+  run(observe?: (view: SimView) => void): SimResult {
+    for (const node of this.nodes.values()) node.start(false);
+    const view = this.view();
+    const stepsMax = this.options.steps + this.leaderStepsMax + this.livenessSteps + this.drainStepsMax + 1;
+    for (let step = 0; step < stepsMax && this.phase.kind !== "done"; step++) {
+      this.now = step;
+      this.monitor.step = step;
+      this.workload.now = step;
+      try {
+        this.step();
+      } catch (error) {
+        const text = error instanceof Error ? `${error.name}: ${error.message}\n${(error.stack ?? "").split("\n").slice(1, 6).join("\n")}` : String(error);
+        this.monitor.record("exception", `thrown at step ${step}: ${text}`);
+      }
+      observe?.(view);
+      if (this.monitor.violations.length > 0) break;
+    }
+    this.workload.finish();
+    if (this.monitor.violations.length === 0) this.checkHistory();
+    const net = this.network.stats;
+    return {
+      seed: this.options.seed,
+      nodes: this.options.nodes,
+      steps: this.now + 1,
+      elections: this.monitor.electedTerms,
+      commits: this.monitor.highestCommitted,
+      faults: this.faults,
+      crashes: [...this.nodes.values()].reduce((sum, n) => sum + n.crashes, 0),
+      operations: { ...this.workload.stats },
+      messages: { sent: net.sent, delivered: net.delivered, lost: net.lost + net.cut + net.overflowed },
+      violations: this.monitor.violations,
+      trace: this.trace,
+    };
+  }
+
+  private step(): void {
+    const now = this.now;
+    this.advancePhase();
+    if (this.phase.kind === "chaos") {
+      if (this.options.script === undefined) this.randomFaults();
+      else for (const fault of this.options.script) if (fault.at === now) this.applyFault(fault.action);
+    }
+    this.restartDue();
+    this.resumeDue();
+    for (const message of this.network.deliver(now, (id) => this.node(id).isUp)) {
+      const pause = this.paused.get(message.to);
+      if (pause !== undefined) {
+        if (pause.backlog.length < PAUSE_BACKLOG_MAX) pause.backlog.push(message);
+      } else {
+        this.node(message.to).deliver(message);
+      }
+    }
+    for (const id of this.ids) {
+      const period = this.params.stepsPerTick[id - 1] ?? 1;
+      if ((now + id) % period === 0 && !this.paused.has(id)) this.node(id).tick();
+    }
+    this.workload.step();
+    for (const id of this.ids) if (!this.paused.has(id)) this.node(id).process(now);
+    this.compactions();
+    this.checkStep();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Phases and liveness
+
+  private advancePhase(): void {
+    const phase = this.phase;
+    const now = this.now;
+    switch (phase.kind) {
+      case "chaos":
+        if (now >= this.options.steps) {
+          this.healEverything();
+          this.phase = { kind: "heal", since: now };
+          this.log(`heal: all faults repaired`);
+        }
+        break;
+      case "heal": {
+        const stable = this.stableLeader();
+        if (stable !== undefined) {
+          this.phase = { kind: "liveness", leader: stable.leader, term: stable.term, from: now + this.livenessGraceSteps, until: now + this.livenessSteps };
+          this.workload.mode = { kind: "liveness", leader: stable.leader };
+          this.log(`stable leader ${stable.leader} in term ${stable.term} after ${now - phase.since} steps`);
+        } else if (now - phase.since > this.leaderStepsMax) {
+          this.monitor.record("liveness", `no stable leader within ${this.leaderStepsMax} steps after the faults healed (${this.describeCluster()})`);
+        }
+        break;
+      }
+      case "liveness": {
+        const status = this.node(phase.leader).status();
+        if (status?.role !== "leader" || status.term !== phase.term) {
+          this.monitor.record("liveness", `leader ${phase.leader} of term ${phase.term} lost leadership in a healthy cluster (${this.describeCluster()})`);
+          return;
+        }
+        if (now >= phase.until) {
+          this.workload.mode = { kind: "stopped" };
+          this.phase = { kind: "drain", leader: phase.leader, since: now };
+          this.checkLivenessOps(phase.from);
+        }
+        break;
+      }
+      case "drain":
+        if (this.workload.outstanding === 0 && this.converged(phase.leader)) this.phase = { kind: "done" };
+        else if (now - phase.since > this.drainStepsMax) {
+          this.monitor.record("liveness", `the cluster did not converge within ${this.drainStepsMax} steps (${this.describeCluster()})`);
+        }
+        break;
+      case "done":
+        break;
+    }
+  }
+
+  /** Every node up, in the same term, and following a leader that knows it leads and is not handing over. */
+  private stableLeader(): { leader: NodeId; term: number } | undefined {
+    let leader: NodeId | undefined;
+    let term: number | undefined;
+    for (const id of this.ids) {
+      const status = this.node(id).status();
+      if (status === undefined || status.leader === 0) return undefined;
+      if (leader === undefined) {
+        leader = status.leader;
+        term = status.term;
+      } else if (status.leader !== leader || status.term !== term) return undefined;
+    }
+    if (leader === undefined || term === undefined) return undefined;
+    // A leadership transfer asked for during the chaos may still be under way: wait until it is done.
+    const status = this.node(leader).status();
+    return status?.role === "leader" && status.leadTransferee === 0 ? { leader, term } : undefined;
+  }
+
+  /** All proposals committed on the leader and applied everywhere. */
+  private converged(leader: NodeId): boolean {
+    const lead = this.node(leader).status();
+    if (lead === undefined || lead.commit !== lead.lastIndex) return false;
+    return this.ids.every((id) => this.node(id).running()?.sm.index === lead.commit);
+  }
+
+  private checkLivenessOps(from: number): void {
+    for (const op of this.workload.history) {
+      if (op.callStep < from || op.outcome.status === "ok") continue;
+      this.monitor.record("liveness", `an op invoked after the cluster healed did not succeed: ${describeOperation(op)}`);
+      return;
+    }
+  }
+
+  private checkHistory(): void {
+    const result = checkLinearizability(this.workload.history);
+    if (result.kind === "violation") {
+      this.monitor.record("linearizability", `key ${result.key}: ${result.explanation}`);
+    } else if (result.kind === "budgetExceeded") {
+      this.monitor.record("linearizability", `the checker gave up on key ${result.key} (${result.operations} ops, ${result.searchSteps} search steps)`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Faults
+
+  private randomFaults(): void {
+    const p = this.params;
+    const f = this.faultPrng;
+    const now = this.now;
+    if (now >= this.partitionUntil && this.partitionUntil > 0) {
+      this.network.heal();
+      this.partitionUntil = 0;
+      this.log(`partition healed`);
+    }
+    if (this.partitionUntil === 0 && f.chance(p.partitionRate)) this.randomPartition();
+    if (f.chance(p.crashRate)) {
+      const up = this.ids.filter((id) => this.node(id).isUp);
+      if (up.length > 0) this.crash(f.pick(up), now + f.int(1, p.downStepsMax));
+    }
+    if (f.chance(p.pauseRate)) {
+      const candidates = this.ids.filter((id) => this.node(id).isUp && !this.paused.has(id));
+      if (candidates.length > 0) {
+        const id = f.pick(candidates);
+        this.faults++;
+        this.paused.set(id, { until: now + f.int(1, p.pauseStepsMax), backlog: [] });
+        this.log(`node ${id} paused`);
+      }
+    }
+    if (f.chance(p.weatherRate)) {
+      this.faults++;
+      this.network.conditions = drawNetwork(f);
+      this.log(`network now ${JSON.stringify(this.network.conditions)}`);
+    }
+    if (f.chance(p.transferRate)) {
+      const leader = this.currentLeader();
+      if (leader !== undefined) {
+        const to = f.pick(this.ids.filter((id) => id !== leader));
+        this.faults++;
+        this.node(leader).running()?.raft.transferLeadership(to);
+        this.log(`leader ${leader} asked to transfer to ${to}`);
+      }
+    }
+    if (f.chance(p.campaignRate)) {
+      const id = f.pick(this.ids);
+      const running = this.node(id).running();
+      if (running !== undefined) {
+        this.faults++;
+        running.raft.campaign();
+        this.log(`node ${id} told to campaign`);
+      }
+    }
+  }
+
+  private randomPartition(): void {
+    const f = this.faultPrng;
+    const n = this.ids.length;
+    const minority = Math.floor((n - 1) / 2);
+    const shuffled = [...this.ids];
+    for (let i = shuffled.length - 1; i > 0; i--) {
+      const j = f.int(0, i);
+      [shuffled[i], shuffled[j]] = [shuffled[j] ?? 0, shuffled[i] ?? 0];
+    }
+    const style = f.int(0, 3);
+    if (style === 0) {
+      this.applyFault({ kind: "isolateLeader", withMinority: f.chance(0.5) });
+    } else if (style === 1) {
+      // Any grouping: each node joins one of up to three groups.
+      const groups: NodeId[][] = [[], [], []];
+      for (const id of shuffled) groups[f.int(0, 2)]?.push(id);
+      this.applyFault({ kind: "partition", groups: groups.filter((g) => g.length > 0) });
+    } else if (style === 2) {
+      const cut = f.int(1, Math.max(1, minority));
+      this.applyFault({ kind: "partition", groups: [shuffled.slice(0, cut), shuffled.slice(cut)] });
+    } else {
+      // Asymmetric: a few one-way links cut.
+      this.faults++;
+      this.network.heal();
+      const count = f.int(1, n);
+      const cuts: string[] = [];
+      for (let i = 0; i < count; i++) {
+        const from = f.pick(this.ids);
+        const to = f.pick(this.ids.filter((id) => id !== from));
+        this.network.cutLink(from, to);
+        cuts.push(`${from}->${to}`);
+      }
+      this.log(`links cut: ${cuts.join(" ")}`);
+    }
+    this.partitionUntil = this.now + f.int(1, this.params.partitionStepsMax);
+  }
+
+  private applyFault(action: FaultAction): void {
+    this.faults++;
+    switch (action.kind) {
+      case "isolateLeader": {
+        const leader = this.currentLeader() ?? this.faultPrng.pick(this.ids);
+        const minoritySize = action.withMinority ? Math.floor((this.ids.length - 1) / 2) : 1;
+        const others = this.ids.filter((id) => id !== leader);
+        const side = [leader, ...others.slice(0, minoritySize - 1)];
+        this.network.partition([side, others.filter((id) => !side.includes(id))]);
+        this.log(`partition ${this.network.describe()} (leader ${leader} isolated)`);
+        break;
+      }
+      case "partition":
+        this.network.partition(action.groups);
+        this.log(`partition ${this.network.describe()}`);
+        break;
+      case "heal":
+        this.network.heal();
+        this.log(`partition healed`);
+        break;
+      case "crash": {
+        const leader = this.currentLeader();
+        let targets: NodeId[];
+        if (action.target === "leader") targets = leader === undefined ? [] : [leader];
+        else if (action.target === "majority") {
+          const count = Math.floor(this.ids.length / 2) + 1;
+          const rest = this.ids.filter((id) => id !== leader);
+          targets = [...(leader === undefined ? [] : [leader]), ...rest].slice(0, count);
+        } else targets = [...action.target];
+        // Scripted crashes stay down until a scripted restart (or the heal phase).
+        for (const id of targets) if (this.node(id).isUp) this.crash(id, Number.POSITIVE_INFINITY);
+        break;
+      }
+      case "restartAll":
+        for (const id of this.ids) if (!this.node(id).isUp) this.restartAt.set(id, this.now);
+        break;
+      case "network":
+        this.network.conditions = action.conditions;
+        this.log(`network now ${JSON.stringify(action.conditions)}`);
+        break;
+    }
+  }
+
+  private crash(id: NodeId, restartAt: number): void {
+    this.faults++;
+    this.node(id).crash(this.now);
+    this.paused.delete(id);
+    this.restartAt.set(id, restartAt);
+    this.workload.onCrash(id);
+    this.log(`node ${id} crashed`);
+  }
+
+  private restartDue(): void {
+    for (const id of this.ids) {
+      const at = this.restartAt.get(id);
+      if (at === undefined || at > this.now) continue;
+      this.restartAt.delete(id);
+      const replay = this.faultPrng.chance(this.params.replayRate);
+      this.node(id).start(replay);
+      const status = this.node(id).status();
+      this.log(`node ${id} restarted (term ${status?.term}, commit ${status?.commit}, applied ${status?.applied}, last ${status?.lastIndex})`);
+    }
+  }
+
+  private resumeDue(): void {
+    for (const id of this.ids) {
+      const pause = this.paused.get(id);
+      if (pause === undefined || pause.until > this.now) continue;
+      this.paused.delete(id);
+      this.log(`node ${id} resumed with ${pause.backlog.length} messages waiting`);
+      for (const message of pause.backlog) this.node(id).deliver(message);
+    }
+  }
+
+  private healEverything(): void {
+    this.network.heal();
+    this.partitionUntil = 0;
+    this.network.conditions = CALM_NETWORK;
+    for (const id of this.ids) {
+      const node = this.node(id);
+      node.fsyncStepsMax = CALM_FSYNC_STEPS_MAX;
+      if (!node.isUp) this.restartAt.set(id, this.now);
+    }
+    for (const pause of this.paused.values()) pause.until = this.now;
+  }
+
+  private compactions(): void {
+    for (const id of this.ids) {
+      if (!this.faultPrng.chance(this.params.compactRate)) continue;
+      const made = this.node(id).compact();
+      if (made !== undefined) {
+        this.monitor.observeSnapshotCreated(id, made.index, made.data);
+        this.log(`node ${id} compacted its log up to ${made.index}`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Checks
+
+  private checkStep(): void {
+    const storages = new Map<NodeId, SimNode["storage"]>();
+    for (const id of this.ids) {
+      const node = this.node(id);
+      storages.set(id, node.storage);
+      const running = node.running();
+      if (running === undefined) continue;
+      const status = running.raft.status();
+      this.monitor.observeCommit(id, running.incarnation, status.commit, running.durableCommitAtStart);
+      this.monitor.checkAppliedDurable(id, running.sm.index, node.storage);
+      if (status.role === "leader") {
+        this.monitor.observeLeader(id, status.term);
+        this.monitor.checkLeaderCompleteness(id, status.term, node.logView());
+        if (this.lastLeader !== id) {
+          this.lastLeader = id;
+          this.log(`node ${id} is leader of term ${status.term}`);
+        }
+      }
+    }
+    this.monitor.checkCommittedDurable(storages);
+  }
+
+  private nodeHooks(): SimNodeHooks {
+    return {
+      send: (message) => {
+        if (message.type === "append") {
+          this.monitor.observeLogEntries(message.entries, message.prevTerm, `append from ${message.from} (term ${message.term}) to ${message.to}`);
+        }
+        if (this.tracing) this.log(`send ${describeMessage(message)}`);
+        this.network.send(message, this.now);
+      },
+      persisted: (node, write) => {
+        this.monitor.observeLogEntries(write.entries, write.prevTerm, `node ${node.id} durable log`);
+        if (write.hardState !== undefined) this.monitor.observeDurableHardState(node.id, write.hardState);
+      },
+      softState: (node, soft, term) => {
+        if (soft.role === "leader") this.monitor.observeLeader(node.id, term);
+        this.log(`node ${node.id} is ${soft.role} in term ${term} (leader ${soft.leader})`);
+      },
+      applied: (node, entry, command, output, term) => {
+        this.monitor.observeApplied(node.id, entry, term);
+        if (command !== undefined) this.monitor.observeCommand(node.id, command.opId, entry.index);
+        if (node.running() !== undefined) this.workload.onApplied(node.id, entry, command, output);
+      },
+      installed: (node, snapshot) => {
+        const term = node.status()?.term ?? 0;
+        this.monitor.observeSnapshotInstalled(node.id, snapshot.meta, term);
+        this.workload.onInstalled(node.id, snapshot.meta.index);
+        this.log(`node ${node.id} installed a snapshot at ${snapshot.meta.index} (term ${snapshot.meta.term})`);
+      },
+      readReady: (node, requestId, index) => {
+        this.workload.onReadReady(node.id, requestId, index);
+      },
+      contractViolation: (node, message) => {
+        this.monitor.record("contract", `node ${node.id}: ${message}`);
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private node(id: NodeId): SimNode {
+    const node = this.nodes.get(id);
+    assert(node !== undefined, `sim: no node ${id}`);
+    return node;
+  }
+
+  /** The leader with the highest term among running nodes that think they lead. */
+  private currentLeader(): NodeId | undefined {
+    let best: { id: NodeId; term: number } | undefined;
+    for (const id of this.ids) {
+      const status = this.node(id).status();
+      if (status?.role === "leader" && (best === undefined || status.term > best.term)) best = { id, term: status.term };
+    }
+    return best?.id;
+  }
+
+  private describeCluster(): string {
+    return this.ids
+      .map((id) => {
+        const s = this.node(id).status();
+        return s === undefined ? `${id}:down` : `${id}:${s.role}/t${s.term}/lead${s.leader}/c${s.commit}/last${s.lastIndex}`;
+      })
+      .join(" ");
+  }
+
+  private log(line: string): void {
+    if (!this.tracing) return;
+    this.trace.push(`[${this.now}] ${line}`);
+    if (this.trace.length > TRACE_LINES_MAX) this.trace.splice(0, this.trace.length - TRACE_LINES_MAX);
+  }
+
+  private view(): SimView {
+    const sim = this;
+    return {
+      get now() {
+        return sim.now;
+      },
+      get phase() {
+        return sim.phase.kind;
+      },
+      status: (id) => sim.node(id).status(),
+      nodeIds: this.ids,
+      get highestCommitted() {
+        return sim.monitor.highestCommitted;
+      },
+    };
+  }
+}
+
+function describeMessage(m: Message): string {
+  const head = `${m.type} ${m.from}->${m.to} t${m.term}`;
+  switch (m.type) {
+    case "append":
+      return `${head} prev=(${m.prevIndex},t${m.prevTerm}) entries=${m.entries.map((e) => `${e.index}/t${e.term}`).join(",") || "-"} commit=${m.commit}`;
+    case "appendResp":
+      return `${head} ${m.reject ? "reject" : "ok"} index=${m.index} hint=(${m.hintIndex},t${m.hintTerm})`;
+    case "vote":
+      return `${head}${m.preVote ? " pre" : ""} last=(${m.lastLogIndex},t${m.lastLogTerm})${m.transfer ? " transfer" : ""}`;
+    case "voteResp":
+      return `${head}${m.preVote ? " pre" : ""} ${m.granted ? "granted" : "rejected"}`;
+    case "heartbeat":
+      return `${head} commit=${m.commit} round=${m.readRound}`;
+    case "heartbeatResp":
+      return `${head} round=${m.readRound}`;
+    case "snapshot":
+      return `${head} snap=(${m.snapshot.meta.index},t${m.snapshot.meta.term})`;
+    case "readIndex":
+      return `${head} ids=${m.requestIds.join(",")}`;
+    case "readIndexResp":
+      return `${head} ids=${m.requestIds.join(",")} index=${m.index}`;
+    case "timeoutNow":
+      return head;
+  }
+}
