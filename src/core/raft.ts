@@ -271,8 +271,10 @@ export class RaftNode {
       if ((this.checkQuorum || this.preVote) && (m.type === "append" || m.type === "heartbeat")) {
         // A stale leader (e.g. one that was partitioned) learns our term from this and steps down.
         // Without it, with PreVote or CheckQuorum, a stale leader whose votes are ignored could never
-        // learn it was deposed and the cluster could stay split.
-        this.send(this.appendResponse(m.from, { reject: false, index: this.log.lastIndex(), hintIndex: 0, hintTerm: 0 }));
+        // learn it was deposed and the cluster could stay split. The answer acknowledges index 0 only:
+        // by the time it arrives its addressee may lead our term with another log, and must not count
+        // it as a replica of anything.
+        this.send(this.appendResponse(m.from, { reject: false, index: 0, hintIndex: 0, hintTerm: 0 }));
       } else if (m.type === "vote" && m.preVote) {
         this.send({ type: "voteResp", from: this.id, to: m.from, term: this.term, preVote: true, granted: false });
       }
@@ -571,9 +573,9 @@ export class RaftNode {
     if (pr === undefined) return;
     pr.recentActive = true;
     if (m.reject) {
-      // Fast backtracking: jump to the largest index where our log may match the follower's hint.
-      let probeHint = m.index;
-      if (m.hintTerm > 0 || m.hintIndex > 0) probeHint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
+      // Fast backtracking: jump to the largest index where our log may match the follower's hint. A
+      // hint of (0, 0) is meaningful too: the follower's log matches nothing, so probe from the start.
+      const probeHint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
       if (pr.maybeDecrTo(m.index, probeHint)) {
         if (pr.state === "replicate") pr.becomeProbe();
         this.sendAppend(m.from, true);
