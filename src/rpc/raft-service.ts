@@ -1,0 +1,180 @@
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import type { FastifyInstance } from "fastify";
+import { RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
+import {
+  nodeIdFromProto,
+  SnapshotAssembler,
+  snapshotHeaderFromProto,
+  stepMessagesFromProto,
+  type ConvertError,
+  type SnapshotHeaderInfo,
+} from "../transport/index.js";
+
+/** The logging this service needs; pino's argument order (fields first), like the other services in rpc/. */
+export interface RaftServiceLogger {
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+}
+
+export interface RaftServiceOptions {
+  readonly clusterId: string;
+  readonly selfId: NodeId;
+  /** Whether `id` is a member (voter or learner) this node accepts messages from. */
+  isMember(id: NodeId): boolean;
+  /**
+   * Hands a batch to the driver, which queues it for its loop. Must not block: the Step call is only an
+   * acknowledgement of receipt (Raft-level answers travel in Step calls of their own, see raft.proto).
+   */
+  deliver(messages: Message[]): void;
+  /** Hands a complete, checksum-verified snapshot to the driver; resolves once the driver has taken it. */
+  deliverSnapshot(message: SnapshotRequest): Promise<void>;
+  /** The largest snapshot this node accepts (the receive buffer is allocated up front). */
+  readonly maxSnapshotBytes: number;
+  readonly logger: RaftServiceLogger;
+}
+
+/**
+ * The RaftService handler of the peer port. Every call is checked, in this order, before anything reaches
+ * the driver:
+ *  1. the cluster id matches ours (FailedPrecondition otherwise: two clusters reusing addresses must never
+ *     mix messages);
+ *  2. the call is addressed to this node and comes from a member (FailedPrecondition);
+ *  3. every message is well formed and carries the call's own from/to (InvalidArgument).
+ * A refused batch is refused whole: nothing of it is delivered.
+ */
+export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof RaftService> {
+  /** Senders with a snapshot stream open: one each, so a confused peer cannot pin many buffers. */
+  const receivingFrom = new Set<NodeId>();
+
+  function invalid(error: ConvertError, call: string, from: string): ConnectError {
+    o.logger.warn({ call, from, field: error.path, reason: error.reason }, "malformed peer request refused");
+    return new ConnectError(`malformed request: ${error.message}`, Code.InvalidArgument);
+  }
+
+  /** Checks 1 and 2 above; returns the sender's id. */
+  function checkEnvelope(call: string, clusterId: string, fromWire: bigint, toWire: bigint): NodeId {
+    if (clusterId !== o.clusterId) {
+      o.logger.warn({ call, from: String(fromWire), ourClusterId: o.clusterId, theirClusterId: clusterId }, "request from another cluster refused");
+      throw new ConnectError(
+        `cluster id mismatch: this node belongs to cluster ${JSON.stringify(o.clusterId)}, the request is for cluster ${JSON.stringify(clusterId)}`,
+        Code.FailedPrecondition,
+      );
+    }
+    const from = nodeIdFromProto(fromWire, "from");
+    if (!from.ok) throw invalid(from.error, call, String(fromWire));
+    const to = nodeIdFromProto(toWire, "to");
+    if (!to.ok) throw invalid(to.error, call, String(fromWire));
+    if (to.value !== o.selfId) {
+      o.logger.warn({ call, from: from.value, to: to.value, self: o.selfId }, "request for another node refused");
+      throw new ConnectError(`request for node ${to.value} reached node ${o.selfId}`, Code.FailedPrecondition);
+    }
+    if (!o.isMember(from.value)) {
+      o.logger.warn({ call, from: from.value }, "request from a non-member refused");
+      throw new ConnectError(`node ${from.value} is not a member of cluster ${JSON.stringify(o.clusterId)}`, Code.FailedPrecondition);
+    }
+    return from.value;
+  }
+
+  function checkSnapshotHeader(first: InstallSnapshotRequest | undefined): SnapshotHeaderInfo {
+    if (first === undefined || first.payload.case !== "header") {
+      const got = first === undefined ? "an empty stream" : (first.payload.case ?? "an empty message");
+      throw new ConnectError(`malformed request: a snapshot stream starts with a header, got ${got}`, Code.InvalidArgument);
+    }
+    const wire = first.payload.value;
+    checkEnvelope("InstallSnapshot", wire.clusterId, wire.from, wire.to);
+    const header = snapshotHeaderFromProto(wire);
+    if (!header.ok) throw invalid(header.error, "InstallSnapshot", String(wire.from));
+    if (header.value.totalBytes > o.maxSnapshotBytes) {
+      o.logger.warn({ from: header.value.from, bytes: header.value.totalBytes, limit: o.maxSnapshotBytes }, "snapshot too large, refused");
+      throw new ConnectError(
+        `snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${o.maxSnapshotBytes} bytes`,
+        Code.ResourceExhausted,
+      );
+    }
+    return header.value;
+  }
+
+  /** Reads chunks up to the end of the stream; every chunk carries data, so the loop is bounded by totalBytes. */
+  async function assemble(header: SnapshotHeaderInfo, rest: AsyncIterator<InstallSnapshotRequest>): Promise<SnapshotRequest> {
+    const assembler = new SnapshotAssembler(header);
+    for (let i = 1; ; i++) {
+      const next = await rest.next();
+      if (next.done === true) break;
+      const payload = next.value.payload;
+      const path = `messages[${i}]`;
+      if (payload.case !== "chunk") {
+        throw new ConnectError(`malformed request: ${path} should be a chunk, got ${payload.case ?? "an empty message"}`, Code.InvalidArgument);
+      }
+      if (payload.value.data.byteLength === 0) {
+        throw new ConnectError(`malformed request: ${path}.chunk.data is empty`, Code.InvalidArgument);
+      }
+      const added = assembler.addChunk(payload.value, `${path}.chunk`);
+      if (!added.ok) throw invalid(added.error, "InstallSnapshot", String(header.from));
+    }
+    const done = assembler.finish();
+    if (!done.ok) throw invalid(done.error, "InstallSnapshot", String(header.from));
+    return done.value;
+  }
+
+  return {
+    step(request) {
+      const from = checkEnvelope("Step", request.clusterId, request.from, request.to);
+      const messages = stepMessagesFromProto(request.messages, from, o.selfId);
+      if (!messages.ok) throw invalid(messages.error, "Step", String(from));
+      try {
+        o.deliver(messages.value);
+      } catch (e) {
+        o.logger.error({ err: e, from }, "the driver refused a batch of peer messages");
+        throw new ConnectError("this node cannot take messages right now", Code.Unavailable, undefined, undefined, e);
+      }
+      return {};
+    },
+
+    async installSnapshot(requests) {
+      const stream = requests[Symbol.asyncIterator]();
+      const first = await stream.next();
+      const header = checkSnapshotHeader(first.done === true ? undefined : first.value);
+      if (receivingFrom.has(header.from)) {
+        throw new ConnectError(`a snapshot from node ${header.from} is already being received`, Code.Aborted);
+      }
+      receivingFrom.add(header.from);
+      try {
+        const snapshot = await assemble(header, stream);
+        try {
+          await o.deliverSnapshot(snapshot);
+        } catch (e) {
+          o.logger.error({ err: e, from: header.from, index: header.meta.index }, "the driver refused a snapshot");
+          throw new ConnectError("this node cannot install the snapshot right now", Code.Unavailable, undefined, undefined, e);
+        }
+        return { accepted: true };
+      } finally {
+        receivingFrom.delete(header.from);
+      }
+    },
+  };
+}
+
+export interface RaftServiceRegistration extends RaftServiceOptions {
+  /** The largest message this node reads (a Step request, or one message of a snapshot stream). Match the peers' maxMsgBytes. */
+  readonly maxMsgBytes: number;
+}
+
+/**
+ * Registers RaftService on a Fastify instance (the peer listener, created with `http2: true`). Await it
+ * before listen().
+ */
+export async function registerRaftService(app: FastifyInstance, options: RaftServiceRegistration): Promise<void> {
+  if (!Number.isSafeInteger(options.maxMsgBytes) || options.maxMsgBytes <= 0) {
+    throw new RangeError(`RaftService: maxMsgBytes must be a positive integer, got ${String(options.maxMsgBytes)}`);
+  }
+  if (!Number.isSafeInteger(options.maxSnapshotBytes) || options.maxSnapshotBytes < 0) {
+    throw new RangeError(`RaftService: maxSnapshotBytes must be a non-negative integer, got ${String(options.maxSnapshotBytes)}`);
+  }
+  const impl = createRaftServiceImpl(options);
+  await app.register(fastifyConnectPlugin, {
+    routes: (router) => router.service(RaftService, impl),
+    readMaxBytes: options.maxMsgBytes,
+  });
+}
