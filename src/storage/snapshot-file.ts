@@ -1,0 +1,63 @@
+import { crc32c } from "@node-rs/crc32";
+import type { Snapshot } from "../core/types.js";
+import { CorruptLogError } from "./errors.js";
+import { PayloadError, confBytes, readConf, writeConf } from "./wal-codec.js";
+
+/**
+ * A snapshot file (little-endian):
+ *
+ *   offset  size  field
+ *        0     8  magic "RKVSNAP1"
+ *        8     4  crc32c of every byte after this field
+ *       12     4  length M of the meta
+ *       16     M  meta: index (float64), term (float64), membership (as in the WAL)
+ *     16+M     …  the state machine's data, to the end of the file
+ *
+ * One checksum over the whole file: a snapshot is read whole, and any damage makes it unusable.
+ */
+const MAGIC = new TextEncoder().encode("RKVSNAP1");
+const PREFIX_BYTES = 16;
+
+export const SNAPSHOT_CORRUPT_HINT =
+  "Move this file out of the snap/ directory to fall back to the previous snapshot; the node then starts " +
+  "only if its WAL still holds every entry after that one. Otherwise remove this member from the cluster, " +
+  "wipe its data directory and add it back so that it receives a snapshot from the leader";
+
+/** The bytes that precede the data: the data itself is written separately, never copied. */
+export function encodeSnapshotPrefix(snapshot: Snapshot): Uint8Array {
+  const metaBytes = 16 + confBytes(snapshot.meta.conf);
+  const prefix = new Uint8Array(PREFIX_BYTES + metaBytes);
+  const view = new DataView(prefix.buffer);
+  prefix.set(MAGIC, 0);
+  view.setUint32(12, metaBytes, true);
+  view.setFloat64(16, snapshot.meta.index, true);
+  view.setFloat64(24, snapshot.meta.term, true);
+  writeConf(view, 32, snapshot.meta.conf);
+  const crc = crc32c(snapshot.data, crc32c(prefix.subarray(12)));
+  view.setUint32(8, crc, true);
+  return prefix;
+}
+
+/** Decodes and verifies a whole snapshot file. Throws CorruptLogError naming the file on any damage. */
+export function decodeSnapshotFile(file: string, buf: Uint8Array): Snapshot {
+  const fail = (offset: number, reason: string): never => {
+    throw new CorruptLogError(file, offset, reason, SNAPSHOT_CORRUPT_HINT);
+  };
+  if (buf.byteLength < PREFIX_BYTES + 16) fail(0, `snapshot file too short (${buf.byteLength} bytes)`);
+  if (!MAGIC.every((byte, i) => buf[i] === byte)) fail(0, "not a snapshot file (bad magic)");
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (crc32c(buf.subarray(12)) !== view.getUint32(8, true)) fail(8, "snapshot checksum mismatch");
+  const metaBytes = view.getUint32(12, true);
+  if (metaBytes < 16 || metaBytes > buf.byteLength - PREFIX_BYTES) fail(12, "snapshot meta length out of range");
+  const index = view.getFloat64(16, true);
+  const term = view.getFloat64(24, true);
+  if (![index, term].every((n) => Number.isSafeInteger(n) && n >= 0)) fail(16, "invalid snapshot index or term");
+  let conf;
+  try {
+    conf = readConf(view, 32, metaBytes - 16);
+  } catch (error) {
+    if (!(error instanceof PayloadError)) throw error;
+    return fail(32, `invalid snapshot membership: ${error.message}`);
+  }
+  return { meta: { index, term, conf }, data: buf.subarray(PREFIX_BYTES + metaBytes) };
+}

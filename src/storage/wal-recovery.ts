@@ -1,0 +1,172 @@
+import { join } from "node:path";
+import { assert } from "../lib/assert.js";
+import type { ConfState, Entry, HardState, Snapshot } from "../core/types.js";
+import { CorruptLogError } from "./errors.js";
+import { TMP_SUFFIX, parseSegmentName, segmentName } from "./layout.js";
+import { LogReplay } from "./log-replay.js";
+import type { Logger } from "./logger.js";
+import { scanSegment, type ScannedBatch, type SegmentScan } from "./segment-scan.js";
+import { WalWriter, type WalSegment, type WalWriterOptions } from "./wal-writer.js";
+
+export interface RecoveredWal {
+  readonly writer: WalWriter;
+  readonly hardState: HardState;
+  readonly bootstrapConf: ConfState;
+  /** The entries after the snapshot, contiguous from its index + 1. */
+  readonly entries: Entry[];
+}
+
+/** Zeroing a torn tail writes this much per call. */
+const repairChunkBytes = 1 << 20;
+
+/**
+ * Opens the WAL in `options.dir`: removes unfinished segment preparations, replays every segment on top
+ * of `snapshot`, zeroes a torn tail of the last segment (logging what was dropped), and returns a writer
+ * positioned after the last complete write. A new directory gets its first segment, whose header
+ * records `initialConf`. Throws CorruptLogError for damage a crash cannot explain.
+ */
+export async function recoverWal(
+  options: WalWriterOptions,
+  snapshot: Snapshot | undefined,
+  initialConf: ConfState,
+  logger: Logger,
+): Promise<RecoveredWal> {
+  const { fs, dir } = options;
+  const seqs = await listSegments(options, logger);
+  if (seqs.length === 0) {
+    if (snapshot !== undefined) throw lostHardState(dir);
+    logger("info", "creating a new write-ahead log", { dir });
+    const writer = await WalWriter.create(options, initialConf);
+    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: [] };
+  }
+
+  const replay = new LogReplay(snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
+  const segments: WalSegment[] = [];
+  let expectedBatchId: number | undefined;
+  let last: SegmentScan | undefined;
+  for (const [i, seq] of seqs.entries()) {
+    const path = join(dir, segmentName(seq));
+    const isLast = i === seqs.length - 1;
+    const scan = scanSegment(path, await fs.readFile(path), { isLast, expectedBatchId });
+    if (scan.batches.length === 0 && !isLast) {
+      throw new CorruptLogError(path, 0, "a segment that is not the newest holds no complete write");
+    }
+    replay.applySegment(path, seq, scan.batches);
+    const lastBatch = scan.batches.at(-1);
+    if (lastBatch !== undefined) expectedBatchId = lastBatch.id + 1;
+    segments.push({ seq, path, maxIndex: maxIndexOf(scan.batches), durable: scan.batches.length > 0 });
+    last = scan;
+  }
+  const active = segments.at(-1);
+  assert(active !== undefined && last !== undefined, "recovery: no segment after listing some");
+
+  const activeHandle = await fs.open(active.path, "existing");
+  if (last.tail.kind === "torn") {
+    const { offset, bytes, records, reason } = last.tail;
+    logger("warn", "repairing the torn tail of the write-ahead log: dropping an unfinished write", {
+      file: active.path,
+      offset,
+      bytes,
+      records,
+      reason,
+    });
+    for (let at = offset; at < offset + bytes; at += repairChunkBytes) {
+      await activeHandle.write(new Uint8Array(Math.min(repairChunkBytes, offset + bytes - at)), at);
+    }
+    await activeHandle.datasync();
+  }
+
+  if (!replay.hasStarted) {
+    // Only one segment, and its first write (the header) never completed: initialisation was interrupted.
+    if (snapshot !== undefined) throw lostHardState(dir);
+    logger("warn", "completing an interrupted initialisation of the write-ahead log", { dir });
+    const writer = new WalWriter(options, {
+      segments,
+      activeHandle,
+      writeOffset: 0,
+      needsHeader: true,
+      nextBatchId: 1,
+      lastIndex: 0,
+      lastTerm: 0,
+      hardState: { term: 0, vote: 0, commit: 0 },
+      bootstrapConf: initialConf,
+    });
+    await writer.save(undefined, []);
+    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: [] };
+  }
+
+  const result = replay.finish();
+  const writer = new WalWriter(options, {
+    segments,
+    activeHandle,
+    writeOffset: last.dataEnd,
+    needsHeader: last.batches.length === 0,
+    nextBatchId: expectedBatchId ?? 1,
+    lastIndex: result.walLastIndex,
+    lastTerm: result.walLastTerm,
+    hardState: result.hardState,
+    bootstrapConf: result.bootstrapConf,
+  });
+  if (result.needsReset && snapshot !== undefined) {
+    if (result.discarded > 0) {
+      logger("warn", "dropping log entries that follow a different history than the newest snapshot", {
+        snapshotIndex: snapshot.meta.index,
+        snapshotTerm: snapshot.meta.term,
+        entries: result.discarded,
+      });
+    }
+    // Record in the WAL that the log now starts after the snapshot, before anything is appended to it.
+    await writer.reset(snapshot.meta.index, snapshot.meta.term, Promise.resolve());
+  }
+  return { writer, hardState: result.hardState, bootstrapConf: result.bootstrapConf, entries: result.entries };
+}
+
+/** Segment sequence numbers, ascending and contiguous; removes leftovers of segment preparation. */
+async function listSegments(options: WalWriterOptions, logger: Logger): Promise<number[]> {
+  const { fs, dir } = options;
+  const seqs: number[] = [];
+  let removed = 0;
+  for (const name of await fs.readdir(dir)) {
+    const seq = parseSegmentName(name);
+    if (seq !== undefined) seqs.push(seq);
+    else if (name.endsWith(TMP_SUFFIX)) {
+      logger("info", "removing an unused prepared segment", { file: join(dir, name) });
+      await fs.unlink(join(dir, name));
+      removed++;
+    } else {
+      logger("warn", "ignoring an unexpected file in the WAL directory", { file: join(dir, name) });
+    }
+  }
+  if (removed > 0) await fs.syncDir(dir);
+  seqs.sort((a, b) => a - b);
+  for (let i = 1; i < seqs.length; i++) {
+    const prev = seqs[i - 1] ?? 0;
+    if (seqs[i] !== prev + 1) {
+      throw new CorruptLogError(join(dir, segmentName(prev + 1)), 0, `segment ${prev + 1} is missing`);
+    }
+  }
+  return seqs;
+}
+
+/** The largest index a segment's records name: its header's previous index, entries and resets. */
+function maxIndexOf(batches: readonly ScannedBatch[]): number {
+  let max = 0;
+  for (const batch of batches) {
+    for (const record of batch.records) {
+      if (record.type === "segmentHeader") max = Math.max(max, record.header.prevIndex);
+      else if (record.type === "entry") max = Math.max(max, record.entry.index);
+      else if (record.type === "reset") max = Math.max(max, record.index);
+    }
+  }
+  return max;
+}
+
+function lostHardState(dir: string): CorruptLogError {
+  return new CorruptLogError(
+    dir,
+    0,
+    "snapshot files exist but the WAL has no readable segment, so the term and vote this node promised are lost",
+    "Do not start this node with an empty WAL: it could vote twice in a term. Restore the wal/ directory from " +
+      "a backup, or remove this member from the cluster, wipe its data directory and add it back",
+  );
+}
