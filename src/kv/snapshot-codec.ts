@@ -1,0 +1,170 @@
+import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ClientSessionSchema, CommandResultSchema, KvSnapshotSchema } from "../../gen/raftkv/v1/command_pb.js";
+import type { KvSnapshot } from "../../gen/raftkv/v1/command_pb.js";
+import { EventType } from "../../gen/raftkv/v1/kv_pb.js";
+import type { KeyValue } from "../../gen/raftkv/v1/kv_pb.js";
+import { KvError } from "./errors.js";
+import { keyToString } from "./key-codec.js";
+import { toKeyValue, toSafeNumber } from "./key-record.js";
+import type { KeyRecord } from "./key-record.js";
+import { commandResultBytes } from "./session-table.js";
+import type { Session } from "./session-table.js";
+import type { EventKind, HistoryEvent } from "./watch-history.js";
+import { toEvent } from "./watch-hub.js";
+
+/** The KvSnapshot layout this code writes and reads (KvSnapshot.format_version). */
+export const kvSnapshotFormatVersion = 1;
+
+/** The state a snapshot holds, every list in its defined order. */
+export interface SnapshotState {
+  readonly appliedIndex: number;
+  readonly revision: number;
+  readonly compactRevision: number;
+  /** In ascending key order. */
+  readonly records: Iterable<KeyRecord>;
+  /** Least recently seen first. */
+  readonly sessions: Iterable<Session>;
+  /** Oldest first. */
+  readonly history: Iterable<Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">>;
+}
+
+export interface DecodedSnapshot extends SnapshotState {
+  readonly records: readonly KeyRecord[];
+  readonly sessions: readonly Session[];
+  readonly history: readonly Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">[];
+}
+
+export function encodeKvSnapshot(state: SnapshotState): Uint8Array {
+  const snapshot = create(KvSnapshotSchema, {
+    formatVersion: kvSnapshotFormatVersion,
+    appliedIndex: BigInt(state.appliedIndex),
+    revision: BigInt(state.revision),
+    compactRevision: BigInt(state.compactRevision),
+    kvs: Array.from(state.records, (record) => toKeyValue(record)),
+    sessions: Array.from(state.sessions, (session) =>
+      create(ClientSessionSchema, {
+        clientId: session.clientId,
+        sequence: BigInt(session.sequence),
+        lastSeenIndex: BigInt(session.lastSeenIndex),
+        result: session.result,
+      }),
+    ),
+    history: Array.from(state.history, (event) => toEvent({ ...event, seq: 0, bytes: 0 }, true)),
+  });
+  return toBinary(KvSnapshotSchema, snapshot, { writeUnknownFields: false });
+}
+
+/**
+ * Decodes and checks a snapshot completely before anything uses it, so a bad snapshot is refused as a
+ * whole (typed "invalidSnapshot") and the store keeps its state.
+ */
+export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
+  let snapshot: KvSnapshot;
+  try {
+    snapshot = fromBinary(KvSnapshotSchema, bytes, { readUnknownFields: false });
+  } catch (error) {
+    bad(`cannot decode: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (snapshot.formatVersion !== kvSnapshotFormatVersion) {
+    bad(`format version ${snapshot.formatVersion} is not supported (this build reads version ${kvSnapshotFormatVersion})`);
+  }
+  const appliedIndex = safe(snapshot.appliedIndex, "applied_index");
+  const revision = safe(snapshot.revision, "revision");
+  const compactRevision = safe(snapshot.compactRevision, "compact_revision");
+  if (compactRevision < 1 || compactRevision > revision + 1) {
+    bad(`compact_revision ${compactRevision} is outside [1, revision + 1 = ${revision + 1}]`);
+  }
+
+  const records: KeyRecord[] = [];
+  let previousKey: string | undefined;
+  snapshot.kvs.forEach((kv, i) => {
+    const record = liveRecord(kv, `kvs[${i}]`, revision);
+    const key = keyToString(record.key);
+    if (previousKey !== undefined && key <= previousKey) bad(`kvs[${i}]: keys are not in strictly ascending order`);
+    previousKey = key;
+    records.push(record);
+  });
+
+  const sessions: Session[] = [];
+  const clientIds = new Set<string>();
+  let previousSeen = 0;
+  snapshot.sessions.forEach((s, i) => {
+    const at = `sessions[${i}]`;
+    if (s.clientId === "") bad(`${at}: empty client_id`);
+    if (clientIds.has(s.clientId)) bad(`${at}: client_id ${JSON.stringify(s.clientId)} appears twice`);
+    clientIds.add(s.clientId);
+    const sequence = safe(s.sequence, `${at}.sequence`);
+    const lastSeenIndex = safe(s.lastSeenIndex, `${at}.last_seen_index`);
+    if (sequence < 1) bad(`${at}: sequence must be at least 1`);
+    if (lastSeenIndex < previousSeen || lastSeenIndex > appliedIndex) {
+      bad(`${at}: last_seen_index ${lastSeenIndex} is out of order or beyond applied_index ${appliedIndex}`);
+    }
+    previousSeen = lastSeenIndex;
+    if (s.result === undefined || s.result.result.case === undefined) bad(`${at}: no result`);
+    // A clone: its bytes must not stay views into the snapshot buffer.
+    const result = clone(CommandResultSchema, s.result);
+    sessions.push({ clientId: s.clientId, sequence, lastSeenIndex, result, resultBytes: commandResultBytes(result) });
+  });
+
+  const history: Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">[] = [];
+  let previousRevision = compactRevision;
+  snapshot.history.forEach((event, i) => {
+    const at = `history[${i}]`;
+    if (event.kv === undefined) bad(`${at}: no kv`);
+    let kind: EventKind;
+    let kv: KeyRecord;
+    if (event.type === EventType.PUT) {
+      kind = "put";
+      kv = liveRecord(event.kv, `${at}.kv`, revision);
+    } else if (event.type === EventType.DELETE) {
+      kind = "delete";
+      kv = tombstone(event.kv, `${at}.kv`, revision);
+    } else {
+      bad(`${at}: unknown event type ${event.type}`);
+    }
+    if (kv.modRevision < previousRevision) bad(`${at}: revision ${kv.modRevision} is out of order or older than compact_revision`);
+    previousRevision = kv.modRevision;
+    const prevKv = event.prevKv === undefined ? undefined : liveRecord(event.prevKv, `${at}.prev_kv`, revision);
+    history.push({ revision: kv.modRevision, kind, key: keyToString(kv.key), kv, prevKv });
+  });
+
+  return { appliedIndex, revision, compactRevision, records, sessions, history };
+}
+
+function liveRecord(kv: KeyValue, at: string, revision: number): KeyRecord {
+  const record = toRecord(kv, at);
+  if (record.key.length === 0) bad(`${at}: empty key`);
+  if (record.version < 1) bad(`${at}: version must be at least 1`);
+  if (record.createRevision < 1 || record.createRevision > record.modRevision || record.modRevision > revision) {
+    bad(`${at}: revisions must satisfy 1 <= create_revision <= mod_revision <= revision ${revision}`);
+  }
+  return record;
+}
+
+function tombstone(kv: KeyValue, at: string, revision: number): KeyRecord {
+  const record = toRecord(kv, at);
+  if (record.key.length === 0) bad(`${at}: empty key`);
+  if (record.modRevision < 1 || record.modRevision > revision) bad(`${at}: mod_revision out of range`);
+  return record;
+}
+
+function toRecord(kv: KeyValue, at: string): KeyRecord {
+  // Copies: the decoded bytes are views into the snapshot buffer, which the caller may reuse.
+  return {
+    key: kv.key.slice(),
+    value: kv.value.slice(),
+    createRevision: safe(kv.createRevision, `${at}.create_revision`),
+    modRevision: safe(kv.modRevision, `${at}.mod_revision`),
+    version: safe(kv.version, `${at}.version`),
+  };
+}
+
+function safe(value: bigint, field: string): number {
+  const n = toSafeNumber(value);
+  if (n === undefined) bad(`${field} ${value} exceeds ${Number.MAX_SAFE_INTEGER}`);
+  return n;
+}
+
+function bad(reason: string): never {
+  throw new KvError({ kind: "invalidSnapshot", reason });
+}

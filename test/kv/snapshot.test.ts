@@ -1,0 +1,136 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { describe, expect, it } from "vitest";
+import { KvSnapshotSchema } from "../../gen/raftkv/v1/command_pb.js";
+import { KeyValueSchema } from "../../gen/raftkv/v1/kv_pb.js";
+import { createKvStore } from "../../src/kv/index.js";
+import type { KvStore } from "../../src/kv/index.js";
+import { createPrng } from "../../src/lib/prng.js";
+import { applyAll, b, dump, expectKind, putCmd, watchReq } from "./helpers.js";
+import { randomCommands } from "./workload.js";
+
+const small = { watchHistoryMax: 50, sessionsMax: 3, sessionIdleEntries: 40 };
+
+function feed(store: KvStore, commands: readonly Uint8Array[]): void {
+  for (const command of commands) store.apply(store.appliedIndex + 1, command);
+}
+
+describe("snapshot", () => {
+  it("round-trips: a restored store re-encodes the same bytes and holds the same keys", () => {
+    const store = createKvStore(small);
+    feed(store, randomCommands(createPrng(7), 400));
+    const bytes = store.encodeSnapshot();
+    const restored = createKvStore(small);
+    restored.restore(bytes);
+    expect(restored.encodeSnapshot()).toEqual(bytes);
+    expect(dump(restored)).toEqual(dump(store));
+    expect([restored.revision, restored.appliedIndex, restored.compactRevision, restored.sessionCount]).toEqual([
+      store.revision,
+      store.appliedIndex,
+      store.compactRevision,
+      store.sessionCount,
+    ]);
+    expect(restored.eventsSince(watchReq("", restored.compactRevision, { prefix: true }))).toEqual(
+      store.eventsSince(watchReq("", store.compactRevision, { prefix: true })),
+    );
+  });
+
+  it("is deterministic: stores fed the same entries encode byte-identical snapshots, restored or not", () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const commands = randomCommands(createPrng(seed), 600);
+      const a = createKvStore(small);
+      const b = createKvStore(small);
+      const c = createKvStore(small);
+      feed(a, commands.slice(0, 300));
+      feed(b, commands.slice(0, 300));
+      expect(a.encodeSnapshot(), `seed ${seed} at 300`).toEqual(b.encodeSnapshot());
+      // c joins from a snapshot, as a lagging follower would, then applies the rest of the log.
+      c.restore(a.encodeSnapshot());
+      feed(a, commands.slice(300));
+      feed(b, commands.slice(300));
+      feed(c, commands.slice(300));
+      expect(a.encodeSnapshot(), `seed ${seed} at 600`).toEqual(b.encodeSnapshot());
+      expect(c.encodeSnapshot(), `seed ${seed} restored`).toEqual(a.encodeSnapshot());
+      expect(a.revision).toBeGreaterThan(50);
+    }
+  });
+
+  it("keeps sessions across a restore: a retry after it is still deduplicated", () => {
+    const store = createKvStore();
+    const id = { clientId: "c", sequence: 1 };
+    store.apply(1, putCmd("k", "v", { id }));
+    const restored = createKvStore();
+    restored.restore(store.encodeSnapshot());
+    const retry = expectKind(restored.apply(2, putCmd("k", "v", { id })), "put");
+    expect([retry.replayed, Number(retry.response.header?.revision), restored.revision]).toEqual([true, 1, 1]);
+  });
+
+  it("refuses invalid snapshots with a typed error and keeps the previous state", () => {
+    const store = createKvStore();
+    applyAll(store, putCmd("keep", "me"));
+    const before = store.encodeSnapshot();
+    const valid = fromBinary(KvSnapshotSchema, before);
+    const variants: [string, Uint8Array][] = [
+      ["garbage", Uint8Array.from([0x0a, 0xff, 0xff, 0xff])],
+      ["wrong version", toBinary(KvSnapshotSchema, { ...valid, formatVersion: 2 })],
+      [
+        "unsorted keys",
+        toBinary(KvSnapshotSchema, {
+          ...valid,
+          kvs: [
+            create(KeyValueSchema, { key: b("z"), createRevision: 1n, modRevision: 1n, version: 1n }),
+            create(KeyValueSchema, { key: b("a"), createRevision: 1n, modRevision: 1n, version: 1n }),
+          ],
+        }),
+      ],
+      [
+        "revision beyond the store's",
+        toBinary(KvSnapshotSchema, {
+          ...valid,
+          kvs: [create(KeyValueSchema, { key: b("a"), createRevision: 1n, modRevision: 9n, version: 1n })],
+        }),
+      ],
+      ["unsafe number", toBinary(KvSnapshotSchema, { ...valid, revision: 2n ** 60n })],
+    ];
+    for (const [name, bytes] of variants) {
+      expect(() => store.restore(bytes), name).toThrow(expect.objectContaining({ detail: expect.objectContaining({ kind: "invalidSnapshot" }) }));
+      expect(store.encodeSnapshot(), name).toEqual(before);
+    }
+  });
+
+  it("cancels every watcher on restore", () => {
+    const store = createKvStore();
+    const start = store.watch(watchReq("k", 0));
+    if (start.kind !== "watching") throw new Error("expected a watcher");
+    store.restore(createKvStore().encodeSnapshot());
+    expect(start.watcher.state).toEqual({ kind: "canceled", reason: { kind: "restored" } });
+  });
+});
+
+describe("malformed commands", () => {
+  /** The snapshot without applied_index, which a consumed entry advances even when it fails. */
+  const stateOf = (store: KvStore) => toBinary(KvSnapshotSchema, { ...fromBinary(KvSnapshotSchema, store.encodeSnapshot()), appliedIndex: 0n });
+
+  it("return a typed error and leave the state untouched", () => {
+    // Default options: no session is idle long enough to expire during the test, which would be a change.
+    const store = createKvStore();
+    feed(store, randomCommands(createPrng(11), 100));
+    const before = stateOf(store);
+    const valid = putCmd("key", "value");
+    const prng = createPrng(99);
+    const corrupt: Uint8Array[] = [
+      new Uint8Array(0),
+      Uint8Array.from([0xff, 0xff, 0xff]),
+      valid.subarray(0, valid.length - 2),
+      Uint8Array.from([0x1a, 0x00]), // a put with an empty key
+      ...Array.from({ length: 200 }, () => Uint8Array.from({ length: prng.int(1, 30) }, () => prng.int(0, 255))),
+    ];
+    for (const bytes of corrupt) {
+      const result = store.apply(store.appliedIndex + 1, bytes);
+      expect(result.kind, `bytes ${Array.from(bytes).join(",")}`).toBe("error");
+      if (result.kind === "error") expect(["malformedCommand", "invalidArgument", "limitExceeded"]).toContain(result.error.kind);
+    }
+    expect(stateOf(store)).toEqual(before);
+    const empty = store.apply(store.appliedIndex + 1, new Uint8Array(0));
+    expect(empty.kind === "error" && empty.error.message).toMatch(/no operation/);
+  });
+});
