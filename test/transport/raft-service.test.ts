@@ -1,0 +1,210 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { crc32c } from "@node-rs/crc32";
+import { describe, expect, it } from "vitest";
+import { InstallSnapshotRequestSchema, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import type { Message, SnapshotRequest } from "../../src/core/index.js";
+import { createPrng } from "../../src/lib/prng.js";
+import { createRaftServiceImpl, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
+import { messageToProto, snapshotMetaToProto } from "../../src/transport/index.js";
+import { randomStepMessage } from "./random-messages.js";
+
+interface Harness {
+  client: Client<typeof RaftService>;
+  delivered: Message[][];
+  snapshots: SnapshotRequest[];
+  warnings: object[];
+}
+
+const CLUSTER = "cluster-a";
+const META = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+
+function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
+  const h: Omit<Harness, "client"> = { delivered: [], snapshots: [], warnings: [] };
+  const impl = createRaftServiceImpl({
+    clusterId: CLUSTER,
+    selfId: 2,
+    isMember: (id) => id === 1 || id === 2 || id === 3,
+    deliver: (messages) => void h.delivered.push(messages),
+    deliverSnapshot: async (m) => void h.snapshots.push(m),
+    maxSnapshotBytes: 1024 * 1024,
+    logger: { warn: (fields) => void h.warnings.push(fields), error: (fields) => void h.warnings.push(fields) },
+    ...overrides,
+  });
+  const transport = createRouterTransport((router) => router.service(RaftService, impl));
+  return { ...h, client: createClient(RaftService, transport) };
+}
+
+async function codeOf(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
+  try {
+    await call;
+  } catch (e) {
+    const err = ConnectError.from(e);
+    return { code: err.code, message: err.rawMessage };
+  }
+  throw new Error("the call succeeded, expected an error");
+}
+
+function header(overrides: Partial<{ clusterId: string; from: bigint; to: bigint; totalBytes: bigint; crc: number }>, data: Uint8Array): InstallSnapshotRequest {
+  return create(InstallSnapshotRequestSchema, {
+    payload: {
+      case: "header",
+      value: {
+        clusterId: overrides.clusterId ?? CLUSTER,
+        from: overrides.from ?? 1n,
+        to: overrides.to ?? 2n,
+        term: 2n,
+        meta: snapshotMetaToProto(META),
+        totalBytes: overrides.totalBytes ?? BigInt(data.byteLength),
+        crc32c: overrides.crc ?? crc32c(data),
+      },
+    },
+  });
+}
+
+function chunk(offset: number, data: Uint8Array): InstallSnapshotRequest {
+  return create(InstallSnapshotRequestSchema, { payload: { case: "chunk", value: { offset: BigInt(offset), data } } });
+}
+
+async function* stream(...requests: InstallSnapshotRequest[]): AsyncGenerator<InstallSnapshotRequest> {
+  yield* requests;
+}
+
+function snapshotData(bytes: number): Uint8Array {
+  const data = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i++) data[i] = (i * 31 + 7) & 0xff;
+  return data;
+}
+
+describe("RaftService: Step", () => {
+  it("delivers a well-formed batch in order", async () => {
+    const h = harness();
+    const rng = createPrng(1);
+    const messages = Array.from({ length: 20 }, () => randomStepMessage(rng, 1, 2));
+    await h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages: messages.map(messageToProto) });
+    expect(h.delivered).toEqual([messages]);
+  });
+
+  it("refuses another cluster with FailedPrecondition naming both cluster ids, and logs it", async () => {
+    const h = harness();
+    const err = await codeOf(h.client.step({ clusterId: "cluster-b", from: 1n, to: 2n }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.message).toContain('"cluster-a"');
+    expect(err.message).toContain('"cluster-b"');
+    expect(h.warnings).toEqual([expect.objectContaining({ ourClusterId: "cluster-a", theirClusterId: "cluster-b" })]);
+    expect(h.delivered).toEqual([]);
+  });
+
+  it("refuses a batch for another node or from a non-member with FailedPrecondition", async () => {
+    const h = harness();
+    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 3n }))).toEqual({
+      code: Code.FailedPrecondition,
+      message: "request for node 3 reached node 2",
+    });
+    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 9n, to: 2n }))).toEqual({
+      code: Code.FailedPrecondition,
+      message: 'node 9 is not a member of cluster "cluster-a"',
+    });
+    expect(h.delivered).toEqual([]);
+  });
+
+  it("refuses malformed content with InvalidArgument and delivers nothing of the batch", async () => {
+    const h = harness();
+    const rng = createPrng(2);
+    const good = messageToProto(randomStepMessage(rng, 1, 2));
+    const cases = [
+      { messages: [good, {}], field: "messages[1]" },
+      { messages: [good, { message: { case: "heartbeat" as const, value: { from: 1n, to: 2n, term: 2n ** 60n } } }], field: "messages[1].heartbeat.term" },
+      { messages: [messageToProto(randomStepMessage(rng, 3, 2))], field: "messages[0].from" },
+    ];
+    for (const c of cases) {
+      const err = await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages: c.messages }));
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.message).toContain(c.field);
+    }
+    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 0n, to: 2n }))).toMatchObject({ code: Code.InvalidArgument });
+    expect(h.delivered).toEqual([]);
+  });
+
+  it("answers Unavailable when the driver cannot take the batch", async () => {
+    const h = harness({
+      deliver: () => {
+        throw new Error("stopped");
+      },
+    });
+    expect((await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n }))).code).toBe(Code.Unavailable);
+  });
+});
+
+describe("RaftService: InstallSnapshot", () => {
+  it("reassembles chunks, verifies size and CRC-32C, and hands the snapshot over", async () => {
+    const h = harness();
+    const data = snapshotData(100_000);
+    const response = await h.client.installSnapshot(stream(header({}, data), chunk(0, data.subarray(0, 40_000)), chunk(40_000, data.subarray(40_000))));
+    expect(response.accepted).toBe(true);
+    expect(h.snapshots).toHaveLength(1);
+    const got = h.snapshots[0];
+    expect(got && { ...got, snapshot: { ...got.snapshot, data: undefined } }).toEqual({ type: "snapshot", from: 1, to: 2, term: 2, snapshot: { meta: META, data: undefined } });
+    // Byte comparison: a deep equal over 100 kB of elements takes a second.
+    expect(got && Buffer.from(got.snapshot.data).equals(data)).toBe(true);
+  });
+
+  it("accepts an empty snapshot (header only)", async () => {
+    const h = harness();
+    expect((await h.client.installSnapshot(stream(header({}, new Uint8Array(0))))).accepted).toBe(true);
+    expect(h.snapshots[0]?.snapshot.data.byteLength).toBe(0);
+  });
+
+  it("refuses bad streams with precise codes and never hands them over", async () => {
+    const h = harness();
+    const data = snapshotData(50_000);
+    const half = 25_000;
+    const cases: { requests: InstallSnapshotRequest[]; code: Code; text: string }[] = [
+      { requests: [header({ crc: (crc32c(data) ^ 1) >>> 0 }, data), chunk(0, data)], code: Code.InvalidArgument, text: "CRC-32C" },
+      { requests: [header({}, data), chunk(0, data.subarray(0, half))], code: Code.InvalidArgument, text: `ended after ${half} of 50000` },
+      { requests: [header({}, data), chunk(0, data.subarray(0, half)), chunk(half + 1, data.subarray(half + 1))], code: Code.InvalidArgument, text: "expected 25000" },
+      { requests: [header({}, data), chunk(0, data), chunk(50_000, data.subarray(0, 1))], code: Code.InvalidArgument, text: "past the announced total" },
+      { requests: [header({}, data), header({}, data)], code: Code.InvalidArgument, text: "should be a chunk" },
+      { requests: [header({}, data), chunk(0, new Uint8Array(0))], code: Code.InvalidArgument, text: "is empty" },
+      { requests: [chunk(0, data)], code: Code.InvalidArgument, text: "starts with a header" },
+      { requests: [], code: Code.InvalidArgument, text: "empty stream" },
+      { requests: [header({ totalBytes: 2n * 1024n * 1024n }, data)], code: Code.ResourceExhausted, text: "exceeds this node's limit" },
+      { requests: [header({ totalBytes: 2n ** 60n }, data)], code: Code.InvalidArgument, text: "header.total_bytes" },
+      { requests: [header({ clusterId: "other" }, data), chunk(0, data)], code: Code.FailedPrecondition, text: "cluster id mismatch" },
+      { requests: [header({ to: 3n }, data), chunk(0, data)], code: Code.FailedPrecondition, text: "reached node 2" },
+    ];
+    for (const c of cases) {
+      const err = await codeOf(h.client.installSnapshot(stream(...c.requests)));
+      expect({ code: Code[err.code], text: err.message }).toEqual({ code: Code[c.code], text: expect.stringContaining(c.text) });
+    }
+    expect(h.snapshots).toEqual([]);
+  });
+
+  it("receives one snapshot per sender at a time", async () => {
+    let release: () => void = () => undefined;
+    const installed = new Promise<void>((resolve) => (release = resolve));
+    let entered: () => void = () => undefined;
+    const parked = new Promise<void>((resolve) => (entered = resolve));
+    const h = harness({
+      deliverSnapshot: () => {
+        entered();
+        return installed;
+      },
+    });
+    const data = snapshotData(1000);
+    const first = h.client.installSnapshot(stream(header({}, data), chunk(0, data)));
+    // The first stream now holds the slot, parked in deliverSnapshot.
+    await parked;
+    const second = await codeOf(h.client.installSnapshot(stream(header({}, data), chunk(0, data))));
+    expect(second).toEqual({ code: Code.Aborted, message: "a snapshot from node 1 is already being received" });
+    release();
+    expect((await first).accepted).toBe(true);
+    expect((await h.client.installSnapshot(stream(header({}, data), chunk(0, data)))).accepted).toBe(true);
+  });
+
+  it("answers Unavailable when the driver cannot install the snapshot", async () => {
+    const h = harness({ deliverSnapshot: () => Promise.reject(new Error("disk full")) });
+    const data = snapshotData(10);
+    expect((await codeOf(h.client.installSnapshot(stream(header({}, data), chunk(0, data))))).code).toBe(Code.Unavailable);
+  });
+});
