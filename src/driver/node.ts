@@ -1,0 +1,526 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import { CommandResultSchema, CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import { NONE, RaftNode, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
+import { assert } from "../lib/assert.js";
+import { createPrng } from "../lib/prng.js";
+import type { ApplyResult, KvStore } from "../kv/index.js";
+import { NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
+import type { KvNode, MemberView, NodeStatusView } from "./types.js";
+
+/** The durable log the driver needs (src/storage implements it). */
+export interface DriverStorage extends LogStorage {
+  save(hardState: Ready["hardState"], entries: readonly Entry[]): Promise<void>;
+  installSnapshot(snapshot: Snapshot): Promise<void>;
+  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot>;
+  compact(index: number): Promise<void>;
+  readonly failure: Error | undefined;
+  close(): Promise<void>;
+}
+
+/** The peer transport (src/transport implements it). */
+export interface DriverTransport {
+  send(messages: readonly Message[]): void;
+  close(): Promise<void>;
+}
+
+export interface DriverLogger {
+  info(msg: string, fields?: object): void;
+  warn(msg: string, fields?: object): void;
+  error(msg: string, fields?: object): void;
+}
+
+/** Hooks for metrics; every one optional so tests can leave them out. */
+export interface DriverObserver {
+  onReady?(rd: Ready, persistMs: number): void;
+  onApplied?(appliedIndex: number, commitIndex: number): void;
+  onSoftState?(role: string, term: number, leader: NodeId): void;
+  onProposal?(outcome: "ok" | "failed", ms: number): void;
+  onReadBarrier?(outcome: "ok" | "failed", ms: number): void;
+  onSnapshot?(index: number, bytes: number): void;
+}
+
+export interface DriverOptions {
+  readonly id: NodeId;
+  readonly members: readonly MemberView[];
+  readonly storage: DriverStorage;
+  /** The KV state machine, already restored from the storage's latest snapshot. */
+  readonly stateMachine: KvStore;
+  readonly transport: DriverTransport;
+  readonly logger: DriverLogger;
+  readonly observer?: DriverObserver;
+  readonly tickMs: number;
+  readonly electionTicks: number;
+  readonly heartbeatTicks: number;
+  readonly maxMsgBytes: number;
+  /** Pending proposals and reads beyond these are refused with OverloadedError. */
+  readonly proposalsMax: number;
+  readonly readsMax: number;
+  /** Take a snapshot once this many entries were applied since the last one. */
+  readonly snapshotEntries: number;
+  /** Entries kept in the log below a snapshot, so slightly lagging followers catch up without one. */
+  readonly retainEntries: number;
+  /** Seed for election timeouts; defaults to one derived from the id and the clock. */
+  readonly seed?: number;
+}
+
+interface PendingProposal {
+  readonly term: number;
+  readonly resolve: (result: CommandResult) => void;
+  readonly reject: (error: Error) => void;
+}
+
+interface PendingRead {
+  readonly resolve: () => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** The driver's lifecycle, changed only in `setState`. */
+type DriverState =
+  | { readonly kind: "running" }
+  | { readonly kind: "stopping" }
+  | { readonly kind: "stopped" }
+  | { readonly kind: "failed"; readonly error: Error };
+
+/**
+ * The serialized loop of DESIGN.md that owns a core, a durable log, a transport and the KV state
+ * machine. Inputs (ticks, peer messages, proposals, reads) are fed to the core synchronously as they
+ * arrive; one loop drains Readies one at a time: persist, send, apply, advance. JavaScript's single
+ * thread serializes every access to the core.
+ */
+export class Driver implements KvNode {
+  readonly id: NodeId;
+  private readonly raft: RaftNode;
+  private readonly options: DriverOptions;
+  private readonly members: readonly MemberView[];
+  private state: DriverState = { kind: "running" };
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly reads = new Map<number, PendingRead>();
+  /** Reads whose index is known, waiting for the state machine to apply it; ascending by index. */
+  private readsWaitingApply: { index: number; read: PendingRead }[] = [];
+  private nextReadId = 1;
+  private ticker: NodeJS.Timeout | undefined;
+  private wakeLoop: (() => void) | undefined;
+  private loopDone: Promise<void> | undefined;
+  private lastSnapshotIndex: number;
+  private conf: ConfState;
+  /**
+   * The index of the last entry applied, counting no-op and config entries that the KV store never
+   * sees (its own appliedIndex moves only with commands). Reads wait on this.
+   */
+  private applied: number;
+
+  constructor(options: DriverOptions) {
+    this.options = options;
+    this.id = options.id;
+    this.members = options.members;
+    const { conf } = options.storage.initialState();
+    this.conf = conf;
+    this.lastSnapshotIndex = options.storage.snapshot().meta.index;
+    this.applied = Math.max(this.lastSnapshotIndex, options.stateMachine.appliedIndex);
+    // The state machine restored the snapshot before we start; committed entries after it are replayed.
+    this.raft = new RaftNode({
+      id: options.id,
+      storage: options.storage,
+      prng: createPrng(options.seed ?? (options.id * 7919 + Date.now()) >>> 0),
+      electionTicks: options.electionTicks,
+      heartbeatTicks: options.heartbeatTicks,
+      maxMsgBytes: options.maxMsgBytes,
+      applied: this.applied,
+    });
+  }
+
+  start(): void {
+    assert(this.loopDone === undefined, "driver: started twice");
+    this.ticker = setInterval(() => {
+      if (this.state.kind !== "running") return;
+      this.raft.tick();
+      this.wake();
+    }, this.options.tickMs);
+    this.loopDone = this.loop();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Inputs from the transport
+
+  /** Peer messages, already validated for cluster id and membership by the RaftService. */
+  deliver(messages: readonly Message[]): void {
+    if (this.state.kind !== "running") return;
+    for (const m of messages) this.raft.step(m);
+    this.wake();
+  }
+
+  deliverSnapshot(message: SnapshotRequest): void {
+    this.deliver([message]);
+  }
+
+  reportUnreachable(id: NodeId): void {
+    if (this.state.kind !== "running") return;
+    this.raft.reportUnreachable(id);
+  }
+
+  reportSnapshotStatus(id: NodeId, ok: boolean): void {
+    if (this.state.kind !== "running" || ok) return;
+    this.raft.reportSnapshotFailed(id);
+    this.wake();
+  }
+
+  isMember(id: NodeId): boolean {
+    return this.members.some((m) => m.id === id);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // KvNode
+
+  /** The local KV state machine: reads are served from it after readBarrier() (or directly, serializable). */
+  get store(): KvStore {
+    return this.options.stateMachine;
+  }
+
+  async mutate(command: Command, signal?: AbortSignal): Promise<CommandResult> {
+    this.checkRunning();
+    const started = performance.now();
+    if (this.proposals.size >= this.options.proposalsMax) throw new OverloadedError(`${this.proposals.size} proposals pending`);
+    const data = toBinary(CommandSchema, command);
+    const result = this.raft.propose(data);
+    if (!result.ok) {
+      switch (result.reason) {
+        case "notLeader":
+          throw this.notLeader(result.leader);
+        case "transferring":
+          throw new NotLeaderError(NONE, "");
+        case "tooLarge":
+          throw new TooLargeError(`the command is ${data.byteLength} bytes; the log takes at most ${this.options.maxMsgBytes}`);
+        case "overloaded":
+          throw new OverloadedError("too many uncommitted bytes; retry later");
+      }
+    }
+    this.wake();
+    return new Promise<CommandResult>((resolve, reject) => {
+      const finish = (outcome: "ok" | "failed") => {
+        this.proposals.delete(result.index);
+        signal?.removeEventListener("abort", onAbort);
+        this.options.observer?.onProposal?.(outcome, performance.now() - started);
+      };
+      const onAbort = () => {
+        if (this.proposals.get(result.index) !== pending) return;
+        finish("failed");
+        reject(new UnknownOutcomeError("deadline passed before the write applied; it may still take effect"));
+      };
+      const pending: PendingProposal = {
+        term: result.term,
+        resolve: (r) => {
+          finish("ok");
+          resolve(r);
+        },
+        reject: (e) => {
+          finish("failed");
+          reject(e);
+        },
+      };
+      // A proposal of an earlier term at this index was overwritten by the log we now lead.
+      this.proposals.get(result.index)?.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
+      this.proposals.set(result.index, pending);
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async readBarrier(signal?: AbortSignal): Promise<void> {
+    this.checkRunning();
+    const started = performance.now();
+    const status = this.raft.status();
+    if (status.leader === NONE) throw new NotLeaderError(NONE, "");
+    if (this.reads.size + this.readsWaitingApply.length >= this.options.readsMax) {
+      throw new OverloadedError(`${this.reads.size} reads pending`);
+    }
+    const requestId = this.nextReadId++;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.reads.delete(requestId)) {
+          this.readsWaitingApply = this.readsWaitingApply.filter((w) => w.read !== read);
+        }
+        settle("failed");
+        reject(new ReadFailedError("deadline passed before the read index was confirmed and applied"));
+      };
+      const settle = (outcome: "ok" | "failed") => {
+        signal?.removeEventListener("abort", onAbort);
+        this.options.observer?.onReadBarrier?.(outcome, performance.now() - started);
+      };
+      const read: PendingRead = {
+        resolve: () => {
+          settle("ok");
+          resolve();
+        },
+        reject: (e) => {
+          settle("failed");
+          reject(e);
+        },
+      };
+      this.reads.set(requestId, read);
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.raft.readIndex(requestId);
+      this.wake();
+    });
+  }
+
+  status(): NodeStatusView {
+    const s = this.raft.status();
+    let matchIndex: Map<NodeId, number> | undefined;
+    if (s.progress !== undefined) {
+      matchIndex = new Map();
+      for (const [id, pr] of s.progress) matchIndex.set(id, pr.match);
+    }
+    return {
+      id: this.id,
+      name: this.member(this.id)?.name ?? String(this.id),
+      role: s.role,
+      term: s.term,
+      leader: s.leader,
+      commitIndex: s.commit,
+      appliedIndex: this.applied,
+      lastIndex: s.lastIndex,
+      snapshotIndex: this.options.storage.snapshot().meta.index,
+      members: this.members,
+      matchIndex,
+    };
+  }
+
+  async transferLeadership(to: NodeId, signal?: AbortSignal): Promise<NodeId> {
+    this.checkRunning();
+    const s = this.raft.status();
+    if (s.role !== "leader") throw this.notLeader(s.leader);
+    let target = to;
+    if (target === NONE) target = this.mostCaughtUp(s.progress) ?? NONE;
+    if (target === NONE || target === this.id) return this.id;
+    if (!this.conf.voters.includes(target)) throw new RangeError(`node ${target} is not a voting member`);
+    this.raft.transferLeadership(target);
+    this.wake();
+    const deadline = this.options.tickMs * this.options.electionTicks * 2;
+    for (let waited = 0; waited < deadline; waited += this.options.tickMs) {
+      if (signal?.aborted) break;
+      await sleep(this.options.tickMs);
+      const now = this.raft.status();
+      if (now.leader === target) return target;
+      if (now.role !== "leader" && now.leader !== NONE) return now.leader;
+    }
+    throw new UnknownOutcomeError(`leadership did not move to node ${target} in time`);
+  }
+
+  health(): { live: boolean; ready: boolean; reason: string } {
+    switch (this.state.kind) {
+      case "failed":
+        return { live: true, ready: false, reason: `storage failed: ${this.state.error.message}` };
+      case "stopping":
+      case "stopped":
+        return { live: true, ready: false, reason: "shutting down" };
+      case "running": {
+        const s = this.raft.status();
+        if (s.leader === NONE) return { live: true, ready: false, reason: "no leader known" };
+        return { live: true, ready: true, reason: "ok" };
+      }
+    }
+  }
+
+  /**
+   * Graceful shutdown: a leader first hands leadership to the most caught-up follower (so clients see
+   * one short election-free switch), then the loop drains the Ready in progress and everything closes.
+   */
+  async stop(): Promise<void> {
+    if (this.state.kind === "running" && this.raft.status().role === "leader" && this.members.length > 1) {
+      try {
+        await this.transferLeadership(NONE, AbortSignal.timeout(this.options.tickMs * this.options.electionTicks * 2));
+      } catch (error) {
+        this.options.logger.warn("leadership transfer before shutdown failed", { error: String(error) });
+      }
+    }
+    if (this.state.kind === "running") this.setState({ kind: "stopping" });
+    clearInterval(this.ticker);
+    this.wake();
+    await this.loopDone;
+    this.failAll(new StoppedError("the node is shutting down"));
+    await this.options.transport.close();
+    await this.options.storage.close();
+    if (this.state.kind === "stopping") this.setState({ kind: "stopped" });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // The loop
+
+  private async loop(): Promise<void> {
+    while (this.state.kind === "running") {
+      if (!this.raft.hasReady()) {
+        await new Promise<void>((resolve) => (this.wakeLoop = resolve));
+        this.wakeLoop = undefined;
+        continue;
+      }
+      const rd = this.raft.ready();
+      try {
+        await this.handleReady(rd);
+      } catch (error) {
+        // Storage failed (ENOSPC, EIO, ...). Nothing of this Ready was acknowledged to anyone: the
+        // messages that promise durability were not sent. Stop rather than risk a lie.
+        const err = error instanceof Error ? error : new Error(String(error));
+        this.options.logger.error("storage failed; the node stops accepting work", { error: err.message });
+        this.setState({ kind: "failed", error: err });
+        clearInterval(this.ticker);
+        this.failAll(new StoppedError(`storage failed: ${err.message}`));
+        return;
+      }
+      this.raft.advance(rd);
+      await this.maybeSnapshot();
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    const { storage, transport, stateMachine } = this.options;
+    if (rd.softState !== undefined) {
+      const s = this.raft.status();
+      this.options.observer?.onSoftState?.(rd.softState.role, s.term, rd.softState.leader);
+    }
+    // The leader may send appends, heartbeats and snapshots while its own write is in flight (thesis
+    // 10.2.1): it counts itself toward a quorum only after advance() reports its log durable. Every other
+    // message (votes, acknowledgements) promises something about our disk and waits for the fsync.
+    const early: Message[] = [];
+    const late: Message[] = [];
+    for (const m of rd.messages) {
+      if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") early.push(m);
+      else late.push(m);
+    }
+    if (early.length > 0) transport.send(early);
+
+    const persistStarted = performance.now();
+    if (rd.snapshot !== undefined) {
+      await storage.installSnapshot(rd.snapshot);
+      stateMachine.restore(rd.snapshot.data);
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.applied = rd.snapshot.meta.index;
+      this.conf = rd.snapshot.meta.conf;
+      // Proposals at or below the snapshot were overwritten or applied elsewhere; we cannot tell which.
+      for (const [index, p] of this.proposals) {
+        if (index <= rd.snapshot.meta.index) p.reject(new UnknownOutcomeError("this node installed a snapshot covering the write"));
+      }
+    }
+    if (rd.entries.length > 0 || rd.hardState !== undefined) await storage.save(rd.hardState, rd.entries);
+    this.options.observer?.onReady?.(rd, performance.now() - persistStarted);
+    if (late.length > 0) transport.send(late);
+
+    for (const entry of rd.committedEntries) this.apply(entry);
+    for (const rs of rd.readStates) {
+      const read = this.reads.get(rs.requestId);
+      if (read === undefined) continue;
+      this.reads.delete(rs.requestId);
+      if (rs.index === 0) read.reject(new ReadFailedError("leadership could not be confirmed for this read; retry"));
+      else this.readsWaitingApply.push({ index: rs.index, read });
+    }
+    this.releaseReads();
+    this.options.observer?.onApplied?.(this.applied, this.raft.status().commit);
+  }
+
+  private apply(entry: Entry): void {
+    if (entry.index <= this.applied) return;
+    this.applied = entry.index;
+    const pending = this.proposals.get(entry.index);
+    if (entry.type !== "normal") {
+      pending?.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
+      return;
+    }
+    const outcome = this.options.stateMachine.apply(entry.index, entry.data);
+    if (pending === undefined) return;
+    if (pending.term !== entry.term) {
+      // Another leader's entry took this index: ours was overwritten and will never apply here.
+      pending.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
+    } else if (outcome.kind === "error") {
+      pending.reject(outcome.error);
+    } else {
+      pending.resolve(toCommandResult(outcome));
+    }
+  }
+
+  private releaseReads(): void {
+    if (this.readsWaitingApply.length === 0) return;
+    const applied = this.applied;
+    const waiting: { index: number; read: PendingRead }[] = [];
+    for (const w of this.readsWaitingApply) {
+      if (w.index <= applied) w.read.resolve();
+      else waiting.push(w);
+    }
+    this.readsWaitingApply = waiting;
+  }
+
+  /** Takes a snapshot every `snapshotEntries` applied entries and compacts the log behind it. */
+  private async maybeSnapshot(): Promise<void> {
+    const { stateMachine, storage, snapshotEntries, retainEntries } = this.options;
+    const applied = this.applied;
+    if (applied - this.lastSnapshotIndex < snapshotEntries) return;
+    const data = stateMachine.encodeSnapshot();
+    await storage.createSnapshot(applied, this.conf, data);
+    this.lastSnapshotIndex = applied;
+    const compactTo = applied - retainEntries;
+    if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
+    this.options.observer?.onSnapshot?.(applied, data.byteLength);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Helpers
+
+  private wake(): void {
+    this.wakeLoop?.();
+  }
+
+  private setState(state: DriverState): void {
+    this.state = state;
+  }
+
+  private checkRunning(): void {
+    if (this.state.kind === "failed") throw new StoppedError(`storage failed: ${this.state.error.message}`);
+    if (this.state.kind !== "running") throw new StoppedError("the node is shutting down");
+  }
+
+  private notLeader(leader: NodeId): NotLeaderError {
+    return new NotLeaderError(leader, this.member(leader)?.clientUrl ?? "");
+  }
+
+  private member(id: NodeId): MemberView | undefined {
+    return this.members.find((m) => m.id === id);
+  }
+
+  private mostCaughtUp(progress: ReadonlyMap<NodeId, { match: number }> | undefined): NodeId | undefined {
+    let best: NodeId | undefined;
+    let bestMatch = -1;
+    for (const [id, pr] of progress ?? []) {
+      if (id === this.id || !this.conf.voters.includes(id)) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    return best;
+  }
+
+  private failAll(error: Error): void {
+    for (const p of [...this.proposals.values()]) p.reject(error);
+    for (const r of [...this.reads.values()]) r.reject(error);
+    for (const w of this.readsWaitingApply) w.read.reject(error);
+    this.reads.clear();
+    this.readsWaitingApply = [];
+  }
+}
+
+function toCommandResult(outcome: Exclude<ApplyResult, { kind: "error" }>): CommandResult {
+  switch (outcome.kind) {
+    case "put":
+      return create(CommandResultSchema, { result: { case: "put", value: outcome.response } });
+    case "delete":
+      return create(CommandResultSchema, { result: { case: "delete", value: outcome.response } });
+    case "txn":
+      return create(CommandResultSchema, { result: { case: "txn", value: outcome.response } });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
