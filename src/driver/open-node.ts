@@ -44,8 +44,7 @@ export async function openNode(config: NodeConfig): Promise<Driver> {
   const snapshot = storage.snapshot();
   if (snapshot.meta.index > 0) stateMachine.restore(snapshot.data);
 
-  // The transport reports to the driver, which exists only after the transport: bind late.
-  let driver: Driver | undefined;
+  // The transport reports to the driver, created just below; it never calls back synchronously.
   const peers = new Map<NodeId, string>();
   for (const m of config.members) if (m.id !== config.id) peers.set(m.id, m.peerUrl);
   const transport = createPeerTransport({
@@ -54,11 +53,11 @@ export async function openNode(config: NodeConfig): Promise<Driver> {
     selfId: config.id,
     peers,
     maxMsgBytes: config.maxMsgBytes,
-    onUnreachable: (id) => driver?.reportUnreachable(id),
-    onSnapshotStatus: (id, ok) => driver?.reportSnapshotStatus(id, ok),
+    onUnreachable: (id) => driver.reportUnreachable(id),
+    onSnapshotStatus: (id, ok) => driver.reportSnapshotStatus(id, ok),
     logger,
   });
-  driver = new Driver({
+  const driver = new Driver({
     id: config.id,
     members: config.members,
     storage,
