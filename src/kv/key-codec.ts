@@ -4,12 +4,16 @@
  * and they serve as Map keys and as the entries of the ordered key index.
  */
 
+/** Bytes per String.fromCharCode call: well below the engines' argument count limits. */
 const fromCharCodeChunk = 8192;
 
 export function keyToString(bytes: Uint8Array): string {
+  // `apply` takes the typed array as an array-like directly; spreading it would build an iterator
+  // and an array first, which showed up as 7% of apply time in a profile.
+  if (bytes.length <= fromCharCodeChunk) return String.fromCharCode.apply(null, bytes as unknown as number[]);
   let text = "";
   for (let start = 0; start < bytes.length; start += fromCharCodeChunk) {
-    text += String.fromCharCode(...bytes.subarray(start, start + fromCharCodeChunk));
+    text += String.fromCharCode.apply(null, bytes.subarray(start, start + fromCharCodeChunk) as unknown as number[]);
   }
   return text;
 }

@@ -38,7 +38,8 @@ import type { KeyRecord } from "./key-record.js";
 import { resolveKvOptions } from "./options.js";
 import type { KvOptions } from "./options.js";
 import { SessionTable, commandResultBytes } from "./session-table.js";
-import { decodeKvSnapshot, encodeKvSnapshot } from "./snapshot-codec.js";
+import { decodeKvSnapshot, encodeKvSnapshot, encodeKvSnapshotChunks } from "./snapshot-codec.js";
+import type { SnapshotState } from "./snapshot-codec.js";
 import { validateCommand, validateGet, validateRange, validateWatch } from "./validate.js";
 import { WatchHistory } from "./watch-history.js";
 import type { EventKind, HistoryEvent } from "./watch-history.js";
@@ -100,8 +101,15 @@ export interface KvStore {
   eventsSince(request: WatchRequest): EventsSince;
   /** Registers a watcher (start_revision 0: changes after the current revision). */
   watch(request: WatchRequest): WatchStart;
-  /** The whole state as a KvSnapshot message (command.proto). */
+  /** The whole state as a KvSnapshot message (command.proto). Blocks for the whole encoding. */
   encodeSnapshot(): Uint8Array;
+  /**
+   * The same bytes as `encodeSnapshot`, in chunks of about snapshotChunkBytes, encoded lazily. The
+   * state is captured when this is called (a cheap copy of references: records are immutable), so
+   * entries applied while the chunks are consumed do not change them, and the caller can yield to the
+   * event loop between chunks instead of blocking it for the whole encoding.
+   */
+  snapshotChunks(): Iterable<Uint8Array>;
   /**
    * Replaces the whole state by a snapshot. Throws KvError "invalidSnapshot" and keeps the state when
    * the bytes are not a valid snapshot. Every watcher is canceled with reason "restored".
@@ -251,14 +259,23 @@ class Store implements KvStore {
   }
 
   encodeSnapshot(): Uint8Array {
-    return encodeKvSnapshot({
+    return encodeKvSnapshot(this.capture());
+  }
+
+  snapshotChunks(): Iterable<Uint8Array> {
+    return encodeKvSnapshotChunks(this.capture(), this.options.snapshotChunkBytes);
+  }
+
+  /** A point-in-time view of the state: lists of immutable objects. */
+  private capture(): SnapshotState {
+    return {
       appliedIndex: this.applied,
       revision: this.currentRevision,
       compactRevision: this.history.compactRevision,
-      records: this.keys.all(),
-      sessions: this.sessions.values(),
-      history: this.history.all(),
-    });
+      records: [...this.keys.all()],
+      sessions: [...this.sessions.values()],
+      history: [...this.history.all()],
+    };
   }
 
   restore(bytes: Uint8Array): void {

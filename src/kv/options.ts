@@ -36,6 +36,8 @@ export interface KvOptions {
   readonly watchersMax: number;
   /** The most events one `take()` returns. */
   readonly watchBatchEventsMax: number;
+  /** The size `snapshotChunks` aims for per chunk (a chunk ends after the item that reaches it). */
+  readonly snapshotChunkBytes: number;
 }
 
 const KiB = 1024;
@@ -55,6 +57,7 @@ export const defaultKvOptions: KvOptions = {
   watchHistoryBytesMax: 64 * MiB,
   watchersMax: 10_000,
   watchBatchEventsMax: 1_000,
+  snapshotChunkBytes: 1 * MiB,
 };
 
 /** Fills in defaults and checks the result; a bad value throws a RangeError naming the option. */

@@ -1,7 +1,8 @@
 import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ClientSessionSchema, CommandResultSchema, KvSnapshotSchema } from "../../gen/raftkv/v1/command_pb.js";
 import type { KvSnapshot } from "../../gen/raftkv/v1/command_pb.js";
-import { EventType } from "../../gen/raftkv/v1/kv_pb.js";
+import { EventSchema, EventType, KeyValueSchema } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KeyValue } from "../../gen/raftkv/v1/kv_pb.js";
 import { KvError } from "./errors.js";
 import { keyToString } from "./key-codec.js";
@@ -21,44 +22,87 @@ export interface SnapshotState {
   readonly revision: number;
   readonly compactRevision: number;
   /** In ascending key order. */
-  readonly records: Iterable<KeyRecord>;
-  /** Least recently seen first. */
-  readonly sessions: Iterable<Session>;
-  /** Oldest first. */
-  readonly history: Iterable<Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">>;
-}
-
-export interface DecodedSnapshot extends SnapshotState {
   readonly records: readonly KeyRecord[];
+  /** Least recently seen first. */
   readonly sessions: readonly Session[];
+  /** Oldest first. */
   readonly history: readonly Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">[];
 }
 
-export function encodeKvSnapshot(state: SnapshotState): Uint8Array {
-  const snapshot = create(KvSnapshotSchema, {
+/** KvSnapshot field numbers of the repeated fields (command.proto). */
+const kvsField = 5;
+const sessionsField = 6;
+const historyField = 7;
+
+/**
+ * Encodes a snapshot piece by piece, so a large store can be written or streamed without blocking the
+ * event loop for the whole encoding: the caller may yield between chunks. The state is the caller's
+ * frozen view (records, sessions and events are immutable, so capturing the lists is enough).
+ *
+ * The concatenated chunks are exactly the bytes `toBinary(KvSnapshotSchema, ...)` writes for the
+ * whole message: a message's encoding is the concatenation of its fields' encodings in field order, and
+ * each element of a repeated message field is one length-delimited record of that field.
+ */
+export function* encodeKvSnapshotChunks(state: SnapshotState, chunkBytes: number): Generator<Uint8Array, void, undefined> {
+  let writer = new BinaryWriter();
+  let buffered = 0;
+  const scalars = create(KvSnapshotSchema, {
     formatVersion: kvSnapshotFormatVersion,
     appliedIndex: BigInt(state.appliedIndex),
     revision: BigInt(state.revision),
     compactRevision: BigInt(state.compactRevision),
-    kvs: Array.from(state.records, (record) => toKeyValue(record)),
-    sessions: Array.from(state.sessions, (session) =>
-      create(ClientSessionSchema, {
-        clientId: session.clientId,
-        sequence: BigInt(session.sequence),
-        lastSeenIndex: BigInt(session.lastSeenIndex),
-        result: session.result,
-      }),
-    ),
-    history: Array.from(state.history, (event) => toEvent({ ...event, seq: 0, bytes: 0 }, true)),
   });
-  return toBinary(KvSnapshotSchema, snapshot, { writeUnknownFields: false });
+  const head = toBinary(KvSnapshotSchema, scalars, { writeUnknownFields: false });
+  writer.raw(head);
+  buffered += head.length;
+  const items: [number, () => Generator<Uint8Array>][] = [
+    [kvsField, function* () {
+      for (const record of state.records) yield toBinary(KeyValueSchema, toKeyValue(record));
+    }],
+    [sessionsField, function* () {
+      for (const session of state.sessions) {
+        yield toBinary(ClientSessionSchema, create(ClientSessionSchema, {
+          clientId: session.clientId,
+          sequence: BigInt(session.sequence),
+          lastSeenIndex: BigInt(session.lastSeenIndex),
+          result: session.result,
+        }), { writeUnknownFields: false });
+      }
+    }],
+    [historyField, function* () {
+      for (const event of state.history) yield toBinary(EventSchema, toEvent({ ...event, seq: 0, bytes: 0 }, true));
+    }],
+  ];
+  for (const [field, encodeAll] of items) {
+    for (const encoded of encodeAll()) {
+      writer.tag(field, WireType.LengthDelimited).bytes(encoded);
+      buffered += encoded.length;
+      if (buffered >= chunkBytes) {
+        yield writer.finish();
+        writer = new BinaryWriter();
+        buffered = 0;
+      }
+    }
+  }
+  if (buffered > 0) yield writer.finish();
+}
+
+export function encodeKvSnapshot(state: SnapshotState): Uint8Array {
+  const chunks = [...encodeKvSnapshotChunks(state, 1 << 20)];
+  const bytes = new Uint8Array(chunks.reduce((total, chunk) => total + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
 }
 
 /**
  * Decodes and checks a snapshot completely before anything uses it, so a bad snapshot is refused as a
  * whole (typed "invalidSnapshot") and the store keeps its state.
  */
-export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
+export function decodeKvSnapshot(bytes: Uint8Array): SnapshotState {
   let snapshot: KvSnapshot;
   try {
     snapshot = fromBinary(KvSnapshotSchema, bytes, { readUnknownFields: false });

@@ -54,6 +54,20 @@ describe("snapshot", () => {
     }
   });
 
+  it("streams the same bytes in chunks, frozen at the moment the chunks were asked for", () => {
+    const store = createKvStore({ ...small, snapshotChunkBytes: 256 });
+    feed(store, randomCommands(createPrng(3), 300));
+    const whole = store.encodeSnapshot();
+    const chunks = store.snapshotChunks()[Symbol.iterator]();
+    const first = chunks.next();
+    // Entries applied while the chunks are consumed do not leak into them.
+    feed(store, randomCommands(createPrng(4), 50));
+    const rest = [...{ [Symbol.iterator]: () => chunks }];
+    const parts = [first.value as Uint8Array, ...rest];
+    expect(parts.length).toBeGreaterThan(3);
+    expect(Uint8Array.from(parts.flatMap((part) => Array.from(part)))).toEqual(whole);
+  });
+
   it("keeps sessions across a restore: a retry after it is still deduplicated", () => {
     const store = createKvStore();
     const id = { clientId: "c", sequence: 1 };
