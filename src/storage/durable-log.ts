@@ -18,8 +18,11 @@ import type { WalWriter } from "./wal-writer.js";
  * The durable log: the core's read view (LogStorage) plus the writes the driver makes for each Ready.
  *
  * Every mutating call changes the read view at once, synchronously, and returns a promise that resolves
- * once the change is durable. Changes become durable in call order. Entries, snapshot data and hard
- * states passed in are kept by reference: the caller must not mutate them afterwards.
+ * once the change is durable. Changes become durable in call order: a snapshot file is written only
+ * after the saves issued before it are durable, so a crash leaves the state after some prefix of the
+ * calls (a snapshot whose install did not finish may survive on its own; recovery then starts the log
+ * after it). Entries, snapshot data and hard states passed in are kept by reference: the caller must not
+ * mutate them afterwards.
  */
 export interface DurableLog extends LogStorage {
   /**
@@ -195,7 +198,9 @@ class FileLog implements DurableLog {
     assert(index >= this.snapshotIndexMax, () => `storage: installing snapshot ${index} below snapshot ${this.snapshotIndexMax}`);
     this.snapshotIndexMax = index;
     this.view.reset(snapshot);
+    const earlierSaves = this.writer.save(undefined, []);
     const written = this.inBackground(async () => {
+      await earlierSaves;
       await this.store.write(snapshot);
       this.durableSnapshotIndex = Math.max(this.durableSnapshotIndex, index);
     });
@@ -211,7 +216,9 @@ class FileLog implements DurableLog {
     checkConf(conf);
     const snapshot: Snapshot = { meta: { index, term: this.view.term(index), conf }, data };
     this.snapshotIndexMax = Math.max(this.snapshotIndexMax, index);
+    const earlierSaves = this.writer.save(undefined, []);
     return this.inBackground(async () => {
+      await earlierSaves;
       try {
         await this.store.write(snapshot);
       } catch (error) {
