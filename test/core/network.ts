@@ -19,6 +19,8 @@ export type MessageFilter = (m: Message) => boolean;
 
 /** Bounds every delivery loop: a scenario that needs more rounds than this has livelocked. */
 const deliverRoundsMax = 10_000;
+/** Bounds the Readys one node produces in one flush: more means the core never settles (a livelock). */
+const readysPerFlushMax = 1_000;
 /** Bounds `electLeader`: campaigning more often than this without winning is a test failure. */
 const campaignAttemptsMax = 5;
 
@@ -133,7 +135,8 @@ export class Network {
       if (this.down.has(id)) continue;
       const node = this.node(id);
       const storage = this.storage(id);
-      while (node.hasReady()) {
+      for (let count = 0; node.hasReady(); count++) {
+        if (count >= readysPerFlushMax) throw new Error(`node ${id} still has a Ready after ${readysPerFlushMax}: it never settles`);
         const rd = node.ready();
         if (rd.snapshot) {
           storage.applySnapshot(rd.snapshot);
