@@ -142,6 +142,8 @@ export class RaftNode {
   // ReadIndex (thesis 6.4), leader side: reads wait for a heartbeat round started after they arrived.
   private readRound = 0;
   private readRoundInFlight = false;
+  /** Reads wait for round readRound + 1, which starts (heartbeats go out) at the next ready(). */
+  private readRoundWanted = false;
   private pendingReads: PendingRead[] = [];
   /** Reads that arrived before this leader committed an entry of its term: their index is not yet known. */
   private readsAwaitingCommit: { requestIds: readonly number[]; from: NodeId }[] = [];
@@ -307,13 +309,14 @@ export class RaftNode {
     if (!isIndex(m.term)) return false;
     switch (m.type) {
       case "vote":
-        return isIndex(m.lastLogIndex) && isIndex(m.lastLogTerm) && m.lastLogTerm <= m.term;
+        // Only voters campaign; a learner's vote request is a bug or an attack.
+        return this.conf.voters.includes(m.from) && isIndex(m.lastLogIndex) && isIndex(m.lastLogTerm) && m.lastLogTerm <= m.term;
       case "append": {
         if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || m.prevTerm > m.term) return false;
         let prevTerm = m.prevTerm;
         for (let i = 0; i < m.entries.length; i++) {
           const entry = m.entries[i];
-          if (entry === undefined || entry.index !== m.prevIndex + 1 + i) return false;
+          if (entry === undefined || entry.index !== m.prevIndex + 1 + i || !isIndex(entry.term)) return false;
           if (entry.term < prevTerm || entry.term > m.term) return false;
           prevTerm = entry.term;
         }
@@ -574,8 +577,9 @@ export class RaftNode {
     pr.recentActive = true;
     if (m.reject) {
       // Fast backtracking: jump to the largest index where our log may match the follower's hint. A
-      // hint of (0, 0) is meaningful too: the follower's log matches nothing, so probe from the start.
-      const probeHint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
+      // hint term of 0 (an empty or compacted follower log) needs no search: probe at the hint index.
+      let probeHint = m.hintIndex;
+      if (m.hintTerm > 0) probeHint = this.log.findConflictByTerm(m.hintIndex, m.hintTerm).index;
       if (pr.maybeDecrTo(m.index, probeHint)) {
         if (pr.state === "replicate") pr.becomeProbe();
         this.sendAppend(m.from, true);
@@ -587,7 +591,9 @@ export class RaftNode {
     const wasPaused = pr.isPaused();
     if (pr.maybeUpdate(m.index)) {
       if (pr.state === "probe") pr.becomeReplicate();
-      else if (pr.state === "snapshot" && pr.match >= pr.pendingSnapshot) {
+      else if (pr.state === "snapshot" && pr.match + 1 >= this.log.firstIndex()) {
+        // The follower installed the snapshot, or caught up some other way to where our log can
+        // continue: replicate from there.
         pr.becomeProbe();
         pr.becomeReplicate();
       } else if (pr.state === "replicate") pr.inflights.freeLE(m.index);
@@ -605,7 +611,9 @@ export class RaftNode {
     pr.recentActive = true;
     pr.probeSent = false;
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
-    if (m.readRound > pr.readRoundAcked) {
+    // A round we never started cannot have been acknowledged: without this bound one forged or
+    // corrupted response would count this follower toward every future round.
+    if (m.readRound > pr.readRoundAcked && m.readRound <= this.readRound) {
       pr.readRoundAcked = m.readRound;
       this.onReadProgress();
     }
@@ -713,17 +721,18 @@ export class RaftNode {
       this.answerRead(requestIds, from, this.log.committed);
       return;
     }
-    // Join the next round: it must start after this read arrived, so that its quorum proves we were
-    // still leader at some point after the read began.
-    const round = this.readRoundInFlight ? this.readRound + 1 : this.startReadRound();
-    this.pendingReads.push({ requestIds, from, index: this.log.committed, round });
+    // Join the next round: it starts after this read arrived, so its quorum proves we were still
+    // leader at some point after the read began. It starts at the next ready() (not here), so every
+    // read that arrives before then shares its one heartbeat round.
+    if (!this.readRoundInFlight) this.readRoundWanted = true;
+    this.pendingReads.push({ requestIds, from, index: this.log.committed, round: this.readRound + 1 });
   }
 
-  private startReadRound(): number {
+  private startReadRound(): void {
+    this.readRoundWanted = false;
     this.readRound++;
     this.readRoundInFlight = true;
     this.broadcastHeartbeat();
-    return this.readRound;
   }
 
   /** A follower acknowledged a heartbeat or an append: release every read whose round has a quorum. */
@@ -742,10 +751,8 @@ export class RaftNode {
       else rest.push(read);
     }
     this.pendingReads = rest;
-    if (rest.length > 0) {
-      const next = this.startReadRound();
-      assert(rest.every((r) => r.round === next), "raft: reads queued for a round other than the next");
-    }
+    assert(rest.every((r) => r.round === confirmed + 1), "raft: reads queued for a round other than the next");
+    if (rest.length > 0) this.readRoundWanted = true;
   }
 
   private answerRead(requestIds: readonly number[], from: NodeId, index: number): void {
@@ -762,6 +769,7 @@ export class RaftNode {
     this.pendingReads = [];
     this.readsAwaitingCommit = [];
     this.readRoundInFlight = false;
+    this.readRoundWanted = false;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -841,6 +849,7 @@ export class RaftNode {
     this.uncommittedBytes = 0;
     this.broadcastPending = false;
     this.readRoundInFlight = false;
+    this.readRoundWanted = false;
     this.resetProgress();
   }
 
@@ -865,6 +874,7 @@ export class RaftNode {
     if (this.outstanding !== undefined) return false;
     return (
       this.broadcastPending ||
+      this.readRoundWanted ||
       this.messages.length > 0 ||
       this.readStates.length > 0 ||
       this.log.hasUnstable() ||
@@ -881,6 +891,7 @@ export class RaftNode {
       this.broadcastPending = false;
       if (this.role === "leader") this.broadcastAppend();
     }
+    if (this.readRoundWanted && this.role === "leader") this.startReadRound();
     const softState = this.softState();
     const hardState = this.hardState();
     const unstable = this.log.unstable();
