@@ -12,6 +12,8 @@ import { runSimulation } from "./simulation.js";
 const USAGE = "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--trace LINES]";
 const STEPS_DEFAULT = 3000;
 const FAILURES_SHOWN_MAX = 10;
+const PROGRESS_MIN_SEEDS = 1000;
+const PROGRESS_EVERY_SEEDS = 250;
 
 function fail(message: string): never {
   process.stderr.write(`sim: ${message}\n${USAGE}\n`);
@@ -55,7 +57,14 @@ function main(): void {
     const result = runSimulation({ seed: firstSeed, nodes: nodesForSeed(firstSeed, nodes), steps, trace: true });
     for (const line of result.trace.slice(-traceLines)) process.stdout.write(`${line}\n`);
   }
-  const summary = runSeeds({ firstSeed, seeds, nodes, steps });
+  // Long runs report progress on stderr, so stdout keeps its one summary line.
+  let done = 0;
+  const summary = runSeeds({ firstSeed, seeds, nodes, steps }, (result) => {
+    done++;
+    if (seeds >= PROGRESS_MIN_SEEDS && done % PROGRESS_EVERY_SEEDS === 0) {
+      process.stderr.write(`sim: ${done}/${seeds} seeds, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
+    }
+  });
   process.stdout.write(`${formatSummary(summary)}\n`);
   if (summary.failures.length === 0) return;
   for (const result of summary.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${formatFailure(result, steps)}\n`);

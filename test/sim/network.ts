@@ -9,8 +9,10 @@ import type { Prng } from "../../src/lib/prng.js";
  *   and then a long one), and messages due at the same step are shuffled, so any two messages can be
  *   reordered.
  * - Partitions are decided when a message is *delivered*: a link cut while a message is in flight
- *   drops it. A partition is any grouping of the nodes (nodes talk only within their group) plus any
- *   set of one-way link cuts, which is how asymmetric failures are modelled.
+ *   drops it, or (`stallAcrossPartitions`, like a TCP connection that stays open and retransmits)
+ *   holds it until the link is back, so that a flood of stale messages arrives when a partition heals.
+ *   A partition is any grouping of the nodes (nodes talk only within their group) plus any set of
+ *   one-way link cuts, which is how asymmetric failures are modelled.
  * - Messages are copied on send, as a real wire would serialize them, so no node can see another
  *   node's objects.
  */
@@ -24,6 +26,8 @@ export interface NetworkConditions {
   /** Probability of a long delay, uniform in [1, longDelayStepsMax]: a stale message arriving late. */
   readonly longDelayRate: number;
   readonly longDelayStepsMax: number;
+  /** Hold messages on a cut link until it is restored, instead of dropping them. */
+  readonly stallAcrossPartitions: boolean;
 }
 
 export const CALM_NETWORK: NetworkConditions = {
@@ -32,6 +36,7 @@ export const CALM_NETWORK: NetworkConditions = {
   delayStepsMax: 3,
   longDelayRate: 0,
   longDelayStepsMax: 3,
+  stallAcrossPartitions: false,
 };
 
 export interface NetworkStats {
@@ -43,11 +48,13 @@ export interface NetworkStats {
   cut: number;
   /** Dropped because too many messages were in flight (a bounded queue overflowing). */
   overflowed: number;
+  /** Held on a cut link, to be delivered once it is restored. */
+  stalled: number;
 }
 
 export class SimNetwork {
   conditions: NetworkConditions = CALM_NETWORK;
-  readonly stats: NetworkStats = { sent: 0, delivered: 0, lost: 0, duplicated: 0, cut: 0, overflowed: 0 };
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, lost: 0, duplicated: 0, cut: 0, overflowed: 0, stalled: 0 };
   /** Messages due per step. Steps are consumed in order, so this never holds past steps. */
   private readonly due = new Map<number, Message[]>();
   private inFlight = 0;
@@ -55,6 +62,9 @@ export class SimNetwork {
   private readonly group: number[];
   /** One-way cuts, keyed `from * 1000 + to` (ids are below 1000 here). */
   private readonly cutLinks = new Set<number>();
+  /** Messages held on cut links (counted in `inFlight`), and whether the links changed since last looked at. */
+  private stalled: Message[] = [];
+  private topologyChanged = false;
 
   constructor(
     readonly nodeIds: readonly NodeId[],
@@ -85,6 +95,7 @@ export class SimNetwork {
 
   /** The messages due at `now` whose link is up, in a seed-decided order. `isUp` says whether a node runs. */
   deliver(now: number, isUp: (id: NodeId) => boolean): Message[] {
+    if (this.topologyChanged) this.releaseStalled(now);
     const batch = this.due.get(now);
     if (batch === undefined) return [];
     this.due.delete(now);
@@ -100,6 +111,12 @@ export class SimNetwork {
     }
     const delivered: Message[] = [];
     for (const message of batch) {
+      if (!this.connected(message.from, message.to) && this.conditions.stallAcrossPartitions && this.inFlight < this.inFlightMax) {
+        this.stats.stalled++;
+        this.stalled.push(message);
+        this.inFlight++;
+        continue;
+      }
       if (!this.connected(message.from, message.to) || !isUp(message.to)) {
         this.stats.cut++;
         continue;
@@ -122,6 +139,7 @@ export class SimNetwork {
     groups.forEach((members, g) => {
       for (const id of members) this.group[id] = g;
     });
+    this.topologyChanged = true;
   }
 
   cutLink(from: NodeId, to: NodeId): void {
@@ -131,6 +149,22 @@ export class SimNetwork {
   heal(): void {
     this.cutLinks.clear();
     this.group.fill(0);
+    this.topologyChanged = true;
+  }
+
+  /** Stalled messages whose link is back go out again, each with an ordinary delay. */
+  private releaseStalled(now: number): void {
+    this.topologyChanged = false;
+    const still: Message[] = [];
+    for (const message of this.stalled) {
+      if (!this.connected(message.from, message.to)) {
+        still.push(message);
+        continue;
+      }
+      this.inFlight--;
+      this.schedule(message, now + this.prng.int(1, this.conditions.delayStepsMax));
+    }
+    this.stalled = still;
   }
 
   /** A description of the current partition for traces, e.g. "{1,2} {3}" plus cuts "3->1". */
@@ -152,11 +186,13 @@ export class SimNetwork {
     }
     const c = this.conditions;
     const delay = this.prng.chance(c.longDelayRate) ? this.prng.int(1, c.longDelayStepsMax) : this.prng.int(1, c.delayStepsMax);
-    const at = now + delay;
+    this.schedule(cloneMessage(message), now + delay);
+  }
+
+  private schedule(message: Message, at: number): void {
     const list = this.due.get(at);
-    const copy = cloneMessage(message);
-    if (list === undefined) this.due.set(at, [copy]);
-    else list.push(copy);
+    if (list === undefined) this.due.set(at, [message]);
+    else list.push(message);
     this.inFlight++;
   }
 }

@@ -12,6 +12,9 @@ export interface SimParams {
   readonly network: NetworkConditions;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  /** The core's optional protocol features; mostly on (the defaults), sometimes off to cover both paths. */
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
   /** Per node: a tick every this many steps (nodes' clocks run at different speeds). */
   readonly stepsPerTick: readonly number[];
   readonly fsyncStepsMax: number;
@@ -40,7 +43,9 @@ export function drawNetwork(prng: Prng): NetworkConditions {
     duplicateRate: prng.pick([0, 0, 0.02, 0.1]),
     delayStepsMax: prng.int(1, 12),
     longDelayRate: prng.pick([0, 0.005, 0.02, 0.05]),
-    longDelayStepsMax: prng.int(20, 200),
+    // Up to many election timeouts: Raft must stay safe with arbitrarily old messages arriving.
+    longDelayStepsMax: prng.int(20, 3000),
+    stallAcrossPartitions: prng.chance(0.5),
   };
 }
 
@@ -57,6 +62,8 @@ export function drawParams(prng: Prng, nodeCount: number): SimParams {
     network: drawNetwork(prng),
     electionTicks,
     heartbeatTicks,
+    preVote: prng.chance(0.8),
+    checkQuorum: prng.chance(0.8),
     stepsPerTick,
     fsyncStepsMax: prng.pick([0, 1, 2, 4, 8]),
     leaderSendsEarly: prng.chance(0.7),

@@ -36,6 +36,8 @@ import { decodeCommand, KvStateMachine, type KvCommand } from "./kv-model.js";
 export interface SimNodeConfig {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  readonly preVote: boolean;
+  readonly checkQuorum: boolean;
   /** A write that must be synced takes 0..fsyncStepsMax steps (the initial value; see SimNode.fsyncStepsMax). */
   readonly fsyncStepsMax: number;
   /** Whether leaders use the shortcut of sending appends before their own write is durable. */
@@ -163,6 +165,8 @@ export class SimNode {
       prng: this.prng.fork(),
       electionTicks: this.config.electionTicks,
       heartbeatTicks: this.config.heartbeatTicks,
+      preVote: this.config.preVote,
+      checkQuorum: this.config.checkQuorum,
       applied: sm.index,
     });
     this.life = {

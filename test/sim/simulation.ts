@@ -76,11 +76,11 @@ export interface SimResult {
 
 /** What a scenario test may look at after each step. */
 export interface SimView {
-  readonly now: number;
-  readonly phase: Phase["kind"];
+  now(): number;
+  phase(): Phase["kind"];
   status(node: NodeId): Status | undefined;
   readonly nodeIds: readonly NodeId[];
-  readonly highestCommitted: number;
+  highestCommitted(): number;
 }
 
 type Phase =
@@ -158,6 +158,8 @@ class Simulation {
         {
           electionTicks: this.params.electionTicks,
           heartbeatTicks: this.params.heartbeatTicks,
+          preVote: this.params.preVote,
+          checkQuorum: this.params.checkQuorum,
           fsyncStepsMax: this.params.fsyncStepsMax,
           leaderSendsEarly: this.params.leaderSendsEarly,
           tornWrites: this.params.tornWrites,
@@ -616,19 +618,12 @@ class Simulation {
   }
 
   private view(): SimView {
-    const sim = this;
     return {
-      get now() {
-        return sim.now;
-      },
-      get phase() {
-        return sim.phase.kind;
-      },
-      status: (id) => sim.node(id).status(),
+      now: () => this.now,
+      phase: () => this.phase.kind,
+      status: (id) => this.node(id).status(),
       nodeIds: this.ids,
-      get highestCommitted() {
-        return sim.monitor.highestCommitted;
-      },
+      highestCommitted: () => this.monitor.highestCommitted,
     };
   }
 }
