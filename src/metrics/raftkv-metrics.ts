@@ -1,0 +1,142 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/**
+ * The metrics of one node, in a registry of its own so that tests and simulations can run several
+ * nodes in one process. Every recording function is tiny and never throws: metrics must not be able
+ * to fail a request or stall the Raft loop. Durations arrive in milliseconds (what performance.now()
+ * gives) and are exported in seconds (the Prometheus convention).
+ */
+export interface RaftkvMetrics {
+  readonly registry: Registry;
+  /** The node's role, term and known leader, on every change (driver soft state). */
+  raftState(role: RaftRole, term: number, leader: number): void;
+  /** Commit and applied index, after each Ready. */
+  raftIndexes(commitIndex: number, appliedIndex: number): void;
+  /** One finished proposal: applied ("ok") or rejected/unknown ("failed"), and its latency. */
+  proposal(outcome: Outcome, ms: number): void;
+  /** One finished linearizable read barrier and its latency. */
+  readBarrier(outcome: Outcome, ms: number): void;
+  /** One WAL write made durable: the fsync latency and the bytes written. */
+  walFsync(ms: number, bytes: number): void;
+  /** The transport's cumulative counters for one peer; the metric grows by the difference. */
+  peerMessages(peer: number, sentTotal: number, droppedTotal: number): void;
+  /** A snapshot was created locally, installed from the leader, or sent to a follower. */
+  snapshot(kind: SnapshotKind, bytes: number): void;
+  /** One finished client RPC with its Connect code name ("ok" on success). */
+  rpc(method: string, code: string, ms: number): void;
+  /** A Watch stream opened (+1) or ended (-1). */
+  watchers(delta: 1 | -1): void;
+  /** The exposition text and its content type, for GET /metrics. */
+  render(): Promise<{ readonly contentType: string; readonly body: string }>;
+}
+
+export type RaftRole = "follower" | "precandidate" | "candidate" | "leader";
+export type Outcome = "ok" | "failed";
+export type SnapshotKind = "created" | "installed" | "sent";
+
+const roles: readonly RaftRole[] = ["follower", "precandidate", "candidate", "leader"];
+
+/** Latency buckets from 0.5 ms to ~16 s: an fsync, a quorum round on loopback, a stuck election. */
+const latencyBuckets = [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384];
+
+export interface MetricsOptions {
+  /** Adds the process and Node.js runtime metrics of prom-client (CPU, memory, event loop lag, GC). Default true. */
+  readonly processMetrics?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
+  const registry = new Registry();
+  if (options.processMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+
+  const term = new Gauge({ name: "raftkv_raft_term", help: "The node's current Raft term.", registers });
+  const role = new Gauge({ name: "raftkv_raft_role", help: "1 for the node's current Raft role, 0 for the others.", labelNames: ["role"], registers });
+  const leader = new Gauge({ name: "raftkv_raft_leader", help: "The id of the leader this node knows of, 0 when none.", registers });
+  const commitIndex = new Gauge({ name: "raftkv_raft_commit_index", help: "The highest log index this node knows committed.", registers });
+  const appliedIndex = new Gauge({ name: "raftkv_raft_applied_index", help: "The highest log index applied to the state machine.", registers });
+  const proposals = new Counter({ name: "raftkv_proposals_total", help: "Mutations proposed through this node.", registers });
+  const proposalsFailed = new Counter({
+    name: "raftkv_proposals_failed_total",
+    help: "Proposals that did not apply through this node (rejected, overwritten by a new leader, or deadline passed).",
+    registers,
+  });
+  const proposalSeconds = new Histogram({
+    name: "raftkv_proposal_duration_seconds",
+    help: "Time from proposing a mutation to applying it, by outcome.",
+    labelNames: ["outcome"],
+    buckets: latencyBuckets,
+    registers,
+  });
+  const readBarrierSeconds = new Histogram({
+    name: "raftkv_read_barrier_duration_seconds",
+    help: "Time for a linearizable read barrier (ReadIndex confirmed and applied), by outcome.",
+    labelNames: ["outcome"],
+    buckets: latencyBuckets,
+    registers,
+  });
+  const walFsyncSeconds = new Histogram({ name: "raftkv_wal_fsync_duration_seconds", help: "Latency of making WAL writes durable.", buckets: latencyBuckets, registers });
+  const walBytes = new Counter({ name: "raftkv_wal_written_bytes_total", help: "Bytes written to the WAL and made durable.", registers });
+  const peerSent = new Counter({ name: "raftkv_peer_messages_sent_total", help: "Raft messages sent to a peer.", labelNames: ["peer"], registers });
+  const peerDropped = new Counter({
+    name: "raftkv_peer_messages_dropped_total",
+    help: "Raft messages to a peer dropped (queue full or peer unreachable); Raft retries them.",
+    labelNames: ["peer"],
+    registers,
+  });
+  const snapshots = new Counter({ name: "raftkv_snapshots_total", help: "Snapshots created, installed or sent, by kind.", labelNames: ["kind"], registers });
+  const snapshotBytes = new Gauge({ name: "raftkv_snapshot_last_bytes", help: "Size of the latest snapshot, by kind.", labelNames: ["kind"], registers });
+  const rpcRequests = new Counter({ name: "raftkv_rpc_requests_total", help: "Client RPCs finished, by method and Connect code.", labelNames: ["method", "code"], registers });
+  const rpcSeconds = new Histogram({ name: "raftkv_rpc_duration_seconds", help: "Client RPC latency (streams: until they end), by method.", labelNames: ["method"], buckets: latencyBuckets, registers });
+  const watchers = new Gauge({ name: "raftkv_watchers", help: "Open Watch streams.", registers });
+
+  for (const r of roles) role.set({ role: r }, r === "follower" ? 1 : 0);
+  const peerTotals = new Map<number, { sent: number; dropped: number }>();
+
+  return {
+    registry,
+    raftState(current, currentTerm, currentLeader) {
+      for (const r of roles) role.set({ role: r }, r === current ? 1 : 0);
+      term.set(currentTerm);
+      leader.set(currentLeader);
+    },
+    raftIndexes(commit, applied) {
+      commitIndex.set(commit);
+      appliedIndex.set(applied);
+    },
+    proposal(outcome, ms) {
+      proposals.inc();
+      if (outcome === "failed") proposalsFailed.inc();
+      proposalSeconds.observe({ outcome }, ms / 1000);
+    },
+    readBarrier(outcome, ms) {
+      readBarrierSeconds.observe({ outcome }, ms / 1000);
+    },
+    walFsync(ms, bytes) {
+      walFsyncSeconds.observe(ms / 1000);
+      if (bytes > 0) walBytes.inc(bytes);
+    },
+    peerMessages(peer, sentTotal, droppedTotal) {
+      // The transport reports totals; a total below the last one means its counters restarted.
+      const last = peerTotals.get(peer) ?? { sent: 0, dropped: 0 };
+      const sent = sentTotal >= last.sent ? sentTotal - last.sent : sentTotal;
+      const dropped = droppedTotal >= last.dropped ? droppedTotal - last.dropped : droppedTotal;
+      peerTotals.set(peer, { sent: sentTotal, dropped: droppedTotal });
+      if (sent > 0) peerSent.inc({ peer: String(peer) }, sent);
+      if (dropped > 0) peerDropped.inc({ peer: String(peer) }, dropped);
+    },
+    snapshot(kind, bytes) {
+      snapshots.inc({ kind });
+      snapshotBytes.set({ kind }, bytes);
+    },
+    rpc(method, code, ms) {
+      rpcRequests.inc({ method, code });
+      rpcSeconds.observe({ method }, ms / 1000);
+    },
+    watchers(delta) {
+      watchers.inc(delta);
+    },
+    async render() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}

@@ -1,0 +1,400 @@
+import { randomUUID } from "node:crypto";
+import { Agent } from "node:http";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import {
+  ClusterService,
+  type MemberListRequestSchema,
+  type MemberListResponse,
+  type StatusResponse,
+  type TransferLeadershipRequestSchema,
+  type TransferLeadershipResponse,
+} from "../../../gen/raftkv/v1/cluster_pb.js";
+import {
+  KvService,
+  type DeleteRequestSchema,
+  type DeleteResponse,
+  type Event,
+  type GetRequestSchema,
+  type GetResponse,
+  type PutRequestSchema,
+  type PutResponse,
+  type RangeRequestSchema,
+  type RangeResponse,
+  type TxnRequestSchema,
+  type TxnResponse,
+  type WatchRequestSchema,
+  type WatchResponse,
+} from "../../../gen/raftkv/v1/kv_pb.js";
+import { errorReason, leaderHeader, type ErrorReason } from "../errors.js";
+import { SessionPool, type Session } from "./session-pool.js";
+
+export type ClientProtocol = "grpc" | "connect" | "grpc-web";
+
+export interface RaftkvClientOptions {
+  /** Client URLs of some or all members, for example http://127.0.0.1:2379. */
+  readonly endpoints: readonly string[];
+  /** gRPC over HTTP/2 (default), Connect over HTTP/1.1, or gRPC-web over HTTP/1.1. */
+  readonly protocol?: ClientProtocol;
+  /** A call's whole budget, across retries. Default 10 s. */
+  readonly timeoutMs?: number;
+  /** The budget of one attempt; a node that does not answer in time is left for the next. Default 3 s. */
+  readonly attemptTimeoutMs?: number;
+  /** The most attempts of one call. Default 20. */
+  readonly attemptsMax?: number;
+  /** Backoff between attempts that wait for the cluster (election, overload), doubling from min to max. */
+  readonly backoffMinMs?: number;
+  readonly backoffMaxMs?: number;
+  /** The base of this client's exactly-once session ids. Default a random UUID. */
+  readonly clientId?: string;
+  /** The most mutations in flight at once (each holds a session). Default 64. */
+  readonly sessionsMax?: number;
+}
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * The final failure of a call after its retries. `outcomeUnknown` is true when a mutation may have been
+ * applied (an attempt was proposed and its fate never became known); retrying it later with a new
+ * request is then not exactly-once.
+ */
+export class RaftkvCallError extends Error {
+  override readonly name = "RaftkvCallError";
+  readonly code: Code;
+  readonly reason: ErrorReason | undefined;
+
+  constructor(
+    override readonly cause: ConnectError,
+    readonly outcomeUnknown: boolean,
+    readonly endpoint: string,
+  ) {
+    super(cause.rawMessage);
+    this.code = cause.code;
+    this.reason = errorReason(cause);
+  }
+}
+
+export interface EndpointStatus {
+  readonly endpoint: string;
+  readonly status?: StatusResponse;
+  readonly error?: ConnectError;
+}
+
+export interface RaftkvClient {
+  /** The endpoint calls go to first: the leader once one answered or was named. */
+  readonly endpoint: string;
+  put(request: MessageInitShape<typeof PutRequestSchema>, options?: CallOptions): Promise<PutResponse>;
+  delete(request: MessageInitShape<typeof DeleteRequestSchema>, options?: CallOptions): Promise<DeleteResponse>;
+  txn(request: MessageInitShape<typeof TxnRequestSchema>, options?: CallOptions): Promise<TxnResponse>;
+  get(request: MessageInitShape<typeof GetRequestSchema>, options?: CallOptions): Promise<GetResponse>;
+  range(request: MessageInitShape<typeof RangeRequestSchema>, options?: CallOptions): Promise<RangeResponse>;
+  /**
+   * The changes of a key or prefix. On a lost connection or a node shutting down, the watch resumes on
+   * another endpoint exactly after the last event delivered; it ends with the server's `compacted`
+   * message when the history it needs is gone.
+   */
+  watch(request: MessageInitShape<typeof WatchRequestSchema>, options?: CallOptions): AsyncIterable<WatchResponse>;
+  memberList(request: MessageInitShape<typeof MemberListRequestSchema>, options?: CallOptions): Promise<MemberListResponse>;
+  transferLeadership(request: MessageInitShape<typeof TransferLeadershipRequestSchema>, options?: CallOptions): Promise<TransferLeadershipResponse>;
+  /** Asks every known endpoint for its status, in parallel; one failure does not fail the others. */
+  statusAll(options?: CallOptions): Promise<EndpointStatus[]>;
+  close(): void;
+}
+
+interface Endpoint {
+  readonly url: string;
+  readonly kv: Client<typeof KvService>;
+  readonly cluster: Client<typeof ClusterService>;
+  close(): void;
+}
+
+/** Learned leader URLs beyond the configured endpoints; the oldest learned is forgotten first. */
+const learnedEndpointsMax = 16;
+
+/**
+ * A client of a raftkv cluster that hides leadership: it sends every call to the endpoint that last
+ * worked, follows the `raftkv-leader` hint of a follower, moves to the next endpoint when one is
+ * unreachable or stopping, and backs off while the cluster elects a leader or sheds load. Mutations
+ * carry an exactly-once session (client id, sequence) that stays the same across every retry.
+ */
+export function createRaftkvClient(options: RaftkvClientOptions): RaftkvClient {
+  return new RaftkvClientImpl(options);
+}
+
+type Attempt<T> = (endpoint: Endpoint, signal: AbortSignal) => Promise<T>;
+
+class RaftkvClientImpl implements RaftkvClient {
+  private readonly endpoints: Endpoint[] = [];
+  private readonly configured: number;
+  private current = 0;
+  private readonly sessions: SessionPool;
+  private readonly protocol: ClientProtocol;
+  private readonly timeoutMs: number;
+  private readonly attemptTimeoutMs: number;
+  private readonly attemptsMax: number;
+  private readonly backoffMinMs: number;
+  private readonly backoffMaxMs: number;
+
+  constructor(options: RaftkvClientOptions) {
+    const urls = [...new Set(options.endpoints.map(normalizeEndpoint))];
+    if (urls.length === 0) throw new RangeError("at least one endpoint is needed");
+    this.protocol = options.protocol ?? "grpc";
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.attemptTimeoutMs = options.attemptTimeoutMs ?? 3_000;
+    this.attemptsMax = options.attemptsMax ?? 20;
+    this.backoffMinMs = options.backoffMinMs ?? 25;
+    this.backoffMaxMs = options.backoffMaxMs ?? 1_000;
+    const sessionsMax = options.sessionsMax ?? 64;
+    this.sessions = new SessionPool(options.clientId ?? randomUUID(), sessionsMax, sessionsMax * 1_000);
+    for (const url of urls) this.endpoints.push(this.open(url));
+    this.configured = urls.length;
+  }
+
+  get endpoint(): string {
+    return this.at(this.current).url;
+  }
+
+  put(request: MessageInitShape<typeof PutRequestSchema>, options?: CallOptions): Promise<PutResponse> {
+    return this.mutate(request, options, (e, s, session) => e.kv.put({ ...request, ...session }, { signal: s }));
+  }
+
+  delete(request: MessageInitShape<typeof DeleteRequestSchema>, options?: CallOptions): Promise<DeleteResponse> {
+    return this.mutate(request, options, (e, s, session) => e.kv.delete({ ...request, ...session }, { signal: s }));
+  }
+
+  txn(request: MessageInitShape<typeof TxnRequestSchema>, options?: CallOptions): Promise<TxnResponse> {
+    return this.mutate(request, options, (e, s, session) => e.kv.txn({ ...request, ...session }, { signal: s }));
+  }
+
+  get(request: MessageInitShape<typeof GetRequestSchema>, options?: CallOptions): Promise<GetResponse> {
+    return this.call(false, options, (e, s) => e.kv.get(request, { signal: s }));
+  }
+
+  range(request: MessageInitShape<typeof RangeRequestSchema>, options?: CallOptions): Promise<RangeResponse> {
+    return this.call(false, options, (e, s) => e.kv.range(request, { signal: s }));
+  }
+
+  memberList(request: MessageInitShape<typeof MemberListRequestSchema>, options?: CallOptions): Promise<MemberListResponse> {
+    return this.call(false, options, (e, s) => e.cluster.memberList(request, { signal: s }));
+  }
+
+  transferLeadership(request: MessageInitShape<typeof TransferLeadershipRequestSchema>, options?: CallOptions): Promise<TransferLeadershipResponse> {
+    return this.call(false, options, (e, s) => e.cluster.transferLeadership(request, { signal: s }));
+  }
+
+  async statusAll(options?: CallOptions): Promise<EndpointStatus[]> {
+    return Promise.all(
+      this.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
+        const signal = anySignal(options?.signal, AbortSignal.timeout(this.attemptTimeoutMs));
+        try {
+          return { endpoint: endpoint.url, status: await endpoint.cluster.status({}, { signal }) };
+        } catch (error) {
+          return { endpoint: endpoint.url, error: ConnectError.from(error) };
+        }
+      }),
+    );
+  }
+
+  async *watch(request: MessageInitShape<typeof WatchRequestSchema>, options?: CallOptions): AsyncIterable<WatchResponse> {
+    // Where to resume: the revision of the last event delivered, skipping the events of that revision
+    // already delivered (a revision's events may span two messages; every node orders them alike).
+    let resumeRevision = request.startRevision ?? 0n;
+    let deliveredAtResume = 0;
+    let confirmed = false;
+    let failures = 0;
+    const callOptions = options?.signal === undefined ? {} : { signal: options.signal };
+    while (true) {
+      const endpoint = this.at(this.current);
+      try {
+        let skip = deliveredAtResume;
+        for await (const message of endpoint.kv.watch({ ...request, startRevision: resumeRevision }, callOptions)) {
+          failures = 0;
+          if (message.kind.case === "compacted") {
+            yield message;
+            return;
+          }
+          if (message.kind.case !== "events") break; // canceled: the node stops or restored a snapshot; resume elsewhere
+          if (resumeRevision === 0n) resumeRevision = (message.header?.revision ?? 0n) + 1n;
+          const fresh: Event[] = [];
+          for (const event of message.kind.value.events) {
+            const revision = event.kv?.modRevision ?? 0n;
+            if (revision === resumeRevision && skip > 0) {
+              skip--;
+              continue;
+            }
+            if (revision !== resumeRevision) {
+              resumeRevision = revision;
+              deliveredAtResume = 0;
+            }
+            deliveredAtResume++;
+            fresh.push(event);
+          }
+          if (fresh.length === 0 && confirmed) continue;
+          confirmed = true;
+          message.kind.value.events = fresh;
+          yield message;
+        }
+      } catch (error) {
+        if (options?.signal?.aborted === true) return;
+        const connectError = ConnectError.from(error);
+        if (classify(connectError) === "fatal" || ++failures >= this.attemptsMax) {
+          throw new RaftkvCallError(connectError, false, endpoint.url);
+        }
+      }
+      if (options?.signal?.aborted === true) return;
+      this.current = (this.current + 1) % this.endpoints.length;
+      await sleep(this.backoff(failures), options?.signal);
+    }
+  }
+
+  close(): void {
+    for (const endpoint of this.endpoints) endpoint.close();
+  }
+
+  private async mutate<T>(
+    request: { clientId?: string; sequence?: bigint },
+    options: CallOptions | undefined,
+    attempt: (endpoint: Endpoint, signal: AbortSignal, session: Partial<Session>) => Promise<T>,
+  ): Promise<T> {
+    // A caller that manages its own session keeps it; otherwise every attempt of this call shares one.
+    if (request.clientId !== undefined && request.clientId !== "") {
+      return this.call(true, options, (e, s) => attempt(e, s, {}));
+    }
+    const session = await this.sessions.acquire();
+    try {
+      return await this.call(true, options, (e, s) => attempt(e, s, session));
+    } finally {
+      this.sessions.release(session);
+    }
+  }
+
+  private async call<T>(mutation: boolean, options: CallOptions | undefined, attempt: Attempt<T>): Promise<T> {
+    const deadline = Date.now() + this.timeoutMs;
+    let outcomeUnknown = false;
+    let waits = 0;
+    let last: { error: ConnectError; endpoint: string } | undefined;
+    for (let n = 0; n < this.attemptsMax; n++) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      const index = this.current;
+      const endpoint = this.at(index);
+      const signal = anySignal(options?.signal, AbortSignal.timeout(Math.min(remaining, this.attemptTimeoutMs)));
+      try {
+        return await attempt(endpoint, signal);
+      } catch (error) {
+        const connectError = ConnectError.from(error);
+        if (options?.signal?.aborted === true) throw new RaftkvCallError(connectError, mutation && outcomeUnknown, endpoint.url);
+        last = { error: connectError, endpoint: endpoint.url };
+        const action = classify(connectError);
+        if (mutation && mayHaveApplied(connectError)) outcomeUnknown = true;
+        if (action === "fatal") break;
+        if (action === "redirect") {
+          this.current = this.learn(connectError.metadata.get(leaderHeader) ?? "");
+          continue;
+        }
+        if (action === "next-endpoint" && this.current === index) this.current = (index + 1) % this.endpoints.length;
+        await sleep(Math.min(this.backoff(waits++), Math.max(0, deadline - Date.now())), options?.signal);
+      }
+    }
+    const error = last?.error ?? new ConnectError("the call's deadline passed before any attempt", Code.DeadlineExceeded);
+    throw new RaftkvCallError(error, mutation && outcomeUnknown, last?.endpoint ?? this.endpoint);
+  }
+
+  /** The index of `url` among the endpoints, adding it (a leader not configured) when new. */
+  private learn(url: string): number {
+    const normalized = normalizeEndpoint(url);
+    const known = this.endpoints.findIndex((e) => e.url === normalized);
+    if (known >= 0) return known;
+    if (this.endpoints.length - this.configured >= learnedEndpointsMax) {
+      const [forgotten] = this.endpoints.splice(this.configured, 1);
+      forgotten?.close();
+    }
+    this.endpoints.push(this.open(normalized));
+    return this.endpoints.length - 1;
+  }
+
+  private at(index: number): Endpoint {
+    const endpoint = this.endpoints[index] ?? this.endpoints[0];
+    if (endpoint === undefined) throw new RangeError("the client has no endpoints");
+    return endpoint;
+  }
+
+  private backoff(waits: number): number {
+    const ceiling = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** Math.min(waits, 20));
+    // Jitter spreads the retries of many clients after a leader change.
+    return ceiling / 2 + Math.random() * (ceiling / 2);
+  }
+
+  private open(url: string): Endpoint {
+    let transport: Transport;
+    let close: () => void;
+    if (this.protocol === "grpc") {
+      const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
+      transport = createGrpcTransport({ baseUrl: url, sessionManager });
+      close = () => sessionManager.abort();
+    } else {
+      const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+      const create = this.protocol === "connect" ? createConnectTransport : createGrpcWebTransport;
+      transport = create({ baseUrl: url, httpVersion: "1.1", nodeOptions: { agent } });
+      close = () => agent.destroy();
+    }
+    return { url, kv: createClient(KvService, transport), cluster: createClient(ClusterService, transport), close };
+  }
+}
+
+type Action = "redirect" | "next-endpoint" | "backoff" | "fatal";
+
+/** What to do after a failed attempt. Only failures where nothing is wrong with the request are retried. */
+function classify(error: ConnectError): Action {
+  const reason = errorReason(error);
+  switch (reason) {
+    case "not-leader":
+      return error.metadata.get(leaderHeader) !== null ? "redirect" : "backoff";
+    case "stopped":
+      return "next-endpoint";
+    case "no-leader":
+    case "read-failed":
+    case "unknown-outcome":
+    case "overloaded":
+      return "backoff";
+    case undefined:
+      // No raftkv reason: the failure came from the network or the client itself (refused, reset, timed out).
+      return error.code === Code.Unavailable || error.code === Code.DeadlineExceeded ? "next-endpoint" : "fatal";
+    default:
+      return "fatal";
+  }
+}
+
+/** False only when the server said the request was not proposed. */
+function mayHaveApplied(error: ConnectError): boolean {
+  const reason = errorReason(error);
+  return !(reason === "not-leader" || reason === "no-leader" || reason === "overloaded" || reason === "too-large" ||
+    reason === "invalid-argument" || reason === "limit-exceeded" || reason === "duplicate-key" || reason === "too-many-watchers" ||
+    reason === "stale-sequence" || reason === "unimplemented");
+}
+
+export function normalizeEndpoint(url: string): string {
+  const withScheme = /^[a-z]+:\/\//i.test(url) ? url : `http://${url}`;
+  const parsed = new URL(withScheme);
+  return `${parsed.protocol}//${parsed.host}`;
+}
+
+function anySignal(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
+  return a === undefined ? b : AbortSignal.any([a, b]);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted === true) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,83 @@
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import { createContextValues } from "@connectrpc/connect";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { KvNode } from "../driver/types.js";
+import type { RaftkvMetrics } from "../metrics/index.js";
+import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
+import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
+import { connectionKey, createClusterServiceImpl, createKvServiceImpl, type KvReadStore } from "../rpc/index.js";
+import { registerCors } from "./cors.js";
+import { registerHealthRoutes } from "./health-routes.js";
+import { registerMetricsRoute } from "./metrics-route.js";
+import { rpcMetricsInterceptor } from "./rpc-metrics.js";
+
+export interface AppLimits {
+  /** The largest request message (Connect readMaxBytes); larger ones get ResourceExhausted. */
+  readonly requestBytesMax: number;
+  readonly watchersPerConnectionMax: number;
+  readonly requestTimeoutMs: number;
+  /** The most events one Watch message carries. Default 1,000. */
+  readonly watchBatchEventsMax?: number;
+}
+
+export interface AppOptions {
+  readonly node: KvNode;
+  readonly store: KvReadStore;
+  readonly metrics: RaftkvMetrics;
+  readonly logger: FastifyBaseLogger;
+  readonly limits: AppLimits;
+  /** Browser origins allowed to call; `["*"]` for any; empty for none. */
+  readonly corsOrigins: readonly string[];
+  /** Aborted when the node starts shutting down: Watch streams end with `canceled`. */
+  readonly shutdown: AbortSignal;
+  /** On close, how long in-flight requests may finish before they are aborted. Default 5 s. */
+  readonly drainTimeoutMs?: number;
+}
+
+/**
+ * The client-port application: KvService and ClusterService (Connect, gRPC, gRPC-web), /metrics,
+ * /healthz, /readyz and CORS, each a small plugin. It never listens: `listenClient` serves it on a
+ * port, tests call `inject()`.
+ */
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: options.logger, disableRequestLogging: true });
+  registerCors(app, options.corsOrigins);
+  registerHealthRoutes(app, options.node);
+  registerMetricsRoute(app, options.metrics, options.node);
+  const rpcLogger = options.logger.child({ component: "rpc" });
+  await app.register(fastifyConnectPlugin, {
+    readMaxBytes: options.limits.requestBytesMax,
+    interceptors: [rpcMetricsInterceptor(options.metrics)],
+    shutdownTimeoutMs: options.drainTimeoutMs ?? 5_000,
+    contextValues: (request: FastifyRequest) => createContextValues().set(connectionKey, connectionOf(request)),
+    routes(router) {
+      router.service(
+        KvService,
+        createKvServiceImpl({
+          node: options.node,
+          store: options.store,
+          logger: rpcLogger,
+          requestTimeoutMs: options.limits.requestTimeoutMs,
+          watchersPerConnectionMax: options.limits.watchersPerConnectionMax,
+          watchBatchEventsMax: options.limits.watchBatchEventsMax ?? 1_000,
+          shutdown: options.shutdown,
+          onWatchers: (delta) => options.metrics.watchers(delta),
+        }),
+      );
+      router.service(
+        ClusterService,
+        createClusterServiceImpl({ node: options.node, store: options.store, logger: rpcLogger, requestTimeoutMs: options.limits.requestTimeoutMs }),
+      );
+    },
+  });
+  return app;
+}
+
+/**
+ * The connection a request came on: the HTTP/2 session (one per client connection, shared by its
+ * streams) or the HTTP/1.1 socket. Undefined under inject(), which has neither.
+ */
+function connectionOf(request: FastifyRequest): object | undefined {
+  const raw = request.raw as { stream?: { session?: object }; socket?: object | null };
+  return raw.stream?.session ?? raw.socket ?? undefined;
+}

@@ -1,0 +1,49 @@
+import { cors as connectCors } from "@connectrpc/connect";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { leaderHeader, leaderIdHeader, reasonHeader } from "../rpc/index.js";
+
+/** How long a browser may cache a preflight answer. */
+const preflightMaxAgeSeconds = 7_200;
+
+const allowMethods = [...connectCors.allowedMethods].join(", ");
+const allowHeaders = [...connectCors.allowedHeaders].join(", ");
+// A browser client must see the gRPC-web status and our hints (the leader to retry at) to act on errors.
+const exposeHeaders = [...connectCors.exposedHeaders, leaderHeader, leaderIdHeader, reasonHeader].join(", ");
+
+/**
+ * CORS for browser clients (Connect and gRPC-web) on the allowed origins only. An empty list turns CORS
+ * off: browsers then refuse cross-origin calls, which is the safe default for an unauthenticated
+ * store. `*` allows any origin (no credentials are involved, so the wildcard is honest).
+ */
+export function registerCors(app: FastifyInstance, origins: readonly string[]): void {
+  if (origins.length === 0) return;
+  const any = origins.includes("*");
+  const allowed = new Set(origins);
+
+  const allowOrigin = (request: FastifyRequest, reply: FastifyReply): boolean => {
+    const origin = request.headers.origin;
+    if (origin === undefined || (!any && !allowed.has(origin))) return false;
+    reply.header("access-control-allow-origin", any ? "*" : origin);
+    if (!any) reply.header("vary", "Origin");
+    return true;
+  };
+
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.method !== "OPTIONS" && allowOrigin(request, reply)) {
+      reply.header("access-control-expose-headers", exposeHeaders);
+    }
+  });
+
+  // Preflight: answered here for every path, before any route sees it.
+  app.options("*", async (request, reply) => {
+    if (request.headers["access-control-request-method"] === undefined || !allowOrigin(request, reply)) {
+      return reply.code(204).send();
+    }
+    return reply
+      .code(204)
+      .header("access-control-allow-methods", allowMethods)
+      .header("access-control-allow-headers", allowHeaders)
+      .header("access-control-max-age", String(preflightMaxAgeSeconds))
+      .send();
+  });
+}

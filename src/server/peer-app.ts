@@ -1,0 +1,39 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { Http2Server } from "node:http2";
+import { assert } from "../lib/assert.js";
+import type { ListenAddress } from "./client-listener.js";
+
+/** Plugs the RaftService routes into the peer app (src/rpc/raft-service.ts provides one). */
+export type RegisterPeerRoutes = (app: FastifyInstance<Http2Server>) => void | Promise<void>;
+
+export interface PeerAppOptions {
+  readonly logger: FastifyBaseLogger;
+  readonly registerRoutes: RegisterPeerRoutes;
+}
+
+export type PeerApp = FastifyInstance<Http2Server>;
+
+/**
+ * The peer-port application: RaftService only, over HTTP/2 cleartext, which is all the transport
+ * speaks. Kept apart from the client port so that a firewall or a NetworkPolicy can open one to
+ * clients and the other to members only. Like buildApp it never listens.
+ */
+export async function buildPeerApp(options: PeerAppOptions): Promise<PeerApp> {
+  const app = Fastify({ http2: true, loggerInstance: options.logger, disableRequestLogging: true });
+  await options.registerRoutes(app);
+  return app;
+}
+
+export interface PeerListener {
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function listenPeer(app: PeerApp, address: ListenAddress): Promise<PeerListener> {
+  await app.listen({ host: address.host, port: address.port });
+  const bound = app.server.address();
+  assert(bound !== null && typeof bound === "object", "a listening peer server has an address");
+  const host = bound.address === "0.0.0.0" || bound.address === "::" ? "127.0.0.1" : bound.address.includes(":") ? `[${bound.address}]` : bound.address;
+  return { port: bound.port, url: `http://${host}:${bound.port}`, close: () => app.close() };
+}

@@ -1,0 +1,51 @@
+import { createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
+import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
+import { createClusterServiceImpl, createKvServiceImpl, type RpcLogger } from "../../src/rpc/index.js";
+import { FakeNode } from "./fake-node.js";
+
+/** Records what the services log, so a test can assert that internal errors reach the operator. */
+export class MemoryLogger implements RpcLogger {
+  readonly lines: { level: string; fields: object; message: string }[] = [];
+  warn(fields: object, message: string): void {
+    this.lines.push({ level: "warn", fields, message });
+  }
+  error(fields: object, message: string): void {
+    this.lines.push({ level: "error", fields, message });
+  }
+}
+
+export interface Harness {
+  readonly node: FakeNode;
+  readonly kv: Client<typeof KvService>;
+  readonly cluster: Client<typeof ClusterService>;
+  readonly logger: MemoryLogger;
+  readonly shutdown: AbortController;
+}
+
+/** KvService and ClusterService over a FakeNode, called in process through a router transport. */
+export function createHarness(options: { node?: FakeNode; requestTimeoutMs?: number; watchBatchEventsMax?: number } = {}): Harness {
+  const node = options.node ?? new FakeNode();
+  const logger = new MemoryLogger();
+  const shutdown = new AbortController();
+  const transport = createRouterTransport((router) => {
+    router.service(
+      KvService,
+      createKvServiceImpl({
+        node,
+        store: node.store,
+        logger,
+        requestTimeoutMs: options.requestTimeoutMs ?? 2_000,
+        watchersPerConnectionMax: 10,
+        watchBatchEventsMax: options.watchBatchEventsMax ?? 100,
+        shutdown: shutdown.signal,
+      }),
+    );
+    router.service(ClusterService, createClusterServiceImpl({ node, store: node.store, logger, requestTimeoutMs: options.requestTimeoutMs ?? 2_000 }));
+  });
+  return { node, kv: createClient(KvService, transport), cluster: createClient(ClusterService, transport), logger, shutdown };
+}
+
+const utf8 = new TextEncoder();
+export const bytes = (text: string): Uint8Array => utf8.encode(text);
+export const text = (data: Uint8Array | undefined): string => new TextDecoder().decode(data);
