@@ -202,7 +202,7 @@ describe("KvService Watch", () => {
     expect(first.value?.header?.revision).toBe(1n);
     expect(node.barriers).toBe(1);
     await kv.put({ key: bytes("k"), value: bytes("new") });
-    const next = await iterator.next();
+    const next: IteratorResult<WatchResponse, undefined> = await iterator.next();
     const kind = next.value?.kind;
     expect(kind?.case === "events" ? kind.value.events.map((e) => text(e.kv?.value)) : []).toEqual(["new"]);
     await iterator.return?.();
