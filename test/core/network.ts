@@ -23,6 +23,8 @@ const deliverRoundsMax = 10_000;
 const readysPerFlushMax = 1_000;
 /** Bounds `electLeader`: campaigning more often than this without winning is a test failure. */
 const campaignAttemptsMax = 5;
+/** Bounds `tickUntil` by default: ten election timeouts of the default configuration. */
+const ticksUntilMax = 200;
 
 /**
  * A synchronous in-memory cluster for scenario tests: every Ready is persisted to the node's
@@ -99,6 +101,25 @@ export class Network {
 
   heal(): void {
     this.cut.clear();
+  }
+
+  /** Restores the links between `id` and everyone (the inverse of `isolate`). */
+  reconnect(id: NodeId): void {
+    for (const other of this.ids) {
+      this.cut.delete(`${id}-${other}`);
+      this.cut.delete(`${other}-${id}`);
+    }
+  }
+
+  /** Whether a message from `a` would reach `b` now (both up, link not cut). */
+  connected(a: NodeId, b: NodeId): boolean {
+    return !this.down.has(a) && !this.down.has(b) && !this.cut.has(`${a}-${b}`);
+  }
+
+  /** Crash and start again from storage. */
+  restart(id: NodeId): RaftNode {
+    this.crash(id);
+    return this.start(id);
   }
 
   isUp(id: NodeId): boolean {
@@ -182,6 +203,24 @@ export class Network {
     this.deliver();
   }
 
+  /**
+   * Takes every queued message off the network without delivering it, for tests that deliver by hand
+   * (out of order, twice, or mutated). Flushes first so that the queue holds everything sent so far.
+   */
+  takeQueued(): Message[] {
+    this.flush();
+    const taken = this.queue;
+    this.queue = [];
+    return taken;
+  }
+
+  /** Steps one message into its addressee (if up) and processes the Ready it causes, without delivering replies. */
+  stepOne(m: Message): void {
+    if (this.down.has(m.to)) return;
+    this.node(m.to).step(m);
+    this.flush();
+  }
+
   tick(id: NodeId, times = 1): void {
     for (let i = 0; i < times; i++) {
       this.node(id).tick();
@@ -199,6 +238,24 @@ export class Network {
   campaign(id: NodeId): void {
     this.node(id).campaign();
     this.deliver();
+  }
+
+  /** Ticks every live node (delivering after each tick) until `done` holds; throws after `ticksMax` ticks. */
+  tickUntil(done: () => boolean, what: string, ticksMax = ticksUntilMax): number {
+    for (let ticks = 0; ticks <= ticksMax; ticks++) {
+      if (done()) return ticks;
+      this.tickAll(1);
+    }
+    throw new Error(`${what}: not reached after ${ticksMax} ticks`);
+  }
+
+  /** Ticks until one live node of `group` leads, and returns it (elections happen on their own). */
+  tickUntilLeader(group: readonly NodeId[] = this.ids, ticksMax = ticksUntilMax): NodeId {
+    const leaderOf = (): NodeId | undefined => group.find((id) => this.isUp(id) && this.status(id).role === "leader");
+    this.tickUntil(() => leaderOf() !== undefined, `a leader among [${group.join(", ")}]`, ticksMax);
+    const leader = leaderOf();
+    if (leader === undefined) throw new Error("tickUntil returned without a leader");
+    return leader;
   }
 
   /**
@@ -226,6 +283,14 @@ export class Network {
     const result = this.node(id).propose(new TextEncoder().encode(text));
     this.deliver();
     return result;
+  }
+
+  /** Proposes every command on `id` before delivering anything, so that they can travel together. */
+  proposeAll(id: NodeId, texts: readonly string[]): ProposeResult[] {
+    const node = this.node(id);
+    const results = texts.map((text) => node.propose(new TextEncoder().encode(text)));
+    this.deliver();
+    return results;
   }
 
   /** The application commands `id` applied, in order. */

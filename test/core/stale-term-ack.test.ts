@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Message, NodeId } from "../../src/core/index.js";
 import { Network } from "./network.js";
+import { expectStateMachineSafety } from "./safety.js";
 
 /**
  * A node that receives an append or heartbeat of an older term answers with an appendResp in its own
@@ -50,17 +51,4 @@ describe("a reply to a message of an older term", () => {
 
 function appendsFrom(id: NodeId): (m: Message) => boolean {
   return (m) => m.type === "append" && m.from === id;
-}
-
-/** Raft's State Machine Safety: every node applies the same entry at a given index. */
-function expectStateMachineSafety(net: Network): void {
-  const byIndex = new Map<number, string>();
-  for (const id of net.ids) {
-    for (const entry of net.appliedOf(id)) {
-      const seen = `term ${entry.term} "${new TextDecoder().decode(entry.data)}"`;
-      const first = byIndex.get(entry.index);
-      if (first === undefined) byIndex.set(entry.index, seen);
-      else expect(seen, `node ${id} applied another entry at index ${entry.index}`).toBe(first);
-    }
-  }
 }
