@@ -8,7 +8,7 @@ import type { FileHandle, FileSystem } from "../../src/storage/index.js";
  * - a file's bytes survive a crash only up to its last sync; later writes survive as a prefix (the last
  *   one possibly torn), or, with `reorderSectors`, as a random subset of their 512-byte sectors;
  * - a creation, rename or unlink survives only after syncDir of its directory (per directory, a crash
- *   keeps a prefix of the unsynced changes, in order);
+ *   keeps a prefix of the unsynced changes, in order, or with `reorderNames` any subset of them);
  * - faults: after a number of operations, chosen operation kinds fail with ENOSPC or EIO (sticky, like a
  *   full or broken disk); or the disk freezes (every operation hangs: the process has crashed).
  * Directories themselves are always durable.
@@ -61,6 +61,8 @@ export interface CrashOptions {
   readonly loseAllUnsynced?: boolean;
   /** Persist unsynced writes as random sectors instead of an in-order prefix. */
   readonly reorderSectors?: boolean;
+  /** Keep a random subset of each directory's unsynced changes instead of an in-order prefix. */
+  readonly reorderNames?: boolean;
   /** Flip this many random bits in the surviving files whose path passes `flipFilter`. */
   readonly flipBits?: number;
   readonly flipFilter?: (path: string) => boolean;
@@ -79,6 +81,7 @@ export class SimFileSystem implements FileSystem {
   private pendingNameOps: { readonly dir: string; readonly op: NameOp }[] = [];
   private dead = false;
   private opsUntilFreeze: number | undefined;
+  private freezeKinds: ReadonlySet<FsOp> | undefined;
   private fault: { opsUntil: number; readonly code: "ENOSPC" | "EIO"; readonly ops: ReadonlySet<FsOp> } | undefined;
   private onFreeze: (() => void) | undefined;
   /** Resolves when the disk freezes (see freezeAfter). */
@@ -96,9 +99,13 @@ export class SimFileSystem implements FileSystem {
     });
   }
 
-  /** After `ops` more operations, every operation hangs forever: the process using the disk is dead. */
-  freezeAfter(ops: number): void {
+  /**
+   * After `ops` more operations (and then at the first operation of one of `kinds`, if given), every
+   * operation hangs forever: the process using the disk is dead.
+   */
+  freezeAfter(ops: number, kinds?: readonly FsOp[]): void {
     this.opsUntilFreeze = ops;
+    this.freezeKinds = kinds === undefined ? undefined : new Set(kinds);
   }
 
   /** After `ops` more operations, every operation of the given kinds fails with `code`, for good. */
@@ -121,7 +128,12 @@ export class SimFileSystem implements FileSystem {
     const byDir = new Map<string, NameOp[]>();
     for (const { dir, op } of this.pendingNameOps) byDir.set(dir, [...(byDir.get(dir) ?? []), op]);
     for (const ops of byDir.values()) {
-      const kept = options.loseAllUnsynced ? 0 : prng.int(0, ops.length);
+      if (options.loseAllUnsynced) continue;
+      if (options.reorderNames) {
+        for (const op of ops) if (prng.chance(0.5)) applyNameOp(names, op);
+        continue;
+      }
+      const kept = prng.int(0, ops.length);
       for (const op of ops.slice(0, kept)) applyNameOp(names, op);
     }
     const survivors = new Map<Inode, Inode>();
@@ -232,10 +244,9 @@ export class SimFileSystem implements FileSystem {
     };
     return {
       write: async (data, position) => {
-        await this.step("write", () => {
-          // A failing write may still have written part of the data, like a short write before ENOSPC.
-          inode.write(data.subarray(0, Math.floor(data.byteLength / 2)), position);
-        });
+        // A write that fails or is cut short by the crash may still have written part of its data, like a
+        // short write before ENOSPC; it is unsynced, so a crash keeps it only as a torn tail.
+        await this.step("write", () => inode.write(data.subarray(0, Math.floor(data.byteLength / 2)), position));
         open();
         inode.write(data, position);
       },
@@ -261,15 +272,19 @@ export class SimFileSystem implements FileSystem {
     this.pendingNameOps.push({ dir, op });
   }
 
-  /** Every operation passes here: it may hang (frozen) or fail (fault), then it yields once. */
-  private async step(op: FsOp, beforeFailing?: () => void): Promise<void> {
+  /**
+   * Every operation passes here: it may hang (frozen) or fail (fault), then it yields once. `partial` is
+   * what an interrupted operation leaves behind.
+   */
+  private async step(op: FsOp, partial?: () => void): Promise<void> {
     if (this.dead) return hang();
-    if (this.opsUntilFreeze !== undefined && this.opsUntilFreeze-- <= 0) {
+    if (this.opsUntilFreeze !== undefined && this.opsUntilFreeze-- <= 0 && (this.freezeKinds?.has(op) ?? true)) {
+      partial?.();
       this.freeze();
       return hang();
     }
     if (this.fault !== undefined && this.fault.opsUntil-- <= 0 && this.fault.ops.has(op)) {
-      beforeFailing?.();
+      partial?.();
       throw fsError(this.fault.code, op);
     }
     await Promise.resolve();
