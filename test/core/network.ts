@@ -25,6 +25,10 @@ const readysPerFlushMax = 1_000;
 const campaignAttemptsMax = 5;
 /** Bounds `tickUntil` by default: ten election timeouts of the default configuration. */
 const ticksUntilMax = 200;
+/** Bounds `commit`: proposals (each to whoever leads then) before giving up on a command. */
+const commitAttemptsMax = 20;
+/** Bounds how long `commit` waits for one proposal to reach a majority: two election timeouts. */
+const commitWaitTicksMax = 40;
 
 /**
  * A synchronous in-memory cluster for scenario tests: every Ready is persisted to the node's
@@ -291,6 +295,40 @@ export class Network {
     const results = texts.map((text) => node.propose(new TextEncoder().encode(text)));
     this.deliver();
     return results;
+  }
+
+  /**
+   * A client that insists (the classic lab's `one()`): proposes `text` to the live leader of the newest
+   * term, waits for a majority of nodes to apply it, and proposes again to whoever leads when the
+   * attempt is lost to a leader change. Returns the index it committed at. A retried command can be
+   * applied twice; stories that retry compare commands as sets.
+   */
+  commit(text: string): number {
+    const majority = Math.floor(this.ids.length / 2) + 1;
+    for (let attempt = 0; attempt < commitAttemptsMax; attempt++) {
+      const leader = this.newestLeader();
+      const result = leader === undefined ? undefined : this.propose(leader, text);
+      if (result === undefined || !result.ok) {
+        this.tickAll(1);
+        continue;
+      }
+      const appliedHere = (id: NodeId): boolean =>
+        this.appliedOf(id).some((e) => e.index === result.index && e.term === result.term);
+      for (let ticks = 0; ticks < commitWaitTicksMax; ticks++) {
+        if (this.ids.filter(appliedHere).length >= majority) return result.index;
+        this.tickAll(1);
+      }
+    }
+    throw new Error(`"${text}" not committed after ${commitAttemptsMax} attempts`);
+  }
+
+  /** The live leader with the highest term (a deposed leader may not know it yet), if any. */
+  newestLeader(): NodeId | undefined {
+    let best: NodeId | undefined;
+    for (const id of this.leaders()) {
+      if (best === undefined || this.status(id).term > this.status(best).term) best = id;
+    }
+    return best;
   }
 
   /** The application commands `id` applied, in order. */
