@@ -13,7 +13,18 @@ import type { FileHandle, FileSystem } from "../../src/storage/index.js";
  *   full or broken disk); or the disk freezes (every operation hangs: the process has crashed).
  * Directories themselves are always durable.
  */
-export type FsOp = "open" | "write" | "datasync" | "sync" | "rename" | "unlink" | "syncDir" | "readFile" | "readdir" | "mkdirp";
+export type FsOp =
+  | "open"
+  | "close"
+  | "write"
+  | "datasync"
+  | "sync"
+  | "rename"
+  | "unlink"
+  | "syncDir"
+  | "readFile"
+  | "readdir"
+  | "mkdirp";
 
 interface PendingWrite {
   readonly position: number;
@@ -84,11 +95,13 @@ export class SimFileSystem implements FileSystem {
   private freezeKinds: ReadonlySet<FsOp> | undefined;
   private fault: { opsUntil: number; readonly code: "ENOSPC" | "EIO"; readonly ops: ReadonlySet<FsOp> } | undefined;
   private onFreeze: (() => void) | undefined;
+  private held: { readonly kinds: ReadonlySet<FsOp>; readonly gate: Promise<void> } | undefined;
+  private releaseHeld: (() => void) | undefined;
   /** Resolves when the disk freezes (see freezeAfter). */
   readonly frozen: Promise<void>;
   /** Counts of operations that completed, for tests that measure batching. */
   readonly counts: Record<FsOp, number> = {
-    open: 0, write: 0, datasync: 0, sync: 0, rename: 0, unlink: 0, syncDir: 0, readFile: 0, readdir: 0, mkdirp: 0,
+    open: 0, close: 0, write: 0, datasync: 0, sync: 0, rename: 0, unlink: 0, syncDir: 0, readFile: 0, readdir: 0, mkdirp: 0,
   };
   /** Bits flipped by the crash that made this disk. */
   flipped: readonly FlippedBit[] = [];
@@ -111,6 +124,19 @@ export class SimFileSystem implements FileSystem {
   /** After `ops` more operations, every operation of the given kinds fails with `code`, for good. */
   failAfter(ops: number, code: "ENOSPC" | "EIO", kinds: readonly FsOp[]): void {
     this.fault = { opsUntil: ops, code, ops: new Set(kinds) };
+  }
+
+  /**
+   * Operations of these kinds wait (in flight) until release(): lets a test crash at the moment a
+   * write is on its way to the disk.
+   */
+  hold(kinds: readonly FsOp[]): void {
+    this.held = { kinds: new Set(kinds), gate: new Promise((resolve) => (this.releaseHeld = resolve)) };
+  }
+
+  release(): void {
+    this.held = undefined;
+    this.releaseHeld?.();
   }
 
   get isFrozen(): boolean {
@@ -261,7 +287,7 @@ export class SimFileSystem implements FileSystem {
         inode.sync();
       },
       close: async () => {
-        await this.step("open");
+        await this.step("close");
         closed = true;
       },
     };
@@ -287,6 +313,7 @@ export class SimFileSystem implements FileSystem {
       partial?.();
       throw fsError(this.fault.code, op);
     }
+    if (this.held?.kinds.has(op)) await this.held.gate;
     await Promise.resolve();
     if (this.dead) return hang();
     this.counts[op]++;
