@@ -1,3 +1,4 @@
+import { assert } from "../lib/assert.js";
 import { prefixEnd } from "./key-codec.js";
 import type { KeyRecord } from "./key-record.js";
 import { SortedKeys } from "./sorted-keys.js";
@@ -21,7 +22,19 @@ export function spanContains(span: KeySpan, key: string): boolean {
 /** The live keys: a hash map for point lookups plus an ordered index for ranges. */
 export class KeyIndex {
   private readonly records = new Map<string, KeyRecord>();
-  private readonly order = new SortedKeys();
+  private readonly order: SortedKeys;
+
+  constructor(order: SortedKeys = new SortedKeys()) {
+    this.order = order;
+  }
+
+  /** An index of `records`, whose key strings `keys` (same order) are strictly ascending. */
+  static fromSorted(keys: readonly string[], records: readonly KeyRecord[]): KeyIndex {
+    assert(keys.length === records.length, "one key string per record");
+    const index = new KeyIndex(SortedKeys.fromSorted(keys));
+    keys.forEach((key, i) => index.records.set(key, records[i] as KeyRecord));
+    return index;
+  }
 
   get size(): number {
     return this.records.size;
@@ -53,8 +66,11 @@ export class KeyIndex {
     return this.order.countRange(from > span.start ? from : span.start, span.end);
   }
 
-  /** Every record in key order. */
-  *all(): Generator<KeyRecord, void, undefined> {
-    for (const [, record] of this.scan({ start: "", end: undefined })) yield record;
+  /** Every record in key order, as a new array: the snapshot's frozen view, taken synchronously. */
+  sortedRecords(): KeyRecord[] {
+    const keys = this.order.toArray();
+    const records = new Array<KeyRecord>(keys.length);
+    for (let i = 0; i < keys.length; i++) records[i] = this.records.get(keys[i] as string) as KeyRecord;
+    return records;
   }
 }

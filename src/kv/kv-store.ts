@@ -272,7 +272,7 @@ class Store implements KvStore {
       appliedIndex: this.applied,
       revision: this.currentRevision,
       compactRevision: this.history.compactRevision,
-      records: [...this.keys.all()],
+      records: this.keys.sortedRecords(),
       sessions: [...this.sessions.values()],
       history: [...this.history.all()],
     };
@@ -280,10 +280,8 @@ class Store implements KvStore {
 
   restore(bytes: Uint8Array): void {
     const snapshot = decodeKvSnapshot(bytes);
-    const keys = new KeyIndex();
-    for (const record of snapshot.records) keys.set(keyToString(record.key), record);
     this.hub.cancelAll({ kind: "restored" });
-    this.keys = keys;
+    this.keys = KeyIndex.fromSorted(snapshot.keys, snapshot.records);
     this.currentRevision = snapshot.revision;
     this.applied = snapshot.appliedIndex;
     this.sessions.clear();

@@ -17,6 +17,21 @@ export class SortedKeys {
     assert(chunkKeysMax >= 4, "chunkKeysMax must be at least 4");
   }
 
+  /**
+   * Builds the set from keys already in strictly ascending order (a snapshot restore) in O(n), filling
+   * chunks half full so that the inserts that follow do not split every chunk at once.
+   */
+  static fromSorted(keys: readonly string[], chunkKeysMax = 512): SortedKeys {
+    const set = new SortedKeys(chunkKeysMax);
+    const fill = chunkKeysMax >> 1;
+    for (let i = 0; i < keys.length; i += fill) set.chunks.push(keys.slice(i, i + fill));
+    for (let i = 1; i < keys.length; i++) {
+      assert((keys[i - 1] as string) < (keys[i] as string), "SortedKeys.fromSorted needs strictly ascending keys");
+    }
+    set.count = keys.length;
+    return set;
+  }
+
   get size(): number {
     return this.count;
   }
@@ -76,6 +91,15 @@ export class SortedKeys {
         yield key;
       }
     }
+  }
+
+  /** Every key, ascending, as one new array (much faster than draining `range` for a full copy). */
+  toArray(): string[] {
+    // A plain loop: Array.prototype.flat is several times slower in V8 for this.
+    const keys = new Array<string>(this.count);
+    let i = 0;
+    for (const chunk of this.chunks) for (const key of chunk) keys[i++] = key;
+    return keys;
   }
 
   /** How many keys are >= `start` and < `end` (unbounded when undefined), in O(chunks) time. */

@@ -45,6 +45,13 @@ measure("range page of 100 keys", 2_000, () => store.range(page));
 const countAll = create(RangeRequestSchema, { key: utf8.encode("bench/"), prefix: true, countOnly: true });
 measure(`range count_only over ${keys} keys`, 2_000, () => store.range(countAll));
 
+let chunks: Iterable<Uint8Array> = [];
+measure(`snapshotChunks() capture, before encoding (${keys} keys)`, 3, () => (chunks = store.snapshotChunks()));
+let chunkCount = 0;
+measure(`encode all chunks (${keys} keys)`, 1, () => {
+  for (const chunk of chunks) chunkCount += chunk.length > 0 ? 1 : 0;
+});
+console.log(`${chunkCount} chunks`);
 let snapshot: Uint8Array = new Uint8Array(0);
 measure(`encodeSnapshot (${keys} keys)`, 3, () => (snapshot = store.encodeSnapshot()));
 const restored = createKvStore();
