@@ -20,6 +20,8 @@ export interface SimParams {
   readonly fsyncStepsMax: number;
   readonly leaderSendsEarly: boolean;
   readonly tornWrites: boolean;
+  /** Break the driver on purpose (see SimNodeConfig); never drawn, only set by the self-test. */
+  readonly unsafeSendBeforeDurable: boolean;
   /** Per-step probabilities of each fault during the chaos phase. */
   readonly crashRate: number;
   readonly partitionRate: number;
@@ -68,6 +70,7 @@ export function drawParams(prng: Prng, nodeCount: number): SimParams {
     fsyncStepsMax: prng.pick([0, 1, 2, 4, 8]),
     leaderSendsEarly: prng.chance(0.7),
     tornWrites: prng.chance(0.7),
+    unsafeSendBeforeDurable: false,
     crashRate: prng.pick([0, 0.0005, 0.001, 0.003]),
     partitionRate: prng.pick([0, 0.001, 0.003, 0.008]),
     partitionStepsMax: prng.int(electionSteps, 8 * electionSteps),

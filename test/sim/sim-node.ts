@@ -44,6 +44,11 @@ export interface SimNodeConfig {
   readonly leaderSendsEarly: boolean;
   /** Whether a crash may keep a prefix of the write in flight. */
   readonly tornWrites: boolean;
+  /**
+   * A deliberately broken driver that sends every message before its write is durable, breaking the
+   * Ready contract. Only the simulator's self-test turns it on, to show that the checkers catch it.
+   */
+  readonly unsafeSendBeforeDurable: boolean;
   /** Bound on Readys handled in one step (when writes complete instantly, the loop could go on). */
   readonly readyPerStepMax: number;
 }
@@ -243,8 +248,9 @@ export class SimNode {
     for (let i = 0; i < this.config.readyPerStepMax && life.raft.hasReady(); i++) {
       const rd = life.raft.ready();
       if (rd.softState !== undefined) this.hooks.softState(this, rd.softState, life.raft.status().term);
-      const early = this.config.leaderSendsEarly ? rd.messages.filter((m) => EARLY_TYPES.has(m.type)) : [];
-      const held = this.config.leaderSendsEarly ? rd.messages.filter((m) => !EARLY_TYPES.has(m.type)) : rd.messages;
+      const sendsEarly = (m: Message): boolean => this.config.unsafeSendBeforeDurable || (this.config.leaderSendsEarly && EARLY_TYPES.has(m.type));
+      const early = rd.messages.filter(sendsEarly);
+      const held = rd.messages.filter((m) => !sendsEarly(m));
       for (const message of early) this.hooks.send(message);
       const needsSync = rd.mustSync || rd.entries.length > 0 || rd.snapshot !== undefined || rd.hardState !== undefined;
       const delay = needsSync ? this.prng.int(0, this.fsyncStepsMax) : 0;

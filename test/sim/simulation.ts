@@ -46,6 +46,8 @@ export type FaultAction =
   /** The current leader and `minority - 1` other nodes on one side, the rest (a majority) on the other. */
   | { readonly kind: "isolateLeader"; readonly withMinority: boolean }
   | { readonly kind: "partition"; readonly groups: readonly (readonly NodeId[])[] }
+  /** Cut every link into the current leader: it can still send but hears nothing (asymmetric). */
+  | { readonly kind: "deafenLeader" }
   | { readonly kind: "heal" }
   /** Crash the leader, a majority of nodes (the leader among them), or the given nodes. */
   | { readonly kind: "crash"; readonly target: "leader" | "majority" | readonly NodeId[] }
@@ -90,7 +92,7 @@ type Phase =
   | { readonly kind: "drain"; readonly leader: NodeId; readonly since: number }
   | { readonly kind: "done" };
 
-const TRACE_LINES_MAX = 4000;
+const TRACE_LINES_MAX = 50_000;
 /** Disk writes after the heal: fast relative to the election timeout, as on a healthy machine. */
 const CALM_FSYNC_STEPS_MAX = 1;
 const READY_PER_STEP_MAX = 8;
@@ -120,7 +122,6 @@ class Simulation {
   /** Paused nodes: until when, and the messages that arrived meanwhile. */
   private readonly paused = new Map<NodeId, { until: number; backlog: Message[] }>();
   private partitionUntil = 0;
-  private lastLeader: NodeId = 0;
   private readonly leaderStepsMax: number;
   private readonly livenessSteps: number;
   private readonly livenessGraceSteps: number;
@@ -163,6 +164,7 @@ class Simulation {
           fsyncStepsMax: this.params.fsyncStepsMax,
           leaderSendsEarly: this.params.leaderSendsEarly,
           tornWrites: this.params.tornWrites,
+          unsafeSendBeforeDurable: this.params.unsafeSendBeforeDurable,
           readyPerStepMax: READY_PER_STEP_MAX,
         },
         this.prng.fork(),
@@ -440,6 +442,13 @@ class Simulation {
         this.network.partition(action.groups);
         this.log(`partition ${this.network.describe()}`);
         break;
+      case "deafenLeader": {
+        const leader = this.currentLeader();
+        if (leader === undefined) break;
+        for (const id of this.ids) if (id !== leader) this.network.cutLink(id, leader);
+        this.log(`links cut: ${this.network.describe()} (leader ${leader} deafened)`);
+        break;
+      }
       case "heal":
         this.network.heal();
         this.log(`partition healed`);
@@ -537,10 +546,6 @@ class Simulation {
       if (status.role === "leader") {
         this.monitor.observeLeader(id, status.term);
         this.monitor.checkLeaderCompleteness(id, status.term, node.logView());
-        if (this.lastLeader !== id) {
-          this.lastLeader = id;
-          this.log(`node ${id} is leader of term ${status.term}`);
-        }
       }
     }
     this.monitor.checkCommittedDurable(storages);
