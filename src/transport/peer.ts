@@ -6,6 +6,7 @@ import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { backoffDelayMs } from "./backoff.js";
 import { messageToProto, type StepMessage } from "./convert.js";
+import { orderedSessionManager } from "./ordered-session.js";
 import { stepEnvelopeBytesMax, stepMessageBytesMax } from "./message-size.js";
 import type { ResolvedPeerTransportOptions } from "./options.js";
 import { stepWindow, type PeerState, type PeerStateKind, type SnapshotTransfer } from "./peer-state.js";
@@ -84,7 +85,12 @@ export class PeerLink {
       },
       { maxSessionMemory: pipelineMb + SESSION_MEMORY_SLACK_MB },
     );
-    const transport = createGrpcTransport({ baseUrl: url, sessionManager: this.session, writeMaxBytes: o.maxMsgBytes });
+    const stepPath = `/${RaftService.typeName}/${RaftService.method.step.name}`;
+    const transport = createGrpcTransport({
+      baseUrl: url,
+      sessionManager: orderedSessionManager(this.session, (path) => path.endsWith(stepPath)),
+      writeMaxBytes: o.maxMsgBytes,
+    });
     this.client = createClient(RaftService, transport);
   }
 

@@ -212,6 +212,7 @@ function randomProto(rng: Prng): RaftMessage {
       return create(RaftMessageSchema, { message: { case: kind, value: { ...env, prevIndex, prevTerm: wild(rng), commit: wild(rng), entries } } });
     }
     case "readIndex":
+      return create(RaftMessageSchema, { message: { case: kind, value: { ...env, requestIds: [wild(rng), wild(rng)] } } });
     case "readIndexResponse":
       return create(RaftMessageSchema, { message: { case: kind, value: { ...env, requestIds: [wild(rng), wild(rng)], index: wild(rng) } } });
     case "vote":
