@@ -43,7 +43,7 @@ export interface PeerTransportOptions {
   readonly requestTimeoutMs?: number;
   readonly keepalive?: Partial<KeepaliveOptions>;
   readonly backoff?: Partial<BackoffOptions>;
-  /** The data bytes per InstallSnapshot chunk. Default 1 MiB. */
+  /** The data bytes per InstallSnapshot chunk. Default 1 MiB, or half of maxMsgBytes when that is smaller. */
   readonly snapshotChunkBytes?: number;
   /**
    * A peer could not be reached (a call failed, or messages were dropped because its queue was full). The
@@ -118,10 +118,11 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
   const d = peerTransportDefaults;
   validatePeerId(o.selfId);
   if (o.clusterId === "") throw new RangeError("peer transport: clusterId must not be empty");
+  const maxMsgBytes = positiveInt("maxMsgBytes", o.maxMsgBytes ?? d.maxMsgBytes);
   const resolved: ResolvedPeerTransportOptions = {
     clusterId: o.clusterId,
     selfId: o.selfId,
-    maxMsgBytes: positiveInt("maxMsgBytes", o.maxMsgBytes ?? d.maxMsgBytes),
+    maxMsgBytes,
     queueMessagesMax: positiveInt("queueMessagesMax", o.queueMessagesMax ?? d.queueMessagesMax),
     queueBytesMax: positiveInt("queueBytesMax", o.queueBytesMax ?? d.queueBytesMax),
     batchMessagesMax: positiveInt("batchMessagesMax", o.batchMessagesMax ?? d.batchMessagesMax),
@@ -139,7 +140,7 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
       minMs: positiveInt("backoff.minMs", o.backoff?.minMs ?? d.backoff.minMs),
       maxMs: positiveInt("backoff.maxMs", o.backoff?.maxMs ?? d.backoff.maxMs),
     },
-    snapshotChunkBytes: positiveInt("snapshotChunkBytes", o.snapshotChunkBytes ?? d.snapshotChunkBytes),
+    snapshotChunkBytes: positiveInt("snapshotChunkBytes", o.snapshotChunkBytes ?? Math.min(d.snapshotChunkBytes, Math.floor(maxMsgBytes / 2))),
     onUnreachable: o.onUnreachable,
     onSnapshotStatus: o.onSnapshotStatus,
     logger: o.logger,

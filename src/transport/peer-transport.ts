@@ -6,7 +6,7 @@ export interface PeerTransport {
   /**
    * Hands messages to the links of their recipients. Never blocks and never throws: a message for a peer
    * that is not in the peer map is dropped and reported through onUnreachable (membership can change in
-   * the core before the driver calls setPeers).
+   * the core before the driver calls setPeers); a message whose `from` is not selfId is dropped and logged.
    */
   send(messages: readonly Message[]): void;
   /**
@@ -57,6 +57,11 @@ export function createPeerTransport(options: PeerTransportOptions): PeerTranspor
     send(messages) {
       if (closed) return;
       for (const m of messages) {
+        if (m.from !== o.selfId) {
+          // A bug in the caller. The receiver would refuse the whole batch it landed in, so it goes no further.
+          o.logger.error("message not from this node handed to the transport, dropped", { type: m.type, from: m.from, to: m.to, self: o.selfId });
+          continue;
+        }
         const link = links.get(m.to);
         if (link !== undefined) {
           link.enqueue(m);

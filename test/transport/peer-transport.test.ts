@@ -3,7 +3,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { crc32c } from "@node-rs/crc32";
 import { afterEach, describe, expect, it } from "vitest";
 import { RaftService } from "../../gen/raftkv/v1/raft_pb.js";
-import type { NodeId, SnapshotRequest } from "../../src/core/index.js";
+import type { Message, NodeId, SnapshotRequest } from "../../src/core/index.js";
 import { createPeerTransport, snapshotMetaToProto, type PeerTransport, type PeerTransportOptions } from "../../src/transport/index.js";
 import {
   numbered,
@@ -96,6 +96,27 @@ describe("peer transport over real HTTP/2", () => {
     await waitFor("second burst delivered", () => s3.delivered.length === total + 1000);
     expect(s3.batches - before).toBe(1);
     expect(seqs(s3.delivered.slice(total))).toEqual(range(total, 1000));
+  });
+
+  it("keeps large pipelined batches in order (HTTP/2 would otherwise interleave and reorder them)", async () => {
+    const s2 = await server(2, { maxMsgBytes: 256 * 1024 });
+    const { t } = transport({ 2: s2.url }, { maxMsgBytes: 256 * 1024 });
+    const data = new Uint8Array(60 * 1024);
+    const appends: Message[] = range(0, 120).map((i) => ({
+      type: "append",
+      from: 1,
+      to: 2,
+      term: 1,
+      prevIndex: i,
+      prevTerm: 1,
+      // Batches of varied size, so that a later, smaller call could finish before an earlier one.
+      entries: i % 9 === 0 ? [] : [{ term: 1, index: i + 1, type: "normal", data: data.subarray(0, (i % 5) * 15 * 1024) }],
+      commit: 0,
+    }));
+    for (let i = 0; i < appends.length; i += 40) t.send(appends.slice(i, i + 40));
+    await waitFor("all appends delivered", () => s2.delivered.length === appends.length);
+    expect(s2.delivered.map((m) => (m.type === "append" ? m.prevIndex : -1))).toEqual(range(0, 120));
+    expect(s2.batches).toBeGreaterThan(8);
   });
 
   it("reports a peer that is down, counts what it drops, and resumes when the peer is back", async () => {
@@ -284,6 +305,8 @@ describe("peer transport over real HTTP/2", () => {
     t.send([snapshotMessage(3, 10)]);
     await waitFor("snapshot to an unknown peer failed", () => events.snapshotStatus.length === 1);
     expect(events.snapshotStatus).toEqual([{ id: 3, ok: false }]);
+    t.send([numbered(3, 2, 0)]);
+    expect(events.log.filter((l) => l.level === "error").map((l) => l.fields)).toEqual([{ type: "heartbeat", from: 3, to: 2, self: 1 }]);
 
     t.setPeers(new Map([[1, "http://127.0.0.1:1"], [3, s3.url]]));
     expect([...t.stats().keys()]).toEqual([3]);
