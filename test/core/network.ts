@@ -44,6 +44,11 @@ export class Network {
   readonly readStates = new Map<NodeId, ReadState[]>();
   /** Every message ever sent (delivered or not), for message-count assertions. */
   readonly sent: Message[] = [];
+  /**
+   * How many times `deliver` handed over the queued messages: every message in one batch travels at
+   * once, so each batch is one network hop (a round trip is two).
+   */
+  deliveryBatches = 0;
   /** Messages parked by `hold`, in the order they were sent. */
   held: Message[] = [];
   private queue: Message[] = [];
@@ -187,6 +192,7 @@ export class Network {
       if (this.queue.length === 0) return;
       const batch = this.queue;
       this.queue = [];
+      this.deliveryBatches++;
       for (const m of batch) {
         if (this.down.has(m.to) || this.cut.has(`${m.from}-${m.to}`) || this.drop(m)) continue;
         if (this.hold(m)) {
