@@ -1,6 +1,6 @@
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { createContextValues } from "@connectrpc/connect";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { KvNode } from "../driver/types.js";
 import type { RaftkvMetrics } from "../metrics/index.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
@@ -40,7 +40,7 @@ export interface AppOptions {
  * port, tests call `inject()`.
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: options.logger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) });
   registerCors(app, options.corsOrigins);
   registerHealthRoutes(app, options.node);
   registerMetricsRoute(app, options.metrics, options.node);

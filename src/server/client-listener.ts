@@ -1,6 +1,6 @@
 import http from "node:http";
 import http2 from "node:http2";
-import net from "node:net";
+import type net from "node:net";
 import type { FastifyInstance } from "fastify";
 import { assert } from "../lib/assert.js";
 
@@ -53,19 +53,30 @@ export async function listenClient(app: FastifyInstance, address: ListenAddress,
     app.routing(request as http.IncomingMessage, response as http.ServerResponse);
   const firstByteTimeoutMs = options.firstByteTimeoutMs ?? 10_000;
 
-  const h1 = http.createServer(handler);
-  h1.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000;
   const h2 = http2.createServer(handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
-  const sniffing = new Set<net.Socket>();
-  /** Sockets handed to h1 or h2, until they close. */
-  const served = new Set<net.Socket>();
 
-  const tcp = net.createServer((socket) => {
+  // The HTTP/1.1 server owns the port, so its own bookkeeping (keep-alive and header timeouts,
+  // closing idle connections on close) works as usual. Its connection handler is moved behind the
+  // sniffer: a connection reaches it only once its first bytes show it is not HTTP/2.
+  const h1 = http.createServer(handler);
+  h1.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000;
+  const connectionHandlers = h1.listeners("connection");
+  const h1Connection = connectionHandlers[0];
+  assert(connectionHandlers.length === 1 && typeof h1Connection === "function", "an http.Server handles connections with one listener");
+  h1.removeAllListeners("connection");
+  const sniffing = new Set<net.Socket>();
+  /**
+   * Sockets given to the http2 server. Tracked here because a session that closed gracefully only
+   * ends its socket and waits for the peer's FIN, which a client that keeps its connection never sends.
+   */
+  const http2Sockets = new Set<net.Socket>();
+
+  h1.on("connection", (socket: net.Socket) => {
     sniffing.add(socket);
     let head: Buffer = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), firstByteTimeoutMs);
@@ -84,11 +95,19 @@ export async function listenClient(app: FastifyInstance, address: ListenAddress,
       const isHttp2 = head.subarray(0, compared).equals(http2Preface.subarray(0, compared));
       if (isHttp2 && head.length < http2Preface.length) return; // could still be either: wait for more
       done();
+      // Paused so the bytes put back stay buffered until the chosen server reads them: the http2
+      // session takes buffered bytes when it starts; the http server reads its first request from
+      // the stream's buffer once resumed (later bytes it takes from the socket directly).
       socket.pause();
       socket.unshift(head);
-      served.add(socket);
-      socket.once("close", () => served.delete(socket));
-      (isHttp2 ? h2 : h1).emit("connection", socket);
+      if (isHttp2) {
+        http2Sockets.add(socket);
+        socket.once("close", () => http2Sockets.delete(socket));
+        h2.emit("connection", socket);
+      } else {
+        (h1Connection as (socket: net.Socket) => void).call(h1, socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
     socket.on("error", onError);
@@ -96,14 +115,14 @@ export async function listenClient(app: FastifyInstance, address: ListenAddress,
   });
 
   await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
-    tcp.listen({ host: address.host, port: address.port }, () => {
-      tcp.off("error", reject);
+    h1.once("error", reject);
+    h1.listen({ host: address.host, port: address.port }, () => {
+      h1.off("error", reject);
       resolve();
     });
   });
-  const bound = tcp.address();
-  assert(bound !== null && typeof bound === "object", "a TCP server listening on a port has an address");
+  const bound = h1.address();
+  assert(bound !== null && typeof bound === "object", "a server listening on a port has an address");
   const host = bound.address.includes(":") ? `[${bound.address}]` : bound.address;
 
   let closing: Promise<void> | undefined;
@@ -113,17 +132,22 @@ export async function listenClient(app: FastifyInstance, address: ListenAddress,
     url: `http://${host === "0.0.0.0" ? "127.0.0.1" : host === "[::]" ? "[::1]" : host}:${bound.port}`,
     close(drainTimeoutMs = 5_000) {
       closing ??= (async () => {
-        tcp.close();
+        // Stops accepting; the callback runs once every connection, HTTP/1.1 or HTTP/2, has ended.
+        const closed = new Promise<void>((resolve) => h1.close(() => resolve()));
         for (const socket of sniffing) socket.destroy();
         for (const session of sessions) session.close();
-        // HTTP/1.1 connections close as soon as they are idle; poll, since requests finish one by one.
-        const deadline = Date.now() + drainTimeoutMs;
-        while (served.size > 0 && Date.now() < deadline) {
-          h1.closeIdleConnections();
-          await new Promise((resolve) => setTimeout(resolve, drainPollMs));
+        let timer: NodeJS.Timeout | undefined;
+        // HTTP/1.1 connections close once idle; poll, since their requests finish one by one.
+        const poll = setInterval(() => h1.closeIdleConnections(), drainPollMs);
+        const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), drainTimeoutMs)));
+        if ((await Promise.race([closed, timedOut])) === "timeout") {
+          h1.closeAllConnections();
+          for (const session of sessions) session.destroy();
+          for (const socket of http2Sockets) socket.destroy();
+          await closed;
         }
-        for (const session of sessions) session.destroy();
-        for (const socket of served) socket.destroy();
+        clearInterval(poll);
+        clearTimeout(timer);
       })();
       return closing;
     },

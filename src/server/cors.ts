@@ -28,16 +28,16 @@ export function registerCors(app: FastifyInstance, origins: readonly string[]): 
     return true;
   };
 
+  // Preflights are answered here, before routing: the Connect routes take every method of their path.
   app.addHook("onRequest", async (request, reply) => {
-    if (request.method !== "OPTIONS" && allowOrigin(request, reply)) {
-      reply.header("access-control-expose-headers", exposeHeaders);
+    const preflight = request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined;
+    if (!allowOrigin(request, reply)) {
+      if (preflight) return reply.code(204).send();
+      return;
     }
-  });
-
-  // Preflight: answered here for every path, before any route sees it.
-  app.options("*", async (request, reply) => {
-    if (request.headers["access-control-request-method"] === undefined || !allowOrigin(request, reply)) {
-      return reply.code(204).send();
+    if (!preflight) {
+      reply.header("access-control-expose-headers", exposeHeaders);
+      return;
     }
     return reply
       .code(204)

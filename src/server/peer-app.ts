@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Http2Server } from "node:http2";
 import { assert } from "../lib/assert.js";
 import type { ListenAddress } from "./client-listener.js";
@@ -19,7 +19,7 @@ export type PeerApp = FastifyInstance<Http2Server>;
  * clients and the other to members only. Like buildApp it never listens.
  */
 export async function buildPeerApp(options: PeerAppOptions): Promise<PeerApp> {
-  const app = Fastify({ http2: true, loggerInstance: options.logger, disableRequestLogging: true });
+  const app = Fastify({ http2: true, loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) });
   await options.registerRoutes(app);
   return app;
 }

@@ -1,0 +1,57 @@
+import type { FastifyInstance } from "fastify";
+import { pino } from "pino";
+import { createMetrics, type RaftkvMetrics } from "../../src/metrics/index.js";
+import { buildApp, listenClient, type ClientListener } from "../../src/server/index.js";
+import { FakeNode } from "../rpc/fake-node.js";
+
+export interface TestServer {
+  readonly node: FakeNode;
+  readonly app: FastifyInstance;
+  readonly listener: ClientListener;
+  readonly metrics: RaftkvMetrics;
+  readonly shutdown: AbortController;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export interface TestServerOptions {
+  readonly node?: FakeNode;
+  readonly corsOrigins?: readonly string[];
+  readonly requestBytesMax?: number;
+  readonly watchersPerConnectionMax?: number;
+}
+
+/** A client app over a FakeNode, listening on a free loopback port. */
+export async function startServer(options: TestServerOptions = {}): Promise<TestServer> {
+  const node = options.node ?? new FakeNode();
+  const metrics = createMetrics({ processMetrics: false });
+  const shutdown = new AbortController();
+  const app = await buildApp({
+    node,
+    store: node.store,
+    metrics,
+    logger: pino({ level: "silent" }),
+    limits: {
+      requestBytesMax: options.requestBytesMax ?? 64 * 1024,
+      watchersPerConnectionMax: options.watchersPerConnectionMax ?? 4,
+      requestTimeoutMs: 2_000,
+    },
+    corsOrigins: options.corsOrigins ?? [],
+    shutdown: shutdown.signal,
+    drainTimeoutMs: 200,
+  });
+  const listener = await listenClient(app, { host: "127.0.0.1", port: 0 });
+  return {
+    node,
+    app,
+    listener,
+    metrics,
+    shutdown,
+    url: listener.url,
+    async close() {
+      shutdown.abort();
+      await listener.close(500);
+      await app.close();
+    },
+  };
+}
