@@ -5,7 +5,8 @@ import { describe, expect, it } from "vitest";
 import { InstallSnapshotRequestSchema, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, SnapshotRequest } from "../../src/core/index.js";
 import { createPrng } from "../../src/lib/prng.js";
-import { createRaftServiceImpl, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
+import Fastify from "fastify";
+import { createRaftServiceImpl, registerRaftService, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
 import { messageToProto, snapshotMetaToProto } from "../../src/transport/index.js";
 import { randomStepMessage } from "./random-messages.js";
 
@@ -206,5 +207,22 @@ describe("RaftService: InstallSnapshot", () => {
     const h = harness({ deliverSnapshot: () => Promise.reject(new Error("disk full")) });
     const data = snapshotData(10);
     expect((await codeOf(h.client.installSnapshot(stream(header({}, data), chunk(0, data))))).code).toBe(Code.Unavailable);
+  });
+});
+
+describe("registerRaftService", () => {
+  it("refuses a listener without HTTP/2 and limits that cannot work", async () => {
+    const base = {
+      clusterId: CLUSTER,
+      selfId: 2,
+      isMember: () => true,
+      deliver: () => undefined,
+      deliverSnapshot: async () => undefined,
+      maxSnapshotBytes: 1024,
+      maxMsgBytes: 1024,
+      logger: { warn: () => undefined, error: () => undefined },
+    };
+    await expect(registerRaftService(Fastify(), base)).rejects.toThrow(/http2: true/);
+    await expect(registerRaftService(Fastify({ http2: true }), { ...base, maxMsgBytes: 0 })).rejects.toThrow(/maxMsgBytes/);
   });
 });
