@@ -13,6 +13,9 @@ import type { Prng } from "../../src/lib/prng.js";
  *   holds it until the link is back, so that a flood of stale messages arrives when a partition heals.
  *   A partition is any grouping of the nodes (nodes talk only within their group) plus any set of
  *   one-way link cuts, which is how asymmetric failures are modelled.
+ * - Replays: now and then a message sent long ago (kept in a bounded sample of past traffic) is
+ *   delivered again. Raft must tolerate any duplicate after any delay; this makes messages from
+ *   terms long gone arrive at every point of a run, not only right after a partition heals.
  * - Messages are copied on send, as a real wire would serialize them, so no node can see another
  *   node's objects.
  */
@@ -28,6 +31,8 @@ export interface NetworkConditions {
   readonly longDelayStepsMax: number;
   /** Hold messages on a cut link until it is restored, instead of dropping them. */
   readonly stallAcrossPartitions: boolean;
+  /** Per step: probability of delivering again a message from the sample of past traffic. */
+  readonly replayRate: number;
 }
 
 export const CALM_NETWORK: NetworkConditions = {
@@ -37,6 +42,7 @@ export const CALM_NETWORK: NetworkConditions = {
   longDelayRate: 0,
   longDelayStepsMax: 3,
   stallAcrossPartitions: false,
+  replayRate: 0,
 };
 
 export interface NetworkStats {
@@ -50,11 +56,13 @@ export interface NetworkStats {
   overflowed: number;
   /** Held on a cut link, to be delivered once it is restored. */
   stalled: number;
+  /** Old messages delivered again. */
+  replayed: number;
 }
 
 export class SimNetwork {
   conditions: NetworkConditions = CALM_NETWORK;
-  readonly stats: NetworkStats = { sent: 0, delivered: 0, lost: 0, duplicated: 0, cut: 0, overflowed: 0, stalled: 0 };
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, lost: 0, duplicated: 0, cut: 0, overflowed: 0, stalled: 0, replayed: 0 };
   /** Messages due per step. Steps are consumed in order, so this never holds past steps. */
   private readonly due = new Map<number, Message[]>();
   private inFlight = 0;
@@ -65,12 +73,17 @@ export class SimNetwork {
   /** Messages held on cut links (counted in `inFlight`), and whether the links changed since last looked at. */
   private stalled: Message[] = [];
   private topologyChanged = false;
+  /** A uniform sample of past messages (reservoir sampling), for replays. */
+  private readonly history: Message[] = [];
+  private historySeen = 0;
 
   constructor(
     readonly nodeIds: readonly NodeId[],
     private readonly prng: Prng,
     /** Bound on messages in flight; beyond it new messages are dropped like an overflowing queue. */
     readonly inFlightMax: number,
+    /** Size of the sample of past messages that replays draw from. */
+    readonly historyMax = 512,
   ) {
     assert(nodeIds.every((id) => id > 0 && id < 1000), "network: node ids must be in 1..999");
     this.group = new Array<number>(Math.max(...nodeIds) + 1).fill(0);
@@ -82,6 +95,7 @@ export class SimNetwork {
 
   send(message: Message, now: number): void {
     this.stats.sent++;
+    this.remember(cloneMessage(message));
     if (this.prng.chance(this.conditions.lossRate)) {
       this.stats.lost++;
       return;
@@ -96,6 +110,10 @@ export class SimNetwork {
   /** The messages due at `now` whose link is up, in a seed-decided order. `isUp` says whether a node runs. */
   deliver(now: number, isUp: (id: NodeId) => boolean): Message[] {
     if (this.topologyChanged) this.releaseStalled(now);
+    if (this.history.length > 0 && this.prng.chance(this.conditions.replayRate)) {
+      this.stats.replayed++;
+      this.enqueue(this.prng.pick(this.history), now);
+    }
     const batch = this.due.get(now);
     if (batch === undefined) return [];
     this.due.delete(now);
@@ -150,6 +168,16 @@ export class SimNetwork {
     this.cutLinks.clear();
     this.group.fill(0);
     this.topologyChanged = true;
+  }
+
+  private remember(message: Message): void {
+    this.historySeen++;
+    if (this.history.length < this.historyMax) {
+      this.history.push(message);
+      return;
+    }
+    const slot = this.prng.int(0, this.historySeen - 1);
+    if (slot < this.historyMax) this.history[slot] = message;
   }
 
   /** Stalled messages whose link is back go out again, each with an ordinary delay. */

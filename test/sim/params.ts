@@ -48,6 +48,7 @@ export function drawNetwork(prng: Prng): NetworkConditions {
     // Up to many election timeouts: Raft must stay safe with arbitrarily old messages arriving.
     longDelayStepsMax: prng.int(20, 3000),
     stallAcrossPartitions: prng.chance(0.5),
+    replayRate: prng.pick([0, 0, 0.01, 0.05, 0.2]),
   };
 }
 

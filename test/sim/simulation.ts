@@ -350,7 +350,9 @@ class Simulation {
       this.partitionUntil = 0;
       this.log(`partition healed`);
     }
-    if (this.partitionUntil === 0 && f.chance(p.partitionRate)) this.randomPartition();
+    // A new partition may also replace one in force without a heal in between: messages held on links
+    // that stay cut then outlive several changes of leadership before they arrive.
+    if (f.chance(p.partitionRate)) this.randomPartition();
     if (f.chance(p.crashRate)) {
       const up = this.ids.filter((id) => this.node(id).isUp);
       if (up.length > 0) this.crash(f.pick(up), now + f.int(1, p.downStepsMax));
@@ -410,9 +412,8 @@ class Simulation {
       const cut = f.int(1, Math.max(1, minority));
       this.applyFault({ kind: "partition", groups: [shuffled.slice(0, cut), shuffled.slice(cut)] });
     } else {
-      // Asymmetric: a few one-way links cut.
+      // Asymmetric: a few one-way links cut (on top of the current grouping).
       this.faults++;
-      this.network.heal();
       const count = f.int(1, n);
       const cuts: string[] = [];
       for (let i = 0; i < count; i++) {
