@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { GrpcTransportOptions } from "@connectrpc/connect-node";
 import type * as http2 from "node:http2";
 
@@ -20,6 +21,8 @@ export type SessionManager = NonNullable<GrpcTransportOptions["sessionManager"]>
 export function orderedSessionManager(
   inner: SessionManager,
   isOrdered: (path: string) => boolean,
+  /** Once true, no new stream is opened: a call that waited its turn past close() must not reconnect. */
+  isClosed: () => boolean,
 ): SessionManager {
   /** Settles when the last ordered stream so far has written its request, or died. Never rejects. */
   let previousWritten: Promise<void> = Promise.resolve();
@@ -29,6 +32,7 @@ export function orderedSessionManager(
       return inner.authority;
     },
     async request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: Omit<http2.ClientSessionRequestOptions, "signal">) {
+      if (isClosed()) throw new ConnectError("the peer link is closed", Code.Canceled);
       if (!isOrdered(path)) return inner.request(method, path, headers, options);
       const waitFor = previousWritten;
       let written: () => void = () => undefined;
@@ -36,6 +40,7 @@ export function orderedSessionManager(
       await waitFor;
       let stream: http2.ClientHttp2Stream;
       try {
+        if (isClosed()) throw new ConnectError("the peer link is closed", Code.Canceled);
         stream = await inner.request(method, path, headers, options);
       } catch (e) {
         written();

@@ -88,7 +88,11 @@ export class PeerLink {
     const stepPath = `/${RaftService.typeName}/${RaftService.method.step.name}`;
     const transport = createGrpcTransport({
       baseUrl: url,
-      sessionManager: orderedSessionManager(this.session, (path) => path.endsWith(stepPath)),
+      sessionManager: orderedSessionManager(
+        this.session,
+        (path) => path.endsWith(stepPath),
+        () => this.state.kind === "closed",
+      ),
       writeMaxBytes: o.maxMsgBytes,
     });
     this.client = createClient(RaftService, transport);
