@@ -1,0 +1,155 @@
+import { Code } from "@connectrpc/connect";
+import { afterEach, describe, expect, it } from "vitest";
+import { NotLeaderError, UnknownOutcomeError } from "../../src/driver/errors.js";
+import { RaftkvCallError, SessionPool, createRaftkvClient, type ClientProtocol, type RaftkvClient } from "../../src/rpc/client/index.js";
+import { startServer, type TestServer } from "../server/harness.js";
+import { FakeNode } from "./fake-node.js";
+import { bytes, text } from "./harness.js";
+
+const servers: TestServer[] = [];
+const clients: RaftkvClient[] = [];
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+/** Two nodes over one store: node 1 leads, node 2 follows and names node 1's real URL as the leader. */
+async function leaderAndFollower(): Promise<{ leader: TestServer; follower: TestServer }> {
+  const leader = await startServer({ node: new FakeNode(1) });
+  const follower = await startServer({ node: new FakeNode(2, {}, leader.node.store) });
+  follower.node.role = "follower";
+  follower.node.leader = 1;
+  follower.node.fail = (kind) => (kind === "mutate" ? new NotLeaderError(1, leader.url) : undefined);
+  servers.push(leader, follower);
+  return { leader, follower };
+}
+
+function client(endpoints: string[], protocol: ClientProtocol = "grpc"): RaftkvClient {
+  const created = createRaftkvClient({ endpoints, protocol, timeoutMs: 3_000, attemptTimeoutMs: 1_000, backoffMinMs: 5, backoffMaxMs: 20 });
+  clients.push(created);
+  return created;
+}
+
+describe("createRaftkvClient", () => {
+  it.each<ClientProtocol>(["grpc", "connect", "grpc-web"])("over %s follows a follower's leader hint for writes", async (protocol) => {
+    const { leader, follower } = await leaderAndFollower();
+    const kv = client([follower.url], protocol);
+    const put = await kv.put({ key: bytes("k"), value: bytes("v") });
+    expect(put.header?.memberId).toBe(1n);
+    expect(kv.endpoint).toBe(leader.url);
+    expect(follower.node.proposals).toHaveLength(0);
+    expect(leader.node.proposals).toHaveLength(1);
+  });
+
+  it("moves on to the next endpoint when one is down", async () => {
+    const { leader } = await leaderAndFollower();
+    const down = await startServer();
+    await down.close();
+    const kv = client([down.url, leader.url]);
+    await kv.put({ key: bytes("k"), value: bytes("v") });
+    expect(text((await kv.get({ key: bytes("k") })).kv?.value)).toBe("v");
+    expect(kv.endpoint).toBe(leader.url);
+  });
+
+  it("retries a write of unknown outcome with the same client id and sequence, so it applies once", async () => {
+    const { leader } = await leaderAndFollower();
+    const kv = client([leader.url]);
+    const mutate = leader.node.mutate.bind(leader.node);
+    let attempts = 0;
+    leader.node.mutate = async (command, signal) => {
+      attempts++;
+      const result = await mutate(command, signal);
+      // The first attempt applies and still reports an unknown outcome, as a leader that lost its
+      // leadership right after replicating the entry would.
+      if (attempts === 1) throw new UnknownOutcomeError("leadership changed");
+      return result;
+    };
+    const put = await kv.put({ key: bytes("k"), value: bytes("v") });
+    expect(attempts).toBe(2);
+    const [first, second] = leader.node.proposals;
+    expect(first?.clientId).not.toBe("");
+    expect([second?.clientId, second?.sequence]).toEqual([first?.clientId, first?.sequence]);
+    expect(put.header?.revision).toBe(1n);
+    expect((await kv.get({ key: bytes("k") })).kv?.version).toBe(1n);
+  });
+
+  it("fails fast on bad input, and says when a write's outcome is unknown", async () => {
+    const { leader } = await leaderAndFollower();
+    const kv = client([leader.url]);
+    const bad = await kv.put({ key: new Uint8Array(), value: bytes("v") }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(RaftkvCallError);
+    expect((bad as RaftkvCallError).code).toBe(Code.InvalidArgument);
+    expect((bad as RaftkvCallError).outcomeUnknown).toBe(false);
+    expect(leader.node.proposals).toHaveLength(0);
+
+    leader.node.fail = (kind) => (kind === "mutate" ? new UnknownOutcomeError("lost") : undefined);
+    const unknown = await kv.put({ key: bytes("k"), value: bytes("v") }).catch((e: unknown) => e);
+    expect((unknown as RaftkvCallError).outcomeUnknown).toBe(true);
+  });
+
+  it("gives concurrent writes distinct sessions, each with increasing sequences", async () => {
+    const { leader } = await leaderAndFollower();
+    const kv = client([leader.url]);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => kv.put({ key: bytes(`k${i}`), value: bytes("v") })));
+    await Promise.all(Array.from({ length: 20 }, (_, i) => kv.put({ key: bytes(`k${i}`), value: bytes("w") })));
+    const bySession = new Map<string, bigint[]>();
+    for (const p of leader.node.proposals) bySession.set(p.clientId, [...(bySession.get(p.clientId) ?? []), p.sequence]);
+    for (const sequences of bySession.values()) expect(sequences).toEqual([...sequences].sort((a, b) => (a < b ? -1 : 1)));
+    expect(leader.node.proposals).toHaveLength(40);
+  });
+
+  it("resumes a watch on another node exactly after the last event delivered", async () => {
+    const { leader, follower } = await leaderAndFollower();
+    const kv = client([leader.url, follower.url]);
+    await kv.put({ key: bytes("w"), value: bytes("1") });
+    const seen: string[] = [];
+    const controller = new AbortController();
+    const watching = (async () => {
+      for await (const message of kv.watch({ key: bytes("w"), startRevision: 1n }, { signal: controller.signal })) {
+        if (message.kind.case !== "events") continue;
+        for (const event of message.kind.value.events) seen.push(text(event.kv?.value));
+        if (seen.length === 1) {
+          // The node the watch is on shuts down: its streams end with `canceled`.
+          leader.shutdown.abort();
+          await kv.put({ key: bytes("w"), value: bytes("2") });
+        }
+        if (seen.length === 2) controller.abort();
+      }
+    })();
+    await watching;
+    expect(seen).toEqual(["1", "2"]);
+  });
+
+  it("asks every endpoint for its status and reports the unreachable ones", async () => {
+    const { leader, follower } = await leaderAndFollower();
+    const down = await startServer();
+    await down.close();
+    const kv = client([leader.url, follower.url, down.url]);
+    const statuses = await kv.statusAll();
+    expect(statuses.map((s) => s.status?.status?.id)).toEqual([1n, 2n, undefined]);
+    expect(statuses[2]?.error?.code).toBe(Code.Unavailable);
+  });
+});
+
+describe("SessionPool", () => {
+  it("never lends one session to two requests at once, and reuses it after", async () => {
+    const pool = new SessionPool("c", 2, 10);
+    const a = await pool.acquire();
+    const b = await pool.acquire();
+    expect(a.clientId).not.toBe(b.clientId);
+    let third: { clientId: string; sequence: bigint } | undefined;
+    const waiting = pool.acquire().then((s) => (third = s));
+    await Promise.resolve();
+    expect(third).toBeUndefined();
+    pool.release(a);
+    await waiting;
+    expect(third).toEqual({ clientId: a.clientId, sequence: a.sequence + 1n });
+  });
+
+  it("refuses more waiters than its bound", async () => {
+    const pool = new SessionPool("c", 1, 1);
+    await pool.acquire();
+    void pool.acquire();
+    await expect(pool.acquire()).rejects.toThrow(/waiting for a session/);
+  });
+});
