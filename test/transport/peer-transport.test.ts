@@ -192,7 +192,7 @@ describe("peer transport over real HTTP/2", () => {
     cleanups.push(() => proxy.close());
     const { t, events } = transport(
       { 2: proxy.url },
-      { requestTimeoutMs: 20_000, keepalive: { pingIntervalMs: 200, pingTimeoutMs: 200 } },
+      { requestTimeoutMs: 30_000, keepalive: { pingIntervalMs: 200, pingTimeoutMs: 200 } },
     );
     t.send([numbered(1, 2, 0)]);
     await waitFor("first message through the proxy", () => s2.delivered.length === 1);
@@ -200,9 +200,11 @@ describe("peer transport over real HTTP/2", () => {
     proxy.blackhole();
     const start = Date.now();
     t.send([numbered(1, 2, 1)]);
-    await waitFor("peer 2 reported unreachable", () => events.unreachable.length > 0, 5000);
+    await waitFor("peer 2 reported unreachable", () => events.unreachable.length > 0, 10_000);
     const detectedMs = (events.unreachable[0]?.at ?? 0) - start;
-    expect(detectedMs).toBeLessThan(2000);
+    // PINGs every 200 ms with a 200 ms timeout: well under a second on an idle machine; the bound leaves
+    // room for a loaded CI box while staying far below the 30 s call deadline.
+    expect(detectedMs).toBeLessThan(5000);
     expect(statsOf(t, 2).failures).toBeGreaterThanOrEqual(1);
 
     proxy.heal();
