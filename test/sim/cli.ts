@@ -1,35 +1,55 @@
+import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
-import { formatFailure, formatSummary, nodesForSeed, runSeeds } from "./run-seeds.js";
+import { formatFailure, formatSummary, nodesForSeed, runSeeds, type Summary } from "./run-seeds.js";
 import { runSimulation } from "./simulation.js";
 
 /**
- * `npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--trace L]`
+ * `npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace L]`
  *
  * Runs seeds S..S+N-1 (S defaults to 1; `--seed S` alone runs just S) and prints one summary line. On a
  * failure it also prints each failing seed with its violations and the exact command that replays it,
- * and exits 1. `--trace L` (single seed) prints the last L lines of the run's event trace.
+ * and exits 1. `--jobs J` splits the seeds over J child processes (same results, sooner). `--trace L`
+ * (single seed) first prints the last L lines of the run's event trace.
  */
-const USAGE = "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--trace LINES]";
+const USAGE = "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace LINES]";
 const STEPS_DEFAULT = 3000;
 const FAILURES_SHOWN_MAX = 10;
 const PROGRESS_MIN_SEEDS = 1000;
 const PROGRESS_EVERY_SEEDS = 250;
+const JOBS_MAX = 64;
 
-function fail(message: string): never {
+interface Args {
+  readonly seeds: number;
+  readonly firstSeed: number;
+  readonly steps: number;
+  readonly nodes: number | undefined;
+  readonly jobs: number;
+  readonly traceLines: number;
+  /** Child mode: print one JSON line (counts and formatted failures) for the parent to merge. */
+  readonly json: boolean;
+}
+
+/** What a child process reports; the parent adds these up. */
+interface ChildReport {
+  readonly counts: Omit<Summary, "failures">;
+  readonly failures: readonly string[];
+}
+
+function usageError(message: string): never {
   process.stderr.write(`sim: ${message}\n${USAGE}\n`);
   process.exit(2);
 }
 
 function integer(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
-  if (!/^-?\d+$/.test(text)) fail(`--${name} must be an integer, got "${text}"`);
+  if (!/^-?\d+$/.test(text)) usageError(`--${name} must be an integer, got "${text}"`);
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < min) fail(`--${name} must be an integer >= ${min}, got ${text}`);
+  if (!Number.isSafeInteger(value) || value < min) usageError(`--${name} must be an integer >= ${min}, got ${text}`);
   return value;
 }
 
-function main(): void {
-  let values: Record<string, string | undefined>;
+function parse(): Args {
+  let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
       options: {
@@ -37,41 +57,110 @@ function main(): void {
         seed: { type: "string" },
         nodes: { type: "string" },
         steps: { type: "string" },
+        jobs: { type: "string" },
         trace: { type: "string" },
+        json: { type: "boolean" },
       },
       strict: true,
       allowPositionals: false,
     }));
   } catch (error) {
-    fail(error instanceof Error ? error.message : String(error));
+    usageError(error instanceof Error ? error.message : String(error));
   }
-  const seeds = integer("seeds", values.seeds, 1, 1);
-  const firstSeed = integer("seed", values.seed, 1, 0);
-  const steps = integer("steps", values.steps, STEPS_DEFAULT, 0);
-  const nodes = values.nodes === undefined ? undefined : integer("nodes", values.nodes, 3, 1);
-  if (nodes !== undefined && ![3, 5, 7].includes(nodes)) fail(`--nodes must be 3, 5 or 7, got ${nodes}`);
-  const traceLines = values.trace === undefined ? 0 : integer("trace", values.trace, 0, 1);
-  if (traceLines > 0 && seeds !== 1) fail("--trace needs a single seed (--seed S without --seeds)");
+  const text = (name: string): string | undefined => {
+    const value = values[name];
+    return typeof value === "string" ? value : undefined;
+  };
+  const seeds = integer("seeds", text("seeds"), 1, 1);
+  const nodes = text("nodes") === undefined ? undefined : integer("nodes", text("nodes"), 3, 1);
+  if (nodes !== undefined && ![3, 5, 7].includes(nodes)) usageError(`--nodes must be 3, 5 or 7, got ${nodes}`);
+  const jobs = integer("jobs", text("jobs"), 1, 1);
+  if (jobs > JOBS_MAX) usageError(`--jobs must be at most ${JOBS_MAX}`);
+  const traceLines = integer("trace", text("trace"), 0, 1);
+  if (traceLines > 0 && seeds !== 1) usageError("--trace needs a single seed (--seed S without --seeds)");
+  return {
+    seeds,
+    firstSeed: integer("seed", text("seed"), 1, 0),
+    steps: integer("steps", text("steps"), STEPS_DEFAULT, 0),
+    nodes,
+    jobs,
+    traceLines,
+    json: values.json === true,
+  };
+}
 
-  if (traceLines > 0) {
-    const result = runSimulation({ seed: firstSeed, nodes: nodesForSeed(firstSeed, nodes), steps, trace: true });
-    for (const line of result.trace.slice(-traceLines)) process.stdout.write(`${line}\n`);
-  }
+function runHere(args: Args): ChildReport {
   // Long runs report progress on stderr, so stdout keeps its one summary line.
   let done = 0;
-  const summary = runSeeds({ firstSeed, seeds, nodes, steps }, (result) => {
+  const summary = runSeeds({ firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes, steps: args.steps }, (result) => {
     done++;
-    if (seeds >= PROGRESS_MIN_SEEDS && done % PROGRESS_EVERY_SEEDS === 0) {
-      process.stderr.write(`sim: ${done}/${seeds} seeds, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
+    if (args.seeds >= PROGRESS_MIN_SEEDS && done % PROGRESS_EVERY_SEEDS === 0) {
+      process.stderr.write(`sim: ${done}/${args.seeds} seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
     }
   });
-  process.stdout.write(`${formatSummary(summary)}\n`);
-  if (summary.failures.length === 0) return;
-  for (const result of summary.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${formatFailure(result, steps)}\n`);
-  if (summary.failures.length > FAILURES_SHOWN_MAX) {
-    process.stdout.write(`... and ${summary.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);
+  const { failures, ...counts } = summary;
+  return { counts, failures: failures.map((result) => formatFailure(result, args.steps)) };
+}
+
+/** Runs contiguous slices of the seed range in child processes of this same script. */
+async function runInChildren(args: Args): Promise<ChildReport> {
+  const jobs = Math.min(args.jobs, args.seeds);
+  const slices: { first: number; count: number }[] = [];
+  for (let j = 0, first = args.firstSeed; j < jobs; j++) {
+    const count = Math.floor(args.seeds / jobs) + (j < args.seeds % jobs ? 1 : 0);
+    slices.push({ first, count });
+    first += count;
+  }
+  const script = process.argv[1];
+  if (script === undefined) throw new Error("sim: cannot find the path of this script to start child processes");
+  const reports = await Promise.all(
+    slices.map(
+      (slice) =>
+        new Promise<ChildReport>((resolve, reject) => {
+          const childArgs = ["--seed", String(slice.first), "--seeds", String(slice.count), "--steps", String(args.steps), "--json"];
+          if (args.nodes !== undefined) childArgs.push("--nodes", String(args.nodes));
+          const child = spawn(process.execPath, [...process.execArgv, script, ...childArgs], { stdio: ["ignore", "pipe", "inherit"] });
+          let out = "";
+          child.stdout.setEncoding("utf8");
+          child.stdout.on("data", (chunk: string) => (out += chunk));
+          child.on("error", reject);
+          child.on("close", (code) => {
+            const line = out.trim().split("\n").pop() ?? "";
+            try {
+              resolve(JSON.parse(line) as ChildReport);
+            } catch {
+              reject(new Error(`sim: child for seeds ${slice.first}..${slice.first + slice.count - 1} exited with ${code} without a report`));
+            }
+          });
+        }),
+    ),
+  );
+  const counts = { seeds: 0, elections: 0, commits: 0, faults: 0, crashes: 0, operations: 0, okOperations: 0, violations: 0 };
+  for (const report of reports) for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += report.counts[key];
+  return { counts, failures: reports.flatMap((r) => r.failures) };
+}
+
+async function main(): Promise<void> {
+  const args = parse();
+  if (args.traceLines > 0) {
+    const result = runSimulation({ seed: args.firstSeed, nodes: nodesForSeed(args.firstSeed, args.nodes), steps: args.steps, trace: true });
+    for (const line of result.trace.slice(-args.traceLines)) process.stdout.write(`${line}\n`);
+  }
+  const report = args.jobs > 1 ? await runInChildren(args) : runHere(args);
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return;
+  }
+  process.stdout.write(`${formatSummary({ ...report.counts, failures: [] })}\n`);
+  if (report.failures.length === 0) return;
+  for (const failure of report.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${failure}\n`);
+  if (report.failures.length > FAILURES_SHOWN_MAX) {
+    process.stdout.write(`... and ${report.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);
   }
   process.exitCode = 1;
 }
 
-main();
+main().catch((error: unknown) => {
+  process.stderr.write(`sim: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 2;
+});
