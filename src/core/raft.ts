@@ -588,7 +588,6 @@ export class RaftNode {
     }
     // An acknowledgement beyond our log cannot be genuine; never let it move the commit index.
     if (m.index > this.log.lastIndex()) return;
-    const wasPaused = pr.isPaused();
     if (pr.maybeUpdate(m.index)) {
       if (pr.state === "probe") pr.becomeReplicate();
       else if (pr.state === "snapshot" && pr.match + 1 >= this.log.firstIndex()) {
@@ -598,7 +597,9 @@ export class RaftNode {
         pr.becomeReplicate();
       } else if (pr.state === "replicate") pr.inflights.freeLE(m.index);
       if (this.maybeCommit()) this.broadcastPending = true;
-      else if (wasPaused || pr.state === "replicate") this.sendAppendsTo(m.from);
+      // The window may have opened by several messages (probe -> replicate, or an ack covering many
+      // inflights): fill it now rather than one message per round trip.
+      this.sendAppendsTo(m.from);
       if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
     } else if (pr.state === "replicate") {
       pr.inflights.freeLE(m.index);
@@ -619,9 +620,14 @@ export class RaftNode {
     }
   }
 
-  /** Sends appends to `to` until its window is full or it is caught up. Bounded by the window size. */
-  private sendAppendsTo(to: NodeId): void {
-    for (let i = 0; i < this.maxInflightMsgs && this.sendAppend(to, false); i++);
+  /**
+   * Sends appends to `to` until its window is full or it is caught up (bounded by the window size).
+   * Returns whether anything was sent.
+   */
+  private sendAppendsTo(to: NodeId): boolean {
+    let sent = 0;
+    while (sent < this.maxInflightMsgs && this.sendAppend(to, false)) sent++;
+    return sent > 0;
   }
 
   /**
@@ -664,8 +670,11 @@ export class RaftNode {
     this.send({ type: "timeoutNow", from: this.id, to, term: this.term });
   }
 
+  /** New entries to every follower as far as its window allows; an empty append carries a new commit index. */
   private broadcastAppend(): void {
-    for (const id of this.peers()) this.sendAppend(id, true);
+    for (const id of this.peers()) {
+      if (!this.sendAppendsTo(id)) this.sendAppend(id, true);
+    }
   }
 
   private broadcastHeartbeat(): void {
