@@ -380,5 +380,5 @@ describe("storage under seeded faults", () => {
       // Each kind of trouble must actually have happened, many times.
       for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThanOrEqual(seeds.length / 50);
     }
-  });
+  }, 60_000 + seedCount * 200);
 });
