@@ -1,0 +1,162 @@
+import { assert } from "../../src/lib/assert.js";
+import { createPrng, type Prng } from "../../src/lib/prng.js";
+import { partitionShapes, type PartitionShape } from "./partitions.js";
+
+/**
+ * The nemesis schedule of a run, decided entirely by the seed before the run starts: which faults, on
+ * which nodes, when and for how long. What depends on the live cluster (who the leader is at that
+ * moment) is named in the plan ("the leader") and resolved when the fault starts; the executed timeline
+ * records the resolution.
+ *
+ * Faults may overlap (a kill during a partition, a pause under latency), which is where bugs hide; at
+ * most `overlapMax` are active at once, and every fault heals before the run's end.
+ */
+export type NemesisKind = "kill" | "pause" | "partition" | "latency" | "transfer";
+
+export const nemesisKinds: readonly NemesisKind[] = ["kill", "pause", "partition", "latency", "transfer"];
+
+/** A node chosen by the plan, or whoever leads when the fault starts. */
+export type Target = { readonly kind: "leader" } | { readonly kind: "node"; readonly id: number };
+
+/** How a cut link behaves (tcp-proxy.ts): silently dropping, stalling, or refusing. */
+export type CutMode = "drop" | "stall" | "reset";
+
+export type FaultSpec =
+  /** kill -9, restart on heal with the same data directory. */
+  | { readonly kind: "kill"; readonly target: Target }
+  /** SIGSTOP, SIGCONT on heal. */
+  | { readonly kind: "pause"; readonly target: Target }
+  /** `seed` decides the shape's random parts (the halves, the ring order) when it is applied. */
+  | { readonly kind: "partition"; readonly shape: PartitionShape; readonly focus: Target; readonly mode: CutMode; readonly seed: number }
+  /** Added latency on every link, or on the links to and from one node. */
+  | { readonly kind: "latency"; readonly delayMs: number; readonly scope: { readonly kind: "all" } | Target }
+  /** Asks the leader to hand over leadership (to a chosen node, or 0 for the most caught-up); instant. */
+  | { readonly kind: "transfer"; readonly to: number };
+
+export interface PlannedFault {
+  /** 1, 2, ... in start order. */
+  readonly id: number;
+  /** Milliseconds after the workload starts. */
+  readonly startMs: number;
+  /** When it heals; equal to startMs for instant faults (transfer). */
+  readonly endMs: number;
+  readonly spec: FaultSpec;
+}
+
+export interface NemesisPlanOptions {
+  readonly seed: number;
+  /** Node ids, e.g. [1, 2, 3]. */
+  readonly ids: readonly number[];
+  readonly kinds: readonly NemesisKind[];
+  /** Length of the faulty period in ms; every fault heals by then. */
+  readonly timeMs: number;
+  /** Healthy time at the start, so the history begins with a working cluster. Default 1500. */
+  readonly warmupMs?: number;
+  /** Fault durations are drawn from this range. Default 1000..6000 ms. */
+  readonly durationMsMin?: number;
+  readonly durationMsMax?: number;
+  /** Healthy gaps between faults. Default 300..2500 ms. */
+  readonly gapMsMin?: number;
+  readonly gapMsMax?: number;
+  /** Most faults active at once. Default 2. */
+  readonly overlapMax?: number;
+  /** Most faults in one plan. Default 500. */
+  readonly faultsMax?: number;
+}
+
+const WARMUP_MS_DEFAULT = 1500;
+const FAULTS_MAX_DEFAULT = 500;
+
+export function parseNemesisKinds(text: string): readonly NemesisKind[] | { readonly error: string } {
+  if (text.trim() === "all") return nemesisKinds;
+  if (text.trim() === "none") return [];
+  const kinds: NemesisKind[] = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+    const kind = nemesisKinds.find((k) => k === part);
+    if (kind === undefined) return { error: `unknown nemesis ${JSON.stringify(part)}; expected a comma-separated list of ${nemesisKinds.join(", ")}, or all, or none` };
+    if (!kinds.includes(kind)) kinds.push(kind);
+  }
+  if (kinds.length === 0) return { error: "no nemesis given; use none for a fault-free run" };
+  return kinds;
+}
+
+export function planNemesis(options: NemesisPlanOptions): PlannedFault[] {
+  const warmupMs = options.warmupMs ?? WARMUP_MS_DEFAULT;
+  const durationMsMin = options.durationMsMin ?? 1000;
+  const durationMsMax = options.durationMsMax ?? 6000;
+  const gapMsMin = options.gapMsMin ?? 300;
+  const gapMsMax = options.gapMsMax ?? 2500;
+  const overlapMax = options.overlapMax ?? 2;
+  const faultsMax = options.faultsMax ?? FAULTS_MAX_DEFAULT;
+  assert(options.ids.length >= 1, "nemesis plan: needs nodes");
+  assert(durationMsMin >= 1 && durationMsMin <= durationMsMax, "nemesis plan: bad duration range");
+  assert(gapMsMin >= 0 && gapMsMin <= gapMsMax, "nemesis plan: bad gap range");
+  assert(overlapMax >= 1, "nemesis plan: overlapMax must be at least 1");
+  // A separate stream per purpose, so adding a kind does not shift the other choices of a seed.
+  const root = createPrng(options.seed ^ 0x6e656d65);
+  const timing = root.fork();
+  const choice = root.fork();
+  const plan: PlannedFault[] = [];
+  if (options.kinds.length === 0) return plan;
+  let t = warmupMs;
+  while (t < options.timeMs && plan.length < faultsMax) {
+    const spec = drawFault(options.kinds, options.ids, choice);
+    const instant = spec.kind === "transfer";
+    const endMs = instant ? t : Math.min(options.timeMs, t + timing.int(durationMsMin, durationMsMax));
+    plan.push({ id: plan.length + 1, startMs: t, endMs, spec });
+    const active = plan.filter((f) => f.endMs > t).length;
+    // Sometimes start the next fault while this one is still active, so faults compose.
+    if (!instant && active < overlapMax && timing.chance(0.35)) {
+      t += timing.int(Math.min(200, endMs - t), Math.max(200, endMs - t));
+    } else {
+      const busyUntil = Math.max(endMs, ...plan.map((f) => f.endMs));
+      t = busyUntil + timing.int(gapMsMin, gapMsMax);
+    }
+  }
+  return plan;
+}
+
+function drawTarget(ids: readonly number[], prng: Prng): Target {
+  // The leader is the most interesting victim; half of the faults aim at it.
+  return prng.chance(0.5) ? { kind: "leader" } : { kind: "node", id: prng.pick(ids) };
+}
+
+function drawFault(kinds: readonly NemesisKind[], ids: readonly number[], prng: Prng): FaultSpec {
+  const kind = prng.pick(kinds);
+  switch (kind) {
+    case "kill":
+      return { kind, target: drawTarget(ids, prng) };
+    case "pause":
+      return { kind, target: drawTarget(ids, prng) };
+    case "partition": {
+      const shape = prng.pick(partitionShapes);
+      const mode: CutMode = prng.chance(0.5) ? "drop" : prng.chance(0.5) ? "stall" : "reset";
+      return { kind, shape, focus: drawTarget(ids, prng), mode, seed: prng.int(0, 0x7fffffff) };
+    }
+    case "latency": {
+      const delayMs = prng.pick([20, 50, 100, 200, 400]);
+      return { kind, delayMs, scope: prng.chance(0.5) ? { kind: "all" } : drawTarget(ids, prng) };
+    }
+    case "transfer":
+      return { kind, to: prng.chance(0.3) ? 0 : prng.pick(ids) };
+  }
+}
+
+export function describeTarget(target: Target): string {
+  return target.kind === "leader" ? "the leader" : `node ${target.id}`;
+}
+
+export function describeFault(spec: FaultSpec): string {
+  switch (spec.kind) {
+    case "kill":
+      return `kill -9 ${describeTarget(spec.target)}, restart on heal`;
+    case "pause":
+      return `SIGSTOP ${describeTarget(spec.target)}, SIGCONT on heal`;
+    case "partition":
+      return `partition ${spec.shape} around ${describeTarget(spec.focus)} (${spec.mode})`;
+    case "latency":
+      return `+${spec.delayMs} ms latency on ${spec.scope.kind === "all" ? "every link" : `the links of ${describeTarget(spec.scope)}`}`;
+    case "transfer":
+      return `transfer leadership to ${spec.to === 0 ? "the most caught-up voter" : `node ${spec.to}`}`;
+  }
+}

@@ -1,0 +1,344 @@
+import { mkdirSync, rmSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { createRaftkvClient } from "../../src/rpc/client/index.js";
+import { checkExactlyOnce, missingRevisions } from "./check-exactly-once.js";
+import { checkChaosLinearizability, type LinearizabilityVerdict } from "./check-linearizability.js";
+import { checkLostWrites, type FinalRead } from "./check-lost-writes.js";
+import { checkReplicas } from "./check-replicas.js";
+import { ChaosCluster } from "./cluster.js";
+import type { ChaosOp, WatchRecord } from "./history.js";
+import { NemesisRunner, type TimelineEntry } from "./nemesis-runner.js";
+import { planNemesis, type PlannedFault } from "./nemesis-plan.js";
+import { defaultServeCommand } from "./node-process.js";
+import { startReaper } from "./reaper.js";
+import { rerunCommand, type RunOptions } from "./run-options.js";
+import { capViolations, type Violation } from "./violation.js";
+import { replayHistory, WatchRecorder } from "./watch-recorder.js";
+import { defaultWorkload, describeError, RunClock, Workload, type WorkloadStats } from "./workload.js";
+import { writeReport } from "./report.js";
+
+/**
+ * One chaos run, Jepsen style: start a fresh cluster, run the workload and the nemesis together for
+ * `timeMs`, heal everything, check that the cluster recovers, read the final state, replay every node's
+ * history, stop the cluster, judge, and write the report. Every child process is killed on every path
+ * out of here (and by the reaper if the harness itself dies).
+ */
+export type Verdict = "pass" | "fail" | "inconclusive" | "error";
+
+export interface RunStats {
+  readonly workload: WorkloadStats;
+  /** Ops the linearizability search placed, and over how many keys. */
+  readonly linearizableOps: number;
+  readonly keys: number;
+  readonly searchSteps: number;
+  readonly faultsPlanned: number;
+  /** Faults that took effect (skipped and failed ones excluded). */
+  readonly faultsInjected: number;
+  readonly faultsByKind: Readonly<Record<string, number>>;
+  readonly crashes: number;
+  /** From the last heal to a leader and a successful write; undefined when it did not recover. */
+  readonly recoveryMs: number | undefined;
+  readonly watchEvents: number;
+  /** Where the exactly-once check got its history, and whether it was complete. */
+  readonly watchSource: string;
+  readonly replicasCompared: number;
+  readonly durationMs: number;
+}
+
+export interface RunResult {
+  readonly options: RunOptions;
+  readonly dir: string;
+  readonly verdict: Verdict;
+  /** Why a run is inconclusive or an error; empty for pass and fail. */
+  readonly reasons: readonly string[];
+  readonly violations: readonly Violation[];
+  readonly violationCount: number;
+  readonly stats: RunStats;
+  readonly rerun: string;
+  readonly plan: readonly PlannedFault[];
+  readonly timeline: readonly TimelineEntry[];
+  readonly history: readonly ChaosOp[];
+  /** Where the workload (and the nemesis clock) started on the history's clock, in ms. */
+  readonly workStartMs: number;
+  /** When every fault was healed, on the history's clock, in ms. */
+  readonly healedMs: number | undefined;
+}
+
+/** The workload's final ops run as "worker 0": the harness's probes and final reads. */
+const HARNESS_WORKER = 0;
+const FINAL_READ_ATTEMPTS_MAX = 20;
+const REPLAY_TIMEOUT_MS = 20_000;
+const RANGE_PAGES_MAX = 10_000;
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
+}
+
+export async function runChaos(options: RunOptions, repoRoot: string): Promise<RunResult> {
+  const started = Date.now();
+  const dir = resolve(repoRoot, options.resultsDir, `${timestamp()}-seed-${options.seed}`);
+  mkdirSync(dir, { recursive: true });
+  const rerun = rerunCommand(options);
+  const serveCommand = options.serveCommand ?? defaultServeCommand(repoRoot);
+  const plan = planNemesis({ seed: options.seed, ids: Array.from({ length: options.nodes }, (_, i) => i + 1), kinds: options.nemesis, timeMs: options.timeMs });
+  const reasons: string[] = [];
+  const violations: Violation[] = [];
+  const emptyStats: RunStats = {
+    workload: { started: 0, ok: 0, fail: 0, unknown: 0, retries: 0 },
+    linearizableOps: 0,
+    keys: 0,
+    searchSteps: 0,
+    faultsPlanned: plan.length,
+    faultsInjected: 0,
+    faultsByKind: {},
+    crashes: 0,
+    recoveryMs: undefined,
+    watchEvents: 0,
+    watchSource: "none",
+    replicasCompared: 0,
+    durationMs: 0,
+  };
+  if (serveCommand === undefined) {
+    const result: RunResult = {
+      options, dir, verdict: "error", reasons: ["raftkv serve is not available yet: neither bin/raftkv.js nor src/cli/main.ts exists (or pass --serve-command)"],
+      violations, violationCount: 0, stats: emptyStats, rerun, plan, timeline: [], history: [], workStartMs: 0, healedMs: undefined,
+    };
+    writeReport(result, { watchEvents: [] });
+    return result;
+  }
+
+  const reaper = startReaper();
+  const dataDir = join(dir, "data");
+  let cluster: ChaosCluster | undefined;
+  const killOnExit = (): void => cluster?.killAllNow();
+  process.once("exit", killOnExit);
+  const clock = new RunClock();
+  let run: Workload | undefined;
+  let timeline: TimelineEntry[] = [];
+  let watchEvents: WatchRecord[] = [];
+  let lin: LinearizabilityVerdict | undefined;
+  let recoveryMs: number | undefined;
+  let watchSource = "none";
+  let replicasCompared = 0;
+  let history: ChaosOp[] = [];
+  let workStart = 0;
+  let healedMs: number | undefined;
+  try {
+    cluster = await ChaosCluster.create({
+      nodes: options.nodes,
+      seed: options.seed,
+      repoRoot,
+      logDir: dir,
+      dataDir,
+      serveCommand,
+      reaper,
+      extraArgs: options.serveArgs,
+      logLevel: options.logLevel,
+    });
+    const c = cluster;
+    c.startAll();
+    const first = await c.awaitStableLeader(options.startTimeoutMs);
+    if (first === undefined) {
+      reasons.push(`the cluster elected no leader within ${options.startTimeoutMs} ms of starting; see the node logs`);
+      for (const crash of c.crashes) reasons.push(`node ${crash.id} exited (code ${crash.code}, signal ${crash.signal}):\n${crash.logTail}`);
+      throw new HarnessError();
+    }
+
+    const endpoints = c.endpoints();
+    const workload = new Workload(
+      { ...defaultWorkload, seed: options.seed, endpoints, workers: options.workers, keys: options.keys, opsPerKeyMax: options.opsPerKeyMax },
+      clock,
+    );
+    run = workload;
+    const watch = new WatchRecorder(endpoints, 1000);
+    watch.start(defaultWorkload.prefix, 1);
+    workStart = clock.nowMs();
+    const nemesis = new NemesisRunner({
+      plan,
+      nowMs: () => clock.nowMs() - workStart,
+      control: {
+        ids: c.ids,
+        leader: async () => (await c.leader())?.id,
+        kill: (id) => c.node(id).kill(),
+        restart: (id) => c.node(id).start(),
+        pause: (id) => c.node(id).pause(),
+        resume: (id) => c.node(id).resume(),
+        isUp: (id) => c.node(id).state === "running" || c.node(id).state === "paused",
+        addNetworkFault: (id, fault) => c.network.add(id, fault),
+        removeNetworkFault: (id) => c.network.remove(id),
+        transferLeadership: (to) => c.transferLeadership(to, 5000),
+      },
+    });
+    const working = workload.run(options.timeMs);
+    await nemesis.run();
+    timeline = nemesis.timeline;
+    // Crashed nodes come back too, so that recovery measures the cluster, not a missing member.
+    for (const id of c.ids) if (c.node(id).state === "crashed") c.node(id).start();
+    healedMs = clock.nowMs();
+    const recovery = recover(c, clock, workload, options.recoveryMsMax);
+    await working;
+    recoveryMs = await recovery;
+    if (recoveryMs === undefined) {
+      violations.push({ kind: "no-recovery", message: `no leader with a successful write within ${options.recoveryMsMax} ms after the last fault healed (at ${Math.round(healedMs - workStart)} ms)`, ops: [] });
+    }
+
+    const final = await finalRead(c.endpoints(), workload, clock);
+    history = [...workload.ops];
+    if (final === undefined) {
+      reasons.push("the final read of every key failed after healing, so lost writes could not be checked");
+    } else {
+      violations.push(...checkLostWrites(history, final.read));
+    }
+
+    // Exactly-once and replica agreement, from the histories every node replays from revision 1.
+    const finalRevision = final?.revision ?? watch.lastRevision;
+    await watch.stopAfter(finalRevision, REPLAY_TIMEOUT_MS);
+    const replays = await Promise.all(c.ids.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, finalRevision, REPLAY_TIMEOUT_MS)] as const));
+    const complete = new Map<number, readonly WatchRecord[]>();
+    for (const [id, replay] of replays) {
+      if (replay.kind === "ok") complete.set(id, replay.events);
+      else reasons.push(`node ${id} could not replay its history (${replay.kind === "compacted" ? `compacted up to revision ${replay.compactRevision}` : replay.error}); it is left out of the replica check`);
+    }
+    replicasCompared = complete.size;
+    violations.push(...checkReplicas(complete, finalRevision));
+    const replayed = [...complete.values()][0];
+    if (replayed !== undefined) {
+      watchEvents = [...replayed];
+      watchSource = `replay of node ${[...complete.keys()][0]} from revision 1`;
+    } else {
+      watchEvents = watch.events;
+      watchSource = `live watch (${watch.end.kind})`;
+    }
+    const gaps = missingRevisions(watchEvents, finalRevision);
+    if (gaps.count > 0) {
+      violations.push({
+        kind: "watch-gap",
+        message: `the ${watchSource} misses ${gaps.count} of revisions 1..${finalRevision} (first: ${gaps.listed.join(", ")})`,
+        ops: [],
+      });
+    }
+    // The live watch must agree with the replayed history wherever both have a revision.
+    if (replayed !== undefined && watch.events.length > 0) violations.push(...checkReplicas(new Map([[0, replayed], [-1, watch.events]]), watch.lastRevision).map((v) => ({ ...v, message: `live watch vs replay: ${v.message}` })));
+    violations.push(...checkExactlyOnce(history, { events: watchEvents, complete: gaps.count === 0 && watchEvents.length > 0 }));
+
+    lin = checkChaosLinearizability(history);
+    if (lin.violation !== undefined) violations.push(lin.violation);
+    if (lin.kind === "budgetExceeded") reasons.push(`the linearizability search ran out of budget on key ${lin.key ?? "?"} (${lin.operations} ops); the run proves nothing about it`);
+    for (const crash of c.crashes) {
+      violations.push({ kind: "crash", message: `node ${crash.id} exited on its own at ${crash.atMs} ms (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`, ops: [] });
+    }
+    if (workload.stats().ok === 0) reasons.push("no operation succeeded, so the checks had nothing to judge");
+  } catch (error) {
+    if (!(error instanceof HarnessError)) reasons.push(`harness error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  } finally {
+    run?.close();
+    await cluster?.close().catch((error: unknown) => reasons.push(`stopping the cluster: ${describeError(error)}`));
+    process.off("exit", killOnExit);
+    reaper.close();
+  }
+
+  const injected = timeline.filter((e) => e.status === "healed" || e.status === "done");
+  const faultsByKind: Record<string, number> = {};
+  for (const e of injected) faultsByKind[e.kind] = (faultsByKind[e.kind] ?? 0) + 1;
+  const stats: RunStats = {
+    ...emptyStats,
+    workload: statsOf(history),
+    linearizableOps: lin?.operations ?? 0,
+    keys: lin?.keys ?? 0,
+    searchSteps: lin?.searchSteps ?? 0,
+    faultsInjected: injected.length,
+    faultsByKind,
+    crashes: cluster?.crashes.length ?? 0,
+    recoveryMs,
+    watchEvents: watchEvents.length,
+    watchSource,
+    replicasCompared,
+    durationMs: Date.now() - started,
+  };
+  const harnessFailed = reasons.some((r) => r.startsWith("harness error") || r.startsWith("the cluster elected no leader") || r.startsWith("raftkv serve"));
+  const verdict: Verdict = violations.length > 0 ? "fail" : harnessFailed ? "error" : reasons.some(isInconclusive) ? "inconclusive" : "pass";
+  const result: RunResult = { options, dir, verdict, reasons, violations: capViolations(violations), violationCount: violations.length, stats, rerun, plan, timeline, history, workStartMs: workStart, healedMs };
+  writeReport(result, { watchEvents, proxies: cluster?.network.stats() ?? [] });
+  if (verdict === "pass" && !options.keepData) rmSync(dataDir, { recursive: true, force: true });
+  return result;
+}
+
+class HarnessError extends Error {}
+
+function isInconclusive(reason: string): boolean {
+  return reason.startsWith("the linearizability search") || reason.startsWith("no operation succeeded") || reason.startsWith("the final read");
+}
+
+function statsOf(history: readonly ChaosOp[]): WorkloadStats {
+  let ok = 0;
+  let fail = 0;
+  let unknown = 0;
+  let retries = 0;
+  for (const op of history) {
+    if (op.outcome.status === "ok") ok++;
+    else if (op.outcome.status === "fail") fail++;
+    else unknown++;
+    retries += op.attempts - 1;
+  }
+  return { started: history.length, ok, fail, unknown, retries };
+}
+
+/**
+ * Polls until a leader answers and a write succeeds (recorded in the history like any op), bounded by
+ * `recoveryMsMax`. Returns the time it took, or undefined.
+ */
+async function recover(cluster: ChaosCluster, clock: RunClock, workload: Workload, recoveryMsMax: number): Promise<number | undefined> {
+  const startMs = clock.nowMs();
+  let probe = 0;
+  while (clock.nowMs() - startMs < recoveryMsMax) {
+    const leader = await cluster.leader();
+    if (leader !== undefined) {
+      const ok = await workload.probeWrite(HARNESS_WORKER, `probe.${++probe}`);
+      if (ok) return clock.nowMs() - startMs;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return undefined;
+}
+
+/**
+ * One linearizable read of every key (a paged Range of the prefix), recorded as a get per key with the
+ * Range's invocation and completion times: one linearizable read observes every key at one point.
+ */
+async function finalRead(endpoints: readonly string[], workload: Workload, clock: RunClock): Promise<{ read: FinalRead; revision: number } | undefined> {
+  const client = createRaftkvClient({ endpoints, timeoutMs: 5000, attemptTimeoutMs: 2000 });
+  const prefix = new TextEncoder().encode(defaultWorkload.prefix);
+  const decoder = new TextDecoder();
+  try {
+    for (let attempt = 0; attempt < FINAL_READ_ATTEMPTS_MAX; attempt++) {
+      const callUs = clock.nowUs();
+      try {
+        // Pages of one scan may come from different revisions; a scan is accepted only when every page
+        // has the same revision, so the whole read is one point in time.
+        const values = new Map<string, string | null>();
+        let continueKey: Uint8Array | undefined;
+        let revision: bigint | undefined;
+        let consistent = true;
+        for (let page = 0; page < RANGE_PAGES_MAX; page++) {
+          const response = await client.range({ key: prefix, prefix: true, ...(continueKey === undefined ? {} : { continueKey }) });
+          const pageRevision = response.header?.revision ?? 0n;
+          if (revision !== undefined && pageRevision !== revision) consistent = false;
+          revision = pageRevision;
+          for (const kv of response.kvs) values.set(decoder.decode(kv.key), decoder.decode(kv.value));
+          if (!response.more) break;
+          continueKey = response.nextKey;
+        }
+        if (!consistent) continue;
+        const endUs = clock.nowUs();
+        for (const key of workload.keySpace.keys()) if (!values.has(key)) values.set(key, null);
+        workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, Number(revision ?? 0n), endpoints[0] ?? "");
+        return { read: { values, callUs }, revision: Number(revision ?? 0n) };
+      } catch {
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    return undefined;
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,49 @@
+import type { ChaosOp } from "./history.js";
+
+/**
+ * What a checker found wrong with raftkv. Each kind is one property of the issue:
+ * - `linearizability`: no linearization of a key's history exists (stale read, lost or resurrected
+ *   write, CAS that saw the wrong value);
+ * - `lost-write`: an acknowledged write is missing from the final state after healing;
+ * - `double-apply`: one write (unique value) took effect at two revisions: exactly-once broken;
+ * - `failed-write-applied`: a write the client was told certainly did not happen took effect;
+ * - `phantom-value`: a value nobody wrote was read or appeared in the history;
+ * - `unapplied-ack`: an acknowledged write never appears in the complete watch history;
+ * - `replica-divergence`: two nodes report different histories for the same revisions;
+ * - `watch-gap`: a watch skipped revisions it should have delivered;
+ * - `no-recovery`: no leader or no successful write within the bound after the last fault healed;
+ * - `crash`: a node exited on its own.
+ */
+export type ViolationKind =
+  | "linearizability"
+  | "lost-write"
+  | "double-apply"
+  | "failed-write-applied"
+  | "phantom-value"
+  | "unapplied-ack"
+  | "replica-divergence"
+  | "watch-gap"
+  | "no-recovery"
+  | "crash";
+
+export interface Violation {
+  readonly kind: ViolationKind;
+  /** For a person: what happened, with op ids, keys, values and times. */
+  readonly message: string;
+  /** The ops that show it (a history excerpt), when there are any. */
+  readonly ops: readonly ChaosOp[];
+}
+
+/** Most violations of one kind a report lists; the count is always complete. */
+export const violationsPerKindMax = 20;
+
+export function capViolations(violations: readonly Violation[]): Violation[] {
+  const perKind = new Map<ViolationKind, number>();
+  const kept: Violation[] = [];
+  for (const v of violations) {
+    const n = (perKind.get(v.kind) ?? 0) + 1;
+    perKind.set(v.kind, n);
+    if (n <= violationsPerKindMax) kept.push(v);
+  }
+  return kept;
+}
