@@ -228,10 +228,14 @@ function runSequence(seed: number): void {
   }
 }
 
+const sequences = Number(process.env.FUZZ_SEQUENCES ?? sequencesDefault);
+/** A long run gets time in proportion to its size (about 0.1 ms per step on a loaded machine, doubled). */
+const timeoutMs = Math.max(60_000, sequences * stepsPerSequence * 0.2);
+
 describe("fuzzed message sequences", () => {
-  it("never throw and keep the core invariants", () => {
+  it("never throw and keep the core invariants", { timeout: timeoutMs }, () => {
     const only = process.env.FUZZ_SEED;
-    const seeds = only === undefined ? Array.from({ length: Number(process.env.FUZZ_SEQUENCES ?? sequencesDefault) }, (_, i) => i + 1) : [Number(only)];
+    const seeds = only === undefined ? Array.from({ length: sequences }, (_, i) => i + 1) : [Number(only)];
     for (const seed of seeds) runSequence(seed);
     expect(seeds.length).toBeGreaterThan(0);
   });
