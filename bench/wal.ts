@@ -1,0 +1,238 @@
+/**
+ * npm run bench:wal — how fast the WAL is on this disk. Prints tables; asserts nothing about time.
+ *
+ *   1. The raw rate of the disk: write 256 B + fdatasync in a loop, for three file layouts (zero-filled
+ *      ahead of time, which the WAL uses; sparse from ftruncate; growing by appends), and the same loop
+ *      with the fdatasync sent to libuv's thread pool (the ceiling for anything that keeps the event loop
+ *      free).
+ *   2. The WAL with 256 B entries and 1, 16, 64 and 256 concurrent appenders (each awaits its own save):
+ *      appends/s, fdatasyncs/s, entries per fdatasync, latency.
+ *   3. Replay: open a log of 1,000,000 entries of 256 B.
+ *
+ * Environment: WAL_BENCH_DIR (default the OS temp dir), WAL_BENCH_SECONDS per measurement (default 3),
+ * WAL_BENCH_REPLAY_ENTRIES (default 1000000).
+ */
+import * as fs from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Entry } from "../src/core/types.js";
+import { createNodeFileSystem, openStorage, type FileSystem } from "../src/storage/index.js";
+
+const baseDir = process.env.WAL_BENCH_DIR ?? tmpdir();
+const seconds = Number(process.env.WAL_BENCH_SECONDS ?? 3);
+const replayEntries = Number(process.env.WAL_BENCH_REPLAY_ENTRIES ?? 1_000_000);
+const entryBytes = 256;
+const warmupMs = 1000;
+
+function table(title: string, header: string[], rows: (string | number)[][]): void {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? "").length)));
+  console.log(`\n${title}`);
+  cells.forEach((r, i) => {
+    console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join("  "));
+    if (i === 0) console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  });
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
+
+/** write(256 B) + fdatasync in a loop on one file layout, synchronously: the disk's own rate. */
+function rawRate(dir: string, layout: "zero-filled" | "sparse (ftruncate)" | "growing (append)"): number {
+  const path = join(dir, "raw.dat");
+  const fd = fs.openSync(path, "w+");
+  const fileBytes = 64 * 1024 * 1024;
+  try {
+    if (layout === "zero-filled") {
+      const zeros = Buffer.alloc(1 << 20);
+      for (let at = 0; at < fileBytes; at += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, at);
+      fs.fsyncSync(fd);
+    } else if (layout === "sparse (ftruncate)") {
+      fs.ftruncateSync(fd, fileBytes);
+      fs.fsyncSync(fd);
+    }
+    const buf = Buffer.alloc(entryBytes, 7);
+    const deadline = performance.now() + seconds * 1000;
+    let ops = 0;
+    const started = performance.now();
+    while (performance.now() < deadline) {
+      fs.writeSync(fd, buf, 0, buf.length, (ops * entryBytes) % fileBytes);
+      fs.fdatasyncSync(fd);
+      ops++;
+    }
+    return ops / ((performance.now() - started) / 1000);
+  } finally {
+    fs.closeSync(fd);
+    fs.unlinkSync(path);
+  }
+}
+
+/** The same loop with fdatasync on libuv's thread pool, as any non-blocking writer must do it. */
+async function rawAsyncRate(dir: string): Promise<number> {
+  const path = join(dir, "raw-async.dat");
+  const fd = fs.openSync(path, "w+");
+  const fileBytes = 64 * 1024 * 1024;
+  try {
+    const zeros = Buffer.alloc(1 << 20);
+    for (let at = 0; at < fileBytes; at += zeros.length) fs.writeSync(fd, zeros, 0, zeros.length, at);
+    fs.fsyncSync(fd);
+    const buf = Buffer.alloc(entryBytes, 7);
+    const deadline = performance.now() + seconds * 1000;
+    let ops = 0;
+    const started = performance.now();
+    while (performance.now() < deadline) {
+      fs.writeSync(fd, buf, 0, buf.length, (ops * entryBytes) % fileBytes);
+      await new Promise<void>((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+      ops++;
+    }
+    return ops / ((performance.now() - started) / 1000);
+  } finally {
+    fs.closeSync(fd);
+    fs.unlinkSync(path);
+  }
+}
+
+/** The Node file system, counting fdatasyncs. */
+function countingFileSystem(): { fs: FileSystem; datasyncs: () => number } {
+  const inner = createNodeFileSystem();
+  let datasyncs = 0;
+  return {
+    datasyncs: () => datasyncs,
+    fs: {
+      ...inner,
+      open: async (path, mode) => {
+        const handle = await inner.open(path, mode);
+        return {
+          ...handle,
+          datasync: async () => {
+            await handle.datasync();
+            datasyncs++;
+          },
+        };
+      },
+    },
+  };
+}
+
+function entry(index: number): Entry {
+  return { index, term: 1, type: "normal", data: new Uint8Array(entryBytes).fill(index & 255) };
+}
+
+interface WalResult {
+  readonly appenders: number;
+  readonly appendsPerSecond: number;
+  readonly fsyncsPerSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+async function walRate(dir: string, appenders: number): Promise<WalResult> {
+  const counting = countingFileSystem();
+  const log = await openStorage({ dir, fs: counting.fs, logger: () => undefined });
+  let next = 1;
+  let measuring = false;
+  let appends = 0;
+  const latencies: number[] = [];
+  const warmupEnd = performance.now() + warmupMs;
+  const deadline = warmupEnd + seconds * 1000;
+  let fsyncsAtStart = 0;
+  let startedAt = 0;
+  const appender = async (): Promise<void> => {
+    while (performance.now() < deadline) {
+      const t0 = performance.now();
+      await log.save(undefined, [entry(next++)]);
+      const now = performance.now();
+      if (!measuring && now >= warmupEnd) {
+        measuring = true;
+        fsyncsAtStart = counting.datasyncs();
+        startedAt = now;
+      }
+      if (measuring) {
+        appends++;
+        if (latencies.length < 1_000_000) latencies.push(now - t0);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: appenders }, appender));
+  const elapsed = (performance.now() - startedAt) / 1000;
+  const fsyncs = counting.datasyncs() - fsyncsAtStart;
+  await log.close();
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number): number => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0;
+  return { appenders, appendsPerSecond: appends / elapsed, fsyncsPerSecond: fsyncs / elapsed, p50Ms: pct(0.5), p99Ms: pct(0.99) };
+}
+
+async function replay(dir: string): Promise<{ writeMs: number; openMs: number; walBytes: number }> {
+  const log = await openStorage({ dir, logger: () => undefined });
+  const batch = 1000;
+  const t0 = performance.now();
+  for (let from = 1; from <= replayEntries; from += batch) {
+    const entries: Entry[] = [];
+    for (let i = from; i < Math.min(from + batch, replayEntries + 1); i++) entries.push(entry(i));
+    await log.save({ term: 1, vote: 1, commit: from - 1 }, entries);
+  }
+  const writeMs = performance.now() - t0;
+  await log.close();
+  let walBytes = 0;
+  for (const name of fs.readdirSync(join(dir, "wal"))) walBytes += fs.statSync(join(dir, "wal", name)).size;
+  // Warm the page cache, as after a restart of the process (not of the machine).
+  for (const name of fs.readdirSync(join(dir, "wal"))) fs.readFileSync(join(dir, "wal", name));
+  const t1 = performance.now();
+  const opened = await openStorage({ dir, logger: () => undefined });
+  const openMs = performance.now() - t1;
+  if (opened.lastIndex() !== replayEntries) throw new Error(`replay recovered ${opened.lastIndex()} entries, not ${replayEntries}`);
+  await opened.close();
+  return { writeMs, openMs, walBytes };
+}
+
+async function main(): Promise<void> {
+  const root = await mkdtemp(join(baseDir, "raftkv-bench-wal-"));
+  try {
+    console.log(`raftkv WAL benchmark: ${root}, ${seconds} s per measurement, ${entryBytes} B entries, node ${process.version}`);
+    const layouts = ["zero-filled", "sparse (ftruncate)", "growing (append)"] as const;
+    const raw = layouts.map((layout) => [layout, rawRate(root, layout)] as const);
+    const rawAsync = await rawAsyncRate(root);
+    const rawZero = raw[0]?.[1] ?? 1;
+    table(
+      "1. Raw disk: write 256 B + fdatasync in a loop",
+      ["file layout", "fdatasyncs/s", "µs each"],
+      [...raw.map(([layout, rate]) => [layout, fmt(rate), (1e6 / rate).toFixed(0)]), ["zero-filled, fdatasync via thread pool", fmt(rawAsync), (1e6 / rawAsync).toFixed(0)]],
+    );
+
+    const results: WalResult[] = [];
+    for (const appenders of [1, 16, 64, 256]) {
+      const dir = join(root, `wal-${appenders}`);
+      results.push(await walRate(dir, appenders));
+      await rm(dir, { recursive: true, force: true });
+    }
+    const single = results[0]?.appendsPerSecond ?? 1;
+    table(
+      "2. WAL, 256 B entries, each appender awaits its own save",
+      ["appenders", "appends/s", "fdatasyncs/s", "entries/fdatasync", "x 1 appender", "% raw (sync)", "% raw (pool)", "p50 ms", "p99 ms"],
+      results.map((r) => [
+        r.appenders,
+        fmt(r.appendsPerSecond),
+        fmt(r.fsyncsPerSecond),
+        (r.appendsPerSecond / r.fsyncsPerSecond).toFixed(1),
+        (r.appendsPerSecond / single).toFixed(1),
+        r.appenders === 1 ? ((100 * r.appendsPerSecond) / rawZero).toFixed(0) : "",
+        r.appenders === 1 ? ((100 * r.appendsPerSecond) / rawAsync).toFixed(0) : "",
+        r.p50Ms.toFixed(3),
+        r.p99Ms.toFixed(3),
+      ]),
+    );
+
+    const dir = join(root, "replay");
+    const r = await replay(dir);
+    table(
+      `3. Replay: open a log of ${fmt(replayEntries)} entries of ${entryBytes} B`,
+      ["WAL on disk", "write (batches of 1000)", "open + replay", "entries/s"],
+      [[`${(r.walBytes / 2 ** 20).toFixed(0)} MiB`, `${fmt(r.writeMs)} ms`, `${fmt(r.openMs)} ms`, fmt(replayEntries / (r.openMs / 1000))]],
+    );
+    console.log("\nGoals (issue 3): 1 appender >= 90% of raw; 64 appenders >= 30 entries/fdatasync and >= 20x 1 appender; replay of 1M < 2 s.");
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+await main();
