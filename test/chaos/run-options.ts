@@ -56,7 +56,7 @@ export interface CliOptions {
 export const usage = [
   "usage: npm run chaos -- [--runs N] [--seed S] [--time SECONDS] [--nodes 3|5] [--nemesis LIST]",
   "                        [--workers N] [--keys N] [--ops-per-key N] [--results DIR] [--keep-data]",
-  "                        [--recovery-seconds N] [--serve-command CMD] [--serve-args ARGS] [--log-level LEVEL]",
+  '                        [--recovery-seconds N] [--serve-command=CMD] [--serve-args="ARGS"] [--log-level LEVEL]',
   `  --nemesis: comma-separated ${nemesisKinds.join(", ")}, or all (default), or none`,
   "  runs use seeds S, S+1, ... (S defaults to 1); each prints a one-line verdict with its rerun command",
 ].join("\n");
@@ -148,7 +148,8 @@ export function rerunCommand(o: RunOptions): string {
   if (o.keys !== runDefaults.keys) parts.push(`--keys ${o.keys}`);
   if (o.opsPerKeyMax !== runDefaults.opsPerKeyMax) parts.push(`--ops-per-key ${o.opsPerKeyMax}`);
   if (o.recoveryMsMax !== runDefaults.recoveryMsMax) parts.push(`--recovery-seconds ${Math.round(o.recoveryMsMax / 1000)}`);
-  if (o.serveCommand !== undefined) parts.push(`--serve-command ${JSON.stringify(o.serveCommand.join(" "))}`);
-  if (o.serveArgs.length > 0) parts.push(`--serve-args ${JSON.stringify(o.serveArgs.join(" "))}`);
+  // The = form: these values start with dashes, which the argument parser would take for options.
+  if (o.serveCommand !== undefined) parts.push(`--serve-command=${JSON.stringify(o.serveCommand.join(" "))}`);
+  if (o.serveArgs.length > 0) parts.push(`--serve-args=${JSON.stringify(o.serveArgs.join(" "))}`);
   return parts.join(" ");
 }

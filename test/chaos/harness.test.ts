@@ -1,0 +1,106 @@
+import { spawn } from "node:child_process";
+import { describe, expect, it } from "vitest";
+import { createPrng } from "../../src/lib/prng.js";
+import { freePorts } from "./free-ports.js";
+import type { ChaosOp } from "./history.js";
+import type { TimelineEntry } from "./nemesis-runner.js";
+import { startReaper } from "./reaper.js";
+import { parseCli, rerunCommand, UsageError } from "./run-options.js";
+import { renderTimelineSvg } from "./timeline-svg.js";
+import { KeySpace } from "./workload.js";
+
+describe("command line", () => {
+  it("has defaults and a rerun command that parses back to the same run", () => {
+    const cli = parseCli([]);
+    expect(cli.runs).toBe(1);
+    expect(cli.run.nodes).toBe(3);
+    expect(cli.run.timeMs).toBe(20_000);
+    const custom = parseCli(["--seed", "42", "--time", "7", "--nodes", "5", "--nemesis", "kill,partition", "--workers", "3", "--serve-args=--tick-ms 50"]).run;
+    // Split like a shell: words, with double-quoted parts kept together and unquoted.
+    const words = rerunCommand(custom).replace("npm run chaos -- ", "").match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
+    const again = parseCli(words.map((w) => w.replace(/"/g, ""))).run;
+    expect(again).toEqual(custom);
+    expect(rerunCommand(custom)).toBe('npm run chaos -- --seed 42 --time 7 --nodes 5 --nemesis kill,partition --workers 3 --serve-args="--tick-ms 50"');
+  });
+
+  it("refuses bad input with a message naming the option", () => {
+    expect(() => parseCli(["--nodes", "4"])).toThrow(new UsageError("--nodes must be 3 or 5, got 4"));
+    expect(() => parseCli(["--time", "ten"])).toThrow(/--time must be a whole number/);
+    expect(() => parseCli(["--runs", "0"])).toThrow(/--runs must be between 1/);
+    expect(() => parseCli(["--nemesis", "meteor"])).toThrow(/unknown nemesis "meteor"/);
+    expect(() => parseCli(["--bogus"])).toThrow(UsageError);
+    expect(() => parseCli(["positional"])).toThrow(UsageError);
+  });
+});
+
+describe("key space", () => {
+  it("moves a slot to a fresh key after opsPerKeyMax ops and remembers every key used", () => {
+    const keys = new KeySpace("p/", 1, 3);
+    const prng = createPrng(1);
+    expect([1, 2, 3, 4].map(() => keys.take(prng))).toEqual(["p/k0.0", "p/k0.0", "p/k0.0", "p/k0.1"]);
+    expect(keys.extra("probe")).toBe("p/probe");
+    expect(keys.keys()).toEqual(["p/k0.0", "p/k0.1", "p/probe"]);
+  });
+});
+
+describe("timeline picture", () => {
+  const op = (id: number, callMs: number, endMs: number, status: "ok" | "fail" | "unknown"): ChaosOp => ({
+    id,
+    worker: 1,
+    kind: "put",
+    key: "k",
+    value: `v${id}`,
+    callUs: callMs * 1000,
+    endUs: endMs * 1000,
+    outcome: status === "ok" ? { status, output: { kind: "put", revision: id } } : { status, reason: "r" },
+    attempts: 1,
+    endpoint: "e",
+  });
+  const fault: TimelineEntry = { faultId: 1, kind: "partition", planned: "partition isolate around the leader (drop)", plannedStartMs: 100, startMs: 100, endMs: 900, nodes: [2], links: [], status: "healed", note: "the leader was node 2" };
+
+  it("draws every op and a lane per overlapping fault, escaping text", () => {
+    const svg = renderTimelineSvg({
+      ops: [op(1, 10, 12, "ok"), op(2, 200, 1200, "unknown"), op(3, 300, 310, "fail")],
+      timeline: [fault, { ...fault, faultId: 2, kind: "kill", planned: "kill -9 <node 1>", startMs: 200, endMs: 400 }],
+      workStartMs: 50,
+      healedMs: 1000,
+      title: "seed 1 & co",
+    });
+    expect(svg.startsWith("<svg")).toBe(true);
+    expect(svg.match(/<circle /g)).toHaveLength(1);
+    expect(svg).toContain(">x</text>");
+    expect(svg).toContain(">o</text>");
+    expect(svg).toContain("kill -9 &lt;node 1&gt;");
+    expect(svg).toContain("seed 1 &amp; co");
+    expect(svg).toContain("healed");
+    // Two faults overlap in time: two lanes.
+    expect(new Set([...svg.matchAll(/<rect x="[\d.]+" y="(\d+)" width="[\d.]+" height="13"/g)].map((m) => m[1])).size).toBe(2);
+  });
+});
+
+describe("process hygiene", () => {
+  it("the reaper SIGKILLs registered processes when the harness side of its pipe closes", async () => {
+    const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
+    const exited = new Promise<string | null>((resolve) => child.once("exit", (_code, signal) => resolve(signal)));
+    const reaper = startReaper();
+    reaper.add(child.pid ?? 0);
+    reaper.close();
+    expect(await exited).toBe("SIGKILL");
+  });
+
+  it("the reaper leaves processes alone once they are removed", async () => {
+    const child = spawn(process.execPath, ["-e", "setTimeout(() => {}, 300)"], { stdio: "ignore" });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const reaper = startReaper();
+    reaper.add(child.pid ?? 0);
+    reaper.remove(child.pid ?? 0);
+    reaper.close();
+    expect(await exited).toBe(0);
+  });
+
+  it("hands out distinct free loopback ports", async () => {
+    const ports = await freePorts(6);
+    expect(new Set(ports).size).toBe(6);
+    for (const port of ports) expect(port).toBeGreaterThan(0);
+  });
+});
