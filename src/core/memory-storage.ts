@@ -77,7 +77,10 @@ export class MemoryStorage implements LogStorage {
     const head = kept[0];
     if (head === undefined) return;
     assert(head.index <= this.lastIndex() + 1, () => `memory storage: gap appending ${head.index} after ${this.lastIndex()}`);
-    this.ents = this.ents.slice(0, head.index - this.dummy().index).concat(kept);
+    const keep = head.index - this.dummy().index;
+    // Appending at the end is the common case: push in place rather than copy the whole log.
+    if (keep < this.ents.length) this.ents.length = keep;
+    for (const entry of kept) this.ents.push(entry);
   }
 
   /** Replaces the whole log with a snapshot received from the leader. */

@@ -888,8 +888,11 @@ export class RaftNode {
       this.readStates.length > 0 ||
       this.log.hasUnstable() ||
       this.log.hasNextCommittedEntries() ||
-      !sameSoftState(this.softState(), this.prevSoftState) ||
-      !sameHardState(this.hardState(), this.prevHardState)
+      this.leader !== this.prevSoftState.leader ||
+      this.role !== this.prevSoftState.role ||
+      this.term !== this.prevHardState.term ||
+      this.vote !== this.prevHardState.vote ||
+      this.log.committed !== this.prevHardState.commit
     );
   }
 
