@@ -39,7 +39,7 @@ export function writeReport(result: RunResult, extras: ReportExtras): void {
   const dir = result.dir;
   writeFileSync(join(dir, "history.jsonl"), result.history.map((op) => JSON.stringify(op)).join("\n") + (result.history.length > 0 ? "\n" : ""));
   writeFileSync(join(dir, "watch.jsonl"), extras.watchEvents.map((e) => JSON.stringify(e)).join("\n") + (extras.watchEvents.length > 0 ? "\n" : ""));
-  writeFileSync(join(dir, "nemesis.json"), `${JSON.stringify({ plan: result.plan, timeline: result.timeline, workStartMs: result.workStartMs, healedMs: result.healedMs, proxies: extras.proxies ?? [] }, null, 2)}\n`);
+  writeFileSync(join(dir, "nemesis.json"), `${JSON.stringify({ endpoints: result.endpoints, plan: result.plan, timeline: result.timeline, workStartMs: result.workStartMs, healedMs: result.healedMs, proxies: extras.proxies ?? [] }, null, 2)}\n`);
   const verdict = {
     verdict: result.verdict,
     rerun: result.rerun,

@@ -16,6 +16,7 @@ import { capViolations, type Violation } from "./violation.js";
 import { replayHistory, WatchRecorder } from "./watch-recorder.js";
 import { defaultWorkload, describeError, RunClock, Workload, type WorkloadStats } from "./workload.js";
 import { writeReport } from "./report.js";
+import type { TcpProxyStats } from "./tcp-proxy.js";
 
 /**
  * One chaos run, Jepsen style: start a fresh cluster, run the workload and the nemesis together for
@@ -43,6 +44,8 @@ export interface RunStats {
   readonly watchSource: string;
   readonly replicasCompared: number;
   readonly durationMs: number;
+  /** Wall-clock ms of each phase: start (until the first leader), workload (until every op ended), check (final reads to verdict). */
+  readonly phases: Readonly<Record<string, number>>;
 }
 
 export interface RunResult {
@@ -62,6 +65,8 @@ export interface RunResult {
   readonly workStartMs: number;
   /** When every fault was healed, on the history's clock, in ms. */
   readonly healedMs: number | undefined;
+  /** Client URLs by node id (1 first), to read the endpoints in the history. */
+  readonly endpoints: readonly string[];
 }
 
 /** The workload's final ops run as "worker 0": the harness's probes and final reads. */
@@ -97,11 +102,12 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     watchSource: "none",
     replicasCompared: 0,
     durationMs: 0,
+    phases: {},
   };
   if (serveCommand === undefined) {
     const result: RunResult = {
       options, dir, verdict: "error", reasons: ["raftkv serve is not available yet: neither bin/raftkv.js nor src/cli/main.ts exists (or pass --serve-command)"],
-      violations, violationCount: 0, stats: emptyStats, rerun, plan, timeline: [], history: [], workStartMs: 0, healedMs: undefined,
+      violations, violationCount: 0, stats: emptyStats, rerun, plan, timeline: [], history: [], workStartMs: 0, healedMs: undefined, endpoints: [],
     };
     writeReport(result, { watchEvents: [] });
     return result;
@@ -123,6 +129,14 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   let history: ChaosOp[] = [];
   let workStart = 0;
   let healedMs: number | undefined;
+  let endpoints: string[] = [];
+  let proxies: TcpProxyStats[] = [];
+  const phases: Record<string, number> = {};
+  const phase = (name: string, since: number): number => {
+    phases[name] = Math.round(Date.now() - since);
+    return Date.now();
+  };
+  let phaseStart = Date.now();
   try {
     cluster = await ChaosCluster.create({
       nodes: options.nodes,
@@ -143,8 +157,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       for (const crash of c.crashes) reasons.push(`node ${crash.id} exited (code ${crash.code}, signal ${crash.signal}):\n${crash.logTail}`);
       throw new HarnessError();
     }
+    phaseStart = phase("start", phaseStart);
 
-    const endpoints = c.endpoints();
+    endpoints = c.endpoints();
     const workload = new Workload(
       { ...defaultWorkload, seed: options.seed, endpoints, workers: options.workers, keys: options.keys, opsPerKeyMax: options.opsPerKeyMax },
       clock,
@@ -178,10 +193,14 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const recovery = recover(c, clock, workload, options.recoveryMsMax);
     await working;
     recoveryMs = await recovery;
+    phaseStart = phase("workload", phaseStart);
     if (recoveryMs === undefined) {
       violations.push({ kind: "no-recovery", message: `no leader with a successful write within ${options.recoveryMsMax} ms after the last fault healed (at ${Math.round(healedMs - workStart)} ms)`, ops: [] });
     }
 
+    // Every node, restarted ones included, should rejoin before the final read and the replays.
+    const settled = await c.awaitStableLeader(options.recoveryMsMax);
+    if (settled === undefined) reasons.push(`not every node agreed on a leader within ${options.recoveryMsMax} ms after healing; nodes that did not answer are left out of the replica check`);
     const final = await finalRead(c.endpoints(), workload, clock);
     history = [...workload.ops];
     if (final === undefined) {
@@ -228,6 +247,8 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       violations.push({ kind: "crash", message: `node ${crash.id} exited on its own at ${crash.atMs} ms (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`, ops: [] });
     }
     if (workload.stats().ok === 0) reasons.push("no operation succeeded, so the checks had nothing to judge");
+    proxies = c.network.stats();
+    phase("check", phaseStart);
   } catch (error) {
     if (!(error instanceof HarnessError)) reasons.push(`harness error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
@@ -254,11 +275,12 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     watchSource,
     replicasCompared,
     durationMs: Date.now() - started,
+    phases,
   };
   const harnessFailed = reasons.some((r) => r.startsWith("harness error") || r.startsWith("the cluster elected no leader") || r.startsWith("raftkv serve"));
   const verdict: Verdict = violations.length > 0 ? "fail" : harnessFailed ? "error" : reasons.some(isInconclusive) ? "inconclusive" : "pass";
-  const result: RunResult = { options, dir, verdict, reasons, violations: capViolations(violations), violationCount: violations.length, stats, rerun, plan, timeline, history, workStartMs: workStart, healedMs };
-  writeReport(result, { watchEvents, proxies: cluster?.network.stats() ?? [] });
+  const result: RunResult = { options, dir, verdict, reasons, violations: capViolations(violations), violationCount: violations.length, stats, rerun, plan, timeline, history, workStartMs: workStart, healedMs, endpoints };
+  writeReport(result, { watchEvents, proxies });
   if (verdict === "pass" && !options.keepData) rmSync(dataDir, { recursive: true, force: true });
   return result;
 }

@@ -1,0 +1,53 @@
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { defaultServeCommand } from "./node-process.js";
+import { verdictLine } from "./report.js";
+import { runDefaults, type RunOptions } from "./run-options.js";
+import { runChaos, type RunResult } from "./run.js";
+import type { NemesisKind } from "./nemesis-plan.js";
+
+/**
+ * The chaos suite in CI: three short runs of real raftkv processes, each under a different family of
+ * faults, every one judged by all the checkers. `npm run chaos -- --runs 50 --time 60` is the long
+ * version. RAFTKV_CHAOS_SERVE_COMMAND overrides the command that runs `raftkv serve`.
+ */
+const repoRoot = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
+const override = process.env.RAFTKV_CHAOS_SERVE_COMMAND?.split(/\s+/).filter((w) => w !== "");
+const serveCommand = override !== undefined && override.length > 0 ? override : defaultServeCommand(repoRoot);
+const TIME_MS = 15_000;
+const RUN_TIMEOUT_MS = 120_000;
+
+const runs: readonly { readonly seed: number; readonly nemesis: readonly NemesisKind[]; readonly what: string }[] = [
+  { seed: 101, nemesis: ["kill", "pause"], what: "kill -9 and SIGSTOP of the leader and of followers" },
+  { seed: 202, nemesis: ["partition"], what: "partitions (halves, isolated leader, bridge, one-way) that drop, stall or refuse" },
+  { seed: 303, nemesis: ["latency", "transfer", "kill"], what: "latency, leadership transfers and kills together" },
+];
+
+function explain(result: RunResult): string {
+  return [verdictLine(result), ...result.reasons, ...result.violations.map((v) => `${v.kind}: ${v.message}`)].join("\n");
+}
+
+describe.skipIf(serveCommand === undefined)("chaos (short): real processes under faults", () => {
+  for (const run of runs) {
+    it(`seed ${run.seed}: ${run.what}`, { timeout: RUN_TIMEOUT_MS }, async () => {
+      const options: RunOptions = {
+        ...runDefaults,
+        seed: run.seed,
+        timeMs: TIME_MS,
+        nemesis: run.nemesis,
+        keepData: false,
+        serveCommand: override,
+        serveArgs: [],
+      };
+      const result = await runChaos(options, repoRoot);
+      expect(result.verdict, explain(result)).toBe("pass");
+      // "No violation" only means something if the run did real work under real faults.
+      expect(result.stats.workload.ok).toBeGreaterThan(50);
+      expect(result.stats.linearizableOps).toBeGreaterThan(50);
+      expect(result.stats.faultsInjected).toBeGreaterThan(0);
+      expect(result.stats.recoveryMs).toBeDefined();
+      expect(result.stats.replicasCompared).toBe(3);
+    });
+  }
+});
