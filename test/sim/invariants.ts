@@ -63,8 +63,15 @@ interface LogRecord {
   readonly source: string;
 }
 
+/** Content strings by entry object: the same entry objects are re-sent and re-persisted many times. */
+const contentCache = new WeakMap<Entry, string>();
+
 export function entryContent(entry: Entry): string {
-  return `${entry.type}:${Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).toString("latin1")}`;
+  const cached = contentCache.get(entry);
+  if (cached !== undefined) return cached;
+  const content = `${entry.type}:${Buffer.from(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength).toString("latin1")}`;
+  contentCache.set(entry, content);
+  return content;
 }
 
 export class SafetyMonitor {

@@ -79,6 +79,23 @@ describe("simulated network", () => {
     expect(new Set(delivered.slice(20)).size).toBeLessThanOrEqual(4);
   });
 
+  it("drops late and stalled messages when told the network is healthy again", () => {
+    const network = new SimNetwork([1, 2], createPrng(8), 1000);
+    network.conditions = { lossRate: 0, duplicateRate: 0, delayStepsMax: 1, longDelayRate: 1, longDelayStepsMax: 500, stallAcrossPartitions: true, replayRate: 0 };
+    for (let i = 0; i < 50; i++) network.send(heartbeat(1, 2), 0);
+    network.partition([[1], [2]]);
+    network.conditions = { ...network.conditions, longDelayRate: 0 };
+    network.send(heartbeat(2, 1), 0);
+    drain(network, 3);
+    const inFlight = network.messagesInFlight;
+    const dropped = network.dropLateMessages(3, 5);
+    expect(dropped).toBeGreaterThan(40);
+    expect(network.messagesInFlight).toBe(inFlight - dropped);
+    network.heal();
+    expect(drain(network, 600).every((d) => d.step <= 8)).toBe(true);
+    expect(network.messagesInFlight).toBe(0);
+  });
+
   it("drops messages to a node that is down, and bounds what is in flight", () => {
     const network = new SimNetwork([1, 2], createPrng(4), 3);
     for (let i = 0; i < 5; i++) network.send(heartbeat(1, 2), 0);

@@ -180,6 +180,25 @@ export class SimNetwork {
     if (slot < this.historyMax) this.history[slot] = message;
   }
 
+  /**
+   * Drops every message that would arrive later than `now + delayStepsMax`, and every stalled one: from
+   * here on the network is healthy, with no stale message still on its way. Returns how many were dropped.
+   */
+  dropLateMessages(now: number, delayStepsMax: number): number {
+    let dropped = this.stalled.length;
+    this.inFlight -= this.stalled.length;
+    this.stalled = [];
+    for (const at of [...this.due.keys()]) {
+      if (at <= now + delayStepsMax) continue;
+      const batch = this.due.get(at) ?? [];
+      dropped += batch.length;
+      this.inFlight -= batch.length;
+      this.due.delete(at);
+    }
+    this.stats.cut += dropped;
+    return dropped;
+  }
+
   /** Stalled messages whose link is back go out again, each with an ordinary delay. */
   private releaseStalled(now: number): void {
     this.topologyChanged = false;

@@ -248,9 +248,9 @@ export class SimNode {
     for (let i = 0; i < this.config.readyPerStepMax && life.raft.hasReady(); i++) {
       const rd = life.raft.ready();
       if (rd.softState !== undefined) this.hooks.softState(this, rd.softState, life.raft.status().term);
-      const sendsEarly = (m: Message): boolean => this.config.unsafeSendBeforeDurable || (this.config.leaderSendsEarly && EARLY_TYPES.has(m.type));
-      const early = rd.messages.filter(sendsEarly);
-      const held = rd.messages.filter((m) => !sendsEarly(m));
+      const early: Message[] = [];
+      const held: Message[] = [];
+      for (const m of rd.messages) (this.sendsEarly(m) ? early : held).push(m);
       for (const message of early) this.hooks.send(message);
       const needsSync = rd.mustSync || rd.entries.length > 0 || rd.snapshot !== undefined || rd.hardState !== undefined;
       const delay = needsSync ? this.prng.int(0, this.fsyncStepsMax) : 0;
@@ -275,24 +275,24 @@ export class SimNode {
     return { index, data };
   }
 
-  /** The log as far as the simulator can see it: durable storage overlaid with the write in flight. */
-  logView(): LogView {
+  /**
+   * The log as far as the simulator can see it: the core's index range (`status`), with terms from the
+   * durable storage overlaid by the write in flight.
+   */
+  logView(status: Status): LogView {
+    return { firstIndex: status.firstIndex, lastIndex: status.lastIndex, termAt: (i) => this.visibleTerm(i) };
+  }
+
+  private visibleTerm(i: number): number | undefined {
     const storage = this.storage;
-    const life = this.life;
-    const rd = life.kind === "up" ? life.persisting?.ready : undefined;
-    const status = life.kind === "up" ? life.raft.status() : undefined;
-    const pendingFirst = rd?.entries[0]?.index ?? Number.POSITIVE_INFINITY;
-    const snapshot = rd?.snapshot;
-    return {
-      firstIndex: status?.firstIndex ?? storage.firstIndex(),
-      lastIndex: status?.lastIndex ?? storage.lastIndex(),
-      termAt: (i: number): number | undefined => {
-        if (rd !== undefined && i >= pendingFirst) return rd.entries[i - pendingFirst]?.term;
-        if (snapshot !== undefined) return i === snapshot.meta.index ? snapshot.meta.term : undefined;
-        if (i < storage.firstIndex() - 1 || i > storage.lastIndex()) return undefined;
-        return storage.term(i);
-      },
-    };
+    const rd = this.life.kind === "up" ? this.life.persisting?.ready : undefined;
+    if (rd !== undefined) {
+      const pendingFirst = rd.entries[0]?.index;
+      if (pendingFirst !== undefined && i >= pendingFirst) return rd.entries[i - pendingFirst]?.term;
+      if (rd.snapshot !== undefined) return i === rd.snapshot.meta.index ? rd.snapshot.meta.term : undefined;
+    }
+    if (i < storage.firstIndex() - 1 || i > storage.lastIndex()) return undefined;
+    return storage.term(i);
   }
 
   private complete(life: Running, persisting: Persisting): void {
@@ -326,6 +326,10 @@ export class SimNode {
     }
     this.answerReads(life);
     life.raft.advance(rd);
+  }
+
+  private sendsEarly(m: Message): boolean {
+    return this.config.unsafeSendBeforeDurable || (this.config.leaderSendsEarly && EARLY_TYPES.has(m.type));
   }
 
   private answerReads(life: Running): void {

@@ -1,4 +1,4 @@
-import type { Message, NodeId, Status } from "../../src/core/index.js";
+import type { MemoryStorage, Message, NodeId, Status } from "../../src/core/index.js";
 import { assert } from "../../src/lib/assert.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 import { describeOperation } from "./history.js";
@@ -16,8 +16,9 @@ import { Workload } from "./workload.js";
  *
  * A run has four phases:
  *  1. chaos: `steps` steps of faults and client traffic;
- *  2. heal: every fault is repaired at once (all nodes up, no partition, a calm network) and a stable
- *     leader (every node up, same term, all following it) must appear within `leaderStepsMax` steps;
+ *  2. heal: every fault is repaired at once (all nodes up, no partition, a calm network and disks) and
+ *     a stable leader (every node up, in the same term, following it, for a whole election timeout)
+ *     must appear within `leaderStepsMax` steps;
  *  3. liveness: clients keep working against that leader; every op invoked after a short grace period
  *     must succeed, and the leader must not change;
  *  4. drain: clients stop, and every node must apply everything the leader committed.
@@ -87,7 +88,8 @@ export interface SimView {
 
 type Phase =
   | { readonly kind: "chaos" }
-  | { readonly kind: "heal"; readonly since: number }
+  /** `candidate`: the leader every node has agreed on since `agreedSince`, if any. */
+  | { readonly kind: "heal"; readonly since: number; candidate: { leader: NodeId; term: number; agreedSince: number } | undefined }
   | { readonly kind: "liveness"; readonly leader: NodeId; readonly term: number; readonly from: number; readonly until: number }
   | { readonly kind: "drain"; readonly leader: NodeId; readonly since: number }
   | { readonly kind: "done" };
@@ -110,6 +112,7 @@ class Simulation {
   private readonly ids: NodeId[];
   private readonly network: SimNetwork;
   private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly storages = new Map<NodeId, MemoryStorage>();
   private readonly monitor: SafetyMonitor;
   private readonly workload: Workload;
   private readonly trace: string[] = [];
@@ -122,6 +125,8 @@ class Simulation {
   /** Paused nodes: until when, and the messages that arrived meanwhile. */
   private readonly paused = new Map<NodeId, { until: number; backlog: Message[] }>();
   private partitionUntil = 0;
+  /** The longest election timeout of any node, in steps. */
+  private readonly electionSteps: number;
   private readonly leaderStepsMax: number;
   private readonly livenessSteps: number;
   private readonly livenessGraceSteps: number;
@@ -147,8 +152,9 @@ class Simulation {
     this.network.conditions = this.params.network;
     this.monitor = new SafetyMonitor(this.ids);
     const electionSteps = 2 * this.params.electionTicks * Math.max(...this.params.stepsPerTick);
+    this.electionSteps = electionSteps;
     this.leaderStepsMax = 20 * electionSteps;
-    this.livenessSteps = 6 * electionSteps;
+    this.livenessSteps = 3 * electionSteps;
     this.livenessGraceSteps = electionSteps;
     this.drainStepsMax = 10 * electionSteps;
     const hooks = this.nodeHooks();
@@ -171,14 +177,16 @@ class Simulation {
         hooks,
       );
       this.nodes.set(id, node);
+      this.storages.set(id, node.storage);
     }
     this.workload = new Workload(
       this.params.workload,
       this.prng.fork(),
       {
         nodeIds: this.ids,
-        propose: (id, data) => this.node(id).propose(data),
-        readIndex: (id, requestId) => this.node(id).readIndex(requestId),
+        // A paused process takes no requests: to the client it looks down.
+        propose: (id, data) => (this.paused.has(id) ? undefined : this.node(id).propose(data)),
+        readIndex: (id, requestId) => !this.paused.has(id) && this.node(id).readIndex(requestId),
         valueOf: (id, key) => this.node(id).valueOf(key),
       },
       (opId, reason) => this.monitor.observeFailedOp(opId, reason),
@@ -257,17 +265,27 @@ class Simulation {
       case "chaos":
         if (now >= this.options.steps) {
           this.healEverything();
-          this.phase = { kind: "heal", since: now };
+          this.phase = { kind: "heal", since: now, candidate: undefined };
           this.log(`heal: all faults repaired`);
         }
         break;
       case "heal": {
-        const stable = this.stableLeader();
-        if (stable !== undefined) {
-          this.phase = { kind: "liveness", leader: stable.leader, term: stable.term, from: now + this.livenessGraceSteps, until: now + this.livenessSteps };
-          this.workload.mode = { kind: "liveness", leader: stable.leader };
-          this.log(`stable leader ${stable.leader} in term ${stable.term} after ${now - phase.since} steps`);
-        } else if (now - phase.since > this.leaderStepsMax) {
+        // Agreement must last a full election timeout: a follower cut off until the heal may still
+        // name the old leader while its election timer is about to fire (without PreVote it then
+        // legitimately disrupts that leader). After one timeout every such timer has fired or been
+        // reset by the leader's heartbeats.
+        const agreed = this.stableLeader();
+        const candidate = phase.candidate;
+        if (agreed === undefined) phase.candidate = undefined;
+        else if (candidate === undefined || candidate.leader !== agreed.leader || candidate.term !== agreed.term) {
+          phase.candidate = { ...agreed, agreedSince: now };
+        } else if (now - candidate.agreedSince >= this.electionSteps) {
+          this.phase = { kind: "liveness", leader: agreed.leader, term: agreed.term, from: now + this.livenessGraceSteps, until: now + this.livenessSteps };
+          this.workload.mode = { kind: "liveness", leader: agreed.leader };
+          this.log(`stable leader ${agreed.leader} in term ${agreed.term} after ${now - phase.since} steps`);
+          break;
+        }
+        if (now - phase.since > this.leaderStepsMax) {
           this.monitor.record("liveness", `no stable leader within ${this.leaderStepsMax} steps after the faults healed (${this.describeCluster()})`);
         }
         break;
@@ -512,6 +530,10 @@ class Simulation {
     this.network.heal();
     this.partitionUntil = 0;
     this.network.conditions = CALM_NETWORK;
+    // Healed means no fault at all from here on, long delays included: the liveness checks judge the
+    // cluster on a healthy network. (Stale messages have had the whole chaos phase to do harm.)
+    const dropped = this.network.dropLateMessages(this.now, CALM_NETWORK.delayStepsMax);
+    this.log(`${dropped} late messages dropped`);
     for (const id of this.ids) {
       const node = this.node(id);
       node.fsyncStepsMax = CALM_FSYNC_STEPS_MAX;
@@ -535,10 +557,8 @@ class Simulation {
   // Checks
 
   private checkStep(): void {
-    const storages = new Map<NodeId, SimNode["storage"]>();
     for (const id of this.ids) {
       const node = this.node(id);
-      storages.set(id, node.storage);
       const running = node.running();
       if (running === undefined) continue;
       const status = running.raft.status();
@@ -546,10 +566,10 @@ class Simulation {
       this.monitor.checkAppliedDurable(id, running.sm.index, node.storage);
       if (status.role === "leader") {
         this.monitor.observeLeader(id, status.term);
-        this.monitor.checkLeaderCompleteness(id, status.term, node.logView());
+        this.monitor.checkLeaderCompleteness(id, status.term, node.logView(status));
       }
     }
-    this.monitor.checkCommittedDurable(storages);
+    this.monitor.checkCommittedDurable(this.storages);
   }
 
   private nodeHooks(): SimNodeHooks {
