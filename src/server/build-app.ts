@@ -30,14 +30,13 @@ export interface AppOptions {
   readonly corsOrigins: readonly string[];
   /** Aborted when the node starts shutting down: Watch streams end with `canceled`. */
   readonly shutdown: AbortSignal;
-  /** On close, how long in-flight requests may finish before they are aborted. Default 5 s. */
-  readonly drainTimeoutMs?: number;
 }
 
 /**
  * The client-port application: KvService and ClusterService (Connect, gRPC, gRPC-web), /metrics,
  * /healthz, /readyz and CORS, each a small plugin. It never listens: `listenClient` serves it on a
- * port, tests call `inject()`.
+ * port, tests call `inject()`. Draining on shutdown is the listener's job (`ClientListener.close`), so
+ * that one deadline covers every connection, HTTP/1.1 and HTTP/2 alike.
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) });
@@ -48,7 +47,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(fastifyConnectPlugin, {
     readMaxBytes: options.limits.requestBytesMax,
     interceptors: [rpcMetricsInterceptor(options.metrics)],
-    shutdownTimeoutMs: options.drainTimeoutMs ?? 5_000,
     contextValues: (request: FastifyRequest) => createContextValues().set(connectionKey, connectionOf(request)),
     routes(router) {
       router.service(

@@ -19,7 +19,13 @@ export type PeerApp = FastifyInstance<Http2Server>;
  * clients and the other to members only. Like buildApp it never listens.
  */
 export async function buildPeerApp(options: PeerAppOptions): Promise<PeerApp> {
-  const app = Fastify({ http2: true, loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({
+    http2: true,
+    loggerInstance: options.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Peers keep their connections open for ever; without this close() would wait for each to hang up.
+    forceCloseConnections: true,
+  });
   await options.registerRoutes(app);
   return app;
 }

@@ -38,7 +38,6 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     },
     corsOrigins: options.corsOrigins ?? [],
     shutdown: shutdown.signal,
-    drainTimeoutMs: 200,
   });
   const listener = await listenClient(app, { host: "127.0.0.1", port: 0 });
   return {

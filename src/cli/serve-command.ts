@@ -1,0 +1,167 @@
+import { pino, type Logger } from "pino";
+import { ConfigError, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
+import { openNode, type Driver, type DriverLogger, type DriverObserver } from "../driver/index.js";
+import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
+import { registerRaftService } from "../rpc/raft-service.js";
+import { buildApp, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
+import type { CliIo } from "./cli-io.js";
+import { exitCodes, type ExitCode } from "./exit-codes.js";
+
+/** The largest snapshot a node accepts from its leader; its receive buffer is allocated up front. */
+const snapshotBytesMax = 1024 * 1024 * 1024;
+
+/**
+ * Peer messages carry log entries, and the driver takes half of a message for entries (the rest is the
+ * envelope of a batch). Sized so that the largest request a client may send always fits in one entry.
+ */
+export function peerMessageBytes(requestBytesMax: number): number {
+  return Math.max(4 * 1024 * 1024, 2 * requestBytesMax + 64 * 1024);
+}
+
+/** `raftkv serve`: one node, until SIGINT or SIGTERM. */
+export async function runServe(args: readonly string[], io: CliIo): Promise<ExitCode> {
+  let config: ServerConfig;
+  try {
+    const resolved = resolveServeArgs(args, io.env);
+    if (resolved.kind === "help") {
+      io.stdout(serveHelp());
+      return exitCodes.ok;
+    }
+    config = resolved.config;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    io.stderr(`raftkv serve: ${error.message}\n`);
+    return exitCodes.usage;
+  }
+  const logger = pino({ level: config.logLevel, base: { node: config.id, name: config.name } });
+  try {
+    return await serveNode(config, logger, io.signal);
+  } catch (error) {
+    logger.fatal({ err: error }, "raftkv node failed");
+    return exitCodes.failed;
+  }
+}
+
+async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSignal): Promise<ExitCode> {
+  const metrics = createMetrics();
+  const maxMsgBytes = peerMessageBytes(config.limits.requestBytesMax);
+  const node = await openNode({
+    id: config.id,
+    clusterId: config.clusterId,
+    dataDir: config.dataDir,
+    members: config.initialCluster.map((m) => ({ ...m, learner: false })),
+    tickMs: config.timing.tickMs,
+    electionTicks: config.timing.electionTicks,
+    heartbeatTicks: config.timing.heartbeatTicks,
+    maxMsgBytes,
+    kv: { keyBytesMax: config.limits.keyBytesMax, valueBytesMax: config.limits.valueBytesMax, txnOpsMax: config.limits.txnOpsMax },
+    logger: driverLogger(logger),
+    observer: metricsObserver(metrics),
+  });
+  const shutdown = new AbortController();
+  let peer: PeerListener | undefined;
+  let client: ClientListener | undefined;
+  const app = await buildApp({
+    node,
+    store: node.store,
+    metrics,
+    logger,
+    limits: config.limits,
+    corsOrigins: config.corsOrigins,
+    shutdown: shutdown.signal,
+  });
+  const peerApp = await buildPeerApp({
+    logger: logger.child({ component: "peer" }),
+    registerRoutes: (server) =>
+      registerRaftService(server, {
+        clusterId: config.clusterId,
+        selfId: config.id,
+        isMember: (id) => node.isMember(id),
+        deliver: (messages) => node.deliver(messages),
+        deliverSnapshot: async (message) => node.deliverSnapshot(message),
+        maxSnapshotBytes: snapshotBytesMax,
+        maxMsgBytes,
+        logger: logger.child({ component: "raft-service" }),
+      }),
+  });
+  try {
+    peer = await listenPeer(peerApp, config.listenPeer);
+    client = await listenClient(app, config.listenClient);
+  } catch (error) {
+    logger.fatal({ err: error }, "cannot listen; is another process using the port?");
+    await stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);
+    return exitCodes.failed;
+  }
+  logger.info(
+    { client: config.advertiseClientUrl, peer: config.advertisePeerUrl, listenClient: client.url, listenPeer: peer.url, dataDir: config.dataDir, members: config.initialCluster.length },
+    "raftkv node serving",
+  );
+  await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+  logger.info("shutting down: handing off leadership, draining requests");
+  shutdown.abort();
+  return stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);
+}
+
+/**
+ * Graceful stop, in the order that loses nothing: the node hands leadership to a follower and fails
+ * what is pending (clients retry elsewhere) while the peer port still carries the hand-off; then the
+ * client port drains; the peer port closes last.
+ */
+async function stopAll(
+  node: Driver,
+  client: ClientListener | undefined,
+  peer: PeerListener | undefined,
+  app: { close(): Promise<unknown> },
+  logger: Logger,
+  timeoutMs: number,
+): Promise<ExitCode> {
+  const graceful = (async () => {
+    await node.stop();
+    await client?.close(Math.floor(timeoutMs / 2));
+    await app.close();
+    await peer?.close();
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), timeoutMs)));
+  const outcome = await Promise.race([graceful.then(() => "done" as const), timedOut]);
+  clearTimeout(timer);
+  if (outcome === "timeout") {
+    logger.error({ timeoutMs }, "graceful shutdown did not finish in time; exiting anyway");
+    return exitCodes.failed;
+  }
+  logger.info("stopped");
+  return exitCodes.ok;
+}
+
+/** The driver logs (message, fields); pino takes (fields, message). */
+function driverLogger(logger: Logger): DriverLogger {
+  return {
+    info: (message, fields) => logger.info(fields ?? {}, message),
+    warn: (message, fields) => logger.warn(fields ?? {}, message),
+    error: (message, fields) => logger.error(fields ?? {}, message),
+  };
+}
+
+const raftRoles: readonly RaftRole[] = ["follower", "precandidate", "candidate", "leader"];
+
+function isRaftRole(role: string): role is RaftRole {
+  return (raftRoles as readonly string[]).includes(role);
+}
+
+function metricsObserver(metrics: RaftkvMetrics): DriverObserver {
+  return {
+    onReady(rd, persistMs) {
+      if (rd.entries.length === 0 && rd.hardState === undefined) return;
+      let bytes = 0;
+      for (const entry of rd.entries) bytes += entry.data.byteLength;
+      metrics.walFsync(persistMs, bytes);
+    },
+    onApplied: (applied, commit) => metrics.raftIndexes(commit, applied),
+    onSoftState(role, term, leader) {
+      if (isRaftRole(role)) metrics.raftState(role, term, leader);
+    },
+    onProposal: (outcome, ms) => metrics.proposal(outcome, ms),
+    onReadBarrier: (outcome, ms) => metrics.readBarrier(outcome, ms),
+    onSnapshot: (_index, bytes) => metrics.snapshot("created", bytes),
+  };
+}
