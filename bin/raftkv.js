@@ -3,6 +3,9 @@
 // through tsx's ESM loader, registered in this process (no child process: signals and exit codes stay
 // direct). An installed package without sources runs the compiled dist/ instead.
 import { existsSync } from "node:fs";
+import process from "node:process";
+import { setTimeout } from "node:timers";
+import { URL } from "node:url";
 
 const source = new URL("../src/cli/index.ts", import.meta.url);
 const compiled = new URL("../dist/src/cli/index.js", import.meta.url);

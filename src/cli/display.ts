@@ -7,12 +7,20 @@ export function displayBytes(bytes: Uint8Array | undefined): string {
   if (bytes === undefined || bytes.length === 0) return "";
   try {
     const text = utf8.decode(bytes);
-    // Control characters would garble a terminal or a table; tabs and newlines too.
-    if (!/[\u0000-\u001f\u007f]/.test(text)) return text;
+    // Control characters (tabs and newlines too) would garble a terminal or a table.
+    if (!hasControlCharacter(text)) return text;
   } catch {
     // Not UTF-8: shown as hex below.
   }
   return `0x${Buffer.from(bytes).toString("hex")}`;
+}
+
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
 }
 
 /** A response as one line of the protobuf JSON mapping (bytes in base64, 64-bit numbers as strings). */
