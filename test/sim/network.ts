@@ -107,8 +107,12 @@ export class SimNetwork {
     }
   }
 
-  /** The messages due at `now` whose link is up, in a seed-decided order. `isUp` says whether a node runs. */
-  deliver(now: number, isUp: (id: NodeId) => boolean): Message[] {
+  /**
+   * The messages due at `now` whose link is up, in a seed-decided order. `isUp` says whether a node runs;
+   * `onUndeliverable` hears of each message dropped because its link is cut or its receiver is down
+   * (what a real transport notices, unlike a silent loss).
+   */
+  deliver(now: number, isUp: (id: NodeId) => boolean, onUndeliverable?: (message: Message) => void): Message[] {
     if (this.topologyChanged) this.releaseStalled(now);
     if (this.history.length > 0 && this.prng.chance(this.conditions.replayRate)) {
       this.stats.replayed++;
@@ -137,6 +141,7 @@ export class SimNetwork {
       }
       if (!this.connected(message.from, message.to) || !isUp(message.to)) {
         this.stats.cut++;
+        onUndeliverable?.(message);
         continue;
       }
       this.stats.delivered++;

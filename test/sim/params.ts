@@ -34,8 +34,10 @@ export interface SimParams {
   readonly campaignRate: number;
   /** Per node per step: probability of compacting the log into a snapshot. */
   readonly compactRate: number;
+  /** Probability that a message dropped on a cut link or at a down node is reported to its sender's core. */
+  readonly reportUndeliverableRate: number;
   /** Probability that a restart replays part of the durable log before starting the core. */
-  readonly replayRate: number;
+  readonly restartReplayRate: number;
   readonly workload: WorkloadConfig;
 }
 
@@ -82,7 +84,8 @@ export function drawParams(prng: Prng, nodeCount: number): SimParams {
     transferRate: prng.pick([0, 0, 0.0005, 0.002]),
     campaignRate: prng.pick([0, 0, 0.0005, 0.002]),
     compactRate: prng.pick([0, 0.002, 0.01, 0.03]),
-    replayRate: prng.pick([0, 0.5, 1]),
+    restartReplayRate: prng.pick([0, 0.5, 1]),
+    reportUndeliverableRate: prng.pick([0, 0.1, 0.5]),
     workload: {
       clients: prng.int(2, 5),
       keys: prng.int(1, 4),

@@ -22,7 +22,7 @@ function pinned(nodes: number): Partial<SimParams> {
     preVote: true,
     checkQuorum: true,
     compactRate: 0.01,
-    replayRate: 0.5,
+    restartReplayRate: 0.5,
   };
 }
 

@@ -237,7 +237,12 @@ class Simulation {
     }
     this.restartDue();
     this.resumeDue();
-    for (const message of this.network.deliver(now, (id) => this.node(id).isUp)) {
+    const delivered = this.network.deliver(
+      now,
+      (id) => this.node(id).isUp,
+      (message) => this.reportUndeliverable(message),
+    );
+    for (const message of delivered) {
       const pause = this.paused.get(message.to);
       if (pause !== undefined) {
         if (pause.backlog.length < PAUSE_BACKLOG_MAX) pause.backlog.push(message);
@@ -495,6 +500,17 @@ class Simulation {
     }
   }
 
+  /**
+   * The transport of the sender notices a failed delivery now and then and tells the core, as the real
+   * driver does: a failed snapshot stream, or a peer that cannot be reached.
+   */
+  private reportUndeliverable(message: Message): void {
+    const sender = this.paused.has(message.from) ? undefined : this.node(message.from).running();
+    if (sender === undefined || !this.faultPrng.chance(this.params.reportUndeliverableRate)) return;
+    if (message.type === "snapshot") sender.raft.reportSnapshotFailed(message.to);
+    else sender.raft.reportUnreachable(message.to);
+  }
+
   private crash(id: NodeId, restartAt: number): void {
     this.faults++;
     this.node(id).crash(this.now);
@@ -509,7 +525,7 @@ class Simulation {
       const at = this.restartAt.get(id);
       if (at === undefined || at > this.now) continue;
       this.restartAt.delete(id);
-      const replay = this.faultPrng.chance(this.params.replayRate);
+      const replay = this.faultPrng.chance(this.params.restartReplayRate);
       this.node(id).start(replay);
       const status = this.node(id).status();
       this.log(`node ${id} restarted (term ${status?.term}, commit ${status?.commit}, applied ${status?.applied}, last ${status?.lastIndex})`);
