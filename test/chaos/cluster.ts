@@ -196,6 +196,21 @@ export class ChaosCluster {
     return undefined;
   }
 
+  /** One line per node: its process state and, when it answers, its Raft view. For reports. */
+  async describe(): Promise<string[]> {
+    const answers = await this.statusAll();
+    return this.ids.map((id, i) => {
+      const answer = answers[i];
+      const status = answer?.status?.status;
+      const process = this.node(id).state;
+      if (status === undefined) return `node ${id} (${process}): no answer (${answer?.error?.rawMessage ?? "?"})`;
+      return (
+        `node ${id} (${process}): ${NodeRole[status.role] ?? status.role} term ${status.term} leader ${status.leader} ` +
+        `commit ${status.commitIndex} applied ${status.appliedIndex} last ${status.lastLogIndex} snapshot ${status.snapshotIndex}`
+      );
+    });
+  }
+
   async transferLeadership(to: number, timeoutMs: number): Promise<number> {
     assert(this.statusClient !== undefined, "cluster: not built");
     const response = await this.statusClient.transferLeadership({ targetId: BigInt(to) }, { signal: AbortSignal.timeout(timeoutMs) });

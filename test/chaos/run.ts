@@ -200,45 +200,51 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
 
     // Every node, restarted ones included, should rejoin before the final read and the replays.
     const settled = await c.awaitStableLeader(options.recoveryMsMax);
-    if (settled === undefined) reasons.push(`not every node agreed on a leader within ${options.recoveryMsMax} ms after healing; nodes that did not answer are left out of the replica check`);
-    const final = await finalRead(c.endpoints(), workload, clock);
+    if (settled === undefined) {
+      reasons.push(`not every node agreed on a leader within ${options.recoveryMsMax} ms after healing:\n${(await c.describe()).join("\n")}`);
+    }
+    const final = await finalRead(c.endpoints(), workload, clock, options.recoveryMsMax);
     history = [...workload.ops];
-    if (final === undefined) {
-      reasons.push("the final read of every key failed after healing, so lost writes could not be checked");
+    if ("error" in final) {
+      reasons.push(`the final read of every key failed after healing (${final.error}), so lost writes could not be checked:\n${(await c.describe()).join("\n")}`);
     } else {
       violations.push(...checkLostWrites(history, final.read));
     }
 
     // Exactly-once and replica agreement, from the histories every node replays from revision 1.
-    const finalRevision = final?.revision ?? watch.lastRevision;
-    await watch.stopAfter(finalRevision, REPLAY_TIMEOUT_MS);
-    const replays = await Promise.all(c.ids.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, finalRevision, REPLAY_TIMEOUT_MS)] as const));
-    const complete = new Map<number, readonly WatchRecord[]>();
+    // Without a final read the last revision is unknown, so no history can be called complete.
+    const finalRevision = "error" in final ? undefined : final.revision;
+    const ackedRevisionMax = Math.max(0, ...history.map((op) => (op.outcome.status === "ok" ? op.outcome.output.revision : 0)));
+    const replayRevision = finalRevision ?? Math.max(ackedRevisionMax, watch.lastRevision);
+    await watch.stopAfter(replayRevision, REPLAY_TIMEOUT_MS);
+    const replays = await Promise.all(c.ids.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, replayRevision, REPLAY_TIMEOUT_MS)] as const));
+    const replayed = new Map<number, readonly WatchRecord[]>();
     for (const [id, replay] of replays) {
-      if (replay.kind === "ok") complete.set(id, replay.events);
+      if (replay.kind === "ok") replayed.set(id, replay.events);
       else reasons.push(`node ${id} could not replay its history (${replay.kind === "compacted" ? `compacted up to revision ${replay.compactRevision}` : replay.error}); it is left out of the replica check`);
     }
-    replicasCompared = complete.size;
-    violations.push(...checkReplicas(complete, finalRevision));
-    const replayed = [...complete.values()][0];
-    if (replayed !== undefined) {
-      watchEvents = [...replayed];
-      watchSource = `replay of node ${[...complete.keys()][0]} from revision 1`;
+    replicasCompared = replayed.size;
+    violations.push(...checkReplicas(replayed, replayRevision));
+    const [firstReplay] = replayed;
+    if (firstReplay !== undefined) {
+      watchEvents = [...firstReplay[1]];
+      watchSource = `replay of node ${firstReplay[0]} from revision 1`;
     } else {
       watchEvents = watch.events;
       watchSource = `live watch (${watch.end.kind})`;
     }
-    const gaps = missingRevisions(watchEvents, finalRevision);
+    const gaps = missingRevisions(watchEvents, replayRevision);
     if (gaps.count > 0) {
       violations.push({
         kind: "watch-gap",
-        message: `the ${watchSource} misses ${gaps.count} of revisions 1..${finalRevision} (first: ${gaps.listed.join(", ")})`,
+        message: `the ${watchSource} misses ${gaps.count} of revisions 1..${replayRevision} (first: ${gaps.listed.join(", ")})`,
         ops: [],
       });
     }
     // The live watch must agree with the replayed history wherever both have a revision.
-    if (replayed !== undefined && watch.events.length > 0) violations.push(...checkReplicas(new Map([[0, replayed], [-1, watch.events]]), watch.lastRevision).map((v) => ({ ...v, message: `live watch vs replay: ${v.message}` })));
-    violations.push(...checkExactlyOnce(history, { events: watchEvents, complete: gaps.count === 0 && watchEvents.length > 0 }));
+    if (firstReplay !== undefined && watch.events.length > 0) violations.push(...checkReplicas(new Map([[0, firstReplay[1]], [-1, watch.events]]), Math.min(watch.lastRevision, replayRevision)).map((v) => ({ ...v, message: `live watch vs replay: ${v.message}` })));
+    const complete = finalRevision !== undefined && finalRevision >= ackedRevisionMax && gaps.count === 0 && watchEvents.length > 0;
+    violations.push(...checkExactlyOnce(history, { events: watchEvents, complete }));
 
     lin = checkChaosLinearizability(history);
     if (lin.violation !== undefined) violations.push(lin.violation);
@@ -327,12 +333,19 @@ async function recover(cluster: ChaosCluster, clock: RunClock, workload: Workloa
  * One linearizable read of every key (a paged Range of the prefix), recorded as a get per key with the
  * Range's invocation and completion times: one linearizable read observes every key at one point.
  */
-async function finalRead(endpoints: readonly string[], workload: Workload, clock: RunClock): Promise<{ read: FinalRead; revision: number } | undefined> {
+async function finalRead(
+  endpoints: readonly string[],
+  workload: Workload,
+  clock: RunClock,
+  budgetMs: number,
+): Promise<{ read: FinalRead; revision: number } | { error: string }> {
   const client = createRaftkvClient({ endpoints, timeoutMs: 5000, attemptTimeoutMs: 2000 });
   const prefix = new TextEncoder().encode(defaultWorkload.prefix);
   const decoder = new TextDecoder();
+  const deadline = Date.now() + budgetMs;
+  let lastError = "no attempt";
   try {
-    for (let attempt = 0; attempt < FINAL_READ_ATTEMPTS_MAX; attempt++) {
+    for (let attempt = 0; attempt < FINAL_READ_ATTEMPTS_MAX && Date.now() < deadline; attempt++) {
       const callUs = clock.nowUs();
       try {
         // Pages of one scan may come from different revisions; a scan is accepted only when every page
@@ -350,16 +363,20 @@ async function finalRead(endpoints: readonly string[], workload: Workload, clock
           if (!response.more) break;
           continueKey = response.nextKey;
         }
-        if (!consistent) continue;
+        if (!consistent) {
+          lastError = "the pages of the scan came from different revisions";
+          continue;
+        }
         const endUs = clock.nowUs();
         for (const key of workload.keySpace.keys()) if (!values.has(key)) values.set(key, null);
         workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, Number(revision ?? 0n), endpoints[0] ?? "");
         return { read: { values, callUs }, revision: Number(revision ?? 0n) };
-      } catch {
+      } catch (error) {
+        lastError = describeError(error);
         await new Promise((r) => setTimeout(r, 500));
       }
     }
-    return undefined;
+    return { error: lastError };
   } finally {
     client.close();
   }
