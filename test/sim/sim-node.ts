@@ -96,20 +96,19 @@ interface Running {
   readonly durableCommitAtStart: number;
 }
 
-type Life = Running | { readonly kind: "down"; readonly since: number };
+type Life = Running | { readonly kind: "down" };
 
 /** Message types a leader may send before its own write is durable (Ready doc, types.ts). */
 const EARLY_TYPES: ReadonlySet<Message["type"]> = new Set(["append", "heartbeat", "snapshot"]);
 
 export class SimNode {
   readonly storage: MemoryStorage;
-  private life: Life = { kind: "down", since: 0 };
+  private life: Life = { kind: "down" };
   private incarnations = 0;
   /** The current disk speed: the simulator calms the disks when it heals the cluster. */
   fsyncStepsMax: number;
-  /** Counts, for the run summary. */
+  /** Crashes so far, for the run summary. */
   crashes = 0;
-  tornWritesKept = 0;
 
   constructor(
     readonly id: NodeId,
@@ -124,10 +123,6 @@ export class SimNode {
 
   get isUp(): boolean {
     return this.life.kind === "up";
-  }
-
-  get downSince(): number | undefined {
-    return this.life.kind === "down" ? this.life.since : undefined;
   }
 
   get incarnation(): number {
@@ -186,12 +181,12 @@ export class SimNode {
   }
 
   /** Kills the process. A write in flight is lost, or with torn writes a prefix of it survives. */
-  crash(now: number): void {
+  crash(): void {
     const life = this.life;
     assert(life.kind === "up", `sim node ${this.id}: crash while down`);
     this.crashes++;
     const inFlight = life.persisting;
-    this.life = { kind: "down", since: now };
+    this.life = { kind: "down" };
     if (inFlight === undefined) return;
     const rd = inFlight.ready;
     const records = (rd.snapshot === undefined ? 0 : 1) + rd.entries.length + (rd.hardState === undefined ? 0 : 1);
@@ -203,7 +198,6 @@ export class SimNode {
       kept = roll === 0 ? 0 : roll === 1 ? records : this.prng.int(0, records);
     }
     if (kept === 0) return;
-    this.tornWritesKept++;
     const withSnapshot = rd.snapshot !== undefined;
     const entryCount = Math.min(rd.entries.length, kept - (withSnapshot ? 1 : 0));
     this.persist({

@@ -513,7 +513,7 @@ class Simulation {
 
   private crash(id: NodeId, restartAt: number): void {
     this.faults++;
-    this.node(id).crash(this.now);
+    this.node(id).crash();
     this.paused.delete(id);
     this.restartAt.set(id, restartAt);
     this.workload.onCrash(id);
