@@ -14,7 +14,7 @@ export interface SettingSpec {
 }
 
 export const settingSpecs = [
-  { flag: "id", placeholder: "N", defaultText: "from --name's ordinal + 1, else the only member of --initial-cluster, else 1", help: "This node's member id, a positive integer unique in the cluster." },
+  { flag: "id", placeholder: "N", defaultText: "from --name (StatefulSet ordinal + 1, or its --initial-cluster entry), else the only --initial-cluster member (1 without one)", help: "This node's member id, a positive integer unique in the cluster." },
   { flag: "name", placeholder: "NAME", defaultText: "$HOSTNAME in Kubernetes, else from --initial-cluster, else node-ID", help: "This node's human-readable name. A StatefulSet name like raftkv-2 also gives the id (ordinal 2 -> id 3)." },
   { flag: "data-dir", placeholder: "DIR", defaultText: "data/NAME", help: "Where this node keeps its write-ahead log and snapshots." },
   { flag: "cluster-id", placeholder: "TEXT", defaultText: "raftkv", help: "Every peer message carries it; nodes of another cluster are refused." },
