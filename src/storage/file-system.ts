@@ -30,6 +30,10 @@ export interface FileSystem {
 }
 
 export interface FileHandle {
+  /** The file's current size in bytes. */
+  size(): Promise<number>;
+  /** Reads into `into` from `position` until it is full or the file ends; returns the bytes read. */
+  read(into: Uint8Array, position: number): Promise<number>;
   /**
    * Writes all of `data` at `position` (extending the file if needed). The caller must not change
    * `data` until the promise settles.

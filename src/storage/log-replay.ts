@@ -1,7 +1,7 @@
 import { assert } from "../lib/assert.js";
-import type { ConfState, Entry, HardState } from "../core/types.js";
+import type { ConfState, HardState } from "../core/types.js";
 import { CorruptLogError } from "./errors.js";
-import type { ScannedBatch } from "./segment-scan.js";
+import { PackedEntries } from "./packed-entries.js";
 import type { SegmentHeader, WalRecord } from "./wal-codec.js";
 
 /** The log as recovered from the newest snapshot plus the WAL. */
@@ -9,7 +9,7 @@ export interface ReplayResult {
   readonly hardState: HardState;
   readonly bootstrapConf: ConfState;
   /** Entries after the snapshot, contiguous from snapshot index + 1. */
-  readonly entries: Entry[];
+  readonly entries: PackedEntries;
   /** Index and term of the last entry the WAL's records add up to (what the next segment header says). */
   readonly walLastIndex: number;
   readonly walLastTerm: number;
@@ -40,8 +40,11 @@ export class LogReplay {
   private lastTerm = 0;
   /** The term of the WAL's entry at S while the WAL's log reaches S, else undefined. */
   private termAtSnapshot: number | undefined;
-  /** The WAL's entries after S: ents[k] has index S + 1 + k. */
-  private ents: Entry[] = [];
+  /** The WAL's entries after S: position k has index S + 1 + k. */
+  private ents = new PackedEntries();
+  /** The buffer of the segment being replayed: entries' data stay in it. */
+  private buffer: Uint8Array = new Uint8Array(0);
+  private bufferId = -1;
   private hardState: HardState = { term: 0, vote: 0, commit: 0 };
   private bootstrapConf: ConfState = { voters: [], learners: [] };
 
@@ -51,21 +54,25 @@ export class LogReplay {
     return this.started;
   }
 
-  /** Applies a segment's batches in order; the first record of the segment must be its header. */
-  applySegment(file: string, seq: number, batches: readonly ScannedBatch[]): void {
-    batches.forEach((batch, b) => {
-      batch.records.forEach((record, r) => {
-        const segmentStart = b === 0 && r === 0;
-        if (segmentStart !== (record.type === "segmentHeader")) {
-          throw new CorruptLogError(
-            file,
-            batch.offset,
-            segmentStart ? "the segment does not start with a segment header" : "a segment header in the middle of a segment",
-          );
-        }
-        this.apply(file, batch.offset, seq, record);
-      });
-    });
+  /** Starts a segment whose checked bytes are `buffer`; the records applied next are views into it. */
+  beginSegment(buffer: Uint8Array): void {
+    this.buffer = buffer;
+    this.bufferId = this.ents.addBuffer(buffer);
+  }
+
+  /**
+   * Applies one record of segment `seq` (records come in write order, complete batches only). A segment
+   * header must be the first record of its segment, and only there.
+   */
+  apply(file: string, seq: number, record: WalRecord, offset: number, segmentStart: boolean): void {
+    if (segmentStart !== (record.type === "segmentHeader")) {
+      throw new CorruptLogError(
+        file,
+        offset,
+        segmentStart ? "the segment does not start with a segment header" : "a segment header in the middle of a segment",
+      );
+    }
+    this.applyRecord(file, offset, seq, record);
   }
 
   finish(): ReplayResult {
@@ -76,15 +83,15 @@ export class LogReplay {
       walLastIndex: this.lastIndex,
       walLastTerm: this.lastTerm,
     };
-    if (this.lastIndex < this.snapIndex) return { ...base, entries: [], needsReset: true, discarded: 0 };
+    if (this.lastIndex < this.snapIndex) return { ...base, entries: new PackedEntries(), needsReset: true, discarded: 0 };
     assert(this.termAtSnapshot !== undefined, "replay lost track of the term at the snapshot index");
     if (this.termAtSnapshot !== this.snapTerm) {
-      return { ...base, entries: [], needsReset: true, discarded: this.ents.length };
+      return { ...base, entries: new PackedEntries(), needsReset: true, discarded: this.ents.length };
     }
     return { ...base, entries: this.ents, needsReset: false, discarded: 0 };
   }
 
-  private apply(file: string, offset: number, seq: number, record: WalRecord): void {
+  private applyRecord(file: string, offset: number, seq: number, record: WalRecord): void {
     switch (record.type) {
       case "segmentHeader":
         this.applyHeader(file, offset, seq, record.header);
@@ -93,16 +100,17 @@ export class LogReplay {
         this.hardState = record.hardState;
         return;
       case "entry": {
-        const { index, term } = record.entry;
+        const { index, term, type, data } = record.entry;
         if (index > this.lastIndex + 1) {
           throw new CorruptLogError(file, offset, `entry ${index} follows entry ${this.lastIndex}: entries are missing`);
         }
         if (index <= this.snapIndex) {
-          this.ents = [];
+          this.ents.truncate(0);
           this.termAtSnapshot = index === this.snapIndex ? term : undefined;
         } else {
-          this.ents.length = index - this.snapIndex - 1;
-          this.ents.push(record.entry);
+          assert(data.buffer === this.buffer.buffer, "replayed entry data outside its segment buffer");
+          this.ents.truncate(index - this.snapIndex - 1);
+          this.ents.push(term, type, this.bufferId, data.byteOffset - this.buffer.byteOffset, data.byteLength);
         }
         this.lastIndex = index;
         this.lastTerm = term;
@@ -118,7 +126,7 @@ export class LogReplay {
               "this member from the cluster, wipe its data directory and add it back",
           );
         }
-        this.ents = [];
+        this.ents.truncate(0);
         this.termAtSnapshot = record.index === this.snapIndex ? record.term : undefined;
         this.lastIndex = record.index;
         this.lastTerm = record.term;

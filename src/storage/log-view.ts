@@ -1,28 +1,31 @@
 import { assert } from "../lib/assert.js";
 import { CompactedError, UnavailableError, entrySize } from "../core/storage.js";
 import type { Entry, HardState, Snapshot } from "../core/types.js";
+import { PackedEntries } from "./packed-entries.js";
 
 /**
  * The core's synchronous view of the log: the entries since the last compaction, in memory, with the
  * semantics of MemoryStorage (src/core/memory-storage.ts), which the contract test checks side by side.
  *
- * `ents[0]` is a dummy holding the index and term of the last compacted entry, so term(firstIndex()-1)
- * answers. Entries are shared, never copied: callers must not mutate what they pass in or get back.
+ * The log after the snapshot point (offset, offsetTerm) is two runs: the entries recovered at start-up,
+ * packed (no object per entry until read), then the entries saved since, as the objects the caller
+ * passed in (never copied: callers must not mutate what they pass in or get back). Entries read from
+ * the packed run are built on each read: equal in content, not identical, from call to call.
  */
 export class LogView {
-  private ents: Entry[];
+  private offset: number;
+  private offsetTerm: number;
+  private packed: PackedEntries;
+  private ents: Entry[] = [];
   private snap: Snapshot;
   private hard: HardState;
 
-  constructor(snapshot: Snapshot, hardState: HardState, entries: Entry[]) {
-    assert(
-      entries.every((e, i) => e.index === snapshot.meta.index + 1 + i),
-      "log view: entries must follow the snapshot contiguously",
-    );
+  constructor(snapshot: Snapshot, hardState: HardState, recovered: PackedEntries) {
     this.snap = snapshot;
     this.hard = hardState;
-    entries.unshift(dummy(snapshot.meta.index, snapshot.meta.term));
-    this.ents = entries;
+    this.offset = snapshot.meta.index;
+    this.offsetTerm = snapshot.meta.term;
+    this.packed = recovered;
   }
 
   get hardState(): HardState {
@@ -34,30 +37,30 @@ export class LogView {
   }
 
   firstIndex(): number {
-    return this.head().index + 1;
+    return this.offset + 1;
   }
 
   lastIndex(): number {
-    return this.head().index + this.ents.length - 1;
+    return this.offset + this.packed.length + this.ents.length;
   }
 
   term(i: number): number {
-    const offset = this.head().index;
-    if (i < offset) throw new CompactedError(i, offset + 1);
-    const entry = this.ents[i - offset];
-    if (entry === undefined) throw new UnavailableError(i, this.lastIndex());
-    return entry.term;
+    if (i < this.offset) throw new CompactedError(i, this.offset + 1);
+    if (i > this.lastIndex()) throw new UnavailableError(i, this.lastIndex());
+    if (i === this.offset) return this.offsetTerm;
+    const position = i - this.offset - 1;
+    if (position < this.packed.length) return this.packed.term(position);
+    return this.object(position).term;
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
-    const offset = this.head().index;
-    if (lo <= offset) throw new CompactedError(lo, offset + 1);
+    if (lo <= this.offset) throw new CompactedError(lo, this.offset + 1);
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1, this.lastIndex());
     const out: Entry[] = [];
     let bytes = 0;
     for (let i = lo; i < hi; i++) {
-      const entry = this.ents[i - offset];
-      assert(entry !== undefined, "log view: hole in the log");
+      const position = i - this.offset - 1;
+      const entry = position < this.packed.length ? this.packed.entry(position, i) : this.object(position);
       bytes += entrySize(entry);
       if (out.length > 0 && bytes > maxBytes) break;
       out.push(entry);
@@ -77,14 +80,23 @@ export class LogView {
     const head = entries[0];
     if (head === undefined) return;
     assert(head.index >= this.firstIndex() && head.index <= this.lastIndex() + 1, "log view: append out of range");
-    this.ents.length = head.index - this.head().index;
+    const kept = head.index - this.offset - 1;
+    if (kept < this.packed.length) {
+      this.packed.truncate(kept);
+      this.ents = [];
+    } else {
+      this.ents.length = kept - this.packed.length;
+    }
     for (const entry of entries) this.ents.push(entry);
   }
 
   /** Replaces the whole log with an installed snapshot. */
   reset(snapshot: Snapshot): void {
     this.snap = snapshot;
-    this.ents = [dummy(snapshot.meta.index, snapshot.meta.term)];
+    this.offset = snapshot.meta.index;
+    this.offsetTerm = snapshot.meta.term;
+    this.packed = new PackedEntries();
+    this.ents = [];
   }
 
   /** Records a newer local snapshot without dropping entries (compact() does that). */
@@ -95,20 +107,19 @@ export class LogView {
 
   /** Drops the entries up to `index` (firstIndex()-1 <= index <= lastIndex()). */
   compact(index: number): void {
-    const offset = this.head().index;
-    assert(index >= offset && index <= this.lastIndex(), "log view: compaction out of range");
-    const kept = this.ents.slice(index - offset + 1);
-    kept.unshift(dummy(index, this.term(index)));
-    this.ents = kept;
+    assert(index >= this.offset && index <= this.lastIndex(), "log view: compaction out of range");
+    const term = this.term(index);
+    const dropped = index - this.offset;
+    const fromPacked = Math.min(dropped, this.packed.length);
+    this.packed.dropFront(fromPacked);
+    if (dropped > fromPacked) this.ents = this.ents.slice(dropped - fromPacked);
+    this.offset = index;
+    this.offsetTerm = term;
   }
 
-  private head(): Entry {
-    const head = this.ents[0];
-    assert(head !== undefined, "log view: missing dummy entry");
-    return head;
+  private object(position: number): Entry {
+    const entry = this.ents[position - this.packed.length];
+    assert(entry !== undefined, "log view: hole in the log");
+    return entry;
   }
-}
-
-function dummy(index: number, term: number): Entry {
-  return { index, term, type: "noop", data: new Uint8Array(0) };
 }

@@ -48,6 +48,18 @@ export function createNodeFileSystem(): FileSystem {
 function createNodeFileHandle(fd: number): FileHandle {
   let closed = false;
   return {
+    async size() {
+      return (await callback<fs.Stats>((cb) => fs.fstat(fd, cb))).size;
+    },
+    async read(into, position) {
+      let done = 0;
+      while (done < into.byteLength) {
+        const n = await callback<number>((cb) => fs.read(fd, into, done, into.byteLength - done, position + done, cb));
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
+    },
     async write(data, position) {
       if (data.byteLength <= syncWriteBytesMax) {
         let done = 0;

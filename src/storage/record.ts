@@ -32,13 +32,17 @@ export const RECORD_TYPES = {
 } as const;
 export type RecordType = keyof typeof RECORD_TYPES;
 
-const typeByCode: ReadonlyMap<number, RecordType> = new Map(
-  Object.entries(RECORD_TYPES).map(([name, code]) => [code, name as RecordType]),
-);
+/** Record types by code (index); undefined for invalid codes. An array: this is replay's hottest path. */
+const typeByCode: readonly (RecordType | undefined)[] = (() => {
+  const types: (RecordType | undefined)[] = new Array<RecordType | undefined>(256).fill(undefined);
+  for (const [name, code] of Object.entries(RECORD_TYPES)) types[code] = name as RecordType;
+  return types;
+})();
 
 const FLAG_BATCH_END = 1;
 
 export interface RecordFrame {
+  readonly kind: "record";
   readonly offset: number;
   readonly type: RecordType;
   readonly batchId: number;
@@ -49,10 +53,10 @@ export interface RecordFrame {
   readonly end: number;
 }
 
-export type FrameRead =
-  | { readonly kind: "record"; readonly frame: RecordFrame }
-  | { readonly kind: "zero" }
-  | { readonly kind: "bad"; readonly reason: string };
+/** What readFrame finds: a record, zeros (the end of the data), or damage. */
+export type FrameRead = RecordFrame | { readonly kind: "zero" } | { readonly kind: "bad"; readonly reason: string };
+
+const ZERO: FrameRead = { kind: "zero" };
 
 /** Writes a complete record (header and payload) at `offset`; returns the offset past it. */
 export function writeRecord(
@@ -86,14 +90,12 @@ export function writeRecord(
 export function readFrame(buf: Uint8Array, view: DataView, offset: number): FrameRead {
   const available = buf.byteLength - offset;
   if (available < RECORD_HEADER_BYTES) {
-    return isZero(buf, offset, buf.byteLength) ? { kind: "zero" } : { kind: "bad", reason: "truncated record header" };
+    return isZero(buf, offset, buf.byteLength) ? ZERO : { kind: "bad", reason: "truncated record header" };
   }
   const flags = view.getUint8(offset + 17);
-  const type = typeByCode.get(view.getUint8(offset + 16));
+  const type = typeByCode[view.getUint8(offset + 16)];
   if (type === undefined || flags > FLAG_BATCH_END || view.getUint16(offset + 18, true) !== 0) {
-    return isZero(buf, offset, offset + RECORD_HEADER_BYTES)
-      ? { kind: "zero" }
-      : { kind: "bad", reason: "invalid record header" };
+    return isZero(buf, offset, offset + RECORD_HEADER_BYTES) ? ZERO : { kind: "bad", reason: "invalid record header" };
   }
   const payloadBytes = view.getUint32(offset + 4, true);
   if (payloadBytes > available - RECORD_HEADER_BYTES) {
@@ -107,15 +109,33 @@ export function readFrame(buf: Uint8Array, view: DataView, offset: number): Fram
   }
   return {
     kind: "record",
-    frame: {
-      offset,
-      type,
-      batchId,
-      batchEnd: (flags & FLAG_BATCH_END) !== 0,
-      payloadOffset: offset + RECORD_HEADER_BYTES,
-      payloadBytes,
-      end,
-    },
+    offset,
+    type,
+    batchId,
+    batchEnd: (flags & FLAG_BATCH_END) !== 0,
+    payloadOffset: offset + RECORD_HEADER_BYTES,
+    payloadBytes,
+    end,
+  };
+}
+
+/**
+ * Reads the header of a record that readFrame has already accepted (no checks, no checksum): the second
+ * pass of replay, over bytes known to be good.
+ */
+export function readCheckedFrame(view: DataView, offset: number): RecordFrame {
+  const payloadBytes = view.getUint32(offset + 4, true);
+  const type = typeByCode[view.getUint8(offset + 16)];
+  assert(type !== undefined, "re-read of a record that was not checked");
+  return {
+    kind: "record",
+    offset,
+    type,
+    batchId: view.getFloat64(offset + 8, true),
+    batchEnd: (view.getUint8(offset + 17) & FLAG_BATCH_END) !== 0,
+    payloadOffset: offset + RECORD_HEADER_BYTES,
+    payloadBytes,
+    end: offset + RECORD_HEADER_BYTES + payloadBytes,
   };
 }
 

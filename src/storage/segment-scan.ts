@@ -1,14 +1,6 @@
 import { CorruptLogError } from "./errors.js";
-import { nonZeroEnd, nextNonZero, readFrame, type RecordFrame } from "./record.js";
-import { ENTRY_FIXED_BYTES, PayloadError, decodeRecord, type WalRecord } from "./wal-codec.js";
-
-/** A complete write batch read back from a segment. */
-export interface ScannedBatch {
-  readonly id: number;
-  /** Offset of the batch's first record in the segment. */
-  readonly offset: number;
-  readonly records: readonly WalRecord[];
-}
+import { nonZeroEnd, nextNonZero, readCheckedFrame, readFrame } from "./record.js";
+import { PayloadError, decodeRecord, type WalRecord } from "./wal-codec.js";
 
 /**
  * What follows the last complete batch:
@@ -20,8 +12,12 @@ export type SegmentTail =
   | { readonly kind: "clean" }
   | { readonly kind: "torn"; readonly offset: number; readonly bytes: number; readonly records: number; readonly reason: string };
 
+/** The framing of one segment, checked: its complete batches are exactly the bytes [0, dataEnd). */
 export interface SegmentScan {
-  readonly batches: readonly ScannedBatch[];
+  /** Complete batches. */
+  readonly batches: number;
+  /** The id of the last complete batch, if any. */
+  readonly lastBatchId: number | undefined;
   /** Offset just past the last complete batch: where the next write goes. */
   readonly dataEnd: number;
   readonly tail: SegmentTail;
@@ -37,16 +33,11 @@ export interface ScanOptions {
 /** Every payload is longer than this, so a candidate record with a shorter length is noise. */
 const PAYLOAD_BYTES_MIN = 16;
 
-interface FramedBatch {
-  readonly id: number;
-  readonly offset: number;
-  readonly frames: RecordFrame[];
-}
-
 /**
- * Reads one segment: its complete batches, decoded, and the state of what follows them. Throws
- * CorruptLogError, naming the file and byte offset, for anything a crash cannot explain:
- * - a checksummed record out of batch order, or whose content is invalid;
+ * Checks the framing of one segment (pass 1 of replay): checksums, batch order, and what follows the
+ * last complete batch. Throws CorruptLogError, naming the file and byte offset, for anything a crash
+ * cannot explain:
+ * - a checksummed record out of batch order;
  * - anything but zeros after the last complete batch of a segment that is not the last;
  * - in the last segment, damage followed by an intact record of a later batch: a later write was
  *   started only after this one was synced, so this one was acknowledged and is now damaged.
@@ -54,30 +45,32 @@ interface FramedBatch {
  */
 export function scanSegment(file: string, buf: Uint8Array, options: ScanOptions): SegmentScan {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const complete: FramedBatch[] = [];
   let nextId = options.expectedBatchId;
-  let open: FramedBatch | undefined;
+  let batches = 0;
+  let lastBatchId: number | undefined;
+  /** The batch being read: its id, first offset and records so far. */
+  let open: { id: number; offset: number; records: number } | undefined;
   let offset = 0;
   let stopReason: string | undefined;
   while (true) {
-    const read = readFrame(buf, view, offset);
-    if (read.kind !== "record") {
-      if (read.kind === "bad") stopReason = read.reason;
+    const frame = readFrame(buf, view, offset);
+    if (frame.kind !== "record") {
+      if (frame.kind === "bad") stopReason = frame.reason;
       break;
     }
-    const frame = read.frame;
     if (open === undefined) {
       if (nextId !== undefined && frame.batchId !== nextId) {
         throw new CorruptLogError(file, offset, `found write batch ${frame.batchId} where batch ${nextId} should be`);
       }
-      open = { id: frame.batchId, offset, frames: [] };
+      open = { id: frame.batchId, offset, records: 0 };
     } else if (frame.batchId !== open.id) {
       throw new CorruptLogError(file, offset, `write batch ${open.id} is interrupted by a record of batch ${frame.batchId}`);
     }
-    open.frames.push(frame);
+    open.records++;
     offset = frame.end;
     if (frame.batchEnd) {
-      complete.push(open);
+      batches++;
+      lastBatchId = open.id;
       nextId = open.id + 1;
       open = undefined;
     }
@@ -88,13 +81,40 @@ export function scanSegment(file: string, buf: Uint8Array, options: ScanOptions)
   let tail: SegmentTail = { kind: "clean" };
   if (dirtyEnd > dataEnd) {
     const reason = stopReason ?? (open === undefined ? "non-zero bytes after the last record" : "unfinished write batch");
-    if (!options.isLast) {
-      throw new CorruptLogError(file, offset, `${reason} in a segment that is not the newest`);
-    }
+    if (!options.isLast) throw new CorruptLogError(file, offset, `${reason} in a segment that is not the newest`);
     checkNoLaterBatch(file, buf, view, offset, dirtyEnd, open?.id ?? nextId);
-    tail = { kind: "torn", offset: dataEnd, bytes: dirtyEnd - dataEnd, records: open?.frames.length ?? 0, reason };
+    tail = { kind: "torn", offset: dataEnd, bytes: dirtyEnd - dataEnd, records: open?.records ?? 0, reason };
   }
-  return { batches: decodeBatches(file, buf, view, complete), dataEnd, tail };
+  return { batches, lastBatchId, dataEnd, tail };
+}
+
+/**
+ * Decodes the records of [0, scan.dataEnd) of a checked segment, in order (pass 2 of replay). `data` must
+ * be those bytes, owned by the caller: entries' data are views into it, never copied one by one (a
+ * million small copies and allocations would cost seconds). Throws CorruptLogError for a checksummed
+ * record whose content is invalid.
+ */
+export function forEachRecord(
+  file: string,
+  data: Uint8Array,
+  visit: (record: WalRecord, offset: number, segmentStart: boolean) => void,
+): void {
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const entryData = (at: number, bytes: number): Uint8Array => data.subarray(at, at + bytes);
+  for (let offset = 0; offset < data.byteLength; ) {
+    const frame = readCheckedFrame(view, offset);
+    let record: WalRecord;
+    try {
+      record = decodeRecord(frame, view, entryData);
+    } catch (error) {
+      if (error instanceof PayloadError) {
+        throw new CorruptLogError(file, offset, `invalid ${frame.type} record: ${error.message}`);
+      }
+      throw error;
+    }
+    visit(record, offset, offset === 0);
+    offset = frame.end;
+  }
 }
 
 /**
@@ -118,52 +138,20 @@ function checkNoLaterBatch(
       at = Math.max(at + 1, nextNonZero(buf, at + 4, end) - 7);
       continue;
     }
-    const read = readFrame(buf, view, at);
-    if (read.kind === "record" && read.frame.payloadBytes >= PAYLOAD_BYTES_MIN) {
-      tornId ??= read.frame.batchId;
-      if (read.frame.batchId !== tornId) {
+    const frame = readFrame(buf, view, at);
+    if (frame.kind === "record" && frame.payloadBytes >= PAYLOAD_BYTES_MIN) {
+      tornId ??= frame.batchId;
+      if (frame.batchId !== tornId) {
         throw new CorruptLogError(
           file,
           damageAt,
-          `damaged record followed by an intact record of a later write (batch ${read.frame.batchId} at byte ${at}), ` +
+          `damaged record followed by an intact record of a later write (batch ${frame.batchId} at byte ${at}), ` +
             `so the damaged data had been synced`,
         );
       }
-      at = read.frame.end;
+      at = frame.end;
       continue;
     }
     at++;
   }
-}
-
-/** Decodes complete batches, copying all entry data of the segment into one buffer they share. */
-function decodeBatches(file: string, buf: Uint8Array, view: DataView, batches: readonly FramedBatch[]): ScannedBatch[] {
-  let dataBytes = 0;
-  for (const batch of batches) {
-    for (const frame of batch.frames) {
-      if (frame.type === "entry") dataBytes += Math.max(0, frame.payloadBytes - ENTRY_FIXED_BYTES);
-    }
-  }
-  // One shared allocation: a million separate small buffers would cost seconds on replay.
-  const arena = new Uint8Array(dataBytes);
-  let arenaUsed = 0;
-  const entryData = (at: number, bytes: number): Uint8Array => {
-    arena.set(buf.subarray(at, at + bytes), arenaUsed);
-    arenaUsed += bytes;
-    return arena.subarray(arenaUsed - bytes, arenaUsed);
-  };
-  return batches.map((batch) => ({
-    id: batch.id,
-    offset: batch.offset,
-    records: batch.frames.map((frame) => {
-      try {
-        return decodeRecord(frame, view, entryData);
-      } catch (error) {
-        if (error instanceof PayloadError) {
-          throw new CorruptLogError(file, frame.offset, `invalid ${frame.type} record: ${error.message}`);
-        }
-        throw error;
-      }
-    }),
-  }));
 }

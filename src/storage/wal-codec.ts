@@ -1,5 +1,6 @@
 import { assert } from "../lib/assert.js";
-import type { ConfState, Entry, EntryType, HardState } from "../core/types.js";
+import type { ConfState, Entry, HardState } from "../core/types.js";
+import { ENTRY_TYPES as entryTypes } from "./packed-entries.js";
 import { RECORD_HEADER_BYTES, writeRecord, type RecordFrame } from "./record.js";
 
 /**
@@ -38,7 +39,6 @@ export class PayloadError extends Error {
   override readonly name = "PayloadError";
 }
 
-const entryTypes: readonly EntryType[] = ["normal", "noop", "config"];
 const F64 = 8;
 export const ENTRY_FIXED_BYTES = 2 * F64 + 1;
 const HARD_STATE_BYTES = 3 * F64;

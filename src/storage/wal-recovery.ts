@@ -1,11 +1,14 @@
 import { join } from "node:path";
 import { assert } from "../lib/assert.js";
-import type { ConfState, Entry, HardState, Snapshot } from "../core/types.js";
+import type { ConfState, HardState, Snapshot } from "../core/types.js";
 import { CorruptLogError } from "./errors.js";
+import type { FileHandle } from "./file-system.js";
 import { TMP_SUFFIX, parseSegmentName, segmentName } from "./layout.js";
 import { LogReplay } from "./log-replay.js";
+import { PackedEntries } from "./packed-entries.js";
 import type { Logger } from "./logger.js";
-import { scanSegment, type ScannedBatch, type SegmentScan } from "./segment-scan.js";
+import { forEachRecord, scanSegment, type SegmentScan } from "./segment-scan.js";
+import type { WalRecord } from "./wal-codec.js";
 import { WalWriter, type WalSegment, type WalWriterOptions } from "./wal-writer.js";
 
 export interface RecoveredWal {
@@ -13,7 +16,7 @@ export interface RecoveredWal {
   readonly hardState: HardState;
   readonly bootstrapConf: ConfState;
   /** The entries after the snapshot, contiguous from its index + 1. */
-  readonly entries: Entry[];
+  readonly entries: PackedEntries;
 }
 
 /** Zeroing a torn tail writes this much per call. */
@@ -37,30 +40,41 @@ export async function recoverWal(
     if (snapshot !== undefined) throw lostHardState(dir);
     logger("info", "creating a new write-ahead log", { dir });
     const writer = await WalWriter.create(options, initialConf);
-    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: [] };
+    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: new PackedEntries() };
   }
 
   const replay = new LogReplay(snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
   const segments: WalSegment[] = [];
   let expectedBatchId: number | undefined;
   let last: SegmentScan | undefined;
+  let activeHandle: FileHandle | undefined;
   for (const [i, seq] of seqs.entries()) {
     const path = join(dir, segmentName(seq));
     const isLast = i === seqs.length - 1;
-    const scan = scanSegment(path, await fs.readFile(path), { isLast, expectedBatchId });
-    if (scan.batches.length === 0 && !isLast) {
+    const handle = await fs.open(path, "existing");
+    // Read with one call into a buffer of its own: replayed entries keep their data in it.
+    const buf = new Uint8Array(await handle.size());
+    const read = await handle.read(buf, 0);
+    if (isLast) activeHandle = handle;
+    else await handle.close();
+    const scan = scanSegment(path, buf.subarray(0, read), { isLast, expectedBatchId });
+    if (scan.batches === 0 && !isLast) {
       throw new CorruptLogError(path, 0, "a segment that is not the newest holds no complete write");
     }
-    replay.applySegment(path, seq, scan.batches);
-    const lastBatch = scan.batches.at(-1);
-    if (lastBatch !== undefined) expectedBatchId = lastBatch.id + 1;
-    segments.push({ seq, path, maxIndex: maxIndexOf(scan.batches), durable: scan.batches.length > 0 });
+    // The newest segment is mostly zeros: keep only its data, not the whole preallocated file.
+    const data = scan.dataEnd < buf.byteLength / 2 ? buf.slice(0, scan.dataEnd) : buf.subarray(0, scan.dataEnd);
+    replay.beginSegment(data);
+    let maxIndex = 0;
+    forEachRecord(path, data, (record, offset, segmentStart) => {
+      replay.apply(path, seq, record, offset, segmentStart);
+      maxIndex = Math.max(maxIndex, indexNamedBy(record));
+    });
+    if (scan.lastBatchId !== undefined) expectedBatchId = scan.lastBatchId + 1;
+    segments.push({ seq, path, maxIndex, durable: scan.batches > 0 });
     last = scan;
   }
   const active = segments.at(-1);
-  assert(active !== undefined && last !== undefined, "recovery: no segment after listing some");
-
-  const activeHandle = await fs.open(active.path, "existing");
+  assert(active !== undefined && last !== undefined && activeHandle !== undefined, "recovery: no segment after listing some");
   if (last.tail.kind === "torn") {
     const { offset, bytes, records, reason } = last.tail;
     logger("warn", "repairing the torn tail of the write-ahead log: dropping an unfinished write", {
@@ -92,7 +106,7 @@ export async function recoverWal(
       bootstrapConf: initialConf,
     });
     await writer.save(undefined, []);
-    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: [] };
+    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: new PackedEntries() };
   }
 
   const result = replay.finish();
@@ -100,7 +114,7 @@ export async function recoverWal(
     segments,
     activeHandle,
     writeOffset: last.dataEnd,
-    needsHeader: last.batches.length === 0,
+    needsHeader: last.batches === 0,
     nextBatchId: expectedBatchId ?? 1,
     lastIndex: result.walLastIndex,
     lastTerm: result.walLastTerm,
@@ -148,17 +162,18 @@ async function listSegments(options: WalWriterOptions, logger: Logger): Promise<
   return seqs;
 }
 
-/** The largest index a segment's records name: its header's previous index, entries and resets. */
-function maxIndexOf(batches: readonly ScannedBatch[]): number {
-  let max = 0;
-  for (const batch of batches) {
-    for (const record of batch.records) {
-      if (record.type === "segmentHeader") max = Math.max(max, record.header.prevIndex);
-      else if (record.type === "entry") max = Math.max(max, record.entry.index);
-      else if (record.type === "reset") max = Math.max(max, record.index);
-    }
+/** The index a record names, for a segment's maxIndex: its header's previous index, entries, resets. */
+function indexNamedBy(record: WalRecord): number {
+  switch (record.type) {
+    case "segmentHeader":
+      return record.header.prevIndex;
+    case "entry":
+      return record.entry.index;
+    case "reset":
+      return record.index;
+    case "hardState":
+      return 0;
   }
-  return max;
 }
 
 function lostHardState(dir: string): CorruptLogError {

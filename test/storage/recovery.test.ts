@@ -25,8 +25,8 @@ function records(data: Uint8Array): { offset: number; batchStart: boolean }[] {
     const read = readFrame(data, view, at);
     if (read.kind !== "record") return out;
     out.push({ offset: at, batchStart });
-    batchStart = read.frame.batchEnd;
-    at = read.frame.end;
+    batchStart = read.batchEnd;
+    at = read.end;
   }
 }
 

@@ -269,6 +269,18 @@ export class SimFileSystem implements FileSystem {
       if (closed) throw fsError("EBADF", path);
     };
     return {
+      size: async () => {
+        await this.step("readFile");
+        open();
+        return inode.data.byteLength;
+      },
+      read: async (into, position) => {
+        await this.step("readFile");
+        open();
+        const bytes = inode.data.subarray(position, position + into.byteLength);
+        into.set(bytes);
+        return bytes.byteLength;
+      },
       write: async (data, position) => {
         // A write that fails or is cut short by the crash may still have written part of its data, like a
         // short write before ENOSPC; it is unsynced, so a crash keeps it only as a torn tail.
