@@ -4,6 +4,7 @@ import { ABSENT, checkChaosLinearizability, toSimHistory } from "./check-lineari
 import { checkLostWrites } from "./check-lost-writes.js";
 import { checkReplicas } from "./check-replicas.js";
 import type { ChaosOp, ChaosOutcome, WatchRecord } from "./history.js";
+import { checkOneLeaderPerTerm, type StatusSample } from "./status-sampler.js";
 
 /**
  * Checker self-test: every checker must reject the known-bad histories (a stale read, a lost write, a
@@ -226,5 +227,22 @@ describe("replica agreement", () => {
     expect(violations).toHaveLength(1);
     expect(violations[0]?.kind).toBe("replica-divergence");
     expect(violations[0]?.message).toContain("nodes 1 and 3 disagree at revision 2");
+  });
+});
+
+describe("one leader per term (from sampled Status)", () => {
+  const sample = (atMs: number, node: number, role: string, term: number): StatusSample => ({ atMs, node, role, term, leader: role === "LEADER" ? node : 0, commit: 0, applied: 0 });
+
+  it("accepts a leader per term, re-elections and silent nodes", () => {
+    const samples = [sample(0, 1, "LEADER", 2), sample(0, 2, "FOLLOWER", 2), { atMs: 0, node: 3 }, sample(500, 2, "LEADER", 3), sample(500, 1, "LEADER", 2)];
+    expect(checkOneLeaderPerTerm(samples)).toEqual([]);
+  });
+
+  it("rejects two nodes leading one term, once per term", () => {
+    const samples = [sample(0, 1, "LEADER", 4), sample(500, 3, "LEADER", 4), sample(1000, 3, "LEADER", 4)];
+    const violations = checkOneLeaderPerTerm(samples);
+    expect(violations).toHaveLength(1);
+    expect(violations[0]?.kind).toBe("two-leaders");
+    expect(violations[0]?.message).toContain("nodes 1 (at 0 ms) and 3 (at 500 ms) both reported being leader of term 4");
   });
 });

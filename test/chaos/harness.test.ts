@@ -6,7 +6,7 @@ import type { ChaosOp } from "./history.js";
 import type { TimelineEntry } from "./nemesis-runner.js";
 import { startReaper } from "./reaper.js";
 import { parseCli, rerunCommand, UsageError } from "./run-options.js";
-import { renderTimelineSvg } from "./timeline-svg.js";
+import { leaderSegments, renderTimelineSvg } from "./timeline-svg.js";
 import { KeySpace } from "./workload.js";
 
 describe("command line", () => {
@@ -75,6 +75,25 @@ describe("timeline picture", () => {
     expect(svg).toContain("healed");
     // Two faults overlap in time: two lanes.
     expect(new Set([...svg.matchAll(/<rect x="[\d.]+" y="(\d+)" width="[\d.]+" height="13"/g)].map((m) => m[1])).size).toBe(2);
+  });
+});
+
+describe("leader lane", () => {
+  it("merges samples into segments of one leader, the highest term winning", () => {
+    const samples = [
+      { atMs: 0, node: 1, role: "LEADER", term: 1 },
+      { atMs: 0, node: 2, role: "FOLLOWER", term: 1 },
+      { atMs: 500, node: 1, role: "LEADER", term: 1 },
+      { atMs: 1000, node: 1 },
+      { atMs: 1000, node: 2, role: "CANDIDATE", term: 2 },
+      { atMs: 1500, node: 1, role: "LEADER", term: 1 },
+      { atMs: 1500, node: 2, role: "LEADER", term: 3 },
+    ];
+    expect(leaderSegments(samples)).toEqual([
+      { startMs: 0, endMs: 1000, leader: 1 },
+      { startMs: 1000, endMs: 1500, leader: 0 },
+      { startMs: 1500, endMs: 1500, leader: 2 },
+    ]);
   });
 });
 

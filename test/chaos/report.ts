@@ -2,6 +2,7 @@ import { writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describeChaosOp, type WatchRecord } from "./history.js";
 import type { RunResult } from "./run.js";
+import type { StatusSample } from "./status-sampler.js";
 import type { TcpProxyStats } from "./tcp-proxy.js";
 import { renderTimelineSvg } from "./timeline-svg.js";
 
@@ -11,12 +12,14 @@ import { renderTimelineSvg } from "./timeline-svg.js";
  * - history.jsonl: every operation, one JSON object per line;
  * - watch.jsonl: the change history the exactly-once check used;
  * - nemesis.json: the seed's plan, what was executed (with resolved targets), proxy counters;
+ * - status.jsonl: every node's Status sampled through the run (role, term, leader, commit, applied);
  * - timeline.svg and report.html: latency against faults, for a person;
  * - node-N.log: each node's own log.
  */
 export interface ReportExtras {
   readonly watchEvents: readonly WatchRecord[];
   readonly proxies?: readonly TcpProxyStats[];
+  readonly samples?: readonly StatusSample[];
 }
 
 export function verdictLine(result: RunResult, cwd = process.cwd()): string {
@@ -49,12 +52,15 @@ export function writeReport(result: RunResult, extras: ReportExtras): void {
     stats: result.stats,
     options: result.options,
   };
+  const samples = extras.samples ?? [];
+  writeFileSync(join(dir, "status.jsonl"), samples.map((sample) => JSON.stringify(sample)).join("\n") + (samples.length > 0 ? "\n" : ""));
   writeFileSync(join(dir, "verdict.json"), `${JSON.stringify(verdict, null, 2)}\n`);
   const svg = renderTimelineSvg({
     ops: result.history,
     timeline: result.timeline,
     workStartMs: result.workStartMs,
     ...(result.healedMs === undefined ? {} : { healedMs: result.healedMs }),
+    samples,
     title: `raftkv chaos seed ${result.options.seed}: ${result.verdict.toUpperCase()}`,
   });
   writeFileSync(join(dir, "timeline.svg"), svg);
@@ -98,7 +104,7 @@ ${result.violationCount > 0 ? `<h2>Violations (${result.violationCount})</h2>${v
 <h2>Timeline</h2>${svg}
 <h2>Faults (seconds after the workload started)</h2>
 <table><tr><th>#</th><th>start</th><th>heal</th><th>fault</th><th>nodes</th><th>status</th><th>note</th></tr>${faults}</table>
-<p>Files: history.jsonl, watch.jsonl, nemesis.json, verdict.json, node-N.log.</p>
+<p>Files: history.jsonl, watch.jsonl, nemesis.json, status.jsonl, verdict.json, node-N.log.</p>
 </body></html>
 `;
 }

@@ -1,5 +1,6 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { assert } from "../../src/lib/assert.js";
 import { createRaftkvClient } from "../../src/rpc/client/index.js";
 import { checkExactlyOnce, missingRevisions } from "./check-exactly-once.js";
 import { checkChaosLinearizability, type LinearizabilityVerdict } from "./check-linearizability.js";
@@ -17,6 +18,7 @@ import { replayHistory, WatchRecorder } from "./watch-recorder.js";
 import { defaultWorkload, describeError, RunClock, Workload, type WorkloadStats } from "./workload.js";
 import { writeReport } from "./report.js";
 import type { TcpProxyStats } from "./tcp-proxy.js";
+import { checkOneLeaderPerTerm, StatusSampler } from "./status-sampler.js";
 
 /**
  * One chaos run, Jepsen style: start a fresh cluster, run the workload and the nemesis together for
@@ -74,6 +76,8 @@ const HARNESS_WORKER = 0;
 const FINAL_READ_ATTEMPTS_MAX = 20;
 const REPLAY_TIMEOUT_MS = 20_000;
 const RANGE_PAGES_MAX = 10_000;
+/** How often every node's Status is sampled during the run. */
+const STATUS_INTERVAL_MS = 500;
 
 function timestamp(): string {
   return new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
@@ -131,6 +135,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   let healedMs: number | undefined;
   let endpoints: string[] = [];
   let proxies: TcpProxyStats[] = [];
+  let samplesOf: StatusSampler | undefined;
   const phases: Record<string, number> = {};
   const phase = (name: string, since: number): number => {
     phases[name] = Math.round(Date.now() - since);
@@ -168,6 +173,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const watch = new WatchRecorder(endpoints, 1000);
     watch.start(defaultWorkload.prefix, 1);
     workStart = clock.nowMs();
+    const sampler = new StatusSampler(c.ids, () => c.statusAll(), () => clock.nowMs() - workStart, STATUS_INTERVAL_MS);
+    sampler.start();
+    samplesOf = sampler;
     const nemesis = new NemesisRunner({
       plan,
       nowMs: () => clock.nowMs() - workStart,
@@ -200,6 +208,8 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
 
     // Every node, restarted ones included, should rejoin before the final read and the replays.
     const settled = await c.awaitStableLeader(options.recoveryMsMax);
+    await sampler.stop();
+    violations.push(...checkOneLeaderPerTerm(sampler.samples));
     if (settled === undefined) {
       reasons.push(`not every node agreed on a leader within ${options.recoveryMsMax} ms after healing:\n${(await c.describe()).join("\n")}`);
     }
@@ -258,6 +268,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   } catch (error) {
     if (!(error instanceof HarnessError)) reasons.push(`harness error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
+    await samplesOf?.stop();
     run?.close();
     await cluster?.close().catch((error: unknown) => reasons.push(`stopping the cluster: ${describeError(error)}`));
     process.off("exit", killOnExit);
@@ -286,7 +297,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   const harnessFailed = reasons.some((r) => r.startsWith("harness error") || r.startsWith("the cluster elected no leader") || r.startsWith("raftkv serve"));
   const verdict: Verdict = violations.length > 0 ? "fail" : harnessFailed ? "error" : reasons.some(isInconclusive) ? "inconclusive" : "pass";
   const result: RunResult = { options, dir, verdict, reasons, violations: capViolations(violations), violationCount: violations.length, stats, rerun, plan, timeline, history, workStartMs: workStart, healedMs, endpoints };
-  writeReport(result, { watchEvents, proxies });
+  writeReport(result, { watchEvents, proxies, samples: samplesOf?.samples ?? [] });
   if (verdict === "pass" && !options.keepData) rmSync(dataDir, { recursive: true, force: true });
   return result;
 }
@@ -321,7 +332,8 @@ async function recover(cluster: ChaosCluster, clock: RunClock, workload: Workloa
   while (clock.nowMs() - startMs < recoveryMsMax) {
     const leader = await cluster.leader();
     if (leader !== undefined) {
-      const ok = await workload.probeWrite(HARNESS_WORKER, `probe.${++probe}`);
+      probe++;
+      const ok = await workload.probeWrite(HARNESS_WORKER, `probe.${probe}`, probe);
       if (ok) return clock.nowMs() - startMs;
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -339,13 +351,17 @@ async function finalRead(
   clock: RunClock,
   budgetMs: number,
 ): Promise<{ read: FinalRead; revision: number } | { error: string }> {
-  const client = createRaftkvClient({ endpoints, timeoutMs: 5000, attemptTimeoutMs: 2000 });
+  // One client per node, tried in turn: a node that hangs must not take every attempt.
+  const clients = endpoints.map((endpoint) => createRaftkvClient({ endpoints: [endpoint], timeoutMs: 5000, attemptTimeoutMs: 2000 }));
   const prefix = new TextEncoder().encode(defaultWorkload.prefix);
   const decoder = new TextDecoder();
   const deadline = Date.now() + budgetMs;
   let lastError = "no attempt";
   try {
     for (let attempt = 0; attempt < FINAL_READ_ATTEMPTS_MAX && Date.now() < deadline; attempt++) {
+      const client = clients[attempt % clients.length];
+      const endpoint = endpoints[attempt % endpoints.length] ?? "";
+      assert(client !== undefined, "final read: a client per endpoint");
       const callUs = clock.nowUs();
       try {
         // Pages of one scan may come from different revisions; a scan is accepted only when every page
@@ -369,15 +385,15 @@ async function finalRead(
         }
         const endUs = clock.nowUs();
         for (const key of workload.keySpace.keys()) if (!values.has(key)) values.set(key, null);
-        workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, Number(revision ?? 0n), endpoints[0] ?? "");
+        workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, Number(revision ?? 0n), endpoint);
         return { read: { values, callUs }, revision: Number(revision ?? 0n) };
       } catch (error) {
-        lastError = describeError(error);
+        lastError = `${endpoint}: ${describeError(error)}`;
         await new Promise((r) => setTimeout(r, 500));
       }
     }
     return { error: lastError };
   } finally {
-    client.close();
+    for (const client of clients) client.close();
   }
 }

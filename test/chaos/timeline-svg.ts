@@ -1,5 +1,6 @@
 import type { ChaosOp } from "./history.js";
 import type { TimelineEntry } from "./nemesis-runner.js";
+import type { StatusSample } from "./status-sampler.js";
 
 /**
  * The picture of a run: operation latency against time (log scale), one dot per op coloured by outcome,
@@ -13,6 +14,8 @@ export interface TimelineInput {
   readonly workStartMs: number;
   /** When the last fault healed, on the ops' clock, in ms (a marker line). */
   readonly healedMs?: number;
+  /** Status samples (times relative to the workload start): drawn as a lane of who led when. */
+  readonly samples?: readonly StatusSample[];
   readonly title: string;
 }
 
@@ -37,6 +40,34 @@ export const faultColours: Readonly<Record<TimelineEntry["kind"], string>> = {
 };
 
 const outcomeColours = { ok: "#27ae60", fail: "#e67e22", unknown: "#c0392b" } as const;
+const nodeColours = ["#34495e", "#16a085", "#8e44ad", "#d35400", "#2c3e50", "#7f8c8d", "#c0392b", "#2980b9", "#27ae60"];
+
+/** Who led at each sampled moment: the highest-term node that said it leads, or 0 for nobody. */
+export function leaderSegments(samples: readonly StatusSample[]): { startMs: number; endMs: number; leader: number }[] {
+  const byTime = new Map<number, StatusSample[]>();
+  for (const sample of samples) {
+    const list = byTime.get(sample.atMs);
+    if (list === undefined) byTime.set(sample.atMs, [sample]);
+    else list.push(sample);
+  }
+  const times = [...byTime.keys()].sort((a, b) => a - b);
+  const segments: { startMs: number; endMs: number; leader: number }[] = [];
+  times.forEach((atMs, i) => {
+    let leader = 0;
+    let term = -1;
+    for (const sample of byTime.get(atMs) ?? []) {
+      if (sample.role === "LEADER" && (sample.term ?? 0) > term) {
+        leader = sample.node;
+        term = sample.term ?? 0;
+      }
+    }
+    const endMs = times[i + 1] ?? atMs;
+    const last = segments[segments.length - 1];
+    if (last !== undefined && last.leader === leader) last.endMs = endMs;
+    else segments.push({ startMs: atMs, endMs, leader });
+  });
+  return segments;
+}
 
 function escapeXml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -67,7 +98,8 @@ export function renderTimelineSvg(input: TimelineInput): string {
   const applied = input.timeline.filter((e) => e.status !== "skipped" && e.status !== "pending");
   const laneOf = lanes(applied, endMs - input.workStartMs);
   const laneCount = Math.max(1, ...[...laneOf.values()].map((l) => l + 1));
-  const plotTop = TOP + laneCount * LANE_HEIGHT + 20;
+  const leaderTop = TOP + laneCount * LANE_HEIGHT + 4;
+  const plotTop = leaderTop + LANE_HEIGHT + 16;
   const height = plotTop + PLOT_HEIGHT + 50;
   const plotWidth = WIDTH - LEFT - RIGHT;
   const x = (ms: number): number => LEFT + (Math.max(0, ms) / endMs) * plotWidth;
@@ -95,6 +127,18 @@ export function renderTimelineSvg(input: TimelineInput): string {
       `<rect x="${x0.toFixed(1)}" y="${plotTop}" width="${w.toFixed(1)}" height="${PLOT_HEIGHT}" fill="${colour}" opacity="0.07"/>`,
       `<g><title>${escapeXml(label)}</title><rect x="${x0.toFixed(1)}" y="${TOP + lane * LANE_HEIGHT}" width="${w.toFixed(1)}" height="${LANE_HEIGHT - 3}" fill="${colour}" opacity="0.85"/>` +
         `<text x="${(x0 + 3).toFixed(1)}" y="${TOP + lane * LANE_HEIGHT + 10}" fill="white" font-size="9">${escapeXml(w > 60 ? `${e.kind} ${e.nodes.join(",")}` : "")}</text></g>`,
+    );
+  }
+  // Who led when, from the status samples.
+  parts.push(`<text x="${LEFT - 6}" y="${leaderTop + 10}" text-anchor="end">leader</text>`);
+  for (const segment of leaderSegments(input.samples ?? [])) {
+    const x0 = x(input.workStartMs + segment.startMs);
+    const w = Math.max(1, x(input.workStartMs + segment.endMs) - x0);
+    const fill = segment.leader === 0 ? "#eeeeee" : (nodeColours[(segment.leader - 1) % nodeColours.length] ?? "#000");
+    const label = segment.leader === 0 ? "no leader" : `node ${segment.leader}`;
+    parts.push(
+      `<g><title>${label}</title><rect x="${x0.toFixed(1)}" y="${leaderTop}" width="${w.toFixed(1)}" height="${LANE_HEIGHT - 3}" fill="${fill}"/>` +
+        `<text x="${(x0 + 2).toFixed(1)}" y="${leaderTop + 10}" fill="${segment.leader === 0 ? "#999" : "white"}" font-size="9">${w > 24 ? (segment.leader === 0 ? "none" : `n${segment.leader}`) : ""}</text></g>`,
     );
   }
   // Axes: latency decades and time ticks.

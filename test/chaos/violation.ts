@@ -11,6 +11,7 @@ import type { ChaosOp } from "./history.js";
  * - `unapplied-ack`: an acknowledged write never appears in the complete watch history;
  * - `replica-divergence`: two nodes report different histories for the same revisions;
  * - `watch-gap`: a watch skipped revisions it should have delivered;
+ * - `two-leaders`: two nodes reported leading the same term (Election Safety);
  * - `no-recovery`: no leader or no successful write within the bound after the last fault healed;
  * - `crash`: a node exited on its own.
  */
@@ -23,6 +24,7 @@ export type ViolationKind =
   | "unapplied-ack"
   | "replica-divergence"
   | "watch-gap"
+  | "two-leaders"
   | "no-recovery"
   | "crash";
 

@@ -153,7 +153,7 @@ export class Workload {
   private stopping = false;
   private retries = 0;
   private readonly clients: RaftkvClient[] = [];
-  private harness: RaftkvClient | undefined;
+  private readonly harnessClients = new Map<string, RaftkvClient>();
   private harnessSequence = 0;
 
   constructor(
@@ -174,16 +174,22 @@ export class Workload {
 
   /**
    * The harness's own write (recovery probes), on a key of the prefix so that the checkers judge it like
-   * any other op. True when it was acknowledged.
+   * any other op. Each probe starts at the given node (a client per node, following redirects from
+   * there), so that one hung node cannot stall every probe. True when it was acknowledged.
    */
-  async probeWrite(worker: number, value: string): Promise<boolean> {
+  async probeWrite(worker: number, value: string, node: number): Promise<boolean> {
     const key = this.keySpace.extra("probe");
-    this.harness ??= this.client(this.o.endpoints, "chaos-harness");
-    const client = this.harness;
+    const endpoint = this.o.endpoints[node % this.o.endpoints.length] ?? "";
+    let client = this.harnessClients.get(endpoint);
+    if (client === undefined) {
+      client = this.client([endpoint], "chaos-harness");
+      this.harnessClients.set(endpoint, client);
+    }
+    const probe = client;
     const session = { clientId: "chaos-harness", sequence: BigInt(++this.harnessSequence) };
     const output = await this.record(
-      { worker, kind: "put", key, value, endpoint: client.endpoint, clientId: session.clientId, sequence: Number(session.sequence) },
-      (signal) => client.put({ key: encoder.encode(key), value: encoder.encode(value), ...session }, { signal }).then((r): ChaosOutput => ({ kind: "put", revision: Number(r.header?.revision ?? 0n) })),
+      { worker, kind: "put", key, value, endpoint, clientId: session.clientId, sequence: Number(session.sequence) },
+      (signal) => probe.put({ key: encoder.encode(key), value: encoder.encode(value), ...session }, { signal }).then((r): ChaosOutput => ({ kind: "put", revision: Number(r.header?.revision ?? 0n) })),
     );
     return output !== undefined;
   }
