@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { WatchResponseSchema, type ResponseHeader, type WatchRequest, type WatchResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KvStore, WatchCancelReason } from "../kv/index.js";
 import { assert } from "../lib/assert.js";
+import { linkSignals } from "./linked-signal.js";
 
 export type WatchStore = Pick<KvStore, "revision" | "watch">;
 
@@ -52,7 +53,6 @@ export interface WatchStreamOptions {
  */
 export async function* watchStream(request: WatchRequest, options: WatchStreamOptions): AsyncGenerator<WatchResponse> {
   const { store, header } = options;
-  const signal = AbortSignal.any([options.signal, options.shutdown]);
   const start = store.watch(request);
   if (start.kind === "compacted") {
     yield create(WatchResponseSchema, {
@@ -62,6 +62,8 @@ export async function* watchStream(request: WatchRequest, options: WatchStreamOp
     return;
   }
   const watcher = start.watcher;
+  const linked = linkSignals([options.signal, options.shutdown]);
+  const signal = linked.signal;
   const stopped = new Promise<void>((resolve) => {
     if (signal.aborted) resolve();
     else signal.addEventListener("abort", () => resolve(), { once: true });
@@ -89,6 +91,7 @@ export async function* watchStream(request: WatchRequest, options: WatchStreamOp
       }
     }
   } finally {
+    linked.dispose();
     watcher.close();
   }
 }

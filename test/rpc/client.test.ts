@@ -51,6 +51,17 @@ describe("createRaftkvClient", () => {
     expect(kv.endpoint).toBe(leader.url);
   });
 
+  it("leaves a node that does not answer in time for the next one", async () => {
+    const hung = await startServer({ node: new FakeNode(1) });
+    const healthy = await startServer({ node: new FakeNode(2, {}, hung.node.store) });
+    servers.push(hung, healthy);
+    hung.node.hold = true;
+    const kv = client([hung.url, healthy.url]);
+    const put = await kv.put({ key: bytes("k"), value: bytes("v") });
+    expect(put.header?.memberId).toBe(2n);
+    expect(kv.endpoint).toBe(healthy.url);
+  });
+
   it("retries a write of unknown outcome with the same client id and sequence, so it applies once", async () => {
     const { leader } = await leaderAndFollower();
     const kv = client([leader.url]);

@@ -124,7 +124,13 @@ export function createRaftkvClient(options: RaftkvClientOptions): RaftkvClient {
   return new RaftkvClientImpl(options);
 }
 
-type Attempt<T> = (endpoint: Endpoint, signal: AbortSignal) => Promise<T>;
+/** What one attempt passes to a Connect call: the caller's signal and the attempt's own deadline. */
+interface AttemptOptions {
+  readonly signal?: AbortSignal;
+  readonly timeoutMs: number;
+}
+
+type Attempt<T> = (endpoint: Endpoint, options: AttemptOptions) => Promise<T>;
 
 class RaftkvClientImpl implements RaftkvClient {
   private readonly endpoints: Endpoint[] = [];
@@ -158,39 +164,39 @@ class RaftkvClientImpl implements RaftkvClient {
   }
 
   put(request: MessageInitShape<typeof PutRequestSchema>, options?: CallOptions): Promise<PutResponse> {
-    return this.mutate(request, options, (e, s, session) => e.kv.put({ ...request, ...session }, { signal: s }));
+    return this.mutate(request, options, (e, o, session) => e.kv.put({ ...request, ...session }, o));
   }
 
   delete(request: MessageInitShape<typeof DeleteRequestSchema>, options?: CallOptions): Promise<DeleteResponse> {
-    return this.mutate(request, options, (e, s, session) => e.kv.delete({ ...request, ...session }, { signal: s }));
+    return this.mutate(request, options, (e, o, session) => e.kv.delete({ ...request, ...session }, o));
   }
 
   txn(request: MessageInitShape<typeof TxnRequestSchema>, options?: CallOptions): Promise<TxnResponse> {
-    return this.mutate(request, options, (e, s, session) => e.kv.txn({ ...request, ...session }, { signal: s }));
+    return this.mutate(request, options, (e, o, session) => e.kv.txn({ ...request, ...session }, o));
   }
 
   get(request: MessageInitShape<typeof GetRequestSchema>, options?: CallOptions): Promise<GetResponse> {
-    return this.call(false, options, (e, s) => e.kv.get(request, { signal: s }));
+    return this.call(false, options, (e, o) => e.kv.get(request, o));
   }
 
   range(request: MessageInitShape<typeof RangeRequestSchema>, options?: CallOptions): Promise<RangeResponse> {
-    return this.call(false, options, (e, s) => e.kv.range(request, { signal: s }));
+    return this.call(false, options, (e, o) => e.kv.range(request, o));
   }
 
   memberList(request: MessageInitShape<typeof MemberListRequestSchema>, options?: CallOptions): Promise<MemberListResponse> {
-    return this.call(false, options, (e, s) => e.cluster.memberList(request, { signal: s }));
+    return this.call(false, options, (e, o) => e.cluster.memberList(request, o));
   }
 
   transferLeadership(request: MessageInitShape<typeof TransferLeadershipRequestSchema>, options?: CallOptions): Promise<TransferLeadershipResponse> {
-    return this.call(false, options, (e, s) => e.cluster.transferLeadership(request, { signal: s }));
+    return this.call(false, options, (e, o) => e.cluster.transferLeadership(request, o));
   }
 
   async statusAll(options?: CallOptions): Promise<EndpointStatus[]> {
     return Promise.all(
       this.endpoints.map(async (endpoint): Promise<EndpointStatus> => {
-        const signal = anySignal(options?.signal, AbortSignal.timeout(this.attemptTimeoutMs));
+        const callOptions = { timeoutMs: this.attemptTimeoutMs, ...(options?.signal === undefined ? {} : { signal: options.signal }) };
         try {
-          return { endpoint: endpoint.url, status: await endpoint.cluster.status({}, { signal }) };
+          return { endpoint: endpoint.url, status: await endpoint.cluster.status({}, callOptions) };
         } catch (error) {
           return { endpoint: endpoint.url, error: ConnectError.from(error) };
         }
@@ -257,15 +263,15 @@ class RaftkvClientImpl implements RaftkvClient {
   private async mutate<T>(
     request: { clientId?: string; sequence?: bigint },
     options: CallOptions | undefined,
-    attempt: (endpoint: Endpoint, signal: AbortSignal, session: Partial<Session>) => Promise<T>,
+    attempt: (endpoint: Endpoint, options: AttemptOptions, session: Partial<Session>) => Promise<T>,
   ): Promise<T> {
     // A caller that manages its own session keeps it; otherwise every attempt of this call shares one.
     if (request.clientId !== undefined && request.clientId !== "") {
-      return this.call(true, options, (e, s) => attempt(e, s, {}));
+      return this.call(true, options, (e, o) => attempt(e, o, {}));
     }
     const session = await this.sessions.acquire();
     try {
-      return await this.call(true, options, (e, s) => attempt(e, s, session));
+      return await this.call(true, options, (e, o) => attempt(e, o, session));
     } finally {
       this.sessions.release(session);
     }
@@ -281,9 +287,11 @@ class RaftkvClientImpl implements RaftkvClient {
       if (remaining <= 0) break;
       const index = this.current;
       const endpoint = this.at(index);
-      const signal = anySignal(options?.signal, AbortSignal.timeout(Math.min(remaining, this.attemptTimeoutMs)));
+      // The attempt's deadline travels to the server (grpc-timeout / connect-timeout-ms), which then
+      // stops waiting too; a node that does not answer in time is left for the next one.
+      const timeoutMs = Math.min(remaining, this.attemptTimeoutMs);
       try {
-        return await attempt(endpoint, signal);
+        return await attempt(endpoint, options?.signal === undefined ? { timeoutMs } : { signal: options.signal, timeoutMs });
       } catch (error) {
         const connectError = ConnectError.from(error);
         if (options?.signal?.aborted === true) throw new RaftkvCallError(connectError, mutation && outcomeUnknown, endpoint.url);
@@ -349,6 +357,9 @@ type Action = "redirect" | "next-endpoint" | "backoff" | "fatal";
 
 /** What to do after a failed attempt. Only failures where nothing is wrong with the request are retried. */
 function classify(error: ConnectError): Action {
+  // A node that ran out of time (partitioned, overloaded, a deposed leader that has not noticed yet)
+  // is the wrong node to wait on again.
+  if (error.code === Code.DeadlineExceeded) return "next-endpoint";
   const reason = errorReason(error);
   switch (reason) {
     case "not-leader":
@@ -362,7 +373,7 @@ function classify(error: ConnectError): Action {
       return "backoff";
     case undefined:
       // No raftkv reason: the failure came from the network or the client itself (refused, reset, timed out).
-      return error.code === Code.Unavailable || error.code === Code.DeadlineExceeded ? "next-endpoint" : "fatal";
+      return error.code === Code.Unavailable ? "next-endpoint" : "fatal";
     default:
       return "fatal";
   }
@@ -380,10 +391,6 @@ export function normalizeEndpoint(url: string): string {
   const withScheme = /^[a-z]+:\/\//i.test(url) ? url : `http://${url}`;
   const parsed = new URL(withScheme);
   return `${parsed.protocol}//${parsed.host}`;
-}
-
-function anySignal(a: AbortSignal | undefined, b: AbortSignal): AbortSignal {
-  return a === undefined ? b : AbortSignal.any([a, b]);
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
