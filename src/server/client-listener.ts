@@ -26,8 +26,14 @@ export interface ClientListener {
 export interface ClientListenerOptions {
   /** A connection that sends no byte within this time is dropped. Default 10 s. */
   readonly firstByteTimeoutMs?: number;
-  /** HTTP/1.1 keep-alive timeout. Default 65 s (longer than typical load balancer idle timeouts). */
-  readonly keepAliveTimeoutMs?: number;
+  /**
+   * An idle connection is closed after this time: HTTP/1.1 keep-alive, and HTTP/2 sessions without
+   * frames (closed gracefully: open streams, such as a quiet Watch, finish first). Default 65 s,
+   * longer than typical load balancer idle timeouts.
+   */
+  readonly idleTimeoutMs?: number;
+  /** The most concurrent streams (calls) on one HTTP/2 connection. Default 4,096. */
+  readonly http2StreamsMax?: number;
 }
 
 /** How often a closing listener looks for connections that became idle. */
@@ -53,18 +59,20 @@ export async function listenClient(app: FastifyInstance, address: ListenAddress,
     app.routing(request as http.IncomingMessage, response as http.ServerResponse);
   const firstByteTimeoutMs = options.firstByteTimeoutMs ?? 10_000;
 
-  const h2 = http2.createServer(handler);
+  const idleTimeoutMs = options.idleTimeoutMs ?? 65_000;
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: options.http2StreamsMax ?? 4_096 } }, handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
+    session.setTimeout(idleTimeoutMs, () => session.close());
   });
 
   // The HTTP/1.1 server owns the port, so its own bookkeeping (keep-alive and header timeouts,
   // closing idle connections on close) works as usual. Its connection handler is moved behind the
   // sniffer: a connection reaches it only once its first bytes show it is not HTTP/2.
   const h1 = http.createServer(handler);
-  h1.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000;
+  h1.keepAliveTimeout = idleTimeoutMs;
   const connectionHandlers = h1.listeners("connection");
   const h1Connection = connectionHandlers[0];
   assert(connectionHandlers.length === 1 && typeof h1Connection === "function", "an http.Server handles connections with one listener");

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { createMetrics, type RaftkvMetrics } from "../../src/metrics/index.js";
-import { buildApp, listenClient, type ClientListener } from "../../src/server/index.js";
+import { buildApp, listenClient, type ClientListener, type ClientListenerOptions } from "../../src/server/index.js";
 import { FakeNode } from "../rpc/fake-node.js";
 
 export interface TestServer {
@@ -19,6 +19,7 @@ export interface TestServerOptions {
   readonly corsOrigins?: readonly string[];
   readonly requestBytesMax?: number;
   readonly watchersPerConnectionMax?: number;
+  readonly listener?: ClientListenerOptions;
 }
 
 /** A client app over a FakeNode, listening on a free loopback port. */
@@ -39,7 +40,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     corsOrigins: options.corsOrigins ?? [],
     shutdown: shutdown.signal,
   });
-  const listener = await listenClient(app, { host: "127.0.0.1", port: 0 });
+  const listener = await listenClient(app, { host: "127.0.0.1", port: 0 }, options.listener);
   return {
     node,
     app,

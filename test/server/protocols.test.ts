@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { connect as connectH2 } from "node:http2";
+import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
@@ -168,10 +169,27 @@ describe("client listener lifecycle", () => {
   });
 
   it("drops a connection that never sends a byte", async () => {
-    const server = await startServer();
-    const session = connectH2(server.url);
-    await new Promise((resolve) => session.once("connect", resolve));
-    session.close();
-    await server.close();
+    const server = await startServer({ listener: { firstByteTimeoutMs: 50 } });
+    try {
+      const socket = netConnect(server.listener.port, "127.0.0.1");
+      const started = Date.now();
+      await new Promise((resolve) => socket.once("close", resolve));
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("closes an idle HTTP/2 connection gracefully", async () => {
+    const server = await startServer({ listener: { idleTimeoutMs: 100 } });
+    try {
+      const session = connectH2(server.url);
+      const goaway = new Promise((resolve) => session.once("goaway", resolve));
+      await new Promise((resolve) => session.once("connect", resolve));
+      await goaway;
+      session.destroy();
+    } finally {
+      await server.close();
+    }
   });
 });
