@@ -41,6 +41,28 @@ describe("createRaftkvClient", () => {
     expect(leader.node.proposals).toHaveLength(1);
   });
 
+  it("waits out stale leader hints that point in a circle, then succeeds", async () => {
+    const a = await startServer({ node: new FakeNode(1) });
+    const b = await startServer({ node: new FakeNode(2, {}, a.node.store) });
+    servers.push(a, b);
+    let hintsLeft = 10;
+    a.node.fail = (kind) => (kind === "mutate" && hintsLeft-- > 0 ? new NotLeaderError(2, b.url) : undefined);
+    b.node.fail = (kind) => (kind === "mutate" && hintsLeft-- > 0 ? new NotLeaderError(1, a.url) : undefined);
+    const kv = createRaftkvClient({ endpoints: [a.url], timeoutMs: 5_000, backoffMinMs: 5, backoffMaxMs: 20 });
+    clients.push(kv);
+    const put = await kv.put({ key: bytes("k"), value: bytes("v") });
+    expect(put.header?.revision).toBe(1n);
+    expect(hintsLeft).toBeLessThan(0);
+  });
+
+  it("ignores a malformed leader hint and retries after a pause", async () => {
+    const { leader } = await leaderAndFollower();
+    let hintsLeft = 1;
+    leader.node.fail = (kind) => (kind === "mutate" && hintsLeft-- > 0 ? new NotLeaderError(3, "not a url") : undefined);
+    const kv = client([leader.url]);
+    expect((await kv.put({ key: bytes("k"), value: bytes("v") })).header?.memberId).toBe(1n);
+  });
+
   it("moves on to the next endpoint when one is down", async () => {
     const { leader } = await leaderAndFollower();
     const down = await startServer();

@@ -113,6 +113,8 @@ interface Endpoint {
 
 /** Learned leader URLs beyond the configured endpoints; the oldest learned is forgotten first. */
 const learnedEndpointsMax = 16;
+/** Leader hints followed without a pause; more in a row mean the hints are stale (an election). */
+const redirectsInARowMax = 3;
 
 /**
  * A client of a raftkv cluster that hides leadership: it sends every call to the endpoint that last
@@ -281,6 +283,7 @@ class RaftkvClientImpl implements RaftkvClient {
     const deadline = Date.now() + this.timeoutMs;
     let outcomeUnknown = false;
     let waits = 0;
+    let redirectsInARow = 0;
     let last: { error: ConnectError; endpoint: string } | undefined;
     for (let n = 0; n < this.attemptsMax; n++) {
       const remaining = deadline - Date.now();
@@ -300,8 +303,13 @@ class RaftkvClientImpl implements RaftkvClient {
         if (mutation && mayHaveApplied(connectError)) outcomeUnknown = true;
         if (action === "fatal") break;
         if (action === "redirect") {
-          this.current = this.learn(connectError.metadata.get(leaderHeader) ?? "");
-          continue;
+          const target = this.learn(connectError.metadata.get(leaderHeader) ?? "");
+          if (target !== undefined) this.current = target;
+          // Hints can be stale during an election (two nodes naming each other): follow a few at
+          // once, then wait for the cluster to settle.
+          if (target !== undefined && target !== index && redirectsInARow++ < redirectsInARowMax) continue;
+        } else {
+          redirectsInARow = 0;
         }
         if (action === "next-endpoint" && this.current === index) this.current = (index + 1) % this.endpoints.length;
         await sleep(Math.min(this.backoff(waits++), Math.max(0, deadline - Date.now())), options?.signal);
@@ -311,9 +319,14 @@ class RaftkvClientImpl implements RaftkvClient {
     throw new RaftkvCallError(error, mutation && outcomeUnknown, last?.endpoint ?? this.endpoint);
   }
 
-  /** The index of `url` among the endpoints, adding it (a leader not configured) when new. */
-  private learn(url: string): number {
-    const normalized = normalizeEndpoint(url);
+  /** The index of `url` among the endpoints, adding it (a leader not configured) when new; undefined for a malformed URL. */
+  private learn(url: string): number | undefined {
+    let normalized: string;
+    try {
+      normalized = normalizeEndpoint(url);
+    } catch {
+      return undefined;
+    }
     const known = this.endpoints.findIndex((e) => e.url === normalized);
     if (known >= 0) return known;
     if (this.endpoints.length - this.configured >= learnedEndpointsMax) {
