@@ -190,7 +190,8 @@ class FileLog implements DurableLog {
   }
 
   installSnapshot(snapshot: Snapshot): Promise<void> {
-    const refused = this.refusal();
+    // Two queued operations: a barrier for the saves before it, then the reset record.
+    const refused = this.refusal(2);
     if (refused !== undefined) return Promise.reject(refused);
     const { index, term, conf } = snapshot.meta;
     checkNumbers([index, term], "snapshot index and term");
@@ -212,6 +213,7 @@ class FileLog implements DurableLog {
     if (refused !== undefined) return Promise.reject(refused);
     const current = this.view.snapshot();
     if (index <= current.meta.index) return Promise.resolve(current);
+    // The barrier this queues is the only change before the file is durable; its refusal changes nothing.
     assert(index <= this.view.lastIndex(), () => `storage: snapshot at ${index} beyond the last index ${this.view.lastIndex()}`);
     checkConf(conf);
     const snapshot: Snapshot = { meta: { index, term: this.view.term(index), conf }, data };
@@ -260,11 +262,14 @@ class FileLog implements DurableLog {
     }
   }
 
-  /** Why a mutating call must be refused right now, before it changes anything. */
-  private refusal(): Error | undefined {
+  /**
+   * Why a mutating call that queues `ops` operations must be refused right now, before it changes
+   * anything: once the read view has changed, queueing must not fail.
+   */
+  private refusal(ops = 1): Error | undefined {
     if (this.lifecycle.kind !== "open") return new StorageClosedError();
     if (this.writer.failure !== undefined) return this.writer.failure;
-    if (this.writer.pendingSaves >= this.pendingSavesMax) {
+    if (this.writer.pendingSaves + ops > this.pendingSavesMax) {
       return new StorageOverloadedError(this.writer.pendingSaves, this.pendingSavesMax);
     }
     return undefined;

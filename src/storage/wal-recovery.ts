@@ -43,96 +43,110 @@ export async function recoverWal(
     return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: new PackedEntries() };
   }
 
-  const replay = new LogReplay(snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
-  const segments: WalSegment[] = [];
-  let expectedBatchId: number | undefined;
-  let last: SegmentScan | undefined;
+  // The newest segment's handle, then the writer that owns it: closed if start-up fails part-way.
   let activeHandle: FileHandle | undefined;
-  for (const [i, seq] of seqs.entries()) {
-    const path = join(dir, segmentName(seq));
-    const isLast = i === seqs.length - 1;
-    const handle = await fs.open(path, "existing");
-    // Read with one call into a buffer of its own: replayed entries keep their data in it.
-    const buf = new Uint8Array(await handle.size());
-    const read = await handle.read(buf, 0);
-    if (isLast) activeHandle = handle;
-    else await handle.close();
-    const scan = scanSegment(path, buf.subarray(0, read), { isLast, expectedBatchId });
-    if (scan.batches === 0 && !isLast) {
-      throw new CorruptLogError(path, 0, "a segment that is not the newest holds no complete write");
+  let writer: WalWriter | undefined;
+  try {
+    const replay = new LogReplay(snapshot?.meta.index ?? 0, snapshot?.meta.term ?? 0);
+    const segments: WalSegment[] = [];
+    let expectedBatchId: number | undefined;
+    let last: SegmentScan | undefined;
+    for (const [i, seq] of seqs.entries()) {
+      const path = join(dir, segmentName(seq));
+      const isLast = i === seqs.length - 1;
+      const handle = await fs.open(path, "existing");
+      if (isLast) activeHandle = handle;
+      let buf: Uint8Array;
+      let read: number;
+      try {
+        // Read with one call into a buffer of its own: replayed entries keep their data in it.
+        buf = new Uint8Array(await handle.size());
+        read = await handle.read(buf, 0);
+      } finally {
+        if (!isLast) await handle.close();
+      }
+      const scan = scanSegment(path, buf.subarray(0, read), { isLast, expectedBatchId });
+      if (scan.batches === 0 && !isLast) {
+        throw new CorruptLogError(path, 0, "a segment that is not the newest holds no complete write");
+      }
+      // The newest segment is mostly zeros: keep only its data, not the whole preallocated file.
+      const data = scan.dataEnd < buf.byteLength / 2 ? buf.slice(0, scan.dataEnd) : buf.subarray(0, scan.dataEnd);
+      replay.beginSegment(data);
+      let maxIndex = 0;
+      forEachRecord(path, data, (record, offset, segmentStart) => {
+        replay.apply(path, seq, record, offset, segmentStart);
+        maxIndex = Math.max(maxIndex, indexNamedBy(record));
+      });
+      if (scan.lastBatchId !== undefined) expectedBatchId = scan.lastBatchId + 1;
+      segments.push({ seq, path, maxIndex, durable: scan.batches > 0 });
+      last = scan;
     }
-    // The newest segment is mostly zeros: keep only its data, not the whole preallocated file.
-    const data = scan.dataEnd < buf.byteLength / 2 ? buf.slice(0, scan.dataEnd) : buf.subarray(0, scan.dataEnd);
-    replay.beginSegment(data);
-    let maxIndex = 0;
-    forEachRecord(path, data, (record, offset, segmentStart) => {
-      replay.apply(path, seq, record, offset, segmentStart);
-      maxIndex = Math.max(maxIndex, indexNamedBy(record));
-    });
-    if (scan.lastBatchId !== undefined) expectedBatchId = scan.lastBatchId + 1;
-    segments.push({ seq, path, maxIndex, durable: scan.batches > 0 });
-    last = scan;
-  }
-  const active = segments.at(-1);
-  assert(active !== undefined && last !== undefined && activeHandle !== undefined, "recovery: no segment after listing some");
-  if (last.tail.kind === "torn") {
-    const { offset, bytes, records, reason } = last.tail;
-    logger("warn", "repairing the torn tail of the write-ahead log: dropping an unfinished write", {
-      file: active.path,
-      offset,
-      bytes,
-      records,
-      reason,
-    });
-    for (let at = offset; at < offset + bytes; at += repairChunkBytes) {
-      await activeHandle.write(new Uint8Array(Math.min(repairChunkBytes, offset + bytes - at)), at);
-    }
-    await activeHandle.datasync();
-  }
+    const active = segments.at(-1);
+    assert(active !== undefined && last !== undefined && activeHandle !== undefined, "recovery: no segment after listing some");
 
-  if (!replay.hasStarted) {
-    // Only one segment, and its first write (the header) never completed: initialisation was interrupted.
-    if (snapshot !== undefined) throw lostHardState(dir);
-    logger("warn", "completing an interrupted initialisation of the write-ahead log", { dir });
-    const writer = new WalWriter(options, {
+    if (last.tail.kind === "torn") {
+      const { offset, bytes, records, reason } = last.tail;
+      logger("warn", "repairing the torn tail of the write-ahead log: dropping an unfinished write", {
+        file: active.path,
+        offset,
+        bytes,
+        records,
+        reason,
+      });
+      for (let at = offset; at < offset + bytes; at += repairChunkBytes) {
+        await activeHandle.write(new Uint8Array(Math.min(repairChunkBytes, offset + bytes - at)), at);
+      }
+      await activeHandle.datasync();
+    }
+
+    if (!replay.hasStarted) {
+      // Only one segment, and its first write (the header) never completed: initialisation was interrupted.
+      if (snapshot !== undefined) throw lostHardState(dir);
+      logger("warn", "completing an interrupted initialisation of the write-ahead log", { dir });
+      writer = new WalWriter(options, {
+        segments,
+        activeHandle,
+        writeOffset: 0,
+        needsHeader: true,
+        nextBatchId: 1,
+        lastIndex: 0,
+        lastTerm: 0,
+        hardState: { term: 0, vote: 0, commit: 0 },
+        bootstrapConf: initialConf,
+      });
+      await writer.save(undefined, []);
+      return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: new PackedEntries() };
+    }
+
+    const result = replay.finish();
+    writer = new WalWriter(options, {
       segments,
       activeHandle,
-      writeOffset: 0,
-      needsHeader: true,
-      nextBatchId: 1,
-      lastIndex: 0,
-      lastTerm: 0,
-      hardState: { term: 0, vote: 0, commit: 0 },
-      bootstrapConf: initialConf,
+      writeOffset: last.dataEnd,
+      needsHeader: last.batches === 0,
+      nextBatchId: expectedBatchId ?? 1,
+      lastIndex: result.walLastIndex,
+      lastTerm: result.walLastTerm,
+      hardState: result.hardState,
+      bootstrapConf: result.bootstrapConf,
     });
-    await writer.save(undefined, []);
-    return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: new PackedEntries() };
-  }
-
-  const result = replay.finish();
-  const writer = new WalWriter(options, {
-    segments,
-    activeHandle,
-    writeOffset: last.dataEnd,
-    needsHeader: last.batches === 0,
-    nextBatchId: expectedBatchId ?? 1,
-    lastIndex: result.walLastIndex,
-    lastTerm: result.walLastTerm,
-    hardState: result.hardState,
-    bootstrapConf: result.bootstrapConf,
-  });
-  if (result.needsReset && snapshot !== undefined) {
-    if (result.discarded > 0) {
-      logger("warn", "dropping log entries that follow a different history than the newest snapshot", {
-        snapshotIndex: snapshot.meta.index,
-        snapshotTerm: snapshot.meta.term,
-        entries: result.discarded,
-      });
+    if (result.needsReset && snapshot !== undefined) {
+      if (result.discarded > 0) {
+        logger("warn", "dropping log entries that follow a different history than the newest snapshot", {
+          snapshotIndex: snapshot.meta.index,
+          snapshotTerm: snapshot.meta.term,
+          entries: result.discarded,
+        });
+      }
+      // Record in the WAL that the log now starts after the snapshot, before anything is appended to it.
+      await writer.reset(snapshot.meta.index, snapshot.meta.term, Promise.resolve());
     }
-    // Record in the WAL that the log now starts after the snapshot, before anything is appended to it.
-    await writer.reset(snapshot.meta.index, snapshot.meta.term, Promise.resolve());
+    return { writer, hardState: result.hardState, bootstrapConf: result.bootstrapConf, entries: result.entries };
+  } catch (error) {
+    if (writer !== undefined) await writer.close();
+    else await activeHandle?.close();
+    throw error;
   }
-  return { writer, hardState: result.hardState, bootstrapConf: result.bootstrapConf, entries: result.entries };
 }
 
 /** Segment sequence numbers, ascending and contiguous; removes leftovers of segment preparation. */

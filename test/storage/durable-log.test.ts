@@ -177,6 +177,19 @@ describe("durable log", () => {
     await Promise.all(saves.slice(0, 4));
   });
 
+  it("refuses an install that would not fit the queue before changing the log", async () => {
+    const fs = new SimFileSystem();
+    const { log } = await open(fs, { pendingSavesMax: 4 });
+    const saves = [];
+    for (let i = 1; i <= 3; i++) saves.push(log.save(undefined, [makeEntry(i, 1, 1)]));
+    const snapshot = { meta: { index: 10, term: 2, conf }, data: new Uint8Array(1) };
+    await expect(log.installSnapshot(snapshot)).rejects.toBeInstanceOf(StorageOverloadedError);
+    expect([log.lastIndex(), log.snapshot().meta.index]).toEqual([3, 0]);
+    await Promise.all(saves);
+    await log.installSnapshot(snapshot);
+    expect([log.firstIndex(), log.lastIndex()]).toEqual([11, 10]);
+  });
+
   it("rejects writes after close", async () => {
     const fs = new SimFileSystem();
     const { log } = await open(fs);
