@@ -2,9 +2,16 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["gen/**", "dist/**", "node_modules/**", "data/**", "results/**"] },
+  { ignores: ["gen/**", "dist/**", "node_modules/**", "data/**", "results/**", ".scratch/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
+  {
+    // Plain JavaScript run by Node (CI helpers, tool configs, bin/): Node's globals, CommonJS where .cjs.
+    files: ["**/*.mjs", "**/*.cjs", "bin/**/*.js"],
+    languageOptions: {
+      globals: { process: "readonly", console: "readonly", module: "writable", require: "readonly", URL: "readonly" },
+    },
+  },
   {
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],

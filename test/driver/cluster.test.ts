@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { mkdtemp, rm } from "node:fs/promises";
+import type { Http2Server } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Fastify, { type FastifyInstance } from "fastify";
@@ -16,7 +17,7 @@ import { registerRaftService } from "../../src/rpc/raft-service.js";
 interface TestNode {
   readonly id: number;
   readonly dir: string;
-  readonly server: FastifyInstance;
+  readonly server: FastifyInstance<Http2Server>;
   driver: Driver | undefined;
 }
 
@@ -28,7 +29,7 @@ let members: MemberView[] = [];
 async function startCluster(size: number): Promise<void> {
   nodes = [];
   for (let id = 1; id <= size; id++) {
-    const server = Fastify({ http2: true });
+    const server = Fastify({ http2: true, forceCloseConnections: true });
     const node: TestNode = { id, dir: await mkdtemp(join(tmpdir(), `raftkv-driver-${id}-`)), server, driver: undefined };
     await registerRaftService(server, {
       clusterId: "test",
