@@ -35,3 +35,8 @@ export class StoppedError extends Error {
 export class TooLargeError extends Error {
   override readonly name = "TooLargeError";
 }
+
+/** The request names something that cannot work (e.g. a leadership transfer to a node that is not a voter). */
+export class InvalidRequestError extends Error {
+  override readonly name = "InvalidRequestError";
+}

@@ -1,4 +1,4 @@
 export { Driver, type DriverOptions, type DriverStorage, type DriverTransport, type DriverLogger, type DriverObserver } from "./node.js";
 export { openNode, type NodeConfig } from "./open-node.js";
 export type { KvNode, MemberView, NodeStatusView } from "./types.js";
-export { NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
+export { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";

@@ -4,7 +4,7 @@ import { NONE, RaftNode, type ConfState, type Entry, type LogStorage, type Messa
 import { assert } from "../lib/assert.js";
 import { createPrng } from "../lib/prng.js";
 import type { ApplyResult, KvStore } from "../kv/index.js";
-import { NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
+import { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
 import type { KvNode, MemberView, NodeStatusView } from "./types.js";
 
 /** The durable log the driver needs (src/storage implements it). */
@@ -296,7 +296,7 @@ export class Driver implements KvNode {
     let target = to;
     if (target === NONE) target = this.mostCaughtUp(s.progress) ?? NONE;
     if (target === NONE || target === this.id) return this.id;
-    if (!this.conf.voters.includes(target)) throw new RangeError(`node ${target} is not a voting member`);
+    if (!this.conf.voters.includes(target)) throw new InvalidRequestError(`node ${target} is not a voting member`);
     this.raft.transferLeadership(target);
     this.wake();
     const deadline = this.options.tickMs * this.options.electionTicks * 2;
@@ -341,7 +341,7 @@ export class Driver implements KvNode {
     clearInterval(this.ticker);
     this.wake();
     await this.loopDone;
-    this.failAll(new StoppedError("the node is shutting down"));
+    this.failAll(new StoppedError("the node is shutting down"), new UnknownOutcomeError("the node stopped before the write applied; it may still commit"));
     await this.options.transport.close();
     await this.options.storage.close();
     if (this.state.kind === "stopping") this.setState({ kind: "stopped" });
@@ -367,7 +367,7 @@ export class Driver implements KvNode {
         this.options.logger.error("storage failed; the node stops accepting work", { error: err.message });
         this.setState({ kind: "failed", error: err });
         clearInterval(this.ticker);
-        this.failAll(new StoppedError(`storage failed: ${err.message}`));
+        this.failAll(new StoppedError(`storage failed: ${err.message}`), new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`));
         return;
       }
       this.raft.advance(rd);
@@ -501,8 +501,9 @@ export class Driver implements KvNode {
     return best;
   }
 
-  private failAll(error: Error): void {
-    for (const p of [...this.proposals.values()]) p.reject(error);
+  /** Proposals already in the log may still commit through other nodes: their outcome is unknown. */
+  private failAll(error: Error, proposalError: UnknownOutcomeError): void {
+    for (const p of [...this.proposals.values()]) p.reject(proposalError);
     for (const r of [...this.reads.values()]) r.reject(error);
     for (const w of this.readsWaitingApply) w.read.reject(error);
     this.reads.clear();
