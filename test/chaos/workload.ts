@@ -223,11 +223,11 @@ export class Workload {
     return { started: this.ops.length, ok, fail, unknown, retries: this.retries };
   }
 
-  private client(endpoints: readonly string[], clientId: string): RaftkvClient {
+  private client(endpoints: readonly string[], clientId: string, attemptTimeoutMs = this.o.attemptTimeoutMs): RaftkvClient {
     const client = createRaftkvClient({
       endpoints,
       timeoutMs: this.o.callTimeoutMs,
-      attemptTimeoutMs: this.o.attemptTimeoutMs,
+      attemptTimeoutMs,
       clientId,
       backoffMinMs: 20,
       backoffMaxMs: 250,
@@ -242,7 +242,9 @@ export class Workload {
     const home = endpoints[homeIndex] ?? "";
     // The leader-following client starts at the home node, so load spreads before the first redirect.
     const follow = this.client([...endpoints.slice(homeIndex), ...endpoints.slice(0, homeIndex)], `chaos-w${index}`);
-    const pinned = this.client([home], `chaos-w${index}-pinned`);
+    // A pinned read waits the whole call budget on its one node, so that reads sent to a paused or cut
+    // off node are still waiting when it wakes up, believing it leads: the moment a stale read happens.
+    const pinned = this.client([home], `chaos-w${index}-pinned`, this.o.callTimeoutMs);
     const lastSeen = new Map<string, string | null>();
     let sequence = 0;
     let written = 0;
