@@ -92,6 +92,18 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     await stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);
     return exitCodes.failed;
   }
+  // The transport keeps cumulative counters; the metrics grow by their differences.
+  const snapshotsSent = new Map<number, number>();
+  const peerMetrics = setInterval(() => {
+    for (const [peerId, stats] of node.peerStats()) {
+      metrics.peerMessages(peerId, stats.sent, stats.dropped);
+      // A leader always sends its latest snapshot, the one storage holds.
+      for (let i = snapshotsSent.get(peerId) ?? 0; i < stats.snapshotsSent; i++) metrics.snapshot("sent", node.snapshotBytes());
+      snapshotsSent.set(peerId, stats.snapshotsSent);
+    }
+  }, 1_000);
+  peerMetrics.unref();
+  signal.addEventListener("abort", () => clearInterval(peerMetrics), { once: true });
   logger.info(
     { client: config.advertiseClientUrl, peer: config.advertisePeerUrl, listenClient: client.url, listenPeer: peer.url, dataDir: config.dataDir, members: config.initialCluster.length },
     "raftkv node serving",
@@ -162,6 +174,6 @@ function metricsObserver(metrics: RaftkvMetrics): DriverObserver {
     },
     onProposal: (outcome, ms) => metrics.proposal(outcome, ms),
     onReadBarrier: (outcome, ms) => metrics.readBarrier(outcome, ms),
-    onSnapshot: (_index, bytes) => metrics.snapshot("created", bytes),
+    onSnapshot: (kind, _index, bytes) => metrics.snapshot(kind, bytes),
   };
 }

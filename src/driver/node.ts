@@ -20,6 +20,8 @@ export interface DriverStorage extends LogStorage {
 /** The peer transport (src/transport implements it). */
 export interface DriverTransport {
   send(messages: readonly Message[]): void;
+  /** Cumulative per-peer counters, for metrics. */
+  stats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly snapshotsSent: number }>;
   close(): Promise<void>;
 }
 
@@ -36,7 +38,8 @@ export interface DriverObserver {
   onSoftState?(role: string, term: number, leader: NodeId): void;
   onProposal?(outcome: "ok" | "failed", ms: number): void;
   onReadBarrier?(outcome: "ok" | "failed", ms: number): void;
-  onSnapshot?(index: number, bytes: number): void;
+  /** A snapshot was created from the local state, or installed from the leader's. */
+  onSnapshot?(kind: "created" | "installed", index: number, bytes: number): void;
 }
 
 export interface DriverOptions {
@@ -162,6 +165,16 @@ export class Driver implements KvNode {
     if (this.state.kind !== "running" || ok) return;
     this.raft.reportSnapshotFailed(id);
     this.wake();
+  }
+
+  /** The transport's cumulative counters per peer (messages sent and dropped, snapshots sent). */
+  peerStats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly snapshotsSent: number }> {
+    return this.options.transport.stats();
+  }
+
+  /** The size of the latest snapshot's state machine data (what a leader sends a lagging follower). */
+  snapshotBytes(): number {
+    return this.options.storage.snapshot().data.byteLength;
   }
 
   isMember(id: NodeId): boolean {
@@ -398,6 +411,7 @@ export class Driver implements KvNode {
       stateMachine.restore(rd.snapshot.data);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.applied = rd.snapshot.meta.index;
+      this.options.observer?.onSnapshot?.("installed", rd.snapshot.meta.index, rd.snapshot.data.byteLength);
       this.conf = rd.snapshot.meta.conf;
       // Proposals at or below the snapshot were overwritten or applied elsewhere; we cannot tell which.
       for (const [index, p] of this.proposals) {
@@ -461,7 +475,7 @@ export class Driver implements KvNode {
     this.lastSnapshotIndex = applied;
     const compactTo = applied - retainEntries;
     if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
-    this.options.observer?.onSnapshot?.(applied, data.byteLength);
+    this.options.observer?.onSnapshot?.("created", applied, data.byteLength);
   }
 
   // -------------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ export function toConnectError(error: unknown, context: ErrorContext = {}): Conn
   if (error instanceof TooLargeError) {
     return wire(error, Code.ResourceExhausted, "too-large", "the request is larger than the largest log entry the cluster replicates; split it");
   }
-  if (error instanceof InvalidRequestError) return wire(error, Code.InvalidArgument, "invalid-request", error.message);
+  if (error instanceof InvalidRequestError) return wire(error, Code.InvalidArgument, "invalid-argument", error.message);
   if (isKvError(error)) return fromKvError(error);
   if (aborted !== undefined) return abortedError(error, aborted, context.mutation === true);
   return wire(error, Code.Internal, "internal", "internal error; the server log has the details");
