@@ -306,7 +306,7 @@ export class PeerLink {
       this.client.installSnapshot(snapshotRequests(this.o.clusterId, m, this.o.snapshotChunkBytes), { timeoutMs, signal }).then(
         (response) =>
           this.onSnapshotSettled(
-            response.accepted ? undefined : new ConnectError(`the peer refused the snapshot: ${response.rejectReason}`, Code.Aborted),
+            response.accepted ? undefined : new ConnectError("the peer did not accept the snapshot", Code.Aborted),
           ),
         (e: unknown) => this.onSnapshotSettled(ConnectError.from(e)),
       ),
