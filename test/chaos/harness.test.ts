@@ -1,11 +1,16 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createPrng } from "../../src/lib/prng.js";
 import { freePorts } from "./free-ports.js";
 import type { ChaosOp } from "./history.js";
 import type { TimelineEntry } from "./nemesis-runner.js";
 import { startReaper } from "./reaper.js";
+import { verdictLine, writeReport } from "./report.js";
 import { parseCli, rerunCommand, UsageError } from "./run-options.js";
+import type { RunResult } from "./run.js";
 import { leaderSegments, renderTimelineSvg } from "./timeline-svg.js";
 import { KeySpace } from "./workload.js";
 
@@ -94,6 +99,57 @@ describe("leader lane", () => {
       { startMs: 1000, endMs: 1500, leader: 0 },
       { startMs: 1500, endMs: 1500, leader: 2 },
     ]);
+  });
+});
+
+describe("report", () => {
+  it("writes every file of a run folder and a one-line verdict with the rerun command", () => {
+    const dir = mkdtempSync(join(tmpdir(), "chaos-report-"));
+    try {
+      const options = parseCli(["--seed", "9", "--time", "5", "--nemesis", "kill"]).run;
+      const op: ChaosOp = { id: 1, worker: 1, kind: "put", key: "k", value: "w1.1", callUs: 0, endUs: 1000, outcome: { status: "ok", output: { kind: "put", revision: 1 } }, attempts: 1, endpoint: "e" };
+      const result: RunResult = {
+        options,
+        dir,
+        verdict: "fail",
+        reasons: [],
+        violations: [{ kind: "lost-write", message: "key k: acknowledged write op 1 is lost <here>", ops: [op] }],
+        violationCount: 1,
+        stats: {
+          workload: { started: 1, ok: 1, fail: 0, unknown: 0, retries: 0 },
+          linearizableOps: 1,
+          keys: 1,
+          searchSteps: 3,
+          faultsPlanned: 1,
+          faultsInjected: 1,
+          faultsByKind: { kill: 1 },
+          crashes: 0,
+          recoveryMs: 1500,
+          watchEvents: 1,
+          watchSource: "replay of node 1 from revision 1",
+          replicasCompared: 3,
+          durationMs: 9000,
+          phases: { start: 1000, workload: 5000, check: 300 },
+        },
+        rerun: rerunCommand(options),
+        plan: [],
+        timeline: [],
+        history: [op],
+        workStartMs: 0,
+        healedMs: 5000,
+        endpoints: ["http://127.0.0.1:1"],
+      };
+      writeReport(result, { watchEvents: [{ revision: 1, type: "put", key: "k", value: "w1.1" }], samples: [{ atMs: 0, node: 1, role: "LEADER", term: 1 }] });
+      expect(readdirSync(dir).sort()).toEqual(["history.jsonl", "nemesis.json", "report.html", "status.jsonl", "timeline.svg", "verdict.json", "watch.jsonl"]);
+      expect(JSON.parse(readFileSync(join(dir, "history.jsonl"), "utf8").trim())).toEqual(op);
+      expect(JSON.parse(readFileSync(join(dir, "verdict.json"), "utf8"))).toMatchObject({ verdict: "fail", violations: [{ kind: "lost-write", opIds: [1] }] });
+      expect(readFileSync(join(dir, "report.html"), "utf8")).toContain("acknowledged write op 1 is lost &lt;here&gt;");
+      const line = verdictLine(result, dir);
+      expect(line).toContain("chaos FAIL 1 violation(s): lost-write seed=9 nodes=3 time=5s nemesis=kill");
+      expect(line).toContain("rerun: npm run chaos -- --seed 9 --time 5 --nodes 3 --nemesis kill");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
