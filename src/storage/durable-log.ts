@@ -8,6 +8,7 @@ import { snapDir, walDir } from "./layout.js";
 import { LogView } from "./log-view.js";
 import { stderrLogger, type Logger } from "./logger.js";
 import { createNodeFileSystem } from "./node-file-system.js";
+import { ENTRY_TYPES } from "./packed-entries.js";
 import { RECORD_PAYLOAD_BYTES_MAX } from "./record.js";
 import { SnapshotStore } from "./snapshot-store.js";
 import { CONF_MEMBERS_MAX, ENTRY_FIXED_BYTES } from "./wal-codec.js";
@@ -77,7 +78,7 @@ const writeBatchBytesMaxDefault = 4 * 1024 * 1024;
 const pendingSavesMaxDefault = 65536;
 /** Entry data beyond this cannot be framed in one WAL record. */
 export const ENTRY_DATA_BYTES_MAX = RECORD_PAYLOAD_BYTES_MAX - ENTRY_FIXED_BYTES;
-const entryTypes: ReadonlySet<EntryType> = new Set(["normal", "noop", "config"]);
+const entryTypes: ReadonlySet<EntryType> = new Set(ENTRY_TYPES);
 
 /** Opens (or creates) the data directory, recovering the log. Rejects with CorruptLogError on damage. */
 export async function openStorage(options: StorageOptions): Promise<DurableLog> {
@@ -199,6 +200,7 @@ class FileLog implements DurableLog {
     assert(index >= this.snapshotIndexMax, () => `storage: installing snapshot ${index} below snapshot ${this.snapshotIndexMax}`);
     this.snapshotIndexMax = index;
     this.view.reset(snapshot);
+    // The file is written once the saves before it are durable, the reset record once the file is.
     const earlierSaves = this.writer.save(undefined, []);
     const written = this.inBackground(async () => {
       await earlierSaves;
@@ -213,11 +215,11 @@ class FileLog implements DurableLog {
     if (refused !== undefined) return Promise.reject(refused);
     const current = this.view.snapshot();
     if (index <= current.meta.index) return Promise.resolve(current);
-    // The barrier this queues is the only change before the file is durable; its refusal changes nothing.
     assert(index <= this.view.lastIndex(), () => `storage: snapshot at ${index} beyond the last index ${this.view.lastIndex()}`);
     checkConf(conf);
     const snapshot: Snapshot = { meta: { index, term: this.view.term(index), conf }, data };
     this.snapshotIndexMax = Math.max(this.snapshotIndexMax, index);
+    // The file is written once the saves before it are durable: changes become durable in call order.
     const earlierSaves = this.writer.save(undefined, []);
     return this.inBackground(async () => {
       await earlierSaves;

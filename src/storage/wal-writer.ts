@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { assert } from "../lib/assert.js";
 import type { ConfState, Entry, HardState } from "../core/types.js";
-import { StorageFailedError, StorageOverloadedError, errorCode } from "./errors.js";
+import { StorageClosedError, StorageFailedError, StorageOverloadedError, errorCode } from "./errors.js";
 import type { FileHandle, FileSystem } from "./file-system.js";
 import { TMP_SUFFIX, segmentName } from "./layout.js";
 import { RECORD_HEADER_BYTES } from "./record.js";
@@ -157,14 +157,9 @@ export class WalWriter {
     return this.queue.length;
   }
 
-  /** The segment files, oldest first (for tests and diagnostics). */
-  get segmentPaths(): readonly string[] {
-    return this.segments.map((s) => s.path);
-  }
-
   /** Starts zero-filling the segment after the active one, so rotation does not wait for it. */
   prepareNext(): void {
-    if (this.preparation.kind !== "none" || this.state.kind === "closed") return;
+    if (this.preparation.kind !== "none" || this.state.kind === "closed" || this.state.kind === "failed") return;
     const seq = this.active().seq + 1;
     const result = prepareSegment(this.options, seq);
     this.preparation = { kind: "preparing", seq, result };
@@ -187,11 +182,10 @@ export class WalWriter {
    * directory after each so that a crash can only leave a contiguous run of segments. The segment after a
    * deleted one must have a durable header, since that header then carries the hard state.
    */
-  async deleteSegmentsThrough(index: number): Promise<number> {
-    let deleted = 0;
+  async deleteSegmentsThrough(index: number): Promise<void> {
     while (true) {
       const [oldest, next] = this.segments;
-      if (oldest === undefined || next === undefined || !next.durable || oldest.maxIndex > index) return deleted;
+      if (oldest === undefined || next === undefined || !next.durable || oldest.maxIndex > index) return;
       this.segments.shift();
       try {
         await this.options.fs.unlink(oldest.path);
@@ -200,7 +194,6 @@ export class WalWriter {
         this.segments.unshift(oldest);
         throw error;
       }
-      deleted++;
     }
   }
 
@@ -225,7 +218,7 @@ export class WalWriter {
       case "failed":
         return Promise.reject(this.state.error);
       case "closed":
-        return Promise.reject(new Error("wal writer is closed"));
+        return Promise.reject(new StorageClosedError());
       case "idle":
       case "flushing":
         break;
