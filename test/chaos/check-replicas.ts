@@ -21,7 +21,11 @@ export function eventsByRevision(events: readonly WatchRecord[]): Map<number, st
   return new Map([...sets].map(([revision, set]) => [revision, [...set].sort()]));
 }
 
-export function checkReplicas(histories: ReadonlyMap<number, readonly WatchRecord[]>, upToRevision: number): Violation[] {
+export function checkReplicas(
+  histories: ReadonlyMap<number, readonly WatchRecord[]>,
+  upToRevision: number,
+  label: (id: number) => string = (id) => `node ${id}`,
+): Violation[] {
   const entries = [...histories].sort(([a], [b]) => a - b);
   const reference = entries[0];
   if (reference === undefined) return [];
@@ -36,7 +40,7 @@ export function checkReplicas(histories: ReadonlyMap<number, readonly WatchRecor
       if (a !== b) {
         violations.push({
           kind: "replica-divergence",
-          message: `nodes ${referenceId} and ${id} disagree at revision ${revision}: node ${referenceId} has ${a}, node ${id} has ${b}`,
+          message: `${label(referenceId)} and ${label(id)} disagree at revision ${revision}: ${label(referenceId)} has ${a}, ${label(id)} has ${b}`,
           ops: [],
         });
         break;

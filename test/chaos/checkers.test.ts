@@ -226,7 +226,7 @@ describe("replica agreement", () => {
     const violations = checkReplicas(new Map([[1, [e(1, "a"), e(2, "b")]], [3, [e(1, "a"), e(2, "c")]]]), 2);
     expect(violations).toHaveLength(1);
     expect(violations[0]?.kind).toBe("replica-divergence");
-    expect(violations[0]?.message).toContain("nodes 1 and 3 disagree at revision 2");
+    expect(violations[0]?.message).toContain("node 1 and node 3 disagree at revision 2: node 1 has put k=b, node 3 has put k=c");
   });
 });
 

@@ -1,10 +1,9 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { assert } from "../../src/lib/assert.js";
-import { createRaftkvClient } from "../../src/rpc/client/index.js";
 import { checkExactlyOnce, missingRevisions } from "./check-exactly-once.js";
 import { checkChaosLinearizability, type LinearizabilityVerdict } from "./check-linearizability.js";
-import { checkLostWrites, type FinalRead } from "./check-lost-writes.js";
+import { checkLostWrites } from "./check-lost-writes.js";
+import { finalRead, recover } from "./final-state.js";
 import { checkReplicas } from "./check-replicas.js";
 import { ChaosCluster } from "./cluster.js";
 import type { ChaosOp, WatchRecord } from "./history.js";
@@ -71,11 +70,7 @@ export interface RunResult {
   readonly endpoints: readonly string[];
 }
 
-/** The workload's final ops run as "worker 0": the harness's probes and final reads. */
-const HARNESS_WORKER = 0;
-const FINAL_READ_ATTEMPTS_MAX = 20;
 const REPLAY_TIMEOUT_MS = 20_000;
-const RANGE_PAGES_MAX = 10_000;
 /** How often every node's Status is sampled during the run. */
 const STATUS_INTERVAL_MS = 500;
 
@@ -221,40 +216,12 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       violations.push(...checkLostWrites(history, final.read));
     }
 
-    // Exactly-once and replica agreement, from the histories every node replays from revision 1.
-    // Without a final read the last revision is unknown, so no history can be called complete.
-    const finalRevision = "error" in final ? undefined : final.revision;
-    const ackedRevisionMax = Math.max(0, ...history.map((op) => (op.outcome.status === "ok" ? op.outcome.output.revision : 0)));
-    const replayRevision = finalRevision ?? Math.max(ackedRevisionMax, watch.lastRevision);
-    await watch.stopAfter(replayRevision, REPLAY_TIMEOUT_MS);
-    const replays = await Promise.all(c.ids.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, replayRevision, REPLAY_TIMEOUT_MS)] as const));
-    const replayed = new Map<number, readonly WatchRecord[]>();
-    for (const [id, replay] of replays) {
-      if (replay.kind === "ok") replayed.set(id, replay.events);
-      else reasons.push(`node ${id} could not replay its history (${replay.kind === "compacted" ? `compacted up to revision ${replay.compactRevision}` : replay.error}); it is left out of the replica check`);
-    }
-    replicasCompared = replayed.size;
-    violations.push(...checkReplicas(replayed, replayRevision));
-    const [firstReplay] = replayed;
-    if (firstReplay !== undefined) {
-      watchEvents = [...firstReplay[1]];
-      watchSource = `replay of node ${firstReplay[0]} from revision 1`;
-    } else {
-      watchEvents = watch.events;
-      watchSource = `live watch (${watch.end.kind})`;
-    }
-    const gaps = missingRevisions(watchEvents, replayRevision);
-    if (gaps.count > 0) {
-      violations.push({
-        kind: "watch-gap",
-        message: `the ${watchSource} misses ${gaps.count} of revisions 1..${replayRevision} (first: ${gaps.listed.join(", ")})`,
-        ops: [],
-      });
-    }
-    // The live watch must agree with the replayed history wherever both have a revision.
-    if (firstReplay !== undefined && watch.events.length > 0) violations.push(...checkReplicas(new Map([[0, firstReplay[1]], [-1, watch.events]]), Math.min(watch.lastRevision, replayRevision)).map((v) => ({ ...v, message: `live watch vs replay: ${v.message}` })));
-    const complete = finalRevision !== undefined && finalRevision >= ackedRevisionMax && gaps.count === 0 && watchEvents.length > 0;
-    violations.push(...checkExactlyOnce(history, { events: watchEvents, complete }));
+    const judged = await judgeHistories(c, watch, history, "error" in final ? undefined : final.revision);
+    violations.push(...judged.violations);
+    reasons.push(...judged.reasons);
+    watchEvents = judged.events;
+    watchSource = judged.source;
+    replicasCompared = judged.replicas;
 
     lin = checkChaosLinearizability(history);
     if (lin.violation !== undefined) violations.push(lin.violation);
@@ -302,6 +269,51 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   return result;
 }
 
+interface HistoryVerdict {
+  readonly violations: Violation[];
+  readonly reasons: string[];
+  /** The history the exactly-once check used, and where it came from. */
+  readonly events: WatchRecord[];
+  readonly source: string;
+  /** How many nodes replayed their history. */
+  readonly replicas: number;
+}
+
+/**
+ * Exactly-once, replica agreement and watch completeness, from the history every node replays from
+ * revision 1 after healing (and the live watch, which must agree with it). Without a final read the
+ * last revision is unknown, so no history can be called complete.
+ */
+async function judgeHistories(c: ChaosCluster, watch: WatchRecorder, history: readonly ChaosOp[], finalRevision: number | undefined): Promise<HistoryVerdict> {
+  const violations: Violation[] = [];
+  const reasons: string[] = [];
+  const ackedRevisionMax = Math.max(0, ...history.map((op) => (op.outcome.status === "ok" ? op.outcome.output.revision : 0)));
+  const upTo = finalRevision ?? Math.max(ackedRevisionMax, watch.lastRevision);
+  await watch.stopAfter(upTo, REPLAY_TIMEOUT_MS);
+  const replays = await Promise.all(c.ids.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, upTo, REPLAY_TIMEOUT_MS)] as const));
+  const replayed = new Map<number, readonly WatchRecord[]>();
+  for (const [id, replay] of replays) {
+    if (replay.kind === "ok") replayed.set(id, replay.events);
+    else reasons.push(`node ${id} could not replay its history (${replay.kind === "compacted" ? `compacted up to revision ${replay.compactRevision}` : replay.error}); it is left out of the replica check`);
+  }
+  violations.push(...checkReplicas(replayed, upTo));
+  const [first] = replayed;
+  const events = first === undefined ? watch.events : [...first[1]];
+  const source = first === undefined ? `live watch (${watch.end.kind})` : `replay of node ${first[0]} from revision 1`;
+  const gaps = missingRevisions(events, upTo);
+  if (gaps.count > 0) {
+    violations.push({ kind: "watch", message: `the ${source} misses ${gaps.count} of revisions 1..${upTo} (first: ${gaps.listed.join(", ")})`, ops: [] });
+  }
+  if (first !== undefined && watch.events.length > 0) {
+    const labels = (id: number): string => (id === first[0] ? `node ${id}'s replay` : "the live watch");
+    const live = new Map([[first[0], first[1]], [first[0] + 1_000_000, watch.events]]);
+    violations.push(...checkReplicas(live, Math.min(watch.lastRevision, upTo), labels).map((v) => ({ ...v, kind: "watch" as const })));
+  }
+  const complete = finalRevision !== undefined && finalRevision >= ackedRevisionMax && gaps.count === 0 && events.length > 0;
+  violations.push(...checkExactlyOnce(history, { events, complete }));
+  return { violations, reasons, events, source, replicas: replayed.size };
+}
+
 class HarnessError extends Error {}
 
 function isInconclusive(reason: string): boolean {
@@ -320,82 +332,4 @@ function statsOf(history: readonly ChaosOp[]): WorkloadStats {
     retries += op.attempts - 1;
   }
   return { started: history.length, ok, fail, unknown, retries };
-}
-
-/**
- * Polls until a leader answers and a write succeeds (recorded in the history like any op), bounded by
- * `recoveryMsMax`. Returns the time it took, or undefined.
- */
-async function recover(cluster: ChaosCluster, clock: RunClock, workload: Workload, recoveryMsMax: number): Promise<number | undefined> {
-  const startMs = clock.nowMs();
-  let probe = 0;
-  while (clock.nowMs() - startMs < recoveryMsMax) {
-    const leader = await cluster.leader();
-    if (leader !== undefined) {
-      probe++;
-      // Straight to the leader that answered: recovery is about the cluster, not about a client's
-      // luck in finding it.
-      const ok = await workload.probeWrite(HARNESS_WORKER, `probe.${probe}`, leader.id - 1);
-      if (ok) return clock.nowMs() - startMs;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return undefined;
-}
-
-/**
- * One linearizable read of every key (a paged Range of the prefix), recorded as a get per key with the
- * Range's invocation and completion times: one linearizable read observes every key at one point.
- */
-async function finalRead(
-  endpoints: readonly string[],
-  workload: Workload,
-  clock: RunClock,
-  budgetMs: number,
-): Promise<{ read: FinalRead; revision: number } | { error: string }> {
-  // One client per node, tried in turn: a node that hangs must not take every attempt.
-  const clients = endpoints.map((endpoint) => createRaftkvClient({ endpoints: [endpoint], timeoutMs: 5000, attemptTimeoutMs: 2000 }));
-  const prefix = new TextEncoder().encode(defaultWorkload.prefix);
-  const decoder = new TextDecoder();
-  const deadline = Date.now() + budgetMs;
-  let lastError = "no attempt";
-  try {
-    for (let attempt = 0; attempt < FINAL_READ_ATTEMPTS_MAX && Date.now() < deadline; attempt++) {
-      const client = clients[attempt % clients.length];
-      const endpoint = endpoints[attempt % endpoints.length] ?? "";
-      assert(client !== undefined, "final read: a client per endpoint");
-      const callUs = clock.nowUs();
-      try {
-        // Pages of one scan may come from different revisions; a scan is accepted only when every page
-        // has the same revision, so the whole read is one point in time.
-        const values = new Map<string, string | null>();
-        let continueKey: Uint8Array | undefined;
-        let revision: bigint | undefined;
-        let consistent = true;
-        for (let page = 0; page < RANGE_PAGES_MAX; page++) {
-          const response = await client.range({ key: prefix, prefix: true, ...(continueKey === undefined ? {} : { continueKey }) });
-          const pageRevision = response.header?.revision ?? 0n;
-          if (revision !== undefined && pageRevision !== revision) consistent = false;
-          revision = pageRevision;
-          for (const kv of response.kvs) values.set(decoder.decode(kv.key), decoder.decode(kv.value));
-          if (!response.more) break;
-          continueKey = response.nextKey;
-        }
-        if (!consistent) {
-          lastError = "the pages of the scan came from different revisions";
-          continue;
-        }
-        const endUs = clock.nowUs();
-        for (const key of workload.keySpace.keys()) if (!values.has(key)) values.set(key, null);
-        workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, Number(revision ?? 0n), endpoint);
-        return { read: { values, callUs }, revision: Number(revision ?? 0n) };
-      } catch (error) {
-        lastError = `${endpoint}: ${describeError(error)}`;
-        await new Promise((r) => setTimeout(r, 500));
-      }
-    }
-    return { error: lastError };
-  } finally {
-    for (const client of clients) client.close();
-  }
 }

@@ -10,7 +10,7 @@ import type { ChaosOp } from "./history.js";
  * - `phantom-value`: a value nobody wrote was read or appeared in the history;
  * - `unapplied-ack`: an acknowledged write never appears in the complete watch history;
  * - `replica-divergence`: two nodes report different histories for the same revisions;
- * - `watch-gap`: a watch skipped revisions it should have delivered;
+ * - `watch`: a watch skipped revisions, or delivered changes that differ from the replayed history;
  * - `two-leaders`: two nodes reported leading the same term (Election Safety);
  * - `no-recovery`: no leader or no successful write within the bound after the last fault healed;
  * - `crash`: a node exited on its own.
@@ -23,7 +23,7 @@ export type ViolationKind =
   | "phantom-value"
   | "unapplied-ack"
   | "replica-divergence"
-  | "watch-gap"
+  | "watch"
   | "two-leaders"
   | "no-recovery"
   | "crash";
