@@ -35,10 +35,13 @@ export interface ClusterOptions {
   readonly logLevel?: string;
   /** How long a Status call may take. Default 1000 ms. */
   readonly statusTimeoutMs?: number;
+  /** The run's clock for crash times (ms after the workload started). Default: ms since create(). */
+  readonly nowMs?: () => number;
 }
 
 export interface CrashRecord {
   readonly id: number;
+  /** On the clock of ClusterOptions.nowMs. */
   readonly atMs: number;
   readonly code: number | null;
   readonly signal: string | null;
@@ -60,11 +63,13 @@ export class ChaosCluster {
   private readonly proxies = new Map<string, TcpProxy>();
   private networkSlot: ChaosNetwork | undefined;
   private statusClient: RaftkvClient | undefined;
-  private readonly startedAt = Date.now();
+  private readonly nowMs: () => number;
 
   private constructor(private readonly o: ClusterOptions) {
     assert(clusterSizes.some((n) => n === o.nodes), () => `cluster: nodes must be one of ${clusterSizes.join(", ")}`);
     this.ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
+    const createdAt = Date.now();
+    this.nowMs = o.nowMs ?? (() => Date.now() - createdAt);
   }
 
   /** Builds proxies and processes (not started yet). Everything it opened is closed by close(). */
@@ -131,7 +136,7 @@ export class ChaosCluster {
 
   private recordCrash(id: number, code: number | null, signal: string | null): void {
     const node = this.processes.get(id);
-    this.crashes.push({ id, atMs: Date.now() - this.startedAt, code, signal, logTail: node?.logTail() ?? "" });
+    this.crashes.push({ id, atMs: Math.round(this.nowMs()), code, signal, logTail: node?.logTail() ?? "" });
   }
 
   get network(): ChaosNetwork {

@@ -46,8 +46,28 @@ export interface ChaosOp {
   readonly endpoint: string;
 }
 
-export function isMutation(kind: OpKind): boolean {
-  return kind !== "get";
+/** What happened to the ops of a history, for reports. */
+export interface HistoryStats {
+  readonly started: number;
+  readonly ok: number;
+  readonly fail: number;
+  readonly unknown: number;
+  /** Extra calls with the same session after an unknown outcome. */
+  readonly retries: number;
+}
+
+export function historyStats(history: readonly ChaosOp[]): HistoryStats {
+  let ok = 0;
+  let fail = 0;
+  let unknown = 0;
+  let retries = 0;
+  for (const op of history) {
+    if (op.outcome.status === "ok") ok++;
+    else if (op.outcome.status === "fail") fail++;
+    else unknown++;
+    retries += op.attempts - 1;
+  }
+  return { started: history.length, ok, fail, unknown, retries };
 }
 
 export function describeChaosOp(op: ChaosOp): string {

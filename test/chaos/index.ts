@@ -12,7 +12,7 @@ export { createTcpProxy, linkHealthy, type LinkMode, type LinkState, type TcpPro
 export { partitionCut, partitionShapes, allLinks, cutBetweenGroups, nodesWithMajority, linkName, type DirectedLink, type PartitionShape } from "./partitions.js";
 export { planNemesis, parseNemesisKinds, describeFault, nemesisKinds, type FaultSpec, type NemesisKind, type PlannedFault } from "./nemesis-plan.js";
 export { NemesisRunner, type NemesisControl, type TimelineEntry } from "./nemesis-runner.js";
-export { Workload, KeySpace, RunClock, defaultWorkload, type WorkloadOptions, type WorkloadStats } from "./workload.js";
+export { Workload, KeySpace, RunClock, defaultWorkload, type WorkloadOptions } from "./workload.js";
 export { WatchRecorder, replayHistory } from "./watch-recorder.js";
 export { checkChaosLinearizability, toSimHistory, ABSENT } from "./check-linearizability.js";
 export { checkLostWrites, type FinalRead } from "./check-lost-writes.js";
@@ -21,5 +21,5 @@ export { checkReplicas } from "./check-replicas.js";
 export { renderTimelineSvg } from "./timeline-svg.js";
 export { startReaper, type Reaper } from "./reaper.js";
 export { freePorts } from "./free-ports.js";
-export type { ChaosOp, ChaosOutcome, ChaosOutput, OpKind, WatchRecord } from "./history.js";
+export { historyStats, describeChaosOp, type ChaosOp, type ChaosOutcome, type ChaosOutput, type HistoryStats, type OpKind, type WatchRecord } from "./history.js";
 export type { Violation, ViolationKind } from "./violation.js";

@@ -36,8 +36,6 @@ export const logTailBytes = 4096;
 
 export class NodeProcess {
   private lifecycle: NodeLifecycle = { kind: "down", why: "not-started" };
-  /** Starts (the first and every restart), for the report. */
-  starts = 0;
 
   constructor(private readonly o: NodeProcessOptions) {
     assert(o.command.length >= 1, "node process: empty command");
@@ -73,7 +71,6 @@ export class NodeProcess {
       return;
     }
     this.o.reaper.add(pid);
-    this.starts++;
     const exited = new Promise<void>((resolve) => {
       child.once("exit", (code, signal) => {
         this.o.reaper.remove(pid);

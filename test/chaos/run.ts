@@ -6,7 +6,7 @@ import { checkLostWrites } from "./check-lost-writes.js";
 import { finalRead, recover } from "./final-state.js";
 import { checkReplicas } from "./check-replicas.js";
 import { ChaosCluster } from "./cluster.js";
-import type { ChaosOp, WatchRecord } from "./history.js";
+import { historyStats, type ChaosOp, type HistoryStats, type WatchRecord } from "./history.js";
 import { NemesisRunner, type TimelineEntry } from "./nemesis-runner.js";
 import { planNemesis, type PlannedFault } from "./nemesis-plan.js";
 import { defaultServeCommand } from "./node-process.js";
@@ -14,7 +14,7 @@ import { startReaper } from "./reaper.js";
 import { rerunCommand, type RunOptions } from "./run-options.js";
 import { capViolations, type Violation } from "./violation.js";
 import { replayHistory, WatchRecorder } from "./watch-recorder.js";
-import { defaultWorkload, describeError, RunClock, Workload, type WorkloadStats } from "./workload.js";
+import { defaultWorkload, describeError, RunClock, Workload } from "./workload.js";
 import { writeReport } from "./report.js";
 import type { TcpProxyStats } from "./tcp-proxy.js";
 import { checkOneLeaderPerTerm, StatusSampler } from "./status-sampler.js";
@@ -28,7 +28,7 @@ import { checkOneLeaderPerTerm, StatusSampler } from "./status-sampler.js";
 export type Verdict = "pass" | "fail" | "inconclusive" | "error";
 
 export interface RunStats {
-  readonly workload: WorkloadStats;
+  readonly workload: HistoryStats;
   /** Ops the linearizability search placed, and over how many keys. */
   readonly linearizableOps: number;
   readonly keys: number;
@@ -148,6 +148,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       reaper,
       extraArgs: options.serveArgs,
       logLevel: options.logLevel,
+      nowMs: () => clock.nowMs() - workStart,
     });
     const c = cluster;
     c.startAll();
@@ -227,9 +228,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     if (lin.violation !== undefined) violations.push(lin.violation);
     if (lin.kind === "budgetExceeded") reasons.push(`the linearizability search ran out of budget on key ${lin.key ?? "?"} (${lin.operations} ops); the run proves nothing about it`);
     for (const crash of c.crashes) {
-      violations.push({ kind: "crash", message: `node ${crash.id} exited on its own at ${crash.atMs} ms (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`, ops: [] });
+      violations.push({ kind: "crash", message: `node ${crash.id} exited on its own ${crash.atMs} ms after the workload started (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`, ops: [] });
     }
-    if (workload.stats().ok === 0) reasons.push("no operation succeeded, so the checks had nothing to judge");
+    if (historyStats(workload.ops).ok === 0) reasons.push("no operation succeeded, so the checks had nothing to judge");
     proxies = c.network.stats();
     phase("check", phaseStart);
   } catch (error) {
@@ -247,7 +248,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   for (const e of injected) faultsByKind[e.kind] = (faultsByKind[e.kind] ?? 0) + 1;
   const stats: RunStats = {
     ...emptyStats,
-    workload: statsOf(history),
+    workload: historyStats(history),
     linearizableOps: lin?.operations ?? 0,
     keys: lin?.keys ?? 0,
     searchSteps: lin?.searchSteps ?? 0,
@@ -320,16 +321,3 @@ function isInconclusive(reason: string): boolean {
   return reason.startsWith("the linearizability search") || reason.startsWith("no operation succeeded") || reason.startsWith("the final read");
 }
 
-function statsOf(history: readonly ChaosOp[]): WorkloadStats {
-  let ok = 0;
-  let fail = 0;
-  let unknown = 0;
-  let retries = 0;
-  for (const op of history) {
-    if (op.outcome.status === "ok") ok++;
-    else if (op.outcome.status === "fail") fail++;
-    else unknown++;
-    retries += op.attempts - 1;
-  }
-  return { started: history.length, ok, fail, unknown, retries };
-}

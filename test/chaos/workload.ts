@@ -118,14 +118,6 @@ export class KeySpace {
   }
 }
 
-export interface WorkloadStats {
-  readonly started: number;
-  readonly ok: number;
-  readonly fail: number;
-  readonly unknown: number;
-  readonly retries: number;
-}
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -151,7 +143,6 @@ export class Workload {
   readonly keySpace: KeySpace;
   private nextOpId = 1;
   private stopping = false;
-  private retries = 0;
   private readonly clients: RaftkvClient[] = [];
   private readonly harnessClients = new Map<string, RaftkvClient>();
   private harnessSequence = 0;
@@ -209,18 +200,6 @@ export class Workload {
   close(): void {
     for (const client of this.clients) client.close();
     this.clients.length = 0;
-  }
-
-  stats(): WorkloadStats {
-    let ok = 0;
-    let fail = 0;
-    let unknown = 0;
-    for (const op of this.ops) {
-      if (op.outcome.status === "ok") ok++;
-      else if (op.outcome.status === "fail") fail++;
-      else unknown++;
-    }
-    return { started: this.ops.length, ok, fail, unknown, retries: this.retries };
   }
 
   private client(endpoints: readonly string[], clientId: string, attemptTimeoutMs = this.o.attemptTimeoutMs): RaftkvClient {
@@ -312,7 +291,6 @@ export class Workload {
     for (let retry = 0; retry <= this.o.retriesMax; retry++) {
       if (retry > 0) {
         if (this.stopping) break;
-        this.retries++;
         await sleep(this.o.retryPauseMs);
       }
       attempts++;
