@@ -216,6 +216,25 @@ export class ChaosCluster {
     });
   }
 
+  /**
+   * Each node's peer-link counters from /metrics (messages sent and dropped per peer), for a report on
+   * a node that does not rejoin: a link whose counters stand still while its peer is up is stuck.
+   */
+  async peerCounters(timeoutMs = 2000): Promise<string[]> {
+    return Promise.all(
+      this.ids.map(async (id) => {
+        try {
+          const response = await fetch(`${this.clientUrl(id)}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+          const text = await response.text();
+          const lines = text.split("\n").filter((line) => /^raftkv_peer_messages_(sent|dropped)_total\{/.test(line));
+          return `node ${id}: ${lines.map((line) => line.replace("raftkv_peer_messages_", "").replace("_total", "")).join(", ") || "no peer counters"}`;
+        } catch (error) {
+          return `node ${id}: /metrics unavailable (${error instanceof Error ? error.message : String(error)})`;
+        }
+      }),
+    );
+  }
+
   async transferLeadership(to: number, timeoutMs: number): Promise<number> {
     assert(this.statusClient !== undefined, "cluster: not built");
     const response = await this.statusClient.transferLeadership({ targetId: BigInt(to) }, { signal: AbortSignal.timeout(timeoutMs) });

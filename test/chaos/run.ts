@@ -202,12 +202,24 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       violations.push({ kind: "no-recovery", message: `no leader with a successful write within ${options.recoveryMsMax} ms after the last fault healed (at ${Math.round(healedMs - workStart)} ms)`, ops: [] });
     }
 
-    // Every node, restarted ones included, should rejoin before the final read and the replays.
-    const settled = await c.awaitStableLeader(options.recoveryMsMax);
+    // Every node, restarted ones included, must rejoin: a member that never hears from the leader again
+    // leaves the cluster one failure away from unavailability. The bound is twice the recovery bound,
+    // which leaves a restarted process time to start on a loaded machine.
+    const rejoinMsMax = 2 * options.recoveryMsMax;
+    const settled = await c.awaitStableLeader(rejoinMsMax);
     await sampler.stop();
     violations.push(...checkOneLeaderPerTerm(sampler.samples));
     if (settled === undefined) {
-      reasons.push(`not every node agreed on a leader within ${options.recoveryMsMax} ms after healing:\n${(await c.describe()).join("\n")}`);
+      const before = await c.peerCounters();
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const after = await c.peerCounters();
+      violations.push({
+        kind: "no-recovery",
+        message:
+          `not every node agreed on one leader within ${rejoinMsMax} ms after the workload ended (all faults healed at ${Math.round(healedMs - workStart)} ms):\n` +
+          `${(await c.describe()).join("\n")}\npeer-link counters, 2 s apart:\n${before.join("\n")}\n${after.join("\n")}`,
+        ops: [],
+      });
     }
     const final = await finalRead(c.endpoints(), workload, clock, options.recoveryMsMax);
     history = [...workload.ops];

@@ -12,7 +12,8 @@ import type { ChaosOp } from "./history.js";
  * - `replica-divergence`: two nodes report different histories for the same revisions;
  * - `watch`: a watch skipped revisions, or delivered changes that differ from the replayed history;
  * - `two-leaders`: two nodes reported leading the same term (Election Safety);
- * - `no-recovery`: no leader or no successful write within the bound after the last fault healed;
+ * - `no-recovery`: no leader or no successful write within the bound after the last fault healed, or a
+ *   node that never rejoins (never again agrees with the others on the leader);
  * - `crash`: a node exited on its own.
  */
 export type ViolationKind =
