@@ -306,11 +306,7 @@ describe("kill -9 of the leader", () => {
     console.log(`exactly-once: ${appliedBeforeResend} of ${inFlightWrites} writes in flight during the kill had applied before their resend`);
   });
 
-  // Known bug (src/rpc/client): a call in flight on a node that dies fails in connect-node with
-  // Aborted ("read ECONNRESET"); the client classifies an Aborted without a raftkv reason as fatal, so
-  // the write fails with outcomeUnknown instead of being retried on another node with its session.
-  // Remove `.fails` once the client retries it.
-  it.fails("retries, through the bundled client, writes in flight during the kill, each applied once", async () => {
+  it("retries, through the bundled client, writes in flight during the kill, each applied once", async () => {
     const c = cluster();
     const outcomes = kill().bundledInFlight;
     expect(outcomes).toHaveLength(bundledInFlightWrites);
@@ -329,11 +325,7 @@ describe("kill -9 of the leader", () => {
     expect(watch.seen.at(-1)?.from).not.toBe(BigInt(old.id));
   });
 
-  // Known bug (src/rpc/client): when the node a watch streams from dies, connect-node reports the
-  // broken HTTP/2 stream as Canceled ("http/2 stream closed with error code CANCEL"); the client
-  // classifies a Canceled without a raftkv reason as fatal and ends the watch with RaftkvCallError
-  // instead of resuming on another endpoint. Remove `.fails` once the client resumes.
-  it.fails("resumes the bundled client's watch by itself across the same kill", () => {
+  it("resumes the bundled client's watch by itself across the same kill", () => {
     const { bundledWatch, written, old } = kill();
     expect(bundledWatch.failure, "the bundled client's watch failed").toBeUndefined();
     expect(withoutSender(bundledWatch.seen)).toEqual(written);

@@ -385,8 +385,14 @@ function classify(error: ConnectError): Action {
     case "overloaded":
       return "backoff";
     case undefined:
-      // No raftkv reason: the failure came from the network or the client itself (refused, reset, timed out).
-      return error.code === Code.Unavailable ? "next-endpoint" : "fatal";
+      // No raftkv reason: the failure came from the network or the client itself. connect-node reports
+      // a refused connection as Unavailable, a reset one as Aborted ("read ECONNRESET"), and a stream
+      // broken by a dying server as Canceled ("stream closed with error code CANCEL"); a caller's own
+      // cancellation never gets here (checked before classifying). All are the node's fault, not the
+      // request's: try the next node. Mutations keep their session, so a retry applies at most once.
+      return error.code === Code.Unavailable || error.code === Code.Aborted || error.code === Code.Canceled || error.code === Code.Unknown
+        ? "next-endpoint"
+        : "fatal";
     default:
       return "fatal";
   }
