@@ -51,6 +51,8 @@ export interface E2eClusterOptions {
 
 export interface E2eCluster {
   readonly cluster: ChaosCluster;
+  /** The nodes' --cluster-id. */
+  readonly clusterId: string;
   readonly ids: readonly number[];
   /** Client URLs in id order. */
   readonly endpoints: readonly string[];
@@ -115,9 +117,18 @@ export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, wha
   }
 }
 
+/** The gRPC status code of a failed call of connect-es (ConnectError) or of @grpc/grpc-js (ServiceError). */
+export function statusCode(error: unknown): Code {
+  if (error instanceof ConnectError) return error.code;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  // grpc-js reports the numeric gRPC status, the same numbers as connect-es's Code.
+  return typeof code === "number" && code in Code ? (code as Code) : Code.Unknown;
+}
+
 /**
  * Retries a read (or a write with an exactly-once session) bound to one node while that node answers
- * Unavailable or DeadlineExceeded, as during an election; any other failure is the test's answer.
+ * Unavailable or DeadlineExceeded, as during an election or when a follower's ReadIndex round outlives
+ * its election timeout on a loaded machine; any other failure is the test's answer.
  */
 export async function retryUnavailable<T>(what: string, call: () => Promise<T>, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -125,9 +136,11 @@ export async function retryUnavailable<T>(what: string, call: () => Promise<T>, 
     try {
       return await call();
     } catch (error) {
-      const connectError = ConnectError.from(error);
-      const retryable = connectError.code === Code.Unavailable || connectError.code === Code.DeadlineExceeded;
-      if (!retryable || Date.now() >= deadline) throw new Error(`${what} failed after ${attempt} attempts: ${connectError.message}`, { cause: error });
+      const code = statusCode(error);
+      const retryable = code === Code.Unavailable || code === Code.DeadlineExceeded;
+      if (!retryable || Date.now() >= deadline) {
+        throw new Error(`${what} failed after ${attempt} attempts: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      }
     }
     await sleep(pollMs);
   }
@@ -152,10 +165,11 @@ export async function startE2eCluster(options: E2eClusterOptions = {}): Promise<
   process.once("exit", killOnExit);
   let fixture: Fixture | undefined;
   try {
+    // The cluster id is chaos-SEED: a random one keeps clusters of concurrent runs from ever mixing.
+    const seed = Math.floor(Math.random() * 1_000_000_000);
     cluster = await ChaosCluster.create({
       nodes: 3,
-      // The cluster id is chaos-SEED: a random one keeps clusters of concurrent runs from ever mixing.
-      seed: Math.floor(Math.random() * 1_000_000_000),
+      seed,
       repoRoot,
       logDir: join(dir, "logs"),
       dataDir: join(dir, "data"),
@@ -163,7 +177,7 @@ export async function startE2eCluster(options: E2eClusterOptions = {}): Promise<
       reaper,
       extraArgs: [...fastTiming, "--shutdown-timeout-ms", String(shutdownTimeoutMs), ...(options.extraArgs ?? [])],
     });
-    fixture = new Fixture(cluster, reaper, dir, () => process.removeListener("exit", killOnExit));
+    fixture = new Fixture(cluster, `chaos-${seed}`, reaper, dir, () => process.removeListener("exit", killOnExit));
     cluster.startAll();
     await fixture.stableLeader(startTimeoutMs);
     return fixture;
@@ -193,6 +207,7 @@ class Fixture implements E2eCluster {
 
   constructor(
     readonly cluster: ChaosCluster,
+    readonly clusterId: string,
     private readonly reaper: Reaper,
     private readonly dir: string,
     private readonly unregister: () => void,
