@@ -18,6 +18,12 @@ export type SessionManager = NonNullable<GrpcTransportOptions["sessionManager"]>
  * at once, which is what hides the round trip and the receiver's decoding. Other paths (the snapshot
  * stream) are not gated, so a long snapshot never holds back heartbeats.
  */
+/**
+ * The longest a call waits for the call before it to finish writing: a little over the default Step
+ * deadline, after which that call has failed anyway.
+ */
+const orderWaitMsMax = 2_500;
+
 export function orderedSessionManager(
   inner: SessionManager,
   isOrdered: (path: string) => boolean,
@@ -47,9 +53,15 @@ export function orderedSessionManager(
         throw e;
       }
       // "finish": the request body went out; "close": the stream ended some other way (reset, deadline,
-      // connection lost). Either way the next call may go.
+      // connection lost). Either way the next call may go. The stream may already be done by the time
+      // we get here (its session died in between), and a stream can stall unwritten on a peer that
+      // stopped reading; neither may hold back the calls behind it for longer than a call lives.
+      if (stream.destroyed || stream.closed || stream.writableFinished) written();
       stream.once("finish", written);
       stream.once("close", written);
+      const stalled = setTimeout(written, orderWaitMsMax);
+      stalled.unref();
+      stream.once("close", () => clearTimeout(stalled));
       return stream;
     },
     notifyResponseByteRead(stream: http2.ClientHttp2Stream) {

@@ -32,6 +32,9 @@ export interface PeerStats {
   readonly snapshotsFailed: number;
 }
 
+/** Codes that mean the call died on the way (no answer from the peer's service), not a refusal by the peer. */
+const transportFailureCodes: ReadonlySet<Code> = new Set([Code.DeadlineExceeded, Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal]);
+
 /** Slack on top of the bytes the pipeline can hold, for headers, flow-control frames and responses. */
 const SESSION_MEMORY_SLACK_MB = 10;
 const MB = 1024 * 1024;
@@ -276,9 +279,12 @@ export class PeerLink {
   private onCallFailed(error: ConnectError): void {
     this.counts.failures++;
     this.notify(() => this.o.onUnreachable(this.id));
-    // A connection attempt to a host that drops packets hangs until the OS gives up (minutes), and every
-    // call would wait on it. The keepalive PINGs cover an established connection, not this one.
-    if (this.session.state() === "connecting") this.session.abort(error);
+    // Start the next attempt on a fresh connection unless the peer itself answered with an error. A
+    // connection attempt to a host that drops packets hangs until the OS gives up (minutes), and an
+    // established connection to a peer that restarted or stalled can keep swallowing calls until a
+    // PING notices; every call would wait on either. Aborting fails the other calls in flight too,
+    // which is right: the link is going into backoff anyway.
+    if (transportFailureCodes.has(error.code)) this.session.abort(error);
     // In backoff already: a straggler of the failed pipeline; the outage is known and the wait stands.
     if (this.state.kind === "probing" || this.state.kind === "active") this.enterBackoff(error);
   }
