@@ -62,6 +62,8 @@ export interface DriverOptions {
   readonly snapshotEntries: number;
   /** Entries kept in the log below a snapshot, so slightly lagging followers catch up without one. */
   readonly retainEntries: number;
+  /** Called once everything is closed at the end of stop() (openNode releases the data directory). */
+  readonly onStopped?: () => Promise<void>;
   /** Seed for election timeouts; defaults to one derived from the id and the clock. */
   readonly seed?: number;
 }
@@ -357,6 +359,7 @@ export class Driver implements KvNode {
     this.failAll(new StoppedError("the node is shutting down"), new UnknownOutcomeError("the node stopped before the write applied; it may still commit"));
     await this.options.transport.close();
     await this.options.storage.close();
+    await this.options.onStopped?.();
     if (this.state.kind === "stopping") this.setState({ kind: "stopped" });
   }
 

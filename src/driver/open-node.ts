@@ -3,6 +3,7 @@ import type { NodeId } from "../core/index.js";
 import { createKvStore, type KvOptions } from "../kv/index.js";
 import { openStorage } from "../storage/index.js";
 import { createPeerTransport, type PeerTransportOptions } from "../transport/index.js";
+import { lockDataDir } from "./data-dir-lock.js";
 import { Driver, type DriverLogger, type DriverObserver } from "./node.js";
 import type { MemberView } from "./types.js";
 
@@ -35,11 +36,18 @@ export interface NodeConfig {
  */
 export async function openNode(config: NodeConfig): Promise<Driver> {
   const { logger } = config;
-  const storage = await openStorage({
-    dir: join(config.dataDir, "raft"),
-    initialConf: { voters: config.members.filter((m) => !m.learner).map((m) => m.id), learners: config.members.filter((m) => m.learner).map((m) => m.id) },
-    logger: (level, msg, fields) => logger[level](msg, { component: "storage", ...fields }),
-  });
+  const unlock = await lockDataDir(config.dataDir);
+  let storage;
+  try {
+    storage = await openStorage({
+      dir: join(config.dataDir, "raft"),
+      initialConf: { voters: config.members.filter((m) => !m.learner).map((m) => m.id), learners: config.members.filter((m) => m.learner).map((m) => m.id) },
+      logger: (level, msg, fields) => logger[level](msg, { component: "storage", ...fields }),
+    });
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
   const stateMachine = createKvStore(config.kv ?? {});
   const snapshot = storage.snapshot();
   if (snapshot.meta.index > 0) stateMachine.restore(snapshot.data);
@@ -74,6 +82,7 @@ export async function openNode(config: NodeConfig): Promise<Driver> {
     readsMax: config.readsMax ?? 65_536,
     snapshotEntries: config.snapshotEntries ?? 10_000,
     retainEntries: config.retainEntries ?? 5_000,
+    onStopped: unlock,
   });
   driver.start();
   return driver;
