@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NodeRole } from "../../gen/raftkv/v1/cluster_pb.js";
 import type { PutResponse, WatchResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import { assert } from "../../src/lib/assert.js";
 import { errorReason } from "../../src/rpc/index.js";
 import type { LeaderView } from "../chaos/cluster.js";
 import { bytes, text } from "./bytes.js";
-import { retryUnavailable, sleep, startE2eCluster, waitFor, withTimeout, type E2eCluster } from "./e2e-cluster.js";
+import { certainlyNotApplied, retryUnavailable, sleep, startE2eCluster, waitFor, withTimeout, type E2eCluster } from "./e2e-cluster.js";
 import { Timings } from "./timings.js";
 
 /**
@@ -157,33 +158,40 @@ describe("a 3-node cluster before any failure", () => {
 });
 
 describe("kill -9 of the leader", () => {
+  const attemptsMax = 3;
   const writes = 20;
   const inFlightWrites = 6;
   const bundledInFlightWrites = 3;
 
-  it("elects a new leader, and writes resume, after kill -9 of a leader with watches open and writes in flight", async () => {
+  /** The leader lost its role before the kill (an election on a loaded machine): the attempt is void. */
+  class LeadershipMoved extends Error {}
+
+  /**
+   * One attempt of the step: watches on the leader, writes, and the kill. Everything it writes is
+   * under keys of its own attempt, so a void attempt leaves nothing the next one could mistake.
+   */
+  async function killMidTraffic(attempt: number): Promise<KillRun> {
     const c = cluster();
     const base = `e2e-${randomUUID()}`;
+    const prefix = `watch/${attempt}/`;
+    const inFlight = Array.from({ length: inFlightWrites }, (_, i) => ({ key: `once/inflight-${attempt}-${i}`, clientId: `${base}-b${i}` }));
     // Keys that exist (version 1), so that one application makes version 2 and two would make 3.
-    for (let i = 0; i < inFlightWrites; i++) {
-      const key = `once/inflight-${i}`;
-      record(key, "before", await c.client.put({ key: bytes(key), value: bytes("before") }));
-    }
-    const old = await c.stableLeader();
+    for (const { key } of inFlight) record(key, "before", await c.client.put({ key: bytes(key), value: bytes("before") }));
+    const leader = await c.stableLeader();
     const stop = new AbortController();
     try {
       // A watch as any client runs one: on the leader, and when its stream breaks, again on another node
       // from the revision after the last one received.
-      const watchRequest = { key: bytes("watch/"), prefix: true };
+      const watchRequest = { key: bytes(prefix), prefix: true };
       const seen: Seen[] = [];
       let resumes = 0;
-      const firstStream = c.kv(old.id).watch(watchRequest, { signal: stop.signal })[Symbol.asyncIterator]();
+      const firstStream = c.kv(leader.id).watch(watchRequest, { signal: stop.signal })[Symbol.asyncIterator]();
       const confirmation = await firstStream.next();
-      expect(confirmation.value?.header?.memberId).toBe(BigInt(old.id));
+      expect(confirmation.value?.header?.memberId).toBe(BigInt(leader.id));
       const watchStart = (confirmation.value?.header?.revision ?? 0n) + 1n;
       const manual = (async () => {
         let stream = firstStream;
-        let node = old.id;
+        let node = leader.id;
         while (seen.length < writes) {
           try {
             const next = await stream.next();
@@ -192,7 +200,7 @@ describe("kill -9 of the leader", () => {
           } catch (error) {
             if (stop.signal.aborted || !(error instanceof ConnectError)) throw error;
             resumes++;
-            node = c.ids.find((id) => id !== old.id) ?? old.id;
+            node = c.ids.find((id) => id !== leader.id) ?? leader.id;
             const from = (seen.at(-1)?.revision ?? watchStart - 1n) + 1n;
             stream = c.kv(node).watch({ ...watchRequest, startRevision: from }, { signal: stop.signal })[Symbol.asyncIterator]();
           }
@@ -202,7 +210,7 @@ describe("kill -9 of the leader", () => {
 
       // The bundled client's own watch on the same node resumes by itself.
       const bundledSeen: Seen[] = [];
-      const bundledStream = c.newClient("grpc", [c.cluster.clientUrl(old.id), ...c.endpoints]).watch(watchRequest, { signal: stop.signal })[Symbol.asyncIterator]();
+      const bundledStream = c.newClient("grpc", [c.cluster.clientUrl(leader.id), ...c.endpoints]).watch(watchRequest, { signal: stop.signal })[Symbol.asyncIterator]();
       await bundledStream.next();
       const automatic = (async () => {
         while (bundledSeen.length < writes) {
@@ -215,7 +223,7 @@ describe("kill -9 of the leader", () => {
 
       const written: Written[] = [];
       const write = async (i: number): Promise<PutResponse> => {
-        const key = `watch/k${String(i).padStart(2, "0")}`;
+        const key = `${prefix}k${String(i).padStart(2, "0")}`;
         const put = await c.client.put({ key: bytes(key), value: bytes(`w${i}`) });
         record(key, `w${i}`, put);
         written.push({ key, value: `w${i}`, revision: put.header?.revision ?? 0n });
@@ -223,13 +231,19 @@ describe("kill -9 of the leader", () => {
       };
       for (let i = 0; i < writes / 2; i++) await write(i);
 
-      const ackedRequest = { key: bytes("once/acked"), value: bytes("a1"), clientId: `${base}-a`, sequence: 1n };
-      const ackedResponse = await c.kv(old.id).put(ackedRequest);
-      record("once/acked", "a1", ackedResponse);
+      // The node to kill must still lead; its term now is the one the next leader must exceed.
+      const leading = await c.status(leader.id);
+      if (leading.role !== NodeRole.LEADER) throw new LeadershipMoved(`node ${leader.id} is ${NodeRole[leading.role]} in term ${leading.term}`);
+      const old: LeaderView = { id: leader.id, term: leading.term };
+      const ackedKey = `once/acked-${attempt}`;
+      const ackedRequest = { key: bytes(ackedKey), value: bytes("a1"), clientId: `${base}-a`, sequence: 1n };
+      const ackedResponse = await c.kv(old.id).put(ackedRequest).catch((error: unknown) => {
+        throw certainlyNotApplied(error) ? new LeadershipMoved(ConnectError.from(error).rawMessage) : error;
+      });
+      record(ackedKey, "a1", ackedResponse);
 
       // Writes on their way to the leader as it dies, staggered over the moment of the kill so that some
       // may have committed and some not.
-      const inFlight = Array.from({ length: inFlightWrites }, (_, i) => ({ key: `once/inflight-${i}`, clientId: `${base}-b${i}` }));
       const inFlightAnswers = Promise.all(
         inFlight.map(async ({ key, clientId }, i) => {
           await sleep(15 * i);
@@ -239,7 +253,7 @@ describe("kill -9 of the leader", () => {
       const bundledClient = c.newClient("grpc", [c.cluster.clientUrl(old.id), ...c.endpoints]);
       const bundledAnswers = Promise.all(
         Array.from({ length: bundledInFlightWrites }, async (_, i) => {
-          const key = `once/bundled-${i}`;
+          const key = `once/bundled-${attempt}-${i}`;
           return { key, outcome: await settle(bundledClient.put({ key: bytes(key), value: bytes("b") })) };
         }),
       );
@@ -258,7 +272,7 @@ describe("kill -9 of the leader", () => {
         () => undefined,
         (error: unknown) => error,
       );
-      killRun = {
+      return {
         old,
         elected,
         written,
@@ -268,10 +282,22 @@ describe("kill -9 of the leader", () => {
         inFlight: await inFlightAnswers,
         bundledInFlight: await bundledAnswers,
       };
-      expect(elected.id).not.toBe(old.id);
     } finally {
       stop.abort();
     }
+  }
+
+  it("elects a new leader, and writes resume, after kill -9 of a leader with watches open and writes in flight", async () => {
+    for (let attempt = 1; killRun === undefined; attempt++) {
+      try {
+        killRun = await killMidTraffic(attempt);
+      } catch (error) {
+        if (!(error instanceof LeadershipMoved) || attempt >= attemptsMax) throw error;
+        console.log(`kill -9 step, attempt ${attempt}: the leader changed before the kill (${error.message}); trying again`);
+      }
+    }
+    expect(killRun.elected.id).not.toBe(killRun.old.id);
+    expect(killRun.elected.term).toBeGreaterThan(killRun.old.term);
   });
 
   it("applies an acknowledged write once when it is resent to the new leader", async () => {
@@ -362,11 +388,25 @@ describe("kill -9 of the leader", () => {
 });
 
 describe("a leader cut off from its followers' answers", () => {
-  it("applies once, when resent to the next leader, writes it replicated but could never acknowledge", async () => {
+  const writes = 4;
+  const attemptsMax = 3;
+
+  interface CutOffRun {
+    readonly old: LeaderView;
+    readonly base: string;
+    readonly keys: readonly string[];
+    readonly answers: readonly Outcome<PutResponse>[];
+  }
+
+  /**
+   * One attempt: cut the followers' answers off from the leader, send it writes, wait until both
+   * followers have them, heal. Undefined when the node was no longer the leader when the writes arrived
+   * (an election on a loaded machine): they were refused, and the attempt proves nothing.
+   */
+  async function cutOffLeader(attempt: number): Promise<CutOffRun | undefined> {
     const c = cluster();
-    const writes = 4;
     const base = `e2e-${randomUUID()}`;
-    const keys = Array.from({ length: writes }, (_, i) => `once/unacked-${i}`);
+    const keys = Array.from({ length: writes }, (_, i) => `once/unacked-${attempt}-${i}`);
     for (const key of keys) record(key, "before", await c.client.put({ key: bytes(key), value: bytes("before") }));
     const old = await c.stableLeader();
     const followers = c.ids.filter((id) => id !== old.id);
@@ -375,33 +415,60 @@ describe("a leader cut off from its followers' answers", () => {
     // The followers still receive the leader's entries, but their acknowledgements never arrive: the
     // entries reach a majority, the leader can never learn it, and CheckQuorum makes it step down.
     c.cluster.network.add(1, { kind: "cut", mode: "drop", links: followers.map((from) => ({ from, to: old.id })) });
-    let answers: Outcome<PutResponse>[];
     try {
       // The deposed leader keeps these pending until the server's deadline (--request-timeout-ms): it
       // cannot learn their fate.
-      const sent = keys.map((key, i) => settle(c.kv(old.id).put({ key: bytes(key), value: bytes("after"), clientId: `${base}-${i}`, sequence: 1n })));
+      const answers: (Outcome<PutResponse> | undefined)[] = keys.map(() => undefined);
+      const sent = keys.map(async (key, i) => {
+        answers[i] = await settle(c.kv(old.id).put({ key: bytes(key), value: bytes("after"), clientId: `${base}-${i}`, sequence: 1n }));
+      });
       const target = lastBefore + BigInt(writes);
-      await waitFor(`both followers to have log index ${target}`, 10_000, async () => {
-        const statuses = await Promise.all(followers.map((id) => c.status(id)));
-        return statuses.every((s) => s.lastLogIndex >= target) ? true : undefined;
-      }, () => c.describe());
-      answers = await withTimeout(Promise.all(sent), 15_000, () => "the cut-off leader to answer its writes");
+      const replicated = await waitFor(
+        `both followers to have log index ${target}`,
+        10_000,
+        async () => {
+          if (answers.some((a) => a !== undefined && "error" in a && certainlyNotApplied(a.error))) return "refused";
+          const statuses = await Promise.all(followers.map((id) => c.status(id)));
+          return statuses.every((s) => s.lastLogIndex >= target) ? "replicated" : undefined;
+        },
+        () => c.describe(),
+      );
+      await withTimeout(Promise.all(sent), 15_000, () => "the cut-off leader to answer its writes");
+      if (replicated === "refused") {
+        // Some of these may still have applied before the leader changed: their values are unknown now.
+        for (const key of keys) acked.delete(key);
+        return undefined;
+      }
+      return { old, base, keys, answers: answers.map((a) => a ?? { error: new Error("no answer") }) };
     } finally {
       c.cluster.network.healAll();
     }
-    for (const answer of answers) {
+  }
+
+  it("applies once, when resent to the next leader, writes it replicated but could never acknowledge", async () => {
+    const c = cluster();
+    let run: CutOffRun | undefined;
+    for (let attempt = 1; run === undefined; attempt++) {
+      run = await cutOffLeader(attempt);
+      if (run === undefined) {
+        expect(attempt, "attempts whose leader changed before its writes arrived").toBeLessThan(attemptsMax);
+        console.log(`cut-off step, attempt ${attempt}: the leader changed before the writes arrived; trying again`);
+        await c.stableLeader(20_000);
+      }
+    }
+    for (const answer of run.answers) {
       // The client is told that it cannot know whether these applied, and to retry with the same session.
       const error = "error" in answer ? ConnectError.from(answer.error) : undefined;
       expect([Code.Unavailable, Code.DeadlineExceeded]).toContain(error?.code);
       expect(error === undefined ? undefined : errorReason(error)).toBe("unknown-outcome");
     }
-    await timings.time("cut-off leader -> stable new leader after heal", () => c.stableLeader(20_000, old));
+    await timings.time("cut-off leader -> stable new leader after heal", () => c.stableLeader(20_000, run.old));
 
-    for (const [i, key] of keys.entries()) {
+    for (const [i, key] of run.keys.entries()) {
       const before = await c.client.get({ key: bytes(key) });
       expect(before.kv?.version, `${key} applied though never acknowledged`).toBe(2n);
       const resent = await retryUnavailable(`resend of ${key}`, () =>
-        c.onLeader((leader) => c.kv(leader).put({ key: bytes(key), value: bytes("after"), clientId: `${base}-${i}`, sequence: 1n })),
+        c.onLeader((leader) => c.kv(leader).put({ key: bytes(key), value: bytes("after"), clientId: `${run.base}-${i}`, sequence: 1n })),
       );
       record(key, "after", resent);
       expect(resent.header?.revision, key).toBe(before.kv?.modRevision);
