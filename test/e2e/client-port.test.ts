@@ -70,6 +70,7 @@ async function withRoles<T>(round: (roles: Roles) => Promise<T>): Promise<T> {
 beforeAll(async () => {
   // The page's origin must be known before the nodes start: they allow it with --cors-origins.
   if (chromiumAvailable()) pageServer = await timings.time("bundle the browser page and serve it", async () => startPageServer(await bundlePage()));
+  else console.warn(`e2e: the headless browser test is skipped: ${chromiumPath} is missing (${chromiumInstallHint})`);
   const cors = pageServer === undefined ? [] : ["--cors-origins", pageServer.origin];
   fixture = await timings.time("start 3 nodes and elect", () => startE2eCluster({ extraArgs: cors }));
 }, 90_000);
