@@ -32,6 +32,23 @@ export function orderedSessionManager(
 ): SessionManager {
   /** Settles when the last ordered stream so far has written its request, or died. Never rejects. */
   let previousWritten: Promise<void> = Promise.resolve();
+  const guarded = new WeakSet<http2.Http2Session>();
+
+  /**
+   * connect-node's Http2SessionManager removes its 'error' listener from a connection it has moved
+   * on from, yet a keepalive PING timeout armed on that connection can still destroy it with an error
+   * afterwards: with no listener left, Node throws it and the process dies (seen in the chaos suite
+   * and in CI). Every connection we use keeps one listener of its own; the failure itself reaches us
+   * through the calls on it, which fail and send the link into backoff.
+   */
+  function guard(stream: http2.ClientHttp2Stream): http2.ClientHttp2Stream {
+    const session = stream.session;
+    if (session !== undefined && !guarded.has(session)) {
+      guarded.add(session);
+      session.on("error", () => undefined);
+    }
+    return stream;
+  }
 
   return {
     get authority() {
@@ -39,7 +56,7 @@ export function orderedSessionManager(
     },
     async request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: Omit<http2.ClientSessionRequestOptions, "signal">) {
       if (isClosed()) throw new ConnectError("the peer link is closed", Code.Canceled);
-      if (!isOrdered(path)) return inner.request(method, path, headers, options);
+      if (!isOrdered(path)) return guard(await inner.request(method, path, headers, options));
       const waitFor = previousWritten;
       let written: () => void = () => undefined;
       previousWritten = new Promise((resolve) => (written = resolve));
@@ -56,6 +73,7 @@ export function orderedSessionManager(
       // connection lost). Either way the next call may go. The stream may already be done by the time
       // we get here (its session died in between), and a stream can stall unwritten on a peer that
       // stopped reading; neither may hold back the calls behind it for longer than a call lives.
+      guard(stream);
       if (stream.destroyed || stream.closed || stream.writableFinished) written();
       stream.once("finish", written);
       stream.once("close", written);
