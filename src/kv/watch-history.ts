@@ -92,10 +92,18 @@ export class WatchHistory {
     return event;
   }
 
-  /** Drops the oldest events while over a limit, reporting each to `onEvict` before it goes. */
+  /**
+   * Drops the oldest events while over a limit, reporting each to `onEvict` before it goes. A revision
+   * goes whole: once one of its events is evicted the revision is below the compact revision, so the
+   * rest of its events (a Txn or a range delete writes several) are unavailable too and must not stay.
+   * A history holding events older than its compact revision is one a snapshot cannot carry: the
+   * decoder rejects it, and a node could neither restart from that snapshot nor install it.
+   */
   evictOverflow(onEvict: (event: HistoryEvent) => void): void {
-    while (this.length > 0 && (this.length > this.limits.watchHistoryMax || this.bytes > this.limits.watchHistoryBytesMax)) {
+    while (this.length > 0) {
       const event = this.events[this.head] as HistoryEvent;
+      const overLimit = this.length > this.limits.watchHistoryMax || this.bytes > this.limits.watchHistoryBytesMax;
+      if (!overLimit && event.revision >= this.compactRev) break;
       onEvict(event);
       this.head++;
       this.bytes -= event.bytes;

@@ -5,7 +5,7 @@ import { KeyValueSchema } from "../../gen/raftkv/v1/kv_pb.js";
 import { createKvStore } from "../../src/kv/index.js";
 import type { KvStore } from "../../src/kv/index.js";
 import { createPrng } from "../../src/lib/prng.js";
-import { applyAll, b, dump, expectKind, putCmd, watchReq } from "./helpers.js";
+import { applyAll, b, deleteCmd, dump, expectKind, opPut, putCmd, txnCmd, watchReq } from "./helpers.js";
 import { randomCommands } from "./workload.js";
 
 const small = { watchHistoryMax: 50, sessionsMax: 3, sessionIdleEntries: 40 };
@@ -85,6 +85,24 @@ describe("snapshot", () => {
     restored.restore(store.encodeSnapshot());
     const retry = expectKind(restored.apply(2, putCmd("k", "v", { id })), "put");
     expect([retry.replayed, Number(retry.response.header?.revision), restored.revision]).toEqual([true, 1, 1]);
+  });
+
+  it("restores after every entry while the bounded history evicts revisions of several events", () => {
+    // A Txn of three puts and a prefix delete of three keys each write one revision of three events;
+    // with room for five events, eviction cuts into such a revision at most steps. The evicted
+    // revision must go whole, or the snapshot carries events older than its compact revision and no
+    // node can restore it (found by review: a node could not restart from its own snapshot).
+    const store = createKvStore({ watchHistoryMax: 5 });
+    const txn3 = (tag: string): Uint8Array => txnCmd([], [opPut("a", tag), opPut("b", tag), opPut("c", tag)]);
+    const commands = [putCmd("x", "1"), txn3("1"), putCmd("y", "1"), deleteCmd("", { prefix: true }), txn3("2"), putCmd("x", "2"), txn3("3")];
+    for (const command of commands) {
+      feed(store, [command]);
+      const restored = createKvStore({ watchHistoryMax: 5 });
+      restored.restore(store.encodeSnapshot());
+      expect(restored.compactRevision).toBe(store.compactRevision);
+      expect(dump(restored)).toEqual(dump(store));
+    }
+    expect(store.compactRevision).toBeGreaterThan(1);
   });
 
   it("refuses invalid snapshots with a typed error and keeps the previous state", () => {
