@@ -120,6 +120,28 @@ describe("createRaftkvClient", () => {
     expect((unknown as RaftkvCallError).outcomeUnknown).toBe(true);
   });
 
+  it("reports a write the caller cancels after it was proposed as of unknown outcome", async () => {
+    const leader = await startServer({ node: new FakeNode(1) });
+    servers.push(leader);
+    leader.node.hold = true;
+    const kv = client([leader.url]);
+    const controller = new AbortController();
+    const put = kv.put({ key: bytes("k"), value: bytes("v") }, { signal: controller.signal }).catch((e: unknown) => e);
+    while (leader.node.proposals.length === 0) await new Promise((r) => setTimeout(r, 5));
+    controller.abort();
+    const error = await put;
+    expect(error).toBeInstanceOf(RaftkvCallError);
+    // Proposed, so it may still commit: "certainly not applied" would invite a blind retry.
+    expect((error as RaftkvCallError).outcomeUnknown).toBe(true);
+    expect(leader.node.proposals).toHaveLength(1);
+
+    const cancelledFirst = new AbortController();
+    cancelledFirst.abort();
+    const never = await kv.put({ key: bytes("k"), value: bytes("w") }, { signal: cancelledFirst.signal }).catch((e: unknown) => e);
+    expect((never as RaftkvCallError).outcomeUnknown).toBe(false);
+    expect(leader.node.proposals).toHaveLength(1);
+  });
+
   it("gives concurrent writes distinct sessions, each with increasing sequences", async () => {
     const { leader } = await leaderAndFollower();
     const kv = client([leader.url]);

@@ -293,14 +293,20 @@ class RaftkvClientImpl implements RaftkvClient {
       // The attempt's deadline travels to the server (grpc-timeout / connect-timeout-ms), which then
       // stops waiting too; a node that does not answer in time is left for the next one.
       const timeoutMs = Math.min(remaining, this.attemptTimeoutMs);
+      if (options?.signal?.aborted === true) {
+        // Cancelled between attempts: nothing new was sent, so only earlier attempts may have applied.
+        throw new RaftkvCallError(new ConnectError("the call was cancelled", Code.Canceled), mutation && outcomeUnknown, endpoint.url);
+      }
       try {
         return await attempt(endpoint, options?.signal === undefined ? { timeoutMs } : { signal: options.signal, timeoutMs });
       } catch (error) {
         const connectError = ConnectError.from(error);
+        // Counted before the cancellation check: a mutation cancelled mid-attempt may already have been
+        // proposed, and reporting it as certainly not applied would invite a blind retry.
+        if (mutation && mayHaveApplied(connectError)) outcomeUnknown = true;
         if (options?.signal?.aborted === true) throw new RaftkvCallError(connectError, mutation && outcomeUnknown, endpoint.url);
         last = { error: connectError, endpoint: endpoint.url };
         const action = classify(connectError);
-        if (mutation && mayHaveApplied(connectError)) outcomeUnknown = true;
         if (action === "fatal") break;
         if (action === "redirect") {
           const target = this.learn(connectError.metadata.get(leaderHeader) ?? "");
