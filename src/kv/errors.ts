@@ -23,6 +23,11 @@ export type KvErrorDetail =
   | { readonly kind: "duplicateKeyInTxn"; readonly key: Uint8Array }
   /** A mutation's sequence is below the latest applied for its client: a late duplicate, never applied. */
   | { readonly kind: "staleSequence"; readonly clientId: string; readonly sequence: number; readonly latest: number }
+  /**
+   * A retry of a mutation that was applied once, whose result the session table no longer holds (it
+   * dropped the data to stay within its byte limit). Not applied again.
+   */
+  | { readonly kind: "resultNotRetained"; readonly clientId: string; readonly sequence: number; readonly revision: number }
   /** Every watcher slot is taken. */
   | { readonly kind: "tooManyWatchers"; readonly max: number }
   /** Snapshot bytes that cannot be restored; the store keeps its previous state. */
@@ -70,6 +75,8 @@ function describeKvError(detail: KvErrorDetail): string {
       return `a transaction writes key ${describeKey(detail.key)} more than once; all its writes share one revision, so each key may be written once`;
     case "staleSequence":
       return `sequence ${detail.sequence} of client ${JSON.stringify(detail.clientId)} is older than the latest applied (${detail.latest}); it was not applied`;
+    case "resultNotRetained":
+      return `sequence ${detail.sequence} of client ${JSON.stringify(detail.clientId)} was already applied (at revision ${detail.revision}) and was not applied again; its result is no longer retained`;
     case "tooManyWatchers":
       return `too many watchers (limit ${detail.max}); close some watches or retry later`;
     case "invalidSnapshot":

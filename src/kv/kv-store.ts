@@ -184,6 +184,10 @@ class Store implements KvStore {
       const session = this.sessions.get(clientId);
       if (session !== undefined && sequence === session.sequence) {
         this.sessions.touch(clientId, index);
+        if (session.resultDropped) {
+          const revision = resultRevision(session.result);
+          return errorResult(new KvError({ kind: "resultNotRetained", clientId, sequence, revision }));
+        }
         return toApplyResult(clone(CommandResultSchema, session.result), true);
       }
       if (session !== undefined && sequence < session.sequence) {
@@ -215,6 +219,7 @@ class Store implements KvStore {
         lastSeenIndex: index,
         result: clone(CommandResultSchema, result),
         resultBytes: commandResultBytes(result),
+        resultDropped: false,
       });
     }
     return toApplyResult(result, false);
@@ -480,6 +485,11 @@ function stampHeaders(result: CommandResult, revision: number): void {
   for (const op of r.value.responses) {
     if (op.response.case !== undefined) op.response.value.header = responseHeader(revision);
   }
+}
+
+/** The revision a stored result was applied at (its header; every stored result has one). */
+function resultRevision(result: CommandResult): number {
+  return Number(result.result.value?.header?.revision ?? 0n);
 }
 
 function toApplyResult(result: CommandResult, replayed: boolean): ApplyResult {

@@ -1,4 +1,6 @@
 import { assert } from "../lib/assert.js";
+import { create } from "@bufbuild/protobuf";
+import { CommandResultSchema } from "../../gen/raftkv/v1/command_pb.js";
 import type { CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { KeyValue } from "../../gen/raftkv/v1/kv_pb.js";
 
@@ -9,10 +11,19 @@ export interface Session {
   readonly sequence: number;
   /** The log index at which the client was last seen (its latest mutation or retry). */
   readonly lastSeenIndex: number;
-  /** The first result of `sequence`; owned by the table, callers get clones. */
+  /**
+   * The first result of `sequence`; owned by the table, callers get clones. When `resultDropped`, only
+   * its kind and header (the revision) are left.
+   */
   readonly result: CommandResult;
   /** What `result` is charged against sessionsBytesMax. */
   readonly resultBytes: number;
+  /**
+   * The result's data (prev_kv, Txn responses) was dropped to keep the table within sessionsBytesMax.
+   * The sequence is still remembered, so a retry is still never applied twice; it is answered with an
+   * error that says the request was applied and at which revision.
+   */
+  readonly resultDropped: boolean;
 }
 
 export interface SessionLimits {
@@ -26,9 +37,17 @@ export interface SessionLimits {
  * re-inserts, so the first entry is always the least recently seen: expiry and eviction both take from
  * the front. Everything here is decided by log indexes and result sizes, never by the clock, so every
  * replica keeps exactly the same sessions.
+ *
+ * The two bounds act differently. Beyond sessionsMax the least recently seen session is forgotten
+ * whole (a retry from it would apply again; the documented price of a bounded table). Beyond
+ * sessionsBytesMax only results are dropped, least recently seen first, and every sequence is kept: a
+ * few clients with large results (prev_kv of big values, read-only Txns) must not make the table forget
+ * other clients' sequences, which would turn their retries into second applies.
  */
 export class SessionTable {
   private readonly sessions = new Map<string, Session>();
+  /** The ids of sessions whose result is still whole, least recently seen first (as `sessions`). */
+  private readonly retained = new Set<string>();
   private bytes = 0;
 
   constructor(private readonly limits: SessionLimits) {}
@@ -60,22 +79,28 @@ export class SessionTable {
     assert(index >= session.lastSeenIndex, "sessions are touched in log order");
     this.sessions.delete(clientId);
     this.sessions.set(clientId, { ...session, lastSeenIndex: index });
+    if (this.retained.delete(clientId)) this.retained.add(clientId);
   }
 
   /**
-   * Remembers the result of a client's newest request, then evicts the least recently seen sessions
-   * while the table is over its limits. The newest session itself is never evicted, so a single result
-   * larger than sessionsBytesMax is still remembered (each result is bounded by the response limits).
+   * Remembers the result of a client's newest request, then forgets the least recently seen sessions
+   * while there are more than sessionsMax, and drops the least recently seen results while over
+   * sessionsBytesMax. The newest session is never touched, so a single result larger than
+   * sessionsBytesMax is still remembered whole (each result is bounded by the response limits).
    */
   record(session: Session): void {
     const previous = this.sessions.get(session.clientId);
     if (previous !== undefined) this.remove(previous);
     this.sessions.set(session.clientId, session);
+    if (!session.resultDropped) this.retained.add(session.clientId);
     this.bytes += session.resultBytes;
     for (const oldest of this.sessions.values()) {
-      const over = this.sessions.size > this.limits.sessionsMax || this.bytes > this.limits.sessionsBytesMax;
-      if (!over || oldest === session) break;
+      if (this.sessions.size <= this.limits.sessionsMax || oldest === session) break;
       this.remove(oldest);
+    }
+    for (const clientId of this.retained) {
+      if (this.bytes <= this.limits.sessionsBytesMax || clientId === session.clientId) break;
+      this.dropResult(this.sessions.get(clientId) as Session);
     }
   }
 
@@ -86,13 +111,40 @@ export class SessionTable {
 
   clear(): void {
     this.sessions.clear();
+    this.retained.clear();
     this.bytes = 0;
   }
 
   private remove(session: Session): void {
     this.sessions.delete(session.clientId);
+    this.retained.delete(session.clientId);
     this.bytes -= session.resultBytes;
     assert(this.bytes >= 0, "session byte accounting went negative");
+  }
+
+  /** Keeps the session (and its place in the recency order), with only the result's kind and header. */
+  private dropResult(session: Session): void {
+    const result = resultHeaderOnly(session.result);
+    const resultBytes = commandResultBytes(result);
+    this.sessions.set(session.clientId, { ...session, result, resultBytes, resultDropped: true });
+    this.retained.delete(session.clientId);
+    this.bytes += resultBytes - session.resultBytes;
+    assert(this.bytes >= 0, "session byte accounting went negative");
+  }
+}
+
+/** The result with its data removed: the same kind, the header (revision) and nothing else. */
+export function resultHeaderOnly(result: CommandResult): CommandResult {
+  const r = result.result;
+  switch (r.case) {
+    case "put":
+      return create(CommandResultSchema, { result: { case: "put", value: { header: r.value.header } } });
+    case "delete":
+      return create(CommandResultSchema, { result: { case: "delete", value: { header: r.value.header } } });
+    case "txn":
+      return create(CommandResultSchema, { result: { case: "txn", value: { header: r.value.header } } });
+    case undefined:
+      return create(CommandResultSchema, {});
   }
 }
 

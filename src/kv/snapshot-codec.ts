@@ -65,6 +65,7 @@ export function* encodeKvSnapshotChunks(state: SnapshotState, chunkBytes: number
           sequence: BigInt(session.sequence),
           lastSeenIndex: BigInt(session.lastSeenIndex),
           result: session.result,
+          resultDropped: session.resultDropped,
         }),
         { writeUnknownFields: false },
       );
@@ -182,7 +183,14 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
     if (s.result === undefined || s.result.result.case === undefined) bad(`${at}: no result`);
     // A clone: its bytes must not stay views into the snapshot buffer.
     const result = clone(CommandResultSchema, s.result);
-    sessions.push({ clientId: s.clientId, sequence, lastSeenIndex, result, resultBytes: commandResultBytes(result) });
+    sessions.push({
+      clientId: s.clientId,
+      sequence,
+      lastSeenIndex,
+      result,
+      resultBytes: commandResultBytes(result),
+      resultDropped: s.resultDropped,
+    });
   });
 
   const history: Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">[] = [];

@@ -111,19 +111,52 @@ describe("exactly-once sessions", () => {
     expect(expectKind(store.apply(6, putCmd("k", "2", { id: { clientId: "b", sequence: 1 } })), "put").replayed).toBe(false);
   });
 
-  it("evicts by remembered result bytes, keeping the newest session", () => {
-    const store = createKvStore({ keyBytesMax: 8, valueBytesMax: 100, responseBytesMax: 108, sessionsBytesMax: 400 });
+  it("beyond sessionsBytesMax drops the oldest results but keeps every sequence: a retry is never applied twice", () => {
+    const options = { keyBytesMax: 8, valueBytesMax: 100, responseBytesMax: 108, sessionsBytesMax: 400 };
+    const store = createKvStore(options);
     const big = "x".repeat(100);
     store.apply(1, putCmd("k1", big));
     store.apply(2, putCmd("k2", big));
     store.apply(3, putCmd("k3", big));
-    // Each result is charged ~170 bytes (a 100-byte prev_kv plus overhead): two fit under 400, a third evicts the oldest.
+    // Each result is charged ~170 bytes (a 100-byte prev_kv plus overhead): two fit under 400, the
+    // third drops the data of the least recently seen result ("a"), not its session.
     store.apply(4, putCmd("k1", big, { prevKv: true, id: { clientId: "a", sequence: 1 } }));
     store.apply(5, putCmd("k2", big, { prevKv: true, id: { clientId: "b", sequence: 1 } }));
-    expect(store.sessionCount).toBe(2);
     store.apply(6, putCmd("k3", big, { prevKv: true, id: { clientId: "c", sequence: 1 } }));
-    expect(store.sessionCount).toBe(2);
-    expect(expectKind(store.apply(7, putCmd("k1", big, { prevKv: true, id: { clientId: "a", sequence: 1 } })), "put").replayed).toBe(false);
+    expect(store.sessionCount).toBe(3);
+    const revision = store.revision;
+
+    const retryA = store.apply(7, putCmd("k1", big, { prevKv: true, id: { clientId: "a", sequence: 1 } }));
+    expect(errorOf(retryA)).toEqual({ kind: "resultNotRetained", clientId: "a", sequence: 1, revision: 4 });
+    expect(store.revision).toBe(revision);
+    expect(expectKind(store.apply(8, putCmd("k2", big, { prevKv: true, id: { clientId: "b", sequence: 1 } })), "put").replayed).toBe(true);
+    expect(expectKind(store.apply(9, putCmd("k3", big, { prevKv: true, id: { clientId: "c", sequence: 1 } })), "put").replayed).toBe(true);
+
+    // A snapshot carries the dropped state: a restored replica refuses the retry the same way.
+    const restored = createKvStore(options);
+    restored.restore(store.encodeSnapshot());
+    expect(restored.encodeSnapshot()).toEqual(store.encodeSnapshot());
+    const again = restored.apply(10, putCmd("k1", big, { prevKv: true, id: { clientId: "a", sequence: 1 } }));
+    expect(errorOf(again)).toEqual({ kind: "resultNotRetained", clientId: "a", sequence: 1, revision: 4 });
+    expect(restored.revision).toBe(revision);
+    // The client's next sequence applies normally and is remembered whole again.
+    expect(expectKind(restored.apply(11, putCmd("k1", "y", { id: { clientId: "a", sequence: 2 } })), "put").replayed).toBe(false);
+    expect(expectKind(restored.apply(12, putCmd("k1", "y", { id: { clientId: "a", sequence: 2 } })), "put").replayed).toBe(true);
+  });
+
+  it("with default limits, 70 clients writing 1 MiB prev_kv results do not make a retry apply twice", () => {
+    // Found by review: byte eviction forgot whole sessions, so ~64 large results made any other
+    // client's retry a second apply.
+    const store = createKvStore();
+    const mib = "v".repeat(1 << 20);
+    let index = 0;
+    store.apply(++index, putCmd("doc", mib));
+    const a = putCmd("doc", "from A", { prevKv: true, id: { clientId: "A", sequence: 1 } });
+    expectKind(store.apply(++index, a), "put");
+    for (let c = 0; c < 70; c++) store.apply(++index, putCmd("doc", mib, { prevKv: true, id: { clientId: `C${c}`, sequence: 1 } }));
+    const revision = store.revision;
+    expect(errorOf(store.apply(++index, a))?.kind).toBe("resultNotRetained");
+    expect(store.revision).toBe(revision);
   });
 
   it("refuses to apply an index twice or out of order", () => {

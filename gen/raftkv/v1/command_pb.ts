@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raftkv/v1/command.proto.
  */
 export const file_raftkv_v1_command: GenFile = /*@__PURE__*/
-  fileDesc("ChdyYWZ0a3YvdjEvY29tbWFuZC5wcm90bxIJcmFmdGt2LnYxIqwBCgdDb21tYW5kEhEKCWNsaWVudF9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIkCgNwdXQYAyABKAsyFS5yYWZ0a3YudjEuUHV0UmVxdWVzdEgAEioKBmRlbGV0ZRgEIAEoCzIYLnJhZnRrdi52MS5EZWxldGVSZXF1ZXN0SAASJAoDdHhuGAUgASgLMhUucmFmdGt2LnYxLlR4blJlcXVlc3RIAEIECgJvcCKUAQoNQ29tbWFuZFJlc3VsdBIlCgNwdXQYASABKAsyFi5yYWZ0a3YudjEuUHV0UmVzcG9uc2VIABIrCgZkZWxldGUYAiABKAsyGS5yYWZ0a3YudjEuRGVsZXRlUmVzcG9uc2VIABIlCgN0eG4YAyABKAsyFi5yYWZ0a3YudjEuVHhuUmVzcG9uc2VIAEIICgZyZXN1bHQidwoNQ2xpZW50U2Vzc2lvbhIRCgljbGllbnRfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAQSFwoPbGFzdF9zZWVuX2luZGV4GAMgASgEEigKBnJlc3VsdBgEIAEoCzIYLnJhZnRrdi52MS5Db21tYW5kUmVzdWx0ItgBCgpLdlNuYXBzaG90EhYKDmZvcm1hdF92ZXJzaW9uGAEgASgNEhUKDWFwcGxpZWRfaW5kZXgYAiABKAQSEAoIcmV2aXNpb24YAyABKAQSGAoQY29tcGFjdF9yZXZpc2lvbhgEIAEoBBIgCgNrdnMYBSADKAsyEy5yYWZ0a3YudjEuS2V5VmFsdWUSKgoIc2Vzc2lvbnMYBiADKAsyGC5yYWZ0a3YudjEuQ2xpZW50U2Vzc2lvbhIhCgdoaXN0b3J5GAcgAygLMhAucmFmdGt2LnYxLkV2ZW50YgZwcm90bzM", [file_raftkv_v1_kv]);
+  fileDesc("ChdyYWZ0a3YvdjEvY29tbWFuZC5wcm90bxIJcmFmdGt2LnYxIqwBCgdDb21tYW5kEhEKCWNsaWVudF9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIkCgNwdXQYAyABKAsyFS5yYWZ0a3YudjEuUHV0UmVxdWVzdEgAEioKBmRlbGV0ZRgEIAEoCzIYLnJhZnRrdi52MS5EZWxldGVSZXF1ZXN0SAASJAoDdHhuGAUgASgLMhUucmFmdGt2LnYxLlR4blJlcXVlc3RIAEIECgJvcCKUAQoNQ29tbWFuZFJlc3VsdBIlCgNwdXQYASABKAsyFi5yYWZ0a3YudjEuUHV0UmVzcG9uc2VIABIrCgZkZWxldGUYAiABKAsyGS5yYWZ0a3YudjEuRGVsZXRlUmVzcG9uc2VIABIlCgN0eG4YAyABKAsyFi5yYWZ0a3YudjEuVHhuUmVzcG9uc2VIAEIICgZyZXN1bHQijwEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhcKD2xhc3Rfc2Vlbl9pbmRleBgDIAEoBBIoCgZyZXN1bHQYBCABKAsyGC5yYWZ0a3YudjEuQ29tbWFuZFJlc3VsdBIWCg5yZXN1bHRfZHJvcHBlZBgFIAEoCCLYAQoKS3ZTbmFwc2hvdBIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIVCg1hcHBsaWVkX2luZGV4GAIgASgEEhAKCHJldmlzaW9uGAMgASgEEhgKEGNvbXBhY3RfcmV2aXNpb24YBCABKAQSIAoDa3ZzGAUgAygLMhMucmFmdGt2LnYxLktleVZhbHVlEioKCHNlc3Npb25zGAYgAygLMhgucmFmdGt2LnYxLkNsaWVudFNlc3Npb24SIQoHaGlzdG9yeRgHIAMoCzIQLnJhZnRrdi52MS5FdmVudGIGcHJvdG8z", [file_raftkv_v1_kv]);
 
 /**
  * The payload of a log entry of type NORMAL: one mutation, applied deterministically by every node.
@@ -156,11 +156,20 @@ export type ClientSession = Message<"raftkv.v1.ClientSession"> & {
   lastSeenIndex: bigint;
 
   /**
-   * The result of the mutation with `sequence`, returned again on a retry.
+   * The result of the mutation with `sequence`, returned again on a retry. When `result_dropped`,
+   * only its kind and header (the revision) are kept.
    *
    * @generated from field: raftkv.v1.CommandResult result = 4;
    */
   result?: CommandResult | undefined;
+
+  /**
+   * The result's data was dropped to keep the session table within its byte limit. The sequence is
+   * still remembered: a retry is not applied again, and is answered with an error naming the revision.
+   *
+   * @generated from field: bool result_dropped = 5;
+   */
+  resultDropped: boolean;
 };
 
 /**

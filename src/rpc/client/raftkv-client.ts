@@ -285,6 +285,8 @@ class RaftkvClientImpl implements RaftkvClient {
     let waits = 0;
     let redirectsInARow = 0;
     let last: { error: ConnectError; endpoint: string } | undefined;
+    // A function, not a narrowed property: the signal can abort while an attempt is awaited.
+    const cancelled = (): boolean => options?.signal?.aborted === true;
     for (let n = 0; n < this.attemptsMax; n++) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) break;
@@ -293,7 +295,7 @@ class RaftkvClientImpl implements RaftkvClient {
       // The attempt's deadline travels to the server (grpc-timeout / connect-timeout-ms), which then
       // stops waiting too; a node that does not answer in time is left for the next one.
       const timeoutMs = Math.min(remaining, this.attemptTimeoutMs);
-      if (options?.signal?.aborted === true) {
+      if (cancelled()) {
         // Cancelled between attempts: nothing new was sent, so only earlier attempts may have applied.
         throw new RaftkvCallError(new ConnectError("the call was cancelled", Code.Canceled), mutation && outcomeUnknown, endpoint.url);
       }
@@ -304,7 +306,7 @@ class RaftkvClientImpl implements RaftkvClient {
         // Counted before the cancellation check: a mutation cancelled mid-attempt may already have been
         // proposed, and reporting it as certainly not applied would invite a blind retry.
         if (mutation && mayHaveApplied(connectError)) outcomeUnknown = true;
-        if (options?.signal?.aborted === true) throw new RaftkvCallError(connectError, mutation && outcomeUnknown, endpoint.url);
+        if (cancelled()) throw new RaftkvCallError(connectError, mutation && outcomeUnknown, endpoint.url);
         last = { error: connectError, endpoint: endpoint.url };
         const action = classify(connectError);
         if (action === "fatal") break;
