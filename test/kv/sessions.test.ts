@@ -155,7 +155,7 @@ describe("exactly-once sessions", () => {
     expectKind(store.apply(++index, a), "put");
     for (let c = 0; c < 70; c++) store.apply(++index, putCmd("doc", mib, { prevKv: true, id: { clientId: `C${c}`, sequence: 1 } }));
     const revision = store.revision;
-    expect(errorOf(store.apply(++index, a))?.kind).toBe("resultNotRetained");
+    expect(errorOf(store.apply(index + 1, a))?.kind).toBe("resultNotRetained");
     expect(store.revision).toBe(revision);
   });
 
