@@ -80,7 +80,6 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     electionTicks: config.timing.electionTicks,
     heartbeatTicks: config.timing.heartbeatTicks,
     maxMsgBytes,
-    kv: { keyBytesMax: config.limits.keyBytesMax, valueBytesMax: config.limits.valueBytesMax, txnOpsMax: config.limits.txnOpsMax },
     logger: driverLogger(logger),
     observer: metricsObserver(metrics),
   });

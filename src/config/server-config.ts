@@ -122,8 +122,9 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
   }
 
   const limits: LimitsConfig = {
+    // The maxima are the state machine's apply ceilings (applyLimits in src/kv; test/config keeps them equal).
     keyBytesMax: bytes(raw, "key-bytes-max", 4 * KiB, 1, 64 * KiB),
-    valueBytesMax: bytes(raw, "value-bytes-max", 1 * MiB, 0, 64 * MiB),
+    valueBytesMax: bytes(raw, "value-bytes-max", 1 * MiB, 0, 3 * MiB),
     requestBytesMax: bytes(raw, "request-bytes-max", 2 * MiB, 1 * KiB, 256 * MiB),
     txnOpsMax: integer(raw, "txn-ops-max", 128, 1, 10_000),
     watchersPerConnectionMax: integer(raw, "watchers-per-connection-max", 1_000, 1, 100_000),

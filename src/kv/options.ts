@@ -6,7 +6,13 @@
  * or replicas that applied the same log would diverge. The others only bound local resources.
  */
 export interface KvOptions {
-  /** Cluster-wide. The longest key, in bytes. */
+  /**
+   * Cluster-wide. The longest key, in bytes, checked when an entry is applied. In production these
+   * apply-time limits (keys, values, client ids, Txn sizes) are the defaults below, constants of the
+   * code and never flags: a limit that differed between members (a rolling change of a flag) would make
+   * replicas that applied the same log diverge. The flags --key-bytes-max, --value-bytes-max and
+   * --txn-ops-max are admission limits, checked only before proposing (src/rpc), at most these.
+   */
   readonly keyBytesMax: number;
   /** Cluster-wide. The longest value, in bytes. */
   readonly valueBytesMax: number;
@@ -44,10 +50,10 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 export const defaultKvOptions: KvOptions = {
-  keyBytesMax: 4 * KiB,
-  valueBytesMax: 1 * MiB,
+  keyBytesMax: 64 * KiB,
+  valueBytesMax: 3 * MiB,
   clientIdBytesMax: 256,
-  txnOpsMax: 128,
+  txnOpsMax: 10_000,
   rangeKeysMax: 10_000,
   responseBytesMax: 4 * MiB,
   sessionsMax: 10_000,

@@ -12,7 +12,7 @@ import {
   type WatchResponse,
 } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KvNode } from "../driver/types.js";
-import { validateCommand, validateGet, validateRange, validateWatch, type KvStore } from "../kv/index.js";
+import { validateCommand, validateGet, validateRange, validateWatch, type KvStore, type ValidationLimits } from "../kv/index.js";
 import { assert } from "../lib/assert.js";
 import { reasonHeader } from "./errors.js";
 import { failRequest } from "./handler-errors.js";
@@ -30,6 +30,12 @@ export interface KvServiceOptions {
   /** The deadline of a request whose client set none. */
   readonly requestTimeoutMs: number;
   readonly watchersPerConnectionMax: number;
+  /**
+   * What this node accepts into a proposal (the --key-bytes-max, --value-bytes-max and --txn-ops-max
+   * flags); the store's own limits when absent. Checked here, before proposing, and never at apply:
+   * members may differ (a rolling change), while the store applies with limits every member shares.
+   */
+  readonly admission?: ValidationLimits;
   /** The most events one Watch message carries. */
   readonly watchBatchEventsMax: number;
   /** Aborted when the server shuts down: open Watch streams end with `canceled`. */
@@ -41,14 +47,15 @@ export interface KvServiceOptions {
 /**
  * KvService over a node. Writes are encoded as a Command and go through the log (`mutate`); reads are
  * linearizable by default (a ReadIndex barrier, then the local store) and `serializable` skips the
- * barrier. Every request is validated with the store's own limits before it costs a log entry, so a
- * bad request is refused here with the same message every replica would have produced.
+ * barrier. Every request is validated with this node's admission limits before it costs a log entry,
+ * so a bad request is refused here, with a message naming the field.
  *
  * Txn always goes through the log, even when it only reads: its compares and reads must see one
  * revision atomically with its writes, and the log is where that order is decided.
  */
 export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<typeof KvService> {
   const { node, store, logger } = options;
+  const admission = options.admission ?? store.options;
   const watchLimit = new ConnectionWatchLimit(options.watchersPerConnectionMax);
 
   const header = (revision: number | bigint): ResponseHeader =>
@@ -57,7 +64,7 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
   async function mutate(command: Command, method: string, context: HandlerContext): Promise<CommandResult> {
     const signal = requestSignal(context, options.requestTimeoutMs);
     try {
-      validateCommand(command, store.options);
+      validateCommand(command, admission);
       return await node.mutate(command, signal);
     } catch (error) {
       throw failRequest(error, method, { signal, mutation: true }, logger);
@@ -102,7 +109,7 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
         "Get",
         context,
         request.serializable,
-        () => validateGet(request, store.options),
+        () => validateGet(request, admission),
         () => withHeader(store.get(request), header),
       );
     },
@@ -112,7 +119,7 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
         "Range",
         context,
         request.serializable,
-        () => validateRange(request, store.options),
+        () => validateRange(request, admission),
         () => withHeader(store.range(request), header),
       );
     },
@@ -121,7 +128,7 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
       const connection = context.values.get(connectionKey);
       const signal = requestSignal(context, options.requestTimeoutMs);
       try {
-        validateWatch(request, store.options);
+        validateWatch(request, admission);
         // "Changes after the current revision" should mean the cluster's current revision, not this
         // replica's possibly stale one; a watch resuming at an explicit revision needs no barrier.
         if (request.startRevision === 0n) await node.readBarrier(signal);

@@ -18,6 +18,10 @@ export interface AppLimits {
   readonly requestTimeoutMs: number;
   /** The most events one Watch message carries. Default 1,000. */
   readonly watchBatchEventsMax?: number;
+  /** Admission limits of requests (see KvServiceOptions.admission); the store's limits when absent. */
+  readonly keyBytesMax?: number;
+  readonly valueBytesMax?: number;
+  readonly txnOpsMax?: number;
 }
 
 export interface AppOptions {
@@ -57,6 +61,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           logger: rpcLogger,
           requestTimeoutMs: options.limits.requestTimeoutMs,
           watchersPerConnectionMax: options.limits.watchersPerConnectionMax,
+          admission: {
+            keyBytesMax: options.limits.keyBytesMax ?? options.store.options.keyBytesMax,
+            valueBytesMax: options.limits.valueBytesMax ?? options.store.options.valueBytesMax,
+            txnOpsMax: options.limits.txnOpsMax ?? options.store.options.txnOpsMax,
+            clientIdBytesMax: options.store.options.clientIdBytesMax,
+          },
           watchBatchEventsMax: options.limits.watchBatchEventsMax ?? 1_000,
           shutdown: options.shutdown,
           onWatchers: (delta) => options.metrics.watchers(delta),

@@ -10,6 +10,7 @@ import {
   settingSpecs,
   type ServerConfig,
 } from "../../src/config/index.js";
+import { defaultKvOptions } from "../../src/kv/index.js";
 
 const threeNodes =
   "1=http://127.0.0.1:2380|http://127.0.0.1:2379,2=http://127.0.0.1:22380|http://127.0.0.1:22379,3=http://127.0.0.1:32380|http://127.0.0.1:32379";
@@ -101,6 +102,15 @@ describe("resolveServeArgs", () => {
     expect(config.limits.keyBytesMax).toBe(1024);
   });
 
+  it("caps the admission limits at the limits every replica applies with", () => {
+    // The store checks entries at apply with its defaults (never flags, so replicas agree); a flag
+    // above them would admit writes that every replica then refuses.
+    const config = resolve(["--value-bytes-max", "3MiB", "--key-bytes-max", "64KiB", "--txn-ops-max", "10000", "--request-bytes-max", "4MiB"]);
+    expect(config.limits.valueBytesMax).toBe(defaultKvOptions.valueBytesMax);
+    expect(config.limits.keyBytesMax).toBe(defaultKvOptions.keyBytesMax);
+    expect(config.limits.txnOpsMax).toBe(defaultKvOptions.txnOpsMax);
+  });
+
   it("accepts CORS origins or *", () => {
     expect(resolve(["--cors-origins", "https://a.example.com,http://localhost:5173"]).corsOrigins).toEqual([
       "https://a.example.com",
@@ -125,6 +135,9 @@ describe("resolveServeArgs", () => {
     [["--election-ticks", "2", "--heartbeat-ticks", "1"], "election-ticks", "at least 3 times"],
     [["--value-bytes-max", "lots"], "value-bytes-max", "byte count like 4096"],
     [["--value-bytes-max", "2MiB"], "request-bytes-max", "so the largest Put fits"],
+    [["--value-bytes-max", "4MiB", "--request-bytes-max", "8MiB"], "value-bytes-max", "between 0 and 3145728"],
+    [["--key-bytes-max", "65537"], "key-bytes-max", "between 1 and 65536"],
+    [["--txn-ops-max", "10001"], "txn-ops-max", "between 1 and 10000"],
     [["--log-level", "loud"], "log-level", "must be one of fatal"],
     [["--cors-origins", "https://a.example.com/path"], "cors-origins", "is not an origin"],
     [["--cors-origins", "*,https://a.example.com"], "cors-origins", "cannot be combined"],

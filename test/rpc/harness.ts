@@ -3,6 +3,7 @@ import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
 import { createClusterServiceImpl, createKvServiceImpl, type RpcLogger } from "../../src/rpc/index.js";
 import { FakeNode } from "./fake-node.js";
+import type { ValidationLimits } from "../../src/kv/index.js";
 
 /** Records what the services log, so a test can assert that internal errors reach the operator. */
 export class MemoryLogger implements RpcLogger {
@@ -24,7 +25,9 @@ export interface Harness {
 }
 
 /** KvService and ClusterService over a FakeNode, called in process through a router transport. */
-export function createHarness(options: { node?: FakeNode; requestTimeoutMs?: number; watchBatchEventsMax?: number } = {}): Harness {
+export function createHarness(
+  options: { node?: FakeNode; requestTimeoutMs?: number; watchBatchEventsMax?: number; admission?: ValidationLimits } = {},
+): Harness {
   const node = options.node ?? new FakeNode();
   const logger = new MemoryLogger();
   const shutdown = new AbortController();
@@ -38,6 +41,7 @@ export function createHarness(options: { node?: FakeNode; requestTimeoutMs?: num
         requestTimeoutMs: options.requestTimeoutMs ?? 2_000,
         watchersPerConnectionMax: 10,
         watchBatchEventsMax: options.watchBatchEventsMax ?? 100,
+        ...(options.admission === undefined ? {} : { admission: options.admission }),
         shutdown: shutdown.signal,
       }),
     );

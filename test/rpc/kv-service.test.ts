@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { CompareResult, CompareTarget, EventType, type WatchResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import { NotLeaderError, OverloadedError, ReadFailedError } from "../../src/driver/errors.js";
 import { errorReason, leaderHeader } from "../../src/rpc/index.js";
+import { encodeCommand } from "../../src/kv/index.js";
 import { FakeNode } from "./fake-node.js";
 import { bytes, createHarness, text } from "./harness.js";
 
@@ -58,6 +59,20 @@ describe("KvService", () => {
     expect(error.metadata.get(leaderHeader)).toBe("http://127.0.0.1:22379");
     // Reads are served by followers (the leader confirms the read index), so they are not redirected.
     expect((await kv.get({ key: bytes("k") })).kv).toBeUndefined();
+  });
+
+  it("admits by this node's limits, not the store's: a rolling change of a flag cannot split replicas", async () => {
+    // The store (every replica) applies with its own shared limits; the flags only gate proposals.
+    const admission = { keyBytesMax: 8, valueBytesMax: 4, txnOpsMax: 2, clientIdBytesMax: 256 };
+    const { kv, node } = createHarness({ admission });
+    const refused = await rejection(kv.put({ key: bytes("k"), value: bytes("12345") }));
+    expect(refused.code).toBe(Code.ResourceExhausted);
+    expect(refused.rawMessage).toContain("5 exceeds the limit of 4");
+    expect(node.proposals).toHaveLength(0);
+    await kv.put({ key: bytes("k"), value: bytes("1234") });
+    expect(node.proposals).toHaveLength(1);
+    // An entry admitted by a member with a larger flag applies on this one all the same.
+    expect(node.store.apply(node.store.appliedIndex + 1, encodeCommand({ op: { case: "put", value: { key: bytes("k"), value: bytes("123456789") } } })).kind).toBe("put");
   });
 
   it("refuses bad input before it costs a log entry, naming the field", async () => {
