@@ -379,16 +379,28 @@ export class Driver implements KvNode {
       } catch (error) {
         // Storage failed (ENOSPC, EIO, ...). Nothing of this Ready was acknowledged to anyone: the
         // messages that promise durability were not sent. Stop rather than risk a lie.
-        const err = error instanceof Error ? error : new Error(String(error));
-        this.options.logger.error("storage failed; the node stops accepting work", { error: err.message });
-        this.setState({ kind: "failed", error: err });
-        clearInterval(this.ticker);
-        this.failAll(new StoppedError(`storage failed: ${err.message}`), new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`));
+        this.failStorage(error);
         return;
       }
       this.raft.advance(rd);
-      await this.maybeSnapshot();
+      try {
+        await this.maybeSnapshot();
+      } catch (error) {
+        // Writing the snapshot or compacting the log failed. The log itself is intact, but the disk
+        // is failing and the loop must not die silently with the node still "running" (every write
+        // would hang): fail-stop like any other storage failure, as etcd does.
+        this.failStorage(error);
+        return;
+      }
     }
+  }
+
+  private failStorage(error: unknown): void {
+    const err = error instanceof Error ? error : new Error(String(error));
+    this.options.logger.error("storage failed; the node stops accepting work", { error: err.message });
+    this.setState({ kind: "failed", error: err });
+    clearInterval(this.ticker);
+    this.failAll(new StoppedError(`storage failed: ${err.message}`), new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`));
   }
 
   private async handleReady(rd: Ready): Promise<void> {
