@@ -28,6 +28,8 @@ export type KvErrorDetail =
    * dropped the data to stay within its byte limit). Not applied again.
    */
   | { readonly kind: "resultNotRetained"; readonly clientId: string; readonly sequence: number; readonly revision: number }
+  /** A mutation carries the sequence of its client's latest applied request, which was of another kind. Not applied. */
+  | { readonly kind: "sequenceReused"; readonly clientId: string; readonly sequence: number; readonly appliedAs: string }
   /** Every watcher slot is taken. */
   | { readonly kind: "tooManyWatchers"; readonly max: number }
   /** Snapshot bytes that cannot be restored; the store keeps its previous state. */
@@ -77,6 +79,8 @@ function describeKvError(detail: KvErrorDetail): string {
       return `sequence ${detail.sequence} of client ${JSON.stringify(detail.clientId)} is older than the latest applied (${detail.latest}); it was not applied`;
     case "resultNotRetained":
       return `sequence ${detail.sequence} of client ${JSON.stringify(detail.clientId)} was already applied (at revision ${detail.revision}) and was not applied again; its result is no longer retained`;
+    case "sequenceReused":
+      return `sequence ${detail.sequence} of client ${JSON.stringify(detail.clientId)} was already used by a request of another kind (${detail.appliedAs}); this one was not applied: give every request a new sequence`;
     case "tooManyWatchers":
       return `too many watchers (limit ${detail.max}); close some watches or retry later`;
     case "invalidSnapshot":

@@ -121,6 +121,8 @@ function fromKvError(error: KvError): ConnectError {
       return wire(error, Code.ResourceExhausted, "too-many-watchers", error.message);
     case "staleSequence":
       return wire(error, Code.FailedPrecondition, "stale-sequence", error.message);
+    case "sequenceReused":
+      return wire(error, Code.FailedPrecondition, "stale-sequence", error.message);
     case "resultNotRetained":
       return wire(error, Code.AlreadyExists, "result-not-retained", error.message);
     // Both mean a bug or version skew between nodes, never a client's mistake.

@@ -43,6 +43,15 @@ describe("exactly-once sessions", () => {
     expect(store.revision).toBe(3);
   });
 
+  it("refuses a sequence reused for another kind of request, applying nothing (found by review: it was an Internal error)", () => {
+    const store = createKvStore();
+    const id = { clientId: "c1", sequence: 1 };
+    expectKind(store.apply(1, putCmd("k", "v", { id })), "put");
+    expect(errorOf(store.apply(2, deleteCmd("k", { id })))).toEqual({ kind: "sequenceReused", clientId: "c1", sequence: 1, appliedAs: "put" });
+    expect(plain(store.get(getReq("k")).kv)?.version).toBe(1);
+    expect(store.revision).toBe(1);
+  });
+
   it("rejects a sequence below the latest as stale, and accepts gaps upward", () => {
     const store = createKvStore();
     store.apply(1, putCmd("k", "a", { id: { clientId: "c", sequence: 1 } }));

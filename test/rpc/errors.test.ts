@@ -49,6 +49,7 @@ describe("toConnectError", () => {
     [new KvError({ kind: "limitExceeded", limit: "valueBytesMax", field: "put.value", actual: 9, max: 8 }), {}, Code.ResourceExhausted, "limit-exceeded"],
     [new KvError({ kind: "duplicateKeyInTxn", key: new Uint8Array([97]) }), {}, Code.InvalidArgument, "duplicate-key"],
     [new KvError({ kind: "staleSequence", clientId: "c", sequence: 1, latest: 2 }), {}, Code.FailedPrecondition, "stale-sequence"],
+    [new KvError({ kind: "sequenceReused", clientId: "c", sequence: 1, appliedAs: "put" }), {}, Code.FailedPrecondition, "stale-sequence"],
     [new KvError({ kind: "resultNotRetained", clientId: "c", sequence: 1, revision: 7 }), {}, Code.AlreadyExists, "result-not-retained"],
     [new KvError({ kind: "tooManyWatchers", max: 5 }), {}, Code.ResourceExhausted, "too-many-watchers"],
     [new KvError({ kind: "malformedCommand", reason: "index out of range" }), {}, Code.Internal, "internal"],
