@@ -36,6 +36,10 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       requestBytesMax: options.requestBytesMax ?? 64 * 1024,
       watchersPerConnectionMax: options.watchersPerConnectionMax ?? 4,
       requestTimeoutMs: 2_000,
+      // The admission limits `raftkv serve` passes by default (its flags); the store applies with larger ones.
+      keyBytesMax: 4 * 1024,
+      valueBytesMax: 1024 * 1024,
+      txnOpsMax: 128,
     },
     corsOrigins: options.corsOrigins ?? [],
     shutdown: shutdown.signal,
