@@ -10,7 +10,14 @@ import type { Violation } from "./violation.js";
  *   appear at all;
  * - a value no op wrote must not appear;
  * - when the history is complete (no revision missing), every acknowledged put and swapped CAS must
- *   appear: the client was told it happened.
+ *   appear: the client was told it happened;
+ * - deletes write no value, so they are counted: every delete event of a key must be explained by a
+ *   delete op of that key that may have applied (acknowledged as deleting, or of unknown outcome), one
+ *   event per op. More events than such ops is a delete applied twice (a retry not deduplicated) or one
+ *   nobody issued;
+ * - an acknowledged change names its revision: the event at that revision must be that change (a put
+ *   or swapped CAS of its value, a delete of its key). A reply belonging to another entry (a wrong
+ *   cached retry answer, say) shows up here.
  *
  * The same event delivered twice (a watch resumed on another node) has the same revision and is not a
  * double apply.
@@ -65,6 +72,70 @@ export function checkExactlyOnce(ops: readonly ChaosOp[], history: WatchHistory)
       if (acked && !revisionsOf.has(op.value)) {
         violations.push({ kind: "unapplied-ack", message: `op ${op.id} was acknowledged but its value never appears in the complete history\n  ${describeChaosOp(op)}`, ops: [op] });
       }
+    }
+  }
+  violations.push(...checkDeleteCounts(ops, history.events), ...checkAckedRevisions(ops, history));
+  return violations;
+}
+
+function checkDeleteCounts(ops: readonly ChaosOp[], events: readonly WatchRecord[]): Violation[] {
+  const deletedAt = new Map<string, Set<number>>();
+  for (const event of events) {
+    if (event.type !== "delete") continue;
+    const revisions = deletedAt.get(event.key);
+    if (revisions === undefined) deletedAt.set(event.key, new Set([event.revision]));
+    else revisions.add(event.revision);
+  }
+  const mayHaveDeleted = new Map<string, ChaosOp[]>();
+  for (const op of ops) {
+    if (op.kind !== "delete") continue;
+    const o = op.outcome;
+    if (o.status === "fail" || (o.status === "ok" && o.output.kind === "delete" && o.output.deleted === 0)) continue;
+    const list = mayHaveDeleted.get(op.key);
+    if (list === undefined) mayHaveDeleted.set(op.key, [op]);
+    else list.push(op);
+  }
+  const violations: Violation[] = [];
+  for (const [key, revisions] of deletedAt) {
+    const candidates = mayHaveDeleted.get(key) ?? [];
+    if (revisions.size <= candidates.length) continue;
+    violations.push({
+      kind: "double-apply",
+      message:
+        `key ${key} was deleted at ${revisions.size} revisions (${[...revisions].sort((a, b) => a - b).join(", ")}) but only ${candidates.length} delete op(s) of it may have applied` +
+        candidates.map((op) => `\n  ${describeChaosOp(op)}`).join(""),
+      ops: candidates,
+    });
+  }
+  return violations;
+}
+
+function checkAckedRevisions(ops: readonly ChaosOp[], history: WatchHistory): Violation[] {
+  const atRevision = new Map<number, WatchRecord[]>();
+  for (const event of history.events) {
+    const list = atRevision.get(event.revision);
+    if (list === undefined) atRevision.set(event.revision, [event]);
+    else list.push(event);
+  }
+  const violations: Violation[] = [];
+  for (const op of ops) {
+    const o = op.outcome;
+    if (o.status !== "ok" || o.output.revision <= 0) continue;
+    const out = o.output;
+    let matches: ((e: WatchRecord) => boolean) | undefined;
+    if (out.kind === "put" || (out.kind === "cas" && out.swapped)) matches = (e) => e.type === "put" && e.key === op.key && e.value === op.value;
+    else if (out.kind === "delete" && out.deleted > 0) matches = (e) => e.type === "delete" && e.key === op.key;
+    if (matches === undefined) continue;
+    const there = atRevision.get(out.revision);
+    if (there === undefined) {
+      if (history.complete && op.kind === "delete") {
+        violations.push({ kind: "unapplied-ack", message: `op ${op.id} was acknowledged as deleting at revision ${out.revision}, which has no event in the complete history\n  ${describeChaosOp(op)}`, ops: [op] });
+      }
+      continue;
+    }
+    if (!there.some(matches)) {
+      const seen = there.map((e) => `${e.type} ${e.key}${e.value === null ? "" : `=${e.value}`}`).join(", ");
+      violations.push({ kind: "ack-mismatch", message: `op ${op.id} was acknowledged at revision ${out.revision}, but that revision holds ${seen}\n  ${describeChaosOp(op)}`, ops: [op] });
     }
   }
   return violations;

@@ -209,6 +209,32 @@ describe("exactly-once (unique values in the watch history)", () => {
     expect(checkExactlyOnce([unknownPut("u", [0, 10])], { events: [], complete: true })).toEqual([]);
   });
 
+  it("counts deletes: a retried delete applied twice, a delete nobody issued, a failed delete applied (found by review: deletes were not judged)", () => {
+    const a = put("a", [0, 10]);
+    const b = put("b", [30, 40]);
+    const retriedDelete = op({ kind: "delete", at: [20, 60], attempts: 2 }, { status: "ok", output: { kind: "delete", deleted: 1, revision: 4 } });
+    const doubled = checkExactlyOnce([a, retriedDelete, b], { events: [event(1, "a"), event(2, null), event(3, "b"), event(4, null)], complete: true });
+    expect(doubled.map((v) => v.kind)).toEqual(["double-apply"]);
+    expect(doubled[0]?.message).toContain("deleted at 2 revisions (2, 4) but only 1 delete op(s)");
+
+    expect(checkExactlyOnce([a], { events: [event(1, "a"), event(2, null)], complete: true }).map((v) => v.kind)).toEqual(["double-apply"]);
+    const failedDelete = op({ kind: "delete", at: [20, 30] }, { status: "fail", reason: "not-leader" });
+    expect(checkExactlyOnce([a, failedDelete], { events: [event(1, "a"), event(2, null)], complete: true }).map((v) => v.kind)).toEqual(["double-apply"]);
+    // An unknown delete may explain one event; a delete that found nothing explains none.
+    const nothingDeleted = op({ kind: "delete", at: [12, 14] }, { status: "ok", output: { kind: "delete", deleted: 0, revision: 1 } });
+    expect(checkExactlyOnce([a, nothingDeleted, unknownDelete([20, 30])], { events: [event(1, "a"), event(2, null)], complete: true })).toEqual([]);
+  });
+
+  it("rejects an acknowledgement that names a revision holding another change", () => {
+    const a = op({ kind: "put", value: "a", at: [0, 10] }, { status: "ok", output: { kind: "put", revision: 2 } });
+    const b = op({ kind: "put", value: "b", at: [0, 10] }, { status: "ok", output: { kind: "put", revision: 1 } });
+    expect(checkExactlyOnce([a, b], { events: [event(1, "a"), event(2, "b")], complete: true }).map((v) => v.kind)).toEqual(["ack-mismatch", "ack-mismatch"]);
+    const a1 = op({ kind: "put", value: "a", at: [0, 10] }, { status: "ok", output: { kind: "put", revision: 1 } });
+    const gone = op({ kind: "delete", at: [20, 30] }, { status: "ok", output: { kind: "delete", deleted: 1, revision: 2 } });
+    expect(checkExactlyOnce([a1, gone], { events: [event(1, "a"), event(2, null)], complete: true })).toEqual([]);
+    expect(checkExactlyOnce([a1, gone], { events: [event(1, "a")], complete: true }).map((v) => v.kind)).toEqual(["unapplied-ack"]);
+  });
+
   it("finds revisions a watch skipped", () => {
     expect(missingRevisions([event(1, "a"), event(3, "b")], 4)).toEqual({ count: 2, listed: [2, 4] });
     expect(missingRevisions([event(1, "a"), event(2, "b")], 2)).toEqual({ count: 0, listed: [] });

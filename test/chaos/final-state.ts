@@ -1,7 +1,8 @@
 import { assert } from "../../src/lib/assert.js";
-import { createRaftkvClient } from "../../src/rpc/client/index.js";
+import { createRaftkvClient, type RaftkvClient } from "../../src/rpc/client/index.js";
 import type { FinalRead } from "./check-lost-writes.js";
 import type { ChaosCluster } from "./cluster.js";
+import type { Violation } from "./violation.js";
 import { defaultWorkload, describeError, type RunClock, type Workload } from "./workload.js";
 
 /**
@@ -48,8 +49,6 @@ export async function finalRead(
 ): Promise<{ read: FinalRead; revision: number } | { error: string }> {
   // One client per node, tried in turn: a node that hangs must not take every attempt.
   const clients = endpoints.map((endpoint) => createRaftkvClient({ endpoints: [endpoint], timeoutMs: 5000, attemptTimeoutMs: 2000 }));
-  const prefix = new TextEncoder().encode(defaultWorkload.prefix);
-  const decoder = new TextDecoder();
   const deadline = Date.now() + budgetMs;
   let lastError = "no attempt";
   try {
@@ -59,29 +58,16 @@ export async function finalRead(
       assert(client !== undefined, "final read: a client per endpoint");
       const callUs = clock.nowUs();
       try {
-        // Pages of one scan may come from different revisions; a scan is accepted only when every page
-        // has the same revision, so the whole read is one point in time.
-        const values = new Map<string, string | null>();
-        let continueKey: Uint8Array | undefined;
-        let revision: bigint | undefined;
-        let consistent = true;
-        for (let page = 0; page < RANGE_PAGES_MAX; page++) {
-          const response = await client.range({ key: prefix, prefix: true, ...(continueKey === undefined ? {} : { continueKey }) });
-          const pageRevision = response.header?.revision ?? 0n;
-          if (revision !== undefined && pageRevision !== revision) consistent = false;
-          revision = pageRevision;
-          for (const kv of response.kvs) values.set(decoder.decode(kv.key), decoder.decode(kv.value));
-          if (!response.more) break;
-          continueKey = response.nextKey;
-        }
-        if (!consistent) {
+        const scan = await scanPrefix(client, false);
+        if (scan === undefined) {
           lastError = "the pages of the scan came from different revisions";
           continue;
         }
         const endUs = clock.nowUs();
+        const values = new Map<string, string | null>(scan.values);
         for (const key of workload.keySpace.keys()) if (!values.has(key)) values.set(key, null);
-        workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, Number(revision ?? 0n), endpoint);
-        return { read: { values, callUs }, revision: Number(revision ?? 0n) };
+        workload.recordFinalReads(HARNESS_WORKER, values, callUs, endUs, scan.revision, endpoint);
+        return { read: { values, callUs }, revision: scan.revision };
       } catch (error) {
         lastError = `${endpoint}: ${describeError(error)}`;
         await new Promise((r) => setTimeout(r, 500));
@@ -91,4 +77,70 @@ export async function finalRead(
   } finally {
     for (const client of clients) client.close();
   }
+}
+
+/**
+ * One scan of the workload's prefix. Pages of one scan may come from different revisions; a scan is
+ * accepted only when every page has the same revision (one point in time), else undefined.
+ */
+async function scanPrefix(client: RaftkvClient, serializable: boolean): Promise<{ values: Map<string, string>; revision: number } | undefined> {
+  const prefix = new TextEncoder().encode(defaultWorkload.prefix);
+  const decoder = new TextDecoder();
+  const values = new Map<string, string>();
+  let continueKey: Uint8Array | undefined;
+  let revision: bigint | undefined;
+  for (let page = 0; page < RANGE_PAGES_MAX; page++) {
+    const response = await client.range({ key: prefix, prefix: true, serializable, ...(continueKey === undefined ? {} : { continueKey }) });
+    const pageRevision = response.header?.revision ?? 0n;
+    if (revision !== undefined && pageRevision !== revision) return undefined;
+    revision = pageRevision;
+    for (const kv of response.kvs) values.set(decoder.decode(kv.key), decoder.decode(kv.value));
+    if (!response.more) break;
+    continueKey = response.nextKey;
+  }
+  return { values, revision: Number(revision ?? 0n) };
+}
+
+/**
+ * Each node's own state (a serializable scan, answered from its local store), compared with the final
+ * linearizable read. Called once every node has replayed its history up to the final read's revision,
+ * so each has applied at least that far; nothing writes after the final read. Replica agreement is
+ * otherwise judged on change histories only, which a snapshot restore that corrupted the records but
+ * kept the history would pass.
+ */
+export async function compareNodeStates(
+  nodes: readonly { readonly id: number; readonly endpoint: string }[],
+  final: ReadonlyMap<string, string | null>,
+  finalRevision: number,
+): Promise<{ violations: Violation[]; reasons: string[] }> {
+  const violations: Violation[] = [];
+  const reasons: string[] = [];
+  for (const node of nodes) {
+    const client = createRaftkvClient({ endpoints: [node.endpoint], timeoutMs: 5000, attemptTimeoutMs: 2000 });
+    try {
+      const scan = await scanPrefix(client, true);
+      if (scan === undefined || scan.revision !== finalRevision) {
+        reasons.push(`node ${node.id}'s own state was not compared: it answered at revision ${scan?.revision ?? "mixed"}, the final read was at ${finalRevision}`);
+        continue;
+      }
+      const differences: string[] = [];
+      for (const [key, value] of final) {
+        const local = scan.values.get(key) ?? null;
+        if (local !== value) differences.push(`${key}: node has ${local ?? "(absent)"}, final read ${value ?? "(absent)"}`);
+      }
+      for (const key of scan.values.keys()) if (!final.has(key)) differences.push(`${key}: only on the node`);
+      if (differences.length > 0) {
+        violations.push({
+          kind: "replica-divergence",
+          message: `node ${node.id}'s own state at revision ${finalRevision} differs from the final read: ${differences.slice(0, 5).join("; ")}${differences.length > 5 ? ` (+${differences.length - 5} more)` : ""}`,
+          ops: [],
+        });
+      }
+    } catch (error) {
+      reasons.push(`node ${node.id}'s own state was not compared: ${describeError(error)}`);
+    } finally {
+      client.close();
+    }
+  }
+  return { violations, reasons };
 }

@@ -2,8 +2,8 @@ import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkExactlyOnce, missingRevisions } from "./check-exactly-once.js";
 import { checkChaosLinearizability, type LinearizabilityVerdict } from "./check-linearizability.js";
-import { checkLostWrites } from "./check-lost-writes.js";
-import { finalRead, recover } from "./final-state.js";
+import { checkLostWrites, type FinalRead } from "./check-lost-writes.js";
+import { compareNodeStates, finalRead, recover } from "./final-state.js";
 import { checkReplicas } from "./check-replicas.js";
 import { ChaosCluster } from "./cluster.js";
 import { historyStats, type ChaosOp, type HistoryStats, type WatchRecord } from "./history.js";
@@ -229,7 +229,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       violations.push(...checkLostWrites(history, final.read));
     }
 
-    const judged = await judgeHistories(c, watch, history, "error" in final ? undefined : final.revision);
+    const judged = await judgeHistories(c, watch, history, "error" in final ? undefined : final);
     violations.push(...judged.violations);
     reasons.push(...judged.reasons);
     watchEvents = judged.events;
@@ -256,6 +256,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   }
 
   const injected = timeline.filter((e) => e.status === "healed" || e.status === "done");
+  for (const e of timeline) if (e.status === "failed") reasons.push(`fault ${e.faultId} (${e.planned}) could not be injected: ${e.note}`);
+  // A run whose faults all failed to apply tested nothing but a healthy cluster.
+  if (plan.length > 0 && timeline.length > 0 && injected.length === 0) reasons.push(`no fault was injected (${plan.length} planned); the run proves nothing about faults`);
   const faultsByKind: Record<string, number> = {};
   for (const e of injected) faultsByKind[e.kind] = (faultsByKind[e.kind] ?? 0) + 1;
   const stats: RunStats = {
@@ -297,9 +300,15 @@ interface HistoryVerdict {
  * revision 1 after healing (and the live watch, which must agree with it). Without a final read the
  * last revision is unknown, so no history can be called complete.
  */
-async function judgeHistories(c: ChaosCluster, watch: WatchRecorder, history: readonly ChaosOp[], finalRevision: number | undefined): Promise<HistoryVerdict> {
+async function judgeHistories(
+  c: ChaosCluster,
+  watch: WatchRecorder,
+  history: readonly ChaosOp[],
+  final: { read: FinalRead; revision: number } | undefined,
+): Promise<HistoryVerdict> {
   const violations: Violation[] = [];
   const reasons: string[] = [];
+  const finalRevision = final?.revision;
   const ackedRevisionMax = Math.max(0, ...history.map((op) => (op.outcome.status === "ok" ? op.outcome.output.revision : 0)));
   const upTo = finalRevision ?? Math.max(ackedRevisionMax, watch.lastRevision);
   await watch.stopAfter(upTo, REPLAY_TIMEOUT_MS);
@@ -307,9 +316,24 @@ async function judgeHistories(c: ChaosCluster, watch: WatchRecorder, history: re
   const replayed = new Map<number, readonly WatchRecord[]>();
   for (const [id, replay] of replays) {
     if (replay.kind === "ok") replayed.set(id, replay.events);
-    else reasons.push(`node ${id} could not replay its history (${replay.kind === "compacted" ? `compacted up to revision ${replay.compactRevision}` : replay.error}); it is left out of the replica check`);
+    else if (replay.kind === "compacted") {
+      reasons.push(`node ${id}'s history was compacted up to revision ${replay.compactRevision}, so it could not be replayed and compared; a longer run needs a larger watch history`);
+    } else {
+      // A node that agrees on the leader yet cannot deliver its history up to the final read's
+      // revision has stopped applying (or diverged): that is the failure, not a reason to skip it.
+      violations.push({ kind: "no-recovery", message: `node ${id} could not replay its history up to revision ${upTo} after healing: ${replay.error}`, ops: [] });
+    }
   }
   violations.push(...checkReplicas(replayed, upTo));
+  if (final !== undefined) {
+    const states = await compareNodeStates(
+      [...replayed.keys()].map((id) => ({ id, endpoint: c.clientUrl(id) })),
+      final.read.values,
+      final.revision,
+    );
+    violations.push(...states.violations);
+    reasons.push(...states.reasons);
+  }
   const [first] = replayed;
   const events = first === undefined ? watch.events : [...first[1]];
   const source = first === undefined ? `live watch (${watch.end.kind})` : `replay of node ${first[0]} from revision 1`;
@@ -330,6 +354,12 @@ async function judgeHistories(c: ChaosCluster, watch: WatchRecorder, history: re
 class HarnessError extends Error {}
 
 function isInconclusive(reason: string): boolean {
-  return reason.startsWith("the linearizability search") || reason.startsWith("no operation succeeded") || reason.startsWith("the final read");
+  return (
+    reason.startsWith("the linearizability search") ||
+    reason.startsWith("no operation succeeded") ||
+    reason.startsWith("the final read") ||
+    reason.includes("history was compacted") ||
+    reason.startsWith("no fault was injected")
+  );
 }
 

@@ -9,6 +9,7 @@ import type { ChaosOp } from "./history.js";
  * - `failed-write-applied`: a write the client was told certainly did not happen took effect;
  * - `phantom-value`: a value nobody wrote was read or appeared in the history;
  * - `unapplied-ack`: an acknowledged write never appears in the complete watch history;
+ * - `ack-mismatch`: the revision an acknowledgement names holds another change;
  * - `replica-divergence`: two nodes report different histories for the same revisions;
  * - `watch`: a watch skipped revisions, or delivered changes that differ from the replayed history;
  * - `two-leaders`: two nodes reported leading the same term (Election Safety);
@@ -23,6 +24,7 @@ export type ViolationKind =
   | "failed-write-applied"
   | "phantom-value"
   | "unapplied-ack"
+  | "ack-mismatch"
   | "replica-divergence"
   | "watch"
   | "two-leaders"
