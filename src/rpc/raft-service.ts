@@ -33,6 +33,8 @@ export interface RaftServiceOptions {
   deliverSnapshot(message: SnapshotRequest): Promise<void>;
   /** The largest snapshot this node accepts (the receive buffer is allocated up front). */
   readonly maxSnapshotBytes: number;
+  /** How long a snapshot stream may wait for its next chunk before it is dropped. Default 30 s. */
+  readonly snapshotChunkIdleMs?: number;
   readonly logger: RaftServiceLogger;
 }
 
@@ -46,8 +48,16 @@ export interface RaftServiceOptions {
  * A refused batch is refused whole: nothing of it is delivered.
  */
 export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof RaftService> {
-  /** Senders with a snapshot stream open: one each, so a confused peer cannot pin many buffers. */
-  const receivingFrom = new Set<NodeId>();
+  /**
+   * The open snapshot stream of each sender: one each, so a confused peer cannot pin many buffers. A
+   * newer stream from the same sender replaces an older one still receiving chunks (aborts it): a
+   * sender streams one snapshot to a node at a time, so such a stream is one whose end was lost (a
+   * partition ate the close). Refusing the newer one instead left a follower unable to take any
+   * snapshot from that leader ever again (found by review). An older stream already handing its
+   * snapshot to the driver is alive and keeps the slot; the newer one is refused.
+   */
+  const receivingFrom = new Map<NodeId, { readonly abort: AbortController; delivering: boolean }>();
+  const chunkIdleMs = o.snapshotChunkIdleMs ?? 30_000;
 
   function invalid(error: ConvertError, call: string, from: string): ConnectError {
     o.logger.warn({ call, from, field: error.path, reason: error.reason }, "malformed peer request refused");
@@ -67,6 +77,10 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     if (!from.ok) throw invalid(from.error, call, String(fromWire));
     const to = nodeIdFromProto(toWire, "to");
     if (!to.ok) throw invalid(to.error, call, String(fromWire));
+    if (from.value === o.selfId) {
+      o.logger.warn({ call, from: from.value }, "request claiming to come from this node refused");
+      throw new ConnectError(`node ${o.selfId} does not send requests to itself`, Code.FailedPrecondition);
+    }
     if (to.value !== o.selfId) {
       o.logger.warn({ call, from: from.value, to: to.value, self: o.selfId }, "request for another node refused");
       throw new ConnectError(`request for node ${to.value} reached node ${o.selfId}`, Code.FailedPrecondition);
@@ -97,11 +111,14 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     return header.value;
   }
 
-  /** Reads chunks up to the end of the stream; every chunk carries data, so the loop is bounded by totalBytes. */
-  async function assemble(header: SnapshotHeaderInfo, rest: AsyncIterator<InstallSnapshotRequest>): Promise<SnapshotRequest> {
+  /**
+   * Reads chunks up to the end of the stream; every chunk carries data, so the loop is bounded by
+   * totalBytes, and each wait for a chunk is bounded by chunkIdleMs and ends when `signal` aborts.
+   */
+  async function assemble(header: SnapshotHeaderInfo, rest: AsyncIterator<InstallSnapshotRequest>, signal: AbortSignal): Promise<SnapshotRequest> {
     const assembler = new SnapshotAssembler(header);
     for (let i = 1; ; i++) {
-      const next = await rest.next();
+      const next = await nextChunk(rest, signal, chunkIdleMs);
       if (next.done === true) break;
       const payload = next.value.payload;
       const path = `messages[${i}]`;
@@ -133,16 +150,25 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       return {};
     },
 
-    async installSnapshot(requests) {
+    async installSnapshot(requests, context) {
       const stream = requests[Symbol.asyncIterator]();
-      const first = await stream.next();
+      const first = await nextChunk(stream, context.signal, chunkIdleMs);
       const header = checkSnapshotHeader(first.done === true ? undefined : first.value);
-      if (receivingFrom.has(header.from)) {
-        throw new ConnectError(`a snapshot from node ${header.from} is already being received`, Code.Aborted);
+      const older = receivingFrom.get(header.from);
+      if (older?.delivering === true) {
+        throw new ConnectError(`a snapshot from node ${header.from} is already being installed`, Code.Aborted);
       }
-      receivingFrom.add(header.from);
+      if (older !== undefined) {
+        o.logger.warn({ from: header.from }, "a newer snapshot stream replaces one still open from the same node");
+        older.abort.abort();
+      }
+      const mine = { abort: new AbortController(), delivering: false };
+      receivingFrom.set(header.from, mine);
+      const abortMine = (): void => mine.abort.abort();
+      context.signal.addEventListener("abort", abortMine, { once: true });
       try {
-        const snapshot = await assemble(header, stream);
+        const snapshot = await assemble(header, stream, mine.abort.signal);
+        mine.delivering = true;
         try {
           await o.deliverSnapshot(snapshot);
         } catch (e) {
@@ -151,10 +177,33 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
         }
         return { accepted: true };
       } finally {
-        receivingFrom.delete(header.from);
+        context.signal.removeEventListener("abort", abortMine);
+        if (receivingFrom.get(header.from) === mine) receivingFrom.delete(header.from);
       }
     },
   };
+}
+
+/** The next message of a stream, or an error when `signal` aborts or none arrives within `idleMs`. */
+function nextChunk<T>(stream: AsyncIterator<T>, signal: AbortSignal, idleMs: number): Promise<IteratorResult<T>> {
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => settle(() => reject(new ConnectError("the snapshot stream was replaced or cancelled", Code.Aborted)));
+    const timer = setTimeout(() => settle(() => reject(new ConnectError(`no snapshot chunk arrived within ${idleMs} ms`, Code.DeadlineExceeded))), idleMs);
+    let settled = false;
+    function settle(action: () => void): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      action();
+    }
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    stream.next().then(
+      (result) => settle(() => resolve(result)),
+      (error: unknown) => settle(() => reject(error instanceof Error ? error : new Error(String(error)))),
+    );
+  });
 }
 
 export interface RaftServiceRegistration extends RaftServiceOptions {

@@ -109,6 +109,15 @@ describe("RaftService: Step", () => {
     expect(h.delivered).toEqual([]);
   });
 
+  it("refuses a batch that claims to come from this node itself", async () => {
+    const h = harness();
+    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 2n, to: 2n }))).toEqual({
+      code: Code.FailedPrecondition,
+      message: "node 2 does not send requests to itself",
+    });
+    expect(h.delivered).toEqual([]);
+  });
+
   it("refuses malformed content with InvalidArgument and delivers nothing of the batch", async () => {
     const h = harness();
     const rng = createPrng(2);
@@ -197,10 +206,28 @@ describe("RaftService: InstallSnapshot", () => {
     // The first stream now holds the slot, parked in deliverSnapshot.
     await parked;
     const second = await codeOf(h.client.installSnapshot(stream(header({}, data), chunk(0, data))));
-    expect(second).toEqual({ code: Code.Aborted, message: "a snapshot from node 1 is already being received" });
+    expect(second).toEqual({ code: Code.Aborted, message: "a snapshot from node 1 is already being installed" });
     release();
     expect((await first).accepted).toBe(true);
     expect((await h.client.installSnapshot(stream(header({}, data), chunk(0, data)))).accepted).toBe(true);
+  });
+
+  it("lets a newer stream from a sender replace one whose end never came (a partition ate it)", async () => {
+    const h = harness();
+    const data = snapshotData(1000);
+    let stall: () => void = () => undefined;
+    const stalled = new Promise<void>((resolve) => (stall = resolve));
+    async function* cutOff(): AsyncGenerator<InstallSnapshotRequest> {
+      yield header({}, data);
+      yield chunk(0, data.subarray(0, 100));
+      await stalled; // the rest, and the close, never arrive while the test looks
+    }
+    const first = codeOf(h.client.installSnapshot(cutOff()));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await h.client.installSnapshot(stream(header({}, data), chunk(0, data)))).accepted).toBe(true);
+    expect(await first).toEqual({ code: Code.Aborted, message: "the snapshot stream was replaced or cancelled" });
+    expect(h.snapshots).toHaveLength(1);
+    stall();
   });
 
   it("answers Unavailable when the driver cannot install the snapshot", async () => {
