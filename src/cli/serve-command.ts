@@ -1,5 +1,5 @@
 import { pino, type Logger } from "pino";
-import { ConfigError, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
+import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
 import { openNode, type Driver, type DriverLogger, type DriverObserver } from "../driver/index.js";
 import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService } from "../rpc/raft-service.js";
@@ -106,6 +106,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
         deliverSnapshot: async (message) => node.deliverSnapshot(message),
         maxSnapshotBytes: snapshotBytesMax,
         maxMsgBytes,
+        readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
         logger: logger.child({ component: "raft-service" }),
       }),
   });

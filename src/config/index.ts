@@ -5,6 +5,7 @@ export { envName, describeSetting, settingSpecs, type SettingSpec, type SettingF
 export {
   ordinalOf,
   parseBytes,
+  requestBytesMaxCeiling,
   resolveServeArgs,
   type Env,
   type LimitsConfig,

@@ -49,6 +49,13 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+
+/**
+ * The largest --request-bytes-max. Every node reads peer messages up to what a leader with this
+ * setting could send, whatever its own setting: a follower that read less would refuse an admitted
+ * entry for good and stall replication during a rolling change of the flag.
+ */
+export const requestBytesMaxCeiling = 16 * MiB;
 const GiB = 1024 * MiB;
 
 /**
@@ -125,7 +132,7 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     // The maxima are the state machine's apply ceilings (applyLimits in src/kv; test/config keeps them equal).
     keyBytesMax: bytes(raw, "key-bytes-max", 4 * KiB, 1, 64 * KiB),
     valueBytesMax: bytes(raw, "value-bytes-max", 1 * MiB, 0, 3 * MiB),
-    requestBytesMax: bytes(raw, "request-bytes-max", 2 * MiB, 1 * KiB, 256 * MiB),
+    requestBytesMax: bytes(raw, "request-bytes-max", 2 * MiB, 1 * KiB, requestBytesMaxCeiling),
     txnOpsMax: integer(raw, "txn-ops-max", 128, 1, 10_000),
     watchersPerConnectionMax: integer(raw, "watchers-per-connection-max", 1_000, 1, 100_000),
     requestTimeoutMs: integer(raw, "request-timeout-ms", 5_000, 1, 3_600_000),

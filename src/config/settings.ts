@@ -28,7 +28,7 @@ export const settingSpecs = [
   { flag: "heartbeat-ticks", placeholder: "N", defaultText: "1", help: "Ticks between leader heartbeats; at most a third of --election-ticks." },
   { flag: "key-bytes-max", placeholder: "BYTES", defaultText: "4KiB", help: "The longest key a node accepts (at most 64KiB). Checked before proposing, so members may differ during a rolling change." },
   { flag: "value-bytes-max", placeholder: "BYTES", defaultText: "1MiB", help: "The longest value a node accepts (at most 3MiB). Checked before proposing, so members may differ during a rolling change." },
-  { flag: "request-bytes-max", placeholder: "BYTES", defaultText: "2MiB", help: "The largest request message a client may send." },
+  { flag: "request-bytes-max", placeholder: "BYTES", defaultText: "2MiB", help: "The largest request message a client may send (at most 16MiB)." },
   { flag: "txn-ops-max", placeholder: "N", defaultText: "128", help: "The most compares, and the most operations in each branch, of one Txn a node accepts (at most 10000). Checked before proposing, so members may differ." },
   { flag: "watchers-per-connection-max", placeholder: "N", defaultText: "1000", help: "The most concurrent Watch streams on one client connection." },
   { flag: "request-timeout-ms", placeholder: "MS", defaultText: "5000", help: "The deadline of a request whose client set none." },

@@ -207,8 +207,14 @@ function nextChunk<T>(stream: AsyncIterator<T>, signal: AbortSignal, idleMs: num
 }
 
 export interface RaftServiceRegistration extends RaftServiceOptions {
-  /** The largest message this node reads (a Step request, or one message of a snapshot stream). Match the peers' maxMsgBytes. */
+  /** This node's own message size: it sizes the flow-control windows. */
   readonly maxMsgBytes: number;
+  /**
+   * The largest message this node reads (a Step request, or one message of a snapshot stream); at
+   * least the largest maxMsgBytes of any member, or a leader's batch is refused for good. Default
+   * maxMsgBytes.
+   */
+  readonly readMsgBytesMax?: number;
 }
 
 /** Ceiling of an HTTP/2 flow-control window (RFC 9113, 6.9.1). */
@@ -248,6 +254,6 @@ export async function registerRaftService<Server extends RawServerBase>(
   const impl = createRaftServiceImpl(options);
   await app.register(fastifyConnectPlugin, {
     routes: (router) => router.service(RaftService, impl),
-    readMaxBytes: options.maxMsgBytes,
+    readMaxBytes: Math.max(options.maxMsgBytes, options.readMsgBytesMax ?? 0),
   });
 }

@@ -40,6 +40,7 @@ export interface PeerServerOptions {
   readonly members: readonly NodeId[];
   readonly port?: number;
   readonly maxMsgBytes?: number;
+  readonly readMsgBytesMax?: number;
   readonly maxSnapshotBytes?: number;
   readonly deliverSnapshot?: RaftServiceOptions["deliverSnapshot"];
 }
@@ -71,6 +72,7 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     deliverSnapshot: o.deliverSnapshot ?? (async (m) => void snapshots.push(m)),
     maxSnapshotBytes: o.maxSnapshotBytes ?? 16 * 1024 * 1024,
     maxMsgBytes: o.maxMsgBytes ?? 4 * 1024 * 1024,
+    ...(o.readMsgBytesMax === undefined ? {} : { readMsgBytesMax: o.readMsgBytesMax }),
     logger: { warn: (fields) => void warnings.push(fields), error: (fields) => void warnings.push(fields) },
   });
   await app.listen({ host: "127.0.0.1", port: o.port ?? 0 });
