@@ -219,6 +219,12 @@ export interface RaftServiceRegistration extends RaftServiceOptions {
 
 /** Ceiling of an HTTP/2 flow-control window (RFC 9113, 6.9.1). */
 const WINDOW_BYTES_MAX = 2 ** 31 - 1;
+/**
+ * Concurrent streams a peer connection may open. A member's transport uses at most its in-flight Step
+ * window (4 by default) plus one snapshot stream; the rest is headroom for streams being torn down. It
+ * bounds what one connection can pin (streams x readMaxBytes); HTTP/2's default is unbounded.
+ */
+const PEER_STREAMS_MAX = 32;
 
 /**
  * Registers RaftService on a Fastify instance: the peer listener, created with `http2: true` (and, on
@@ -248,7 +254,7 @@ export async function registerRaftService<Server extends RawServerBase>(
   const connectionWindowBytes = Math.min(2 * options.maxMsgBytes, WINDOW_BYTES_MAX);
   // http2: true above makes the raw server an Http2Server (or Http2SecureServer); both emit "session".
   (app.server as unknown as http2.Http2Server).on("session", (session) => {
-    session.settings({ initialWindowSize: streamWindowBytes });
+    session.settings({ initialWindowSize: streamWindowBytes, maxConcurrentStreams: PEER_STREAMS_MAX });
     session.setLocalWindowSize(connectionWindowBytes);
   });
   const impl = createRaftServiceImpl(options);
