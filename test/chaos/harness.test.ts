@@ -173,9 +173,13 @@ describe("process hygiene", () => {
     expect(await exited).toBe(0);
   });
 
-  it("hands out distinct free loopback ports", async () => {
+  it("hands out distinct free loopback ports below the ephemeral range (a killed node's port must not go to an outgoing connection)", async () => {
     const ports = await freePorts(6);
     expect(new Set(ports).size).toBe(6);
-    for (const port of ports) expect(port).toBeGreaterThan(0);
+    const ephemeralStart = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    for (const port of ports) {
+      expect(port).toBeGreaterThanOrEqual(10_000);
+      expect(port).toBeLessThan(ephemeralStart);
+    }
   });
 });
