@@ -129,7 +129,7 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
   }
 
   const limits: LimitsConfig = {
-    // The maxima are the state machine's apply ceilings (applyLimits in src/kv; test/config keeps them equal).
+    // The maxima are the limits the state machine applies with (defaultKvOptions in src/kv; test/config keeps them equal).
     keyBytesMax: bytes(raw, "key-bytes-max", 4 * KiB, 1, 64 * KiB),
     valueBytesMax: bytes(raw, "value-bytes-max", 1 * MiB, 0, 3 * MiB),
     requestBytesMax: bytes(raw, "request-bytes-max", 2 * MiB, 1 * KiB, requestBytesMaxCeiling),

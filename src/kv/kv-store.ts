@@ -182,11 +182,11 @@ class Store implements KvStore {
     const sequence = Number(command.sequence);
     if (clientId !== "") {
       const session = this.sessions.get(clientId);
-      if (session !== undefined && sequence === session.sequence && session.result.result.case !== command.op.case) {
-        // The client reused a sequence for another kind of request: a client bug, not a retry.
-        return errorResult(new KvError({ kind: "sequenceReused", clientId, sequence, appliedAs: session.result.result.case ?? "none" }));
-      }
       if (session !== undefined && sequence === session.sequence) {
+        if (session.result.result.case !== command.op.case) {
+          // The client reused a sequence for another kind of request: a client bug, not a retry.
+          return errorResult(new KvError({ kind: "sequenceReused", clientId, sequence, appliedAs: session.result.result.case ?? "none" }));
+        }
         this.sessions.touch(clientId, index);
         if (session.resultDropped) {
           const revision = resultRevision(session.result);
