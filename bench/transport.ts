@@ -37,6 +37,8 @@ async function receiver(): Promise<void> {
     clusterId: CLUSTER,
     selfId: 2,
     isMember: (id) => id === 1,
+    checkIncarnation: () => true,
+    probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => {
       for (const m of messages) {
         if (m.type !== "append") continue;
@@ -98,6 +100,7 @@ async function sender(): Promise<void> {
     const t = createPeerTransport({
       clusterId: CLUSTER,
       selfId: 1,
+      incarnation: 1n,
       peers: new Map([[2, `http://127.0.0.1:${port}`]]),
       maxMsgBytes: MAX_MSG_BYTES,
       onUnreachable: () => void unreachable++,

@@ -14,6 +14,11 @@ export const exitCodes = {
   unavailable: 4,
   /** A write may or may not have been applied: its outcome never became known before the deadline. */
   unknownOutcome: 5,
+  /**
+   * `serve` refused to start: the member's data directory is empty but its cluster already exists, so
+   * the member lost its data (docs/operations.md, a member lost its data directory).
+   */
+  dataLost: 6,
 } as const;
 
 export type ExitCode = (typeof exitCodes)[keyof typeof exitCodes];

@@ -1,8 +1,8 @@
 import { pino, type Logger } from "pino";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
-import { openNode, type Driver, type DriverLogger, type DriverObserver } from "../driver/index.js";
+import { MemberDataLostError, openNode, type Driver, type DriverLogger, type DriverObserver, type OpenedNode } from "../driver/index.js";
 import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
-import { registerRaftService } from "../rpc/raft-service.js";
+import { registerRaftService, type ProbeState } from "../rpc/raft-service.js";
 import { buildApp, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
 import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
@@ -71,20 +71,66 @@ function guardKeepaliveRaces(logger: Logger): () => void {
 async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSignal): Promise<ExitCode> {
   const metrics = createMetrics();
   const maxMsgBytes = peerMessageBytes(config.limits.requestBytesMax);
-  const node = await openNode({
-    id: config.id,
-    clusterId: config.clusterId,
-    dataDir: config.dataDir,
-    members: config.initialCluster.map((m) => ({ ...m, learner: false })),
-    tickMs: config.timing.tickMs,
-    electionTicks: config.timing.electionTicks,
-    heartbeatTicks: config.timing.heartbeatTicks,
-    maxMsgBytes,
-    logger: driverLogger(logger),
-    observer: metricsObserver(metrics),
+  // The peer port listens before the node opens: a member with an empty data directory asks the others
+  // whether the cluster exists, and they must be able to answer while they start too.
+  let startup: ProbeState = { phase: "starting" };
+  let opened: OpenedNode | undefined;
+  const initialMembers = new Set(config.initialCluster.map((m) => m.id));
+  const peerApp = await buildPeerApp({
+    logger: logger.child({ component: "peer" }),
+    registerRoutes: (server) =>
+      registerRaftService(server, {
+        clusterId: config.clusterId,
+        selfId: config.id,
+        isMember: (id) => opened?.driver.isMember(id) ?? initialMembers.has(id),
+        checkIncarnation: (from, incarnation) => opened === undefined || opened.incarnations.check(from, incarnation) === "accepted",
+        probeState: () => (opened === undefined ? startup : runningProbeState(opened)),
+        deliver: (messages) => opened?.driver.deliver(messages),
+        deliverSnapshot: async (message) => opened?.driver.deliverSnapshot(message),
+        maxSnapshotBytes: snapshotBytesMax,
+        maxMsgBytes,
+        readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
+        logger: logger.child({ component: "raft-service" }),
+      }),
   });
+  let peer: PeerListener;
+  try {
+    peer = await listenPeer(peerApp, config.listenPeer);
+  } catch (error) {
+    logger.fatal({ err: error }, "cannot listen on the peer port; is another process using it?");
+    await peerApp.close();
+    return exitCodes.failed;
+  }
+  try {
+    opened = await openNode({
+      id: config.id,
+      clusterId: config.clusterId,
+      dataDir: config.dataDir,
+      members: config.initialCluster.map((m) => ({ ...m, learner: false })),
+      tickMs: config.timing.tickMs,
+      electionTicks: config.timing.electionTicks,
+      heartbeatTicks: config.timing.heartbeatTicks,
+      maxMsgBytes,
+      logger: driverLogger(logger),
+      observer: metricsObserver(metrics),
+      signal,
+      onBootstrapping: () => (startup = { phase: "bootstrapping" }),
+      onIncarnationChanged: (peerId) => metrics.peerIncarnationRefused(peerId),
+    });
+  } catch (error) {
+    await peer.close();
+    if (error instanceof MemberDataLostError) {
+      logger.fatal({ evidence: error.evidence }, error.message);
+      return exitCodes.dataLost;
+    }
+    if (signal.aborted) {
+      logger.info("stopped before the node started");
+      return exitCodes.ok;
+    }
+    throw error;
+  }
+  const node = opened.driver;
   const shutdown = new AbortController();
-  let peer: PeerListener | undefined;
   let client: ClientListener | undefined;
   const app = await buildApp({
     node,
@@ -95,26 +141,10 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
   });
-  const peerApp = await buildPeerApp({
-    logger: logger.child({ component: "peer" }),
-    registerRoutes: (server) =>
-      registerRaftService(server, {
-        clusterId: config.clusterId,
-        selfId: config.id,
-        isMember: (id) => node.isMember(id),
-        deliver: (messages) => node.deliver(messages),
-        deliverSnapshot: async (message) => node.deliverSnapshot(message),
-        maxSnapshotBytes: snapshotBytesMax,
-        maxMsgBytes,
-        readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
-        logger: logger.child({ component: "raft-service" }),
-      }),
-  });
   try {
-    peer = await listenPeer(peerApp, config.listenPeer);
     client = await listenClient(app, config.listenClient);
   } catch (error) {
-    logger.fatal({ err: error }, "cannot listen; is another process using the port?");
+    logger.fatal({ err: error }, "cannot listen on the client port; is another process using it?");
     await stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);
     return exitCodes.failed;
   }
@@ -145,6 +175,11 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
  * what is pending (clients retry elsewhere) while the peer port still carries the hand-off; then the
  * client port drains; the peer port closes last.
  */
+function runningProbeState(opened: OpenedNode): ProbeState {
+  const status = opened.driver.status();
+  return { phase: "running", term: status.term, lastIndex: status.lastIndex, snapshotIndex: status.snapshotIndex, incarnation: opened.identity.incarnation };
+}
+
 async function stopAll(
   node: Driver,
   client: ClientListener | undefined,

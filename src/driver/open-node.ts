@@ -2,9 +2,12 @@ import { join } from "node:path";
 import type { NodeId } from "../core/index.js";
 import { createKvStore, type KvOptions } from "../kv/index.js";
 import { openStorage } from "../storage/index.js";
-import { createPeerTransport, type PeerTransportOptions } from "../transport/index.js";
+import { createMemberProber, createPeerTransport, type PeerTransportOptions } from "../transport/index.js";
+import { runBootstrapCheck } from "./bootstrap-check.js";
 import { lockDataDir } from "./data-dir-lock.js";
+import { hasRaftState, newIncarnation, readIdentity, writeIdentity, type MemberIdentity } from "./member-identity.js";
 import { Driver, type DriverLogger, type DriverObserver } from "./node.js";
+import { PeerIncarnations } from "./peer-incarnations.js";
 import type { MemberView } from "./types.js";
 
 export interface NodeConfig {
@@ -26,19 +29,60 @@ export interface NodeConfig {
   readonly transport?: Partial<Omit<PeerTransportOptions, "clusterId" | "selfId" | "peers" | "onUnreachable" | "onSnapshotStatus" | "logger">>;
   readonly logger: DriverLogger;
   readonly observer?: DriverObserver;
+  /** Ends the wait of an empty member for its peers (bootstrap-check.ts); openNode then rejects. */
+  readonly signal?: AbortSignal;
+  /** Called when the data directory is empty and the member starts asking its peers whether the cluster exists. */
+  readonly onBootstrapping?: () => void;
+  /** Called when a member showed an incarnation other than the one this node knew (it lost its data). */
+  readonly onIncarnationChanged?: (peer: NodeId) => void;
+  /** The first pause between rounds of the bootstrap check (doubling up to 5 s). Default 250 ms. */
+  readonly bootstrapRetryMs?: number;
 }
+
+/** A running node and what its RaftService needs besides the driver. */
+export interface OpenedNode {
+  readonly driver: Driver;
+  readonly identity: MemberIdentity;
+  readonly incarnations: PeerIncarnations;
+}
+
+/** The deadline of one Probe call of the bootstrap check. */
+const PROBE_TIMEOUT_MS = 2_000;
+const BOOTSTRAP_RETRY_MS_MAX = 5_000;
 
 /**
  * Opens a node from its data directory: recovers the WAL and the latest snapshot, restores the KV state
  * machine from that snapshot (the driver replays the committed entries after it), connects the peer
  * transport, and starts the driver loop. The caller serves RaftService with the driver's
  * deliver/deliverSnapshot/isMember and the client services with the driver as KvNode.
+ *
+ * A data directory that holds nothing is either a new member of a new cluster or a member that lost its
+ * data; before anything is written, the other members are asked which (bootstrap-check.ts), and the
+ * second case rejects with MemberDataLostError. The RaftService must already answer Probe calls from
+ * the other members meanwhile (they may be asking the same question).
  */
-export async function openNode(config: NodeConfig): Promise<Driver> {
+export async function openNode(config: NodeConfig): Promise<OpenedNode> {
   const { logger } = config;
   const unlock = await lockDataDir(config.dataDir);
   let storage;
+  let identity: MemberIdentity;
+  let incarnations: PeerIncarnations;
   try {
+    identity = await establishIdentity(config);
+    incarnations = await PeerIncarnations.load(
+      config.dataDir,
+      (peer, known, seen, firstTime) => {
+        config.onIncarnationChanged?.(peer);
+        if (firstTime) {
+          logger.error("refusing messages from a member whose incarnation changed: it lost its data directory and forgot its votes and acknowledgements", {
+            peer,
+            knownIncarnation: known.toString(16),
+            seenIncarnation: seen.toString(16),
+          });
+        }
+      },
+      (error) => logger.error("could not record a member's incarnation in peers.json", { err: String(error) }),
+    );
     storage = await openStorage({
       dir: join(config.dataDir, "raft"),
       initialConf: { voters: config.members.filter((m) => !m.learner).map((m) => m.id), learners: config.members.filter((m) => m.learner).map((m) => m.id) },
@@ -59,6 +103,7 @@ export async function openNode(config: NodeConfig): Promise<Driver> {
     ...config.transport,
     clusterId: config.clusterId,
     selfId: config.id,
+    incarnation: identity.incarnation,
     peers,
     maxMsgBytes: config.maxMsgBytes,
     onUnreachable: (id) => driver.reportUnreachable(id),
@@ -85,5 +130,54 @@ export async function openNode(config: NodeConfig): Promise<Driver> {
     onStopped: unlock,
   });
   driver.start();
-  return driver;
+  return { driver, identity, incarnations };
+}
+
+/**
+ * Reads this member's identity, or creates it. A data directory without member.json but with Raft
+ * state was written before identities existed: it keeps its state and gets an incarnation now. One
+ * with neither is empty: the bootstrap check decides whether it may start (it throws otherwise), and
+ * only then is the identity written, before the write-ahead log, so that an empty directory never
+ * holds anything before the check has passed.
+ */
+async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
+  const expected = { clusterId: config.clusterId, memberId: config.id };
+  const existing = await readIdentity(config.dataDir, expected);
+  if (existing !== undefined) return existing;
+  const identity = { ...expected, incarnation: newIncarnation() };
+  if (await hasRaftState(join(config.dataDir, "raft"))) {
+    config.logger.warn("this data directory predates member identities; giving it an incarnation", { dataDir: config.dataDir });
+  } else {
+    const peers = new Map<NodeId, string>();
+    for (const m of config.members) if (m.id !== config.id) peers.set(m.id, m.peerUrl);
+    if (peers.size > 0) {
+      config.logger.info("the data directory is empty: asking the other members whether the cluster already exists", { members: [...peers.keys()] });
+      config.onBootstrapping?.();
+      const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: PROBE_TIMEOUT_MS });
+      try {
+        await runBootstrapCheck({
+          selfId: config.id,
+          peers: [...peers.keys()],
+          probe: (peer, signal) => prober.probe(peer, signal),
+          signal: config.signal ?? new AbortController().signal,
+          retryMs: config.bootstrapRetryMs ?? 250,
+          retryMsMax: BOOTSTRAP_RETRY_MS_MAX,
+          onWait: (waiting, round) => {
+            // Every round at first, then every tenth: a member may wait here for hours.
+            if (round <= 3 || round % 10 === 0) {
+              config.logger.warn("waiting for every other member to answer before bootstrapping (an empty member never assumes the cluster is new)", {
+                round,
+                waiting: waiting.map((w) => `${w.peer}: ${w.why}`),
+              });
+            }
+          },
+        });
+      } finally {
+        prober.close();
+      }
+      config.logger.info("every other member holds nothing: bootstrapping a new cluster");
+    }
+  }
+  await writeIdentity(config.dataDir, identity);
+  return identity;
 }

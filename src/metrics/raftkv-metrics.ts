@@ -20,6 +20,8 @@ export interface RaftkvMetrics {
   walFsync(ms: number, bytes: number): void;
   /** The transport's cumulative counters for one peer; the metric grows by the difference. */
   peerMessages(peer: number, sentTotal: number, droppedTotal: number): void;
+  /** A batch from a member was refused because its incarnation changed (it lost its data directory). */
+  peerIncarnationRefused(peer: number): void;
   /** A snapshot was created locally, installed from the leader, or sent to a follower. */
   snapshot(kind: SnapshotKind, bytes: number): void;
   /** One finished client RPC with its Connect code name ("ok" on success). */
@@ -83,6 +85,12 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
     labelNames: ["peer"],
     registers,
   });
+  const incarnationRefused = new Counter({
+    name: "raftkv_peer_incarnation_refused_total",
+    help: "Peer message batches refused because the sending member's incarnation changed: it lost its data directory, and its votes and acknowledgements no longer count.",
+    labelNames: ["peer"],
+    registers,
+  });
   const snapshots = new Counter({ name: "raftkv_snapshots_total", help: "Snapshots created, installed or sent, by kind.", labelNames: ["kind"], registers });
   const snapshotBytes = new Gauge({ name: "raftkv_snapshot_last_bytes", help: "Size of the latest snapshot, by kind.", labelNames: ["kind"], registers });
   const rpcRequests = new Counter({ name: "raftkv_rpc_requests_total", help: "Client RPCs finished, by method and Connect code.", labelNames: ["method", "code"], registers });
@@ -114,6 +122,9 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
     walFsync(ms, bytes) {
       walFsyncSeconds.observe(ms / 1000);
       if (bytes > 0) walBytes.inc(bytes);
+    },
+    peerIncarnationRefused(peer) {
+      incarnationRefused.inc({ peer: String(peer) });
     },
     peerMessages(peer, sentTotal, droppedTotal) {
       // The transport reports totals; a total below the last one means its counters restarted.

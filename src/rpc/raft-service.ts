@@ -2,7 +2,8 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type * as http2 from "node:http2";
 import type { FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase } from "fastify";
-import { RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { MemberPhase, ProbeResponseSchema, RaftService, type InstallSnapshotRequest, type ProbeResponse } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import {
   nodeIdFromProto,
@@ -25,6 +26,13 @@ export interface RaftServiceOptions {
   /** Whether `id` is a member (voter or learner) this node accepts messages from. */
   isMember(id: NodeId): boolean;
   /**
+   * Whether a batch from member `from` carrying `incarnation` may be delivered: false when this node
+   * knew another incarnation of that member (it lost its data; src/driver/peer-incarnations.ts).
+   */
+  checkIncarnation(from: NodeId, incarnation: bigint): boolean;
+  /** What this node holds, for Probe; answered in every phase of its start-up. */
+  probeState(): ProbeState;
+  /**
    * Hands a batch to the driver, which queues it for its loop. Must not block: the Step call is only an
    * acknowledgement of receipt (Raft-level answers travel in Step calls of their own, see raft.proto).
    */
@@ -38,13 +46,20 @@ export interface RaftServiceOptions {
   readonly logger: RaftServiceLogger;
 }
 
+/** What Probe answers (see ProbeResponse in raft.proto). */
+export type ProbeState =
+  | { readonly phase: "starting" }
+  | { readonly phase: "bootstrapping" }
+  | { readonly phase: "running"; readonly term: number; readonly lastIndex: number; readonly snapshotIndex: number; readonly incarnation: bigint };
+
 /**
  * The RaftService handler of the peer port. Every call is checked, in this order, before anything reaches
  * the driver:
  *  1. the cluster id matches ours (FailedPrecondition otherwise: two clusters reusing addresses must never
  *     mix messages);
  *  2. the call is addressed to this node and comes from a member (FailedPrecondition);
- *  3. every message is well formed and carries the call's own from/to (InvalidArgument).
+ *  3. (Step) the sender's incarnation is the one this node knows (FailedPrecondition: it lost its data);
+ *  4. every message is well formed and carries the call's own from/to (InvalidArgument).
  * A refused batch is refused whole: nothing of it is delivered.
  */
 export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof RaftService> {
@@ -58,6 +73,11 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
    */
   const receivingFrom = new Map<NodeId, { readonly abort: AbortController; delivering: boolean }>();
   const chunkIdleMs = o.snapshotChunkIdleMs ?? 30_000;
+
+  /** A node that is still opening its storage takes no message; senders retry (and back off). */
+  function notRunning(): ConnectError {
+    return new ConnectError(`node ${o.selfId} is starting and takes no Raft messages yet`, Code.Unavailable);
+  }
 
   function invalid(error: ConvertError, call: string, from: string): ConnectError {
     o.logger.warn({ call, from, field: error.path, reason: error.reason }, "malformed peer request refused");
@@ -139,6 +159,14 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
   return {
     step(request) {
       const from = checkEnvelope("Step", request.clusterId, request.from, request.to);
+      if (o.probeState().phase !== "running") throw notRunning();
+      if (!o.checkIncarnation(from, request.incarnation)) {
+        throw new ConnectError(
+          `node ${o.selfId} refuses messages from member ${from}: it knew another incarnation of that member, so member ${from} lost its data directory ` +
+            "and forgot the votes and acknowledgements it gave (docs/operations.md, a member lost its data directory)",
+          Code.FailedPrecondition,
+        );
+      }
       const messages = stepMessagesFromProto(request.messages, from, o.selfId);
       if (!messages.ok) throw invalid(messages.error, "Step", String(from));
       try {
@@ -150,10 +178,16 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       return {};
     },
 
+    probe(request) {
+      checkEnvelope("Probe", request.clusterId, request.from, request.to);
+      return probeResponse(o.probeState());
+    },
+
     async installSnapshot(requests, context) {
       const stream = requests[Symbol.asyncIterator]();
       const first = await nextChunk(stream, context.signal, chunkIdleMs);
       const header = checkSnapshotHeader(first.done === true ? undefined : first.value);
+      if (o.probeState().phase !== "running") throw notRunning();
       const older = receivingFrom.get(header.from);
       if (older?.delivering === true) {
         throw new ConnectError(`a snapshot from node ${header.from} is already being installed`, Code.Aborted);
@@ -182,6 +216,23 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       }
     },
   };
+}
+
+function probeResponse(state: ProbeState): ProbeResponse {
+  switch (state.phase) {
+    case "starting":
+      return create(ProbeResponseSchema, { phase: MemberPhase.STARTING });
+    case "bootstrapping":
+      return create(ProbeResponseSchema, { phase: MemberPhase.BOOTSTRAPPING });
+    case "running":
+      return create(ProbeResponseSchema, {
+        phase: MemberPhase.RUNNING,
+        term: BigInt(state.term),
+        lastIndex: BigInt(state.lastIndex),
+        snapshotIndex: BigInt(state.snapshotIndex),
+        incarnation: state.incarnation,
+      });
+  }
 }
 
 /** The next message of a stream, or an error when `signal` aborts or none arrives within `idleMs`. */

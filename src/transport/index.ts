@@ -32,3 +32,4 @@ export {
 } from "./convert.js";
 export { stepMessageBytesMax, stepEnvelopeBytesMax, SNAPSHOT_CHUNK_OVERHEAD_MAX } from "./message-size.js";
 export { snapshotHeaderFromProto, SnapshotAssembler, type SnapshotHeaderInfo } from "./snapshot-assembler.js";
+export { createMemberProber, type MemberProber, type MemberProberOptions, type ProbeAnswer } from "./probe.js";

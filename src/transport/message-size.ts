@@ -67,9 +67,12 @@ export function stepMessageBytesMax(m: StepMessage): number {
   return WRAPPER_MAX + body;
 }
 
-/** The most bytes a StepRequest's own fields (cluster_id, from, to) take, messages excluded. */
+/** A fixed64 field: one tag byte and eight bytes. */
+const FIXED64_FIELD_BYTES = 9;
+
+/** The most bytes a StepRequest's own fields (cluster_id, from, to, incarnation) take, messages excluded. */
 export function stepEnvelopeBytesMax(clusterId: string): number {
-  return LENGTH_DELIMITED_OVERHEAD + Buffer.byteLength(clusterId, "utf8") + 2 * SCALAR_FIELD_MAX;
+  return LENGTH_DELIMITED_OVERHEAD + Buffer.byteLength(clusterId, "utf8") + 2 * SCALAR_FIELD_MAX + FIXED64_FIELD_BYTES;
 }
 
 /** The most bytes one snapshot chunk message takes besides its data (oneof framing, offset, data framing). */

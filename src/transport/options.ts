@@ -27,6 +27,11 @@ export interface PeerTransportOptions {
   /** Sent with every call; a peer of another cluster refuses it. */
   readonly clusterId: string;
   readonly selfId: NodeId;
+  /**
+   * This node's incarnation (src/driver/member-identity.ts), sent with every Step call: a peer that knew
+   * another incarnation of this node refuses the call.
+   */
+  readonly incarnation: bigint;
   /** Peer id -> base URL of its peer listener, e.g. http://10.0.0.2:2380 (h2c). An entry for selfId is ignored. */
   readonly peers: ReadonlyMap<NodeId, string>;
   /** The largest Step request on the wire (the receiver's read limit must be at least this). Default 4 MiB. */
@@ -61,6 +66,7 @@ export interface PeerTransportOptions {
 export interface ResolvedPeerTransportOptions {
   readonly clusterId: string;
   readonly selfId: NodeId;
+  readonly incarnation: bigint;
   readonly maxMsgBytes: number;
   readonly queueMessagesMax: number;
   readonly queueBytesMax: number;
@@ -122,6 +128,7 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
   const resolved: ResolvedPeerTransportOptions = {
     clusterId: o.clusterId,
     selfId: o.selfId,
+    incarnation: o.incarnation,
     maxMsgBytes,
     queueMessagesMax: positiveInt("queueMessagesMax", o.queueMessagesMax ?? d.queueMessagesMax),
     queueBytesMax: positiveInt("queueBytesMax", o.queueBytesMax ?? d.queueBytesMax),

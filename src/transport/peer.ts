@@ -243,6 +243,7 @@ export class PeerLink {
       from: BigInt(this.o.selfId),
       to: BigInt(this.id),
       messages: batch.map(messageToProto),
+      incarnation: this.o.incarnation,
     });
     this.inflightSteps++;
     this.inflightMessages += batch.length;

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import type { Http2Server } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,8 +7,8 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { CommandSchema } from "../../gen/raftkv/v1/command_pb.js";
 import { GetRequestSchema } from "../../gen/raftkv/v1/kv_pb.js";
-import { openNode, type Driver, type MemberView } from "../../src/driver/index.js";
-import { registerRaftService } from "../../src/rpc/raft-service.js";
+import { MemberDataLostError, openNode, type Driver, type MemberView, type OpenedNode } from "../../src/driver/index.js";
+import { registerRaftService, type ProbeState } from "../../src/rpc/raft-service.js";
 
 /**
  * Three real nodes in one process: WAL files on disk, the HTTP/2 peer transport over loopback, and
@@ -19,6 +19,8 @@ interface TestNode {
   readonly dir: string;
   readonly server: FastifyInstance<Http2Server>;
   driver: Driver | undefined;
+  opened: OpenedNode | undefined;
+  startup: ProbeState;
 }
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
@@ -30,11 +32,18 @@ async function startCluster(size: number): Promise<void> {
   nodes = [];
   for (let id = 1; id <= size; id++) {
     const server = Fastify({ http2: true, forceCloseConnections: true });
-    const node: TestNode = { id, dir: await mkdtemp(join(tmpdir(), `raftkv-driver-${id}-`)), server, driver: undefined };
+    const node: TestNode = { id, dir: await mkdtemp(join(tmpdir(), `raftkv-driver-${id}-`)), server, driver: undefined, opened: undefined, startup: { phase: "starting" } };
     await registerRaftService(server, {
       clusterId: "test",
       selfId: id,
       isMember: (from) => members.some((m) => m.id === from),
+      checkIncarnation: (from, incarnation) => node.opened === undefined || node.opened.incarnations.check(from, incarnation) === "accepted",
+      probeState: () => {
+        const o = node.opened;
+        if (o === undefined) return node.startup;
+        const s = o.driver.status();
+        return { phase: "running", term: s.term, lastIndex: s.lastIndex, snapshotIndex: s.snapshotIndex, incarnation: o.identity.incarnation };
+      },
       deliver: (messages) => node.driver?.deliver(messages),
       deliverSnapshot: async (message) => node.driver?.deliverSnapshot(message),
       maxSnapshotBytes: 64 * 1024 * 1024,
@@ -49,11 +58,14 @@ async function startCluster(size: number): Promise<void> {
     const port = typeof address === "object" && address !== null ? address.port : 0;
     return { id: n.id, name: `node-${n.id}`, peerUrl: `http://127.0.0.1:${port}`, clientUrl: "", learner: false };
   });
-  for (const node of nodes) await open(node);
+  // Together: members with empty data directories wait for each other's answers before they bootstrap.
+  await Promise.all(nodes.map(open));
 }
 
 async function open(node: TestNode): Promise<void> {
-  node.driver = await openNode({
+  node.opened = await openNode({
+    onBootstrapping: () => (node.startup = { phase: "bootstrapping" }),
+    bootstrapRetryMs: 20,
     id: node.id,
     clusterId: "test",
     dataDir: node.dir,
@@ -66,6 +78,7 @@ async function open(node: TestNode): Promise<void> {
     retainEntries: 10,
     logger: quiet,
   });
+  node.driver = node.opened.driver;
 }
 
 async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
@@ -127,6 +140,8 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
     for (const node of nodes) {
       await node.driver!.stop();
       node.driver = undefined;
+      node.opened = undefined;
+      node.startup = { phase: "starting" };
     }
     for (const node of nodes) await open(node);
     const second = await waitFor("a leader after restart", leader);
@@ -134,5 +149,56 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
     expect(get(second, "k0")).toBe("v119");
     expect(get(second, "once")).toBe("1");
     for (let i = 0; i < 7; i++) expect(get(second, `k${i}`)).toBe(`v${119 - ((119 - i) % 7)}`);
+  });
+
+  it("a member whose data directory was lost refuses to start while the cluster exists, and waits while it cannot tell", async () => {
+    await startCluster(3);
+    const first = await waitFor("a leader", leader);
+    for (let i = 0; i < 10; i++) await first.mutate(put("k", `v${i}`));
+    const wiped = nodes.find((n) => n.driver !== first)!;
+    await wiped.driver!.stop();
+    wiped.driver = undefined;
+    wiped.opened = undefined;
+    wiped.startup = { phase: "starting" };
+    await rm(wiped.dir, { recursive: true, force: true });
+
+    // The other members hold the cluster's log: the empty member learns it and refuses.
+    const refusal = await open(wiped).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refusal).toBeInstanceOf(MemberDataLostError);
+    expect((refusal as Error).message).toMatch(/refusing to start: the data directory of member \d is empty, but the cluster already exists/);
+    await rm(wiped.dir, { recursive: true, force: true });
+
+    // With every other member down it cannot tell, so it waits (and writes nothing) until stopped.
+    for (const node of nodes) {
+      if (node === wiped) continue;
+      await node.driver!.stop();
+      node.driver = undefined;
+      node.opened = undefined;
+      await node.server.close();
+    }
+    const stop = new AbortController();
+    let settled = false;
+    const waiting = openNode({
+      id: wiped.id,
+      clusterId: "test",
+      dataDir: wiped.dir,
+      members,
+      tickMs: 10,
+      electionTicks: 10,
+      heartbeatTicks: 2,
+      maxMsgBytes: 4 * 1024 * 1024,
+      logger: quiet,
+      signal: stop.signal,
+      bootstrapRetryMs: 20,
+    }).finally(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(settled).toBe(false);
+    expect(await readdir(wiped.dir)).toEqual(["LOCK"]);
+    stop.abort(new Error("test stop"));
+    await expect(waiting).rejects.toThrow(/test stop/);
+    nodes = nodes.filter((n) => n === wiped);
   });
 });

@@ -65,6 +65,8 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     clusterId: o.clusterId,
     selfId: o.id,
     isMember: (id) => o.members.includes(id),
+    checkIncarnation: () => true,
+    probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => {
       server.batches++;
       delivered.push(...messages);

@@ -26,6 +26,7 @@ it("a follower on the default --request-bytes-max takes the appends of a leader 
   const leader = createPeerTransport({
     clusterId: "c",
     selfId: 1,
+    incarnation: 1n,
     peers: new Map([[2, follower.url]]),
     maxMsgBytes: leaderBytes,
     backoff: { minMs: 20, maxMs: 100 },

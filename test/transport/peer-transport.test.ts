@@ -38,6 +38,7 @@ function transport(peers: Record<number, string>, overrides: Partial<PeerTranspo
   const t = createPeerTransport({
     clusterId: CLUSTER,
     selfId: 1,
+    incarnation: 1n,
     peers: new Map(Object.entries(peers).map(([id, url]) => [Number(id), url])),
     backoff: { minMs: 20, maxMs: 200 },
     onUnreachable: (id) => void events.unreachable.push({ id, at: Date.now() }),
@@ -338,6 +339,7 @@ describe("peer transport options", () => {
     const base = {
       clusterId: CLUSTER,
       selfId: 1,
+      incarnation: 1n,
       peers: new Map<number, string>(),
       onUnreachable: () => undefined,
       onSnapshotStatus: () => undefined,

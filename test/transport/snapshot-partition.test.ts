@@ -74,6 +74,7 @@ it("a snapshot stream cut by a partition does not block the leader's later snaps
   const leader = createPeerTransport({
     clusterId: "c",
     selfId: 1,
+    incarnation: 1n,
     peers: new Map([[2, proxy.url]]),
     requestTimeoutMs: 300,
     snapshotChunkBytes: 64 * 1024,

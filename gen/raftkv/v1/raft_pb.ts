@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raftkv/v1/raft.proto.
  */
 export const file_raftkv_v1_raft: GenFile = /*@__PURE__*/
-  fileDesc("ChRyYWZ0a3YvdjEvcmFmdC5wcm90bxIJcmFmdGt2LnYxIlYKBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSIgoEdHlwZRgDIAEoDjIULnJhZnRrdi52MS5FbnRyeVR5cGUSDAoEZGF0YRgEIAEoDCItCglDb25mU3RhdGUSDgoGdm90ZXJzGAEgAygEEhAKCGxlYXJuZXJzGAIgAygEIk8KDFNuYXBzaG90TWV0YRINCgVpbmRleBgBIAEoBBIMCgR0ZXJtGAIgASgEEiIKBGNvbmYYAyABKAsyFC5yYWZ0a3YudjEuQ29uZlN0YXRlIogBCgtWb3RlUmVxdWVzdBIMCgRmcm9tGAEgASgEEgoKAnRvGAIgASgEEgwKBHRlcm0YAyABKAQSEAoIcHJlX3ZvdGUYBCABKAgSFgoObGFzdF9sb2dfaW5kZXgYBSABKAQSFQoNbGFzdF9sb2dfdGVybRgGIAEoBBIQCgh0cmFuc2ZlchgHIAEoCCJZCgxWb3RlUmVzcG9uc2USDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEEhAKCHByZV92b3RlGAQgASgIEg8KB2dyYW50ZWQYBSABKAgimAEKFEFwcGVuZEVudHJpZXNSZXF1ZXN0EgwKBGZyb20YASABKAQSCgoCdG8YAiABKAQSDAoEdGVybRgDIAEoBBISCgpwcmV2X2luZGV4GAQgASgEEhEKCXByZXZfdGVybRgFIAEoBBIhCgdlbnRyaWVzGAYgAygLMhAucmFmdGt2LnYxLkVudHJ5Eg4KBmNvbW1pdBgHIAEoBCKFAQoVQXBwZW5kRW50cmllc1Jlc3BvbnNlEgwKBGZyb20YASABKAQSCgoCdG8YAiABKAQSDAoEdGVybRgDIAEoBBIOCgZyZWplY3QYBCABKAgSDQoFaW5kZXgYBSABKAQSEgoKaGludF9pbmRleBgGIAEoBBIRCgloaW50X3Rlcm0YByABKAQiXgoQSGVhcnRiZWF0UmVxdWVzdBIMCgRmcm9tGAEgASgEEgoKAnRvGAIgASgEEgwKBHRlcm0YAyABKAQSDgoGY29tbWl0GAQgASgEEhIKCnJlYWRfcm91bmQYBSABKAQiTwoRSGVhcnRiZWF0UmVzcG9uc2USDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEEhIKCnJlYWRfcm91bmQYBCABKAQiOwoRVGltZW91dE5vd1JlcXVlc3QSDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEIk8KEFJlYWRJbmRleFJlcXVlc3QSDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEEhMKC3JlcXVlc3RfaWRzGAQgAygEIl8KEVJlYWRJbmRleFJlc3BvbnNlEgwKBGZyb20YASABKAQSCgoCdG8YAiABKAQSDAoEdGVybRgDIAEoBBITCgtyZXF1ZXN0X2lkcxgEIAMoBBINCgVpbmRleBgFIAEoBCKFBAoLUmFmdE1lc3NhZ2USJgoEdm90ZRgBIAEoCzIWLnJhZnRrdi52MS5Wb3RlUmVxdWVzdEgAEjAKDXZvdGVfcmVzcG9uc2UYAiABKAsyFy5yYWZ0a3YudjEuVm90ZVJlc3BvbnNlSAASOQoOYXBwZW5kX2VudHJpZXMYAyABKAsyHy5yYWZ0a3YudjEuQXBwZW5kRW50cmllc1JlcXVlc3RIABJDChdhcHBlbmRfZW50cmllc19yZXNwb25zZRgEIAEoCzIgLnJhZnRrdi52MS5BcHBlbmRFbnRyaWVzUmVzcG9uc2VIABIwCgloZWFydGJlYXQYBSABKAsyGy5yYWZ0a3YudjEuSGVhcnRiZWF0UmVxdWVzdEgAEjoKEmhlYXJ0YmVhdF9yZXNwb25zZRgGIAEoCzIcLnJhZnRrdi52MS5IZWFydGJlYXRSZXNwb25zZUgAEjMKC3RpbWVvdXRfbm93GAcgASgLMhwucmFmdGt2LnYxLlRpbWVvdXROb3dSZXF1ZXN0SAASMQoKcmVhZF9pbmRleBgIIAEoCzIbLnJhZnRrdi52MS5SZWFkSW5kZXhSZXF1ZXN0SAASOwoTcmVhZF9pbmRleF9yZXNwb25zZRgJIAEoCzIcLnJhZnRrdi52MS5SZWFkSW5kZXhSZXNwb25zZUgAQgkKB21lc3NhZ2UiZQoLU3RlcFJlcXVlc3QSEgoKY2x1c3Rlcl9pZBgBIAEoCRIMCgRmcm9tGAIgASgEEgoKAnRvGAMgASgEEigKCG1lc3NhZ2VzGAQgAygLMhYucmFmdGt2LnYxLlJhZnRNZXNzYWdlIiMKDFN0ZXBSZXNwb25zZUoECAEQAlINcmVqZWN0X3JlYXNvbiKYAQoOU25hcHNob3RIZWFkZXISEgoKY2x1c3Rlcl9pZBgBIAEoCRIMCgRmcm9tGAIgASgEEgoKAnRvGAMgASgEEgwKBHRlcm0YBCABKAQSJQoEbWV0YRgFIAEoCzIXLnJhZnRrdi52MS5TbmFwc2hvdE1ldGESEwoLdG90YWxfYnl0ZXMYBiABKAQSDgoGY3JjMzJjGAcgASgHIi0KDVNuYXBzaG90Q2h1bmsSDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwiewoWSW5zdGFsbFNuYXBzaG90UmVxdWVzdBIrCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuU25hcHNob3RIZWFkZXJIABIpCgVjaHVuaxgCIAEoCzIYLnJhZnRrdi52MS5TbmFwc2hvdENodW5rSABCCQoHcGF5bG9hZCJAChdJbnN0YWxsU25hcHNob3RSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCEoECAIQA1INcmVqZWN0X3JlYXNvbipqCglFbnRyeVR5cGUSGgoWRU5UUllfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUVOVFJZX1RZUEVfTk9STUFMEAESEwoPRU5UUllfVFlQRV9OT09QEAISFQoRRU5UUllfVFlQRV9DT05GSUcQAzKiAQoLUmFmdFNlcnZpY2USNwoEU3RlcBIWLnJhZnRrdi52MS5TdGVwUmVxdWVzdBoXLnJhZnRrdi52MS5TdGVwUmVzcG9uc2USWgoPSW5zdGFsbFNuYXBzaG90EiEucmFmdGt2LnYxLkluc3RhbGxTbmFwc2hvdFJlcXVlc3QaIi5yYWZ0a3YudjEuSW5zdGFsbFNuYXBzaG90UmVzcG9uc2UoAWIGcHJvdG8z");
+  fileDesc("ChRyYWZ0a3YvdjEvcmFmdC5wcm90bxIJcmFmdGt2LnYxIlYKBUVudHJ5EgwKBHRlcm0YASABKAQSDQoFaW5kZXgYAiABKAQSIgoEdHlwZRgDIAEoDjIULnJhZnRrdi52MS5FbnRyeVR5cGUSDAoEZGF0YRgEIAEoDCItCglDb25mU3RhdGUSDgoGdm90ZXJzGAEgAygEEhAKCGxlYXJuZXJzGAIgAygEIk8KDFNuYXBzaG90TWV0YRINCgVpbmRleBgBIAEoBBIMCgR0ZXJtGAIgASgEEiIKBGNvbmYYAyABKAsyFC5yYWZ0a3YudjEuQ29uZlN0YXRlIogBCgtWb3RlUmVxdWVzdBIMCgRmcm9tGAEgASgEEgoKAnRvGAIgASgEEgwKBHRlcm0YAyABKAQSEAoIcHJlX3ZvdGUYBCABKAgSFgoObGFzdF9sb2dfaW5kZXgYBSABKAQSFQoNbGFzdF9sb2dfdGVybRgGIAEoBBIQCgh0cmFuc2ZlchgHIAEoCCJZCgxWb3RlUmVzcG9uc2USDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEEhAKCHByZV92b3RlGAQgASgIEg8KB2dyYW50ZWQYBSABKAgimAEKFEFwcGVuZEVudHJpZXNSZXF1ZXN0EgwKBGZyb20YASABKAQSCgoCdG8YAiABKAQSDAoEdGVybRgDIAEoBBISCgpwcmV2X2luZGV4GAQgASgEEhEKCXByZXZfdGVybRgFIAEoBBIhCgdlbnRyaWVzGAYgAygLMhAucmFmdGt2LnYxLkVudHJ5Eg4KBmNvbW1pdBgHIAEoBCKFAQoVQXBwZW5kRW50cmllc1Jlc3BvbnNlEgwKBGZyb20YASABKAQSCgoCdG8YAiABKAQSDAoEdGVybRgDIAEoBBIOCgZyZWplY3QYBCABKAgSDQoFaW5kZXgYBSABKAQSEgoKaGludF9pbmRleBgGIAEoBBIRCgloaW50X3Rlcm0YByABKAQiXgoQSGVhcnRiZWF0UmVxdWVzdBIMCgRmcm9tGAEgASgEEgoKAnRvGAIgASgEEgwKBHRlcm0YAyABKAQSDgoGY29tbWl0GAQgASgEEhIKCnJlYWRfcm91bmQYBSABKAQiTwoRSGVhcnRiZWF0UmVzcG9uc2USDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEEhIKCnJlYWRfcm91bmQYBCABKAQiOwoRVGltZW91dE5vd1JlcXVlc3QSDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEIk8KEFJlYWRJbmRleFJlcXVlc3QSDAoEZnJvbRgBIAEoBBIKCgJ0bxgCIAEoBBIMCgR0ZXJtGAMgASgEEhMKC3JlcXVlc3RfaWRzGAQgAygEIl8KEVJlYWRJbmRleFJlc3BvbnNlEgwKBGZyb20YASABKAQSCgoCdG8YAiABKAQSDAoEdGVybRgDIAEoBBITCgtyZXF1ZXN0X2lkcxgEIAMoBBINCgVpbmRleBgFIAEoBCKFBAoLUmFmdE1lc3NhZ2USJgoEdm90ZRgBIAEoCzIWLnJhZnRrdi52MS5Wb3RlUmVxdWVzdEgAEjAKDXZvdGVfcmVzcG9uc2UYAiABKAsyFy5yYWZ0a3YudjEuVm90ZVJlc3BvbnNlSAASOQoOYXBwZW5kX2VudHJpZXMYAyABKAsyHy5yYWZ0a3YudjEuQXBwZW5kRW50cmllc1JlcXVlc3RIABJDChdhcHBlbmRfZW50cmllc19yZXNwb25zZRgEIAEoCzIgLnJhZnRrdi52MS5BcHBlbmRFbnRyaWVzUmVzcG9uc2VIABIwCgloZWFydGJlYXQYBSABKAsyGy5yYWZ0a3YudjEuSGVhcnRiZWF0UmVxdWVzdEgAEjoKEmhlYXJ0YmVhdF9yZXNwb25zZRgGIAEoCzIcLnJhZnRrdi52MS5IZWFydGJlYXRSZXNwb25zZUgAEjMKC3RpbWVvdXRfbm93GAcgASgLMhwucmFmdGt2LnYxLlRpbWVvdXROb3dSZXF1ZXN0SAASMQoKcmVhZF9pbmRleBgIIAEoCzIbLnJhZnRrdi52MS5SZWFkSW5kZXhSZXF1ZXN0SAASOwoTcmVhZF9pbmRleF9yZXNwb25zZRgJIAEoCzIcLnJhZnRrdi52MS5SZWFkSW5kZXhSZXNwb25zZUgAQgkKB21lc3NhZ2UiegoLU3RlcFJlcXVlc3QSEgoKY2x1c3Rlcl9pZBgBIAEoCRIMCgRmcm9tGAIgASgEEgoKAnRvGAMgASgEEigKCG1lc3NhZ2VzGAQgAygLMhYucmFmdGt2LnYxLlJhZnRNZXNzYWdlEhMKC2luY2FybmF0aW9uGAUgASgGIiMKDFN0ZXBSZXNwb25zZUoECAEQAlINcmVqZWN0X3JlYXNvbiKYAQoOU25hcHNob3RIZWFkZXISEgoKY2x1c3Rlcl9pZBgBIAEoCRIMCgRmcm9tGAIgASgEEgoKAnRvGAMgASgEEgwKBHRlcm0YBCABKAQSJQoEbWV0YRgFIAEoCzIXLnJhZnRrdi52MS5TbmFwc2hvdE1ldGESEwoLdG90YWxfYnl0ZXMYBiABKAQSDgoGY3JjMzJjGAcgASgHIi0KDVNuYXBzaG90Q2h1bmsSDgoGb2Zmc2V0GAEgASgEEgwKBGRhdGEYAiABKAwiewoWSW5zdGFsbFNuYXBzaG90UmVxdWVzdBIrCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuU25hcHNob3RIZWFkZXJIABIpCgVjaHVuaxgCIAEoCzIYLnJhZnRrdi52MS5TbmFwc2hvdENodW5rSABCCQoHcGF5bG9hZCJAChdJbnN0YWxsU25hcHNob3RSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCEoECAIQA1INcmVqZWN0X3JlYXNvbiI8CgxQcm9iZVJlcXVlc3QSEgoKY2x1c3Rlcl9pZBgBIAEoCRIMCgRmcm9tGAIgASgEEgoKAnRvGAMgASgEIoUBCg1Qcm9iZVJlc3BvbnNlEiUKBXBoYXNlGAEgASgOMhYucmFmdGt2LnYxLk1lbWJlclBoYXNlEgwKBHRlcm0YAiABKAQSEgoKbGFzdF9pbmRleBgDIAEoBBIWCg5zbmFwc2hvdF9pbmRleBgEIAEoBBITCgtpbmNhcm5hdGlvbhgFIAEoBipqCglFbnRyeVR5cGUSGgoWRU5UUllfVFlQRV9VTlNQRUNJRklFRBAAEhUKEUVOVFJZX1RZUEVfTk9STUFMEAESEwoPRU5UUllfVFlQRV9OT09QEAISFQoRRU5UUllfVFlQRV9DT05GSUcQAyqAAQoLTWVtYmVyUGhhc2USHAoYTUVNQkVSX1BIQVNFX1VOU1BFQ0lGSUVEEAASGQoVTUVNQkVSX1BIQVNFX1NUQVJUSU5HEAESHgoaTUVNQkVSX1BIQVNFX0JPT1RTVFJBUFBJTkcQAhIYChRNRU1CRVJfUEhBU0VfUlVOTklORxADMt4BCgtSYWZ0U2VydmljZRI3CgRTdGVwEhYucmFmdGt2LnYxLlN0ZXBSZXF1ZXN0GhcucmFmdGt2LnYxLlN0ZXBSZXNwb25zZRJaCg9JbnN0YWxsU25hcHNob3QSIS5yYWZ0a3YudjEuSW5zdGFsbFNuYXBzaG90UmVxdWVzdBoiLnJhZnRrdi52MS5JbnN0YWxsU25hcHNob3RSZXNwb25zZSgBEjoKBVByb2JlEhcucmFmdGt2LnYxLlByb2JlUmVxdWVzdBoYLnJhZnRrdi52MS5Qcm9iZVJlc3BvbnNlYgZwcm90bzM");
 
 /**
  * One log entry (core Entry).
@@ -713,6 +713,15 @@ export type StepRequest = Message<"raftkv.v1.StepRequest"> & {
    * @generated from field: repeated raftkv.v1.RaftMessage messages = 4;
    */
   messages: RaftMessage[];
+
+  /**
+   * The sender's incarnation: a random id its data directory got when it was created. A receiver that
+   * has seen another incarnation of the same member refuses the batch: that member lost its data and
+   * forgot the votes and acknowledgements it gave (FailedPrecondition, reason incarnation-changed).
+   *
+   * @generated from field: fixed64 incarnation = 5;
+   */
+  incarnation: bigint;
 };
 
 /**
@@ -893,6 +902,89 @@ export const InstallSnapshotResponseSchema: GenMessage<InstallSnapshotResponse> 
   messageDesc(file_raftkv_v1_raft, 18);
 
 /**
+ * Asks a member what it holds (RaftService.Probe).
+ *
+ * @generated from message raftkv.v1.ProbeRequest
+ */
+export type ProbeRequest = Message<"raftkv.v1.ProbeRequest"> & {
+  /**
+   * The cluster the asker belongs to; the receiver refuses a probe for another cluster.
+   *
+   * @generated from field: string cluster_id = 1;
+   */
+  clusterId: string;
+
+  /**
+   * The asker's node id.
+   *
+   * @generated from field: uint64 from = 2;
+   */
+  from: bigint;
+
+  /**
+   * The receiver's node id.
+   *
+   * @generated from field: uint64 to = 3;
+   */
+  to: bigint;
+};
+
+/**
+ * Describes the message raftkv.v1.ProbeRequest.
+ * Use `create(ProbeRequestSchema)` to create a new message.
+ */
+export const ProbeRequestSchema: GenMessage<ProbeRequest> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_raft, 19);
+
+/**
+ * What a member holds. A member holds nothing (it is "fresh") when it is BOOTSTRAPPING, or RUNNING with
+ * term, last_index and snapshot_index all 0.
+ *
+ * @generated from message raftkv.v1.ProbeResponse
+ */
+export type ProbeResponse = Message<"raftkv.v1.ProbeResponse"> & {
+  /**
+   * @generated from field: raftkv.v1.MemberPhase phase = 1;
+   */
+  phase: MemberPhase;
+
+  /**
+   * Its current term (0 before its first election).
+   *
+   * @generated from field: uint64 term = 2;
+   */
+  term: bigint;
+
+  /**
+   * The index of its last log entry (0 for an empty log).
+   *
+   * @generated from field: uint64 last_index = 3;
+   */
+  lastIndex: bigint;
+
+  /**
+   * The index its latest snapshot covers (0 when it has none).
+   *
+   * @generated from field: uint64 snapshot_index = 4;
+   */
+  snapshotIndex: bigint;
+
+  /**
+   * Its incarnation (see StepRequest.incarnation); 0 while STARTING or BOOTSTRAPPING.
+   *
+   * @generated from field: fixed64 incarnation = 5;
+   */
+  incarnation: bigint;
+};
+
+/**
+ * Describes the message raftkv.v1.ProbeResponse.
+ * Use `create(ProbeResponseSchema)` to create a new message.
+ */
+export const ProbeResponseSchema: GenMessage<ProbeResponse> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_raft, 20);
+
+/**
  * The kind of a log entry (core EntryType).
  *
  * @generated from enum raftkv.v1.EntryType
@@ -935,6 +1027,48 @@ export const EntryTypeSchema: GenEnum<EntryType> = /*@__PURE__*/
   enumDesc(file_raftkv_v1_raft, 0);
 
 /**
+ * Where a member is in its start-up.
+ *
+ * @generated from enum raftkv.v1.MemberPhase
+ */
+export enum MemberPhase {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: MEMBER_PHASE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Opening its data directory: it cannot say yet what it holds; ask again.
+   *
+   * @generated from enum value: MEMBER_PHASE_STARTING = 1;
+   */
+  STARTING = 1,
+
+  /**
+   * Its data directory was empty and it is asking the other members whether the cluster exists. It
+   * holds no term, vote or entry.
+   *
+   * @generated from enum value: MEMBER_PHASE_BOOTSTRAPPING = 2;
+   */
+  BOOTSTRAPPING = 2,
+
+  /**
+   * Its Raft loop runs; term, last_index and snapshot_index describe what it holds.
+   *
+   * @generated from enum value: MEMBER_PHASE_RUNNING = 3;
+   */
+  RUNNING = 3,
+}
+
+/**
+ * Describes the enum raftkv.v1.MemberPhase.
+ */
+export const MemberPhaseSchema: GenEnum<MemberPhase> = /*@__PURE__*/
+  enumDesc(file_raftkv_v1_raft, 1);
+
+/**
  * RaftService is served on the peer port only. Every call carries the cluster id so that a node never
  * acts on a message from another cluster that happens to reuse its addresses.
  *
@@ -964,6 +1098,19 @@ export const RaftService: GenService<{
     methodKind: "client_streaming";
     input: typeof InstallSnapshotRequestSchema;
     output: typeof InstallSnapshotResponseSchema;
+  },
+  /**
+   * Probe asks a member what it holds. A node whose data directory is empty asks every other member
+   * before it takes part in anything: if any of them has a term, a log or a snapshot, the cluster already
+   * exists and the empty node must not bootstrap (it would vote again and forget what it acknowledged).
+   * Answered before the node's Raft loop runs, so that members starting together can ask each other.
+   *
+   * @generated from rpc raftkv.v1.RaftService.Probe
+   */
+  probe: {
+    methodKind: "unary";
+    input: typeof ProbeRequestSchema;
+    output: typeof ProbeResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_raftkv_v1_raft, 0);
