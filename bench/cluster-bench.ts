@@ -254,7 +254,9 @@ async function main(): Promise<number> {
   try {
     parsed = parseOptions(process.argv.slice(2));
   } catch (error) {
-    if (!(error instanceof UsageError || (error as { code?: unknown }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || error instanceof TypeError)) throw error;
+    // parseArgs reports bad flags as errors with an ERR_PARSE_ARGS_* code.
+    const code = (error as { code?: unknown }).code;
+    if (!(error instanceof UsageError || (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")))) throw error;
     process.stderr.write(`npm run bench: ${(error as Error).message}\n(npm run bench -- --help lists the flags)\n`);
     return 2;
   }

@@ -46,7 +46,7 @@ export class Endpoint {
 export function unary(client: grpc.Client, method: Method, request: object, timeoutMs = callTimeoutMs): Promise<Reply> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, { deadline: Date.now() + timeoutMs }, (error, reply) =>
-      error === null || reply === undefined ? reject(error ?? new Error("empty reply")) : resolve(reply as Reply),
+      error !== null ? reject(error) : reply === undefined ? reject(new Error(`${method.path}: empty reply`)) : resolve(reply as Reply),
     );
   });
 }

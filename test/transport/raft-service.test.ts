@@ -2,11 +2,11 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
-import { InstallSnapshotRequestSchema, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import { InstallSnapshotRequestSchema, MemberPhase, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, SnapshotRequest } from "../../src/core/index.js";
 import { createPrng } from "../../src/lib/prng.js";
 import Fastify from "fastify";
-import { createRaftServiceImpl, registerRaftService, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
+import { createRaftServiceImpl, registerRaftService, type ProbeState, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
 import { messageToProto, snapshotMetaToProto } from "../../src/transport/index.js";
 import { randomStepMessage } from "./random-messages.js";
 
@@ -145,6 +145,40 @@ describe("RaftService: Step", () => {
       },
     });
     expect((await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n }))).code).toBe(Code.Unavailable);
+  });
+});
+
+describe("RaftService: incarnations and Probe", () => {
+  it("refuses, whole, a batch from a member whose incarnation changed (it lost its data)", async () => {
+    const known = new Map<number, bigint>([[1, 11n]]);
+    const h = harness({ checkIncarnation: (from, incarnation) => known.get(from) === incarnation });
+    const rng = createPrng(2);
+    const messages = [randomStepMessage(rng, 1, 2)].map(messageToProto);
+    await h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages, incarnation: 11n });
+    const err = await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages, incarnation: 12n }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.message).toMatch(/member 1 lost its data directory/);
+    expect(h.delivered).toHaveLength(1);
+  });
+
+  it("takes no message while the node is starting, and says so with Unavailable", async () => {
+    const h = harness({ probeState: () => ({ phase: "bootstrapping" }) });
+    const err = await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages: [messageToProto(randomStepMessage(createPrng(3), 1, 2))] }));
+    expect(err.code).toBe(Code.Unavailable);
+    expect(h.delivered).toEqual([]);
+  });
+
+  it("answers Probe with what the node holds in every phase, after the envelope checks", async () => {
+    let state: ProbeState = { phase: "starting" };
+    const h = harness({ probeState: () => state });
+    expect((await h.client.probe({ clusterId: CLUSTER, from: 1n, to: 2n })).phase).toBe(MemberPhase.STARTING);
+    state = { phase: "bootstrapping" };
+    expect((await h.client.probe({ clusterId: CLUSTER, from: 1n, to: 2n })).phase).toBe(MemberPhase.BOOTSTRAPPING);
+    state = { phase: "running", term: 7, lastIndex: 120, snapshotIndex: 100, incarnation: 5n };
+    const answer = await h.client.probe({ clusterId: CLUSTER, from: 3n, to: 2n });
+    expect([answer.phase, answer.term, answer.lastIndex, answer.snapshotIndex, answer.incarnation]).toEqual([MemberPhase.RUNNING, 7n, 120n, 100n, 5n]);
+    expect((await codeOf(h.client.probe({ clusterId: "cluster-b", from: 1n, to: 2n }))).code).toBe(Code.FailedPrecondition);
+    expect((await codeOf(h.client.probe({ clusterId: CLUSTER, from: 9n, to: 2n }))).code).toBe(Code.FailedPrecondition);
   });
 });
 
