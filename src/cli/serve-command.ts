@@ -152,7 +152,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   const snapshotsSent = new Map<number, number>();
   const peerMetrics = setInterval(() => {
     for (const [peerId, stats] of node.peerStats()) {
-      metrics.peerMessages(peerId, stats.sent, stats.dropped);
+      metrics.peerMessages(peerId, stats.sent, stats.dropped, stats.steps);
       // A leader always sends its latest snapshot, the one storage holds.
       for (let i = snapshotsSent.get(peerId) ?? 0; i < stats.snapshotsSent; i++) metrics.snapshot("sent", node.snapshotBytes());
       snapshotsSent.set(peerId, stats.snapshotsSent);
@@ -223,11 +223,10 @@ function isRaftRole(role: string): role is RaftRole {
 
 function metricsObserver(metrics: RaftkvMetrics): DriverObserver {
   return {
-    onReady(rd, persistMs) {
-      if (rd.entries.length === 0 && rd.hardState === undefined) return;
+    onPersisted(rd, persistMs) {
       let bytes = 0;
       for (const entry of rd.entries) bytes += entry.data.byteLength;
-      metrics.walFsync(persistMs, bytes);
+      metrics.walFsync(persistMs, bytes, rd.entries.length);
     },
     onApplied: (applied, commit) => metrics.raftIndexes(commit, applied),
     onSoftState(role, term, leader) {

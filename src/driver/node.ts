@@ -21,7 +21,7 @@ export interface DriverStorage extends LogStorage {
 export interface DriverTransport {
   send(messages: readonly Message[]): void;
   /** Cumulative per-peer counters, for metrics. */
-  stats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly snapshotsSent: number }>;
+  stats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }>;
   close(): Promise<void>;
 }
 
@@ -33,7 +33,7 @@ export interface DriverLogger {
 
 /** Hooks for metrics; every one optional so tests can leave them out. */
 export interface DriverObserver {
-  onReady?(rd: Ready, persistMs: number): void;
+  onPersisted?(rd: Ready, persistMs: number): void;
   onApplied?(appliedIndex: number, commitIndex: number): void;
   onSoftState?(role: string, term: number, leader: NodeId): void;
   onProposal?(outcome: "ok" | "failed", ms: number): void;
@@ -170,7 +170,7 @@ export class Driver implements KvNode {
   }
 
   /** The transport's cumulative counters per peer (messages sent and dropped, snapshots sent). */
-  peerStats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly snapshotsSent: number }> {
+  peerStats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }> {
     return this.options.transport.stats();
   }
 
@@ -409,15 +409,9 @@ export class Driver implements KvNode {
       const s = this.raft.status();
       this.options.observer?.onSoftState?.(rd.softState.role, s.term, rd.softState.leader);
     }
-    // The leader may send appends, heartbeats and snapshots while its own write is in flight (thesis
-    // 10.2.1): it counts itself toward a quorum only after advance() reports its log durable. Every other
-    // message (votes, acknowledgements) promises something about our disk and waits for the fsync.
     const early: Message[] = [];
     const late: Message[] = [];
-    for (const m of rd.messages) {
-      if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") early.push(m);
-      else late.push(m);
-    }
+    for (const m of rd.messages) (promisesDurability(m) ? late : early).push(m);
     if (early.length > 0) transport.send(early);
 
     const persistStarted = performance.now();
@@ -433,8 +427,15 @@ export class Driver implements KvNode {
         if (index <= rd.snapshot.meta.index) p.reject(new UnknownOutcomeError("this node installed a snapshot covering the write"));
       }
     }
-    if (rd.entries.length > 0 || rd.hardState !== undefined) await storage.save(rd.hardState, rd.entries);
-    this.options.observer?.onReady?.(rd, performance.now() - persistStarted);
+    // Only entries, a term and a vote must be durable before what depends on them (rd.mustSync). A
+    // Ready whose only change is the commit index writes nothing: the commit index is not a promise to
+    // anyone, a restart relearns it from the leader (it restarts from the last one written with
+    // entries, or from its snapshot), and the entries it covers are durable already. Skipping it saves
+    // an fdatasync per commit, which was half of them.
+    if (rd.mustSync) {
+      await storage.save(rd.hardState, rd.entries);
+      this.options.observer?.onPersisted?.(rd, performance.now() - persistStarted);
+    }
     if (late.length > 0) transport.send(late);
 
     for (const entry of rd.committedEntries) this.apply(entry);
@@ -538,6 +539,23 @@ export class Driver implements KvNode {
     this.reads.clear();
     this.readsWaitingApply = [];
   }
+}
+
+/**
+ * Whether a message may leave only once this Ready's entries, term and vote are on disk.
+ *
+ * - Acknowledgements of entries (appendResp) and votes (voteResp, PreVote answers included) promise
+ *   what the disk holds: sent before the fsync, a crash would let the node forget what it promised.
+ * - A vote request is sent by a candidate that counts its own vote; were it sent first, a candidate
+ *   could win, crash before its vote is durable, and vote for another candidate in the same term.
+ * - Everything else promises nothing about our disk: the leader's appends, heartbeats and snapshots
+ *   (it counts itself toward a quorum only once advance() reports its own log durable, thesis 10.2.1),
+ *   heartbeat answers (they only say which term and leader the node follows now, which stays true for
+ *   the leader's read round whatever happens to the node later), read-index requests and answers, and
+ *   a leadership transfer order. The same split as etcd-io/raft's asynchronous storage writes.
+ */
+function promisesDurability(m: Message): boolean {
+  return m.type === "appendResp" || m.type === "voteResp" || m.type === "vote";
 }
 
 function toCommandResult(outcome: Exclude<ApplyResult, { kind: "error" }>): CommandResult {

@@ -16,10 +16,10 @@ export interface RaftkvMetrics {
   proposal(outcome: Outcome, ms: number): void;
   /** One finished linearizable read barrier and its latency. */
   readBarrier(outcome: Outcome, ms: number): void;
-  /** One WAL write made durable: the fsync latency and the bytes written. */
-  walFsync(ms: number, bytes: number): void;
+  /** One WAL write made durable: the fsync latency, the entry bytes and the entries written. */
+  walFsync(ms: number, bytes: number, entries: number): void;
   /** The transport's cumulative counters for one peer; the metric grows by the difference. */
-  peerMessages(peer: number, sentTotal: number, droppedTotal: number): void;
+  peerMessages(peer: number, sentTotal: number, droppedTotal: number, batchesTotal: number): void;
   /** A batch from a member was refused because its incarnation changed (it lost its data directory). */
   peerIncarnationRefused(peer: number): void;
   /** A snapshot was created locally, installed from the leader, or sent to a follower. */
@@ -78,6 +78,17 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
   });
   const walFsyncSeconds = new Histogram({ name: "raftkv_wal_fsync_duration_seconds", help: "Latency of making WAL writes durable.", buckets: latencyBuckets, registers });
   const walBytes = new Counter({ name: "raftkv_wal_written_bytes_total", help: "Bytes written to the WAL and made durable.", registers });
+  const walEntries = new Counter({
+    name: "raftkv_wal_entries_total",
+    help: "Log entries written to the WAL and made durable (divided by the fsync count: entries per fsync).",
+    registers,
+  });
+  const peerBatches = new Counter({
+    name: "raftkv_peer_batches_total",
+    help: "Message batches written to a peer's Step streams (messages sent divided by this: messages per batch).",
+    labelNames: ["peer"],
+    registers,
+  });
   const peerSent = new Counter({ name: "raftkv_peer_messages_sent_total", help: "Raft messages sent to a peer.", labelNames: ["peer"], registers });
   const peerDropped = new Counter({
     name: "raftkv_peer_messages_dropped_total",
@@ -98,7 +109,7 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
   const watchers = new Gauge({ name: "raftkv_watchers", help: "Open Watch streams.", registers });
 
   for (const r of roles) role.set({ role: r }, r === "follower" ? 1 : 0);
-  const peerTotals = new Map<number, { sent: number; dropped: number }>();
+  const peerTotals = new Map<number, { sent: number; dropped: number; batches: number }>();
 
   return {
     registry,
@@ -119,21 +130,25 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
     readBarrier(outcome, ms) {
       readBarrierSeconds.observe({ outcome }, ms / 1000);
     },
-    walFsync(ms, bytes) {
+    walFsync(ms, bytes, entries) {
       walFsyncSeconds.observe(ms / 1000);
       if (bytes > 0) walBytes.inc(bytes);
+      if (entries > 0) walEntries.inc(entries);
     },
     peerIncarnationRefused(peer) {
       incarnationRefused.inc({ peer: String(peer) });
     },
-    peerMessages(peer, sentTotal, droppedTotal) {
+    peerMessages(peer, sentTotal, droppedTotal, batchesTotal) {
       // The transport reports totals; a total below the last one means its counters restarted.
-      const last = peerTotals.get(peer) ?? { sent: 0, dropped: 0 };
-      const sent = sentTotal >= last.sent ? sentTotal - last.sent : sentTotal;
-      const dropped = droppedTotal >= last.dropped ? droppedTotal - last.dropped : droppedTotal;
-      peerTotals.set(peer, { sent: sentTotal, dropped: droppedTotal });
+      const last = peerTotals.get(peer) ?? { sent: 0, dropped: 0, batches: 0 };
+      const growth = (total: number, previous: number): number => (total >= previous ? total - previous : total);
+      const sent = growth(sentTotal, last.sent);
+      const dropped = growth(droppedTotal, last.dropped);
+      const batches = growth(batchesTotal, last.batches);
+      peerTotals.set(peer, { sent: sentTotal, dropped: droppedTotal, batches: batchesTotal });
       if (sent > 0) peerSent.inc({ peer: String(peer) }, sent);
       if (dropped > 0) peerDropped.inc({ peer: String(peer) }, dropped);
+      if (batches > 0) peerBatches.inc({ peer: String(peer) }, batches);
     },
     snapshot(kind, bytes) {
       snapshots.inc({ kind });

@@ -3,7 +3,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type * as http2 from "node:http2";
 import type { FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase } from "fastify";
 import { create } from "@bufbuild/protobuf";
-import { MemberPhase, ProbeResponseSchema, RaftService, type InstallSnapshotRequest, type ProbeResponse } from "../../gen/raftkv/v1/raft_pb.js";
+import { MemberPhase, ProbeResponseSchema, RaftService, type InstallSnapshotRequest, type ProbeResponse, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import {
   nodeIdFromProto,
@@ -33,8 +33,8 @@ export interface RaftServiceOptions {
   /** What this node holds, for Probe; answered in every phase of its start-up. */
   probeState(): ProbeState;
   /**
-   * Hands a batch to the driver, which queues it for its loop. Must not block: the Step call is only an
-   * acknowledgement of receipt (Raft-level answers travel in Step calls of their own, see raft.proto).
+   * Hands a batch to the driver, which steps it into its core. Must not block: the Step stream reads the
+   * next batch only after this returns (Raft-level answers travel on the receiver's own stream).
    */
   deliver(messages: Message[]): void;
   /** Hands a complete, checksum-verified snapshot to the driver; resolves once the driver has taken it. */
@@ -58,8 +58,8 @@ export type ProbeState =
  *  1. the cluster id matches ours (FailedPrecondition otherwise: two clusters reusing addresses must never
  *     mix messages);
  *  2. the call is addressed to this node and comes from a member (FailedPrecondition);
- *  3. (Step) the sender's incarnation is the one this node knows (FailedPrecondition: it lost its data);
- *  4. every message is well formed and carries the call's own from/to (InvalidArgument).
+ *  3. every message is well formed and carries the call's own from/to (InvalidArgument);
+ *  4. (Step) the sender's incarnation is the one this node knows (FailedPrecondition: it lost its data).
  * A refused batch is refused whole: nothing of it is delivered.
  */
 export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof RaftService> {
@@ -112,6 +112,26 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     return from.value;
   }
 
+  function deliverBatch(request: StepRequest): void {
+    const from = checkEnvelope("Step", request.clusterId, request.from, request.to);
+    if (o.probeState().phase !== "running") throw notRunning();
+    const messages = stepMessagesFromProto(request.messages, from, o.selfId);
+    if (!messages.ok) throw invalid(messages.error, "Step", String(from));
+    if (!o.checkIncarnation(from, request.incarnation)) {
+      throw new ConnectError(
+        `node ${o.selfId} refuses messages from member ${from}: it knew another incarnation of that member, so member ${from} lost its data directory ` +
+          "and forgot the votes and acknowledgements it gave (docs/operations.md, a member lost its data directory)",
+        Code.FailedPrecondition,
+      );
+    }
+    try {
+      o.deliver(messages.value);
+    } catch (e) {
+      o.logger.error({ err: e, from }, "the driver refused a batch of peer messages");
+      throw new ConnectError("this node cannot take messages right now", Code.Unavailable, undefined, undefined, e);
+    }
+  }
+
   function checkSnapshotHeader(first: InstallSnapshotRequest | undefined): SnapshotHeaderInfo {
     if (first === undefined || first.payload.case !== "header") {
       const got = first === undefined ? "an empty stream" : (first.payload.case ?? "an empty message");
@@ -157,24 +177,10 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
   }
 
   return {
-    step(request) {
-      const from = checkEnvelope("Step", request.clusterId, request.from, request.to);
-      if (o.probeState().phase !== "running") throw notRunning();
-      if (!o.checkIncarnation(from, request.incarnation)) {
-        throw new ConnectError(
-          `node ${o.selfId} refuses messages from member ${from}: it knew another incarnation of that member, so member ${from} lost its data directory ` +
-            "and forgot the votes and acknowledgements it gave (docs/operations.md, a member lost its data directory)",
-          Code.FailedPrecondition,
-        );
-      }
-      const messages = stepMessagesFromProto(request.messages, from, o.selfId);
-      if (!messages.ok) throw invalid(messages.error, "Step", String(from));
-      try {
-        o.deliver(messages.value);
-      } catch (e) {
-        o.logger.error({ err: e, from }, "the driver refused a batch of peer messages");
-        throw new ConnectError("this node cannot take messages right now", Code.Unavailable, undefined, undefined, e);
-      }
+    async step(requests) {
+      // A long-lived stream (see raft.proto): each request is a batch, checked and delivered in order. A
+      // refused batch ends the stream with its error; nothing of that batch is delivered.
+      for await (const request of requests) deliverBatch(request);
       return {};
     },
 
@@ -271,9 +277,9 @@ export interface RaftServiceRegistration extends RaftServiceOptions {
 /** Ceiling of an HTTP/2 flow-control window (RFC 9113, 6.9.1). */
 const WINDOW_BYTES_MAX = 2 ** 31 - 1;
 /**
- * Concurrent streams a peer connection may open. A member's transport uses at most its in-flight Step
- * window (4 by default) plus one snapshot stream; the rest is headroom for streams being torn down. It
- * bounds what one connection can pin (streams x readMaxBytes); HTTP/2's default is unbounded.
+ * Concurrent streams a peer connection may open. A member's transport uses two Step streams plus one
+ * snapshot stream and the start-up Probe; the rest is headroom for streams being torn down. It bounds
+ * what one connection can pin (streams x readMaxBytes); HTTP/2's default is unbounded.
  */
 const PEER_STREAMS_MAX = 32;
 

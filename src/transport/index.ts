@@ -2,12 +2,12 @@
  * The peer transport: how Raft messages leave this node. The receiving side is RaftService
  * (src/rpc/raft-service.ts), which uses the conversion and snapshot assembly exported here.
  *
- * - One PeerLink per peer (peer.ts): one HTTP/2 connection (h2c) kept alive by PINGs, a bounded send
- *   queue that drops its oldest messages when full (send-queue.ts says why), and a pump that packs the
- *   queue into Step calls bounded by maxMsgBytes and batchMessagesMax, up to inflightStepsMax in flight.
- *   Calls are written one after the other so they arrive in order (ordered-session.ts).
- * - Failures (deadline, refused connection, dead PING, a peer that refuses us) become onUnreachable, a
- *   backoff with jitter, and a single probing call before the pipeline reopens (peer-state.ts).
+ * - One PeerLink per peer (peer.ts): one HTTP/2 connection (h2c) kept alive by PINGs, and two lanes
+ *   (appends; everything else), each a bounded send queue that drops its oldest messages when full
+ *   (send-queue.ts says why) drained by one long-lived Step stream. A stream writes one batch at a time,
+ *   bounded by maxMsgBytes and batchMessagesMax; what queues meanwhile forms the next batch.
+ * - Failures (refused connection, dead PING, a peer that refuses us) end the streams and become
+ *   onUnreachable and a backoff with jitter before the streams reopen (peer-state.ts).
  * - Snapshots stream through InstallSnapshot, one per peer at a time, chunked, with a CRC-32C
  *   (snapshot-stream.ts); the result comes back through onSnapshotStatus.
  * - Conversion to and from protobuf (convert.ts) is total on the way in: a malformed message is a

@@ -42,9 +42,7 @@ export interface PeerTransportOptions {
   readonly queueBytesMax?: number;
   /** At most this many messages in one Step call. Default 1024. */
   readonly batchMessagesMax?: number;
-  /** Per peer: Step calls in flight at once (pipelining). Default 4. */
-  readonly inflightStepsMax?: number;
-  /** The deadline of a Step call. Snapshot streams get this per chunk, see snapshot-stream.ts. Default 2000. */
+  /** Snapshot streams get this much time per chunk, see snapshot-stream.ts. Default 2000. */
   readonly requestTimeoutMs?: number;
   readonly keepalive?: Partial<KeepaliveOptions>;
   readonly backoff?: Partial<BackoffOptions>;
@@ -71,7 +69,6 @@ export interface ResolvedPeerTransportOptions {
   readonly queueMessagesMax: number;
   readonly queueBytesMax: number;
   readonly batchMessagesMax: number;
-  readonly inflightStepsMax: number;
   readonly requestTimeoutMs: number;
   readonly keepalive: KeepaliveOptions;
   readonly backoff: BackoffOptions;
@@ -87,7 +84,6 @@ export const peerTransportDefaults = {
   queueMessagesMax: 4096,
   queueBytesMax: 64 * 1024 * 1024,
   batchMessagesMax: 1024,
-  inflightStepsMax: 4,
   requestTimeoutMs: 2000,
   keepalive: { pingIntervalMs: 1000, pingTimeoutMs: 1000, idleConnectionTimeoutMs: 60_000 },
   backoff: { minMs: 50, maxMs: 2000 },
@@ -133,7 +129,6 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
     queueMessagesMax: positiveInt("queueMessagesMax", o.queueMessagesMax ?? d.queueMessagesMax),
     queueBytesMax: positiveInt("queueBytesMax", o.queueBytesMax ?? d.queueBytesMax),
     batchMessagesMax: positiveInt("batchMessagesMax", o.batchMessagesMax ?? d.batchMessagesMax),
-    inflightStepsMax: positiveInt("inflightStepsMax", o.inflightStepsMax ?? d.inflightStepsMax),
     requestTimeoutMs: positiveInt("requestTimeoutMs", o.requestTimeoutMs ?? d.requestTimeoutMs),
     keepalive: {
       pingIntervalMs: positiveInt("keepalive.pingIntervalMs", o.keepalive?.pingIntervalMs ?? d.keepalive.pingIntervalMs),

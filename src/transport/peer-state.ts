@@ -1,16 +1,16 @@
 /**
  * The lifecycle of the link to one peer. Only PeerLink.setState changes it.
  *
- *            ┌──────── call fails ─────────┐
- *            ▼                             │
- *   probing ──call ok──▶ active ──call fails──▶ backoff ──timer──▶ probing
- *      │                                          ▲
- *      └──────────────── call fails ──────────────┘
+ *            ┌──────── stream fails ─────────┐
+ *            ▼                               │
+ *   probing ──request written──▶ active ──stream fails──▶ backoff ──timer──▶ probing
+ *      │                                                   ▲
+ *      └──────────────── stream fails ─────────────────────┘
  *   any ──close()──▶ closed
  *
- * A new link starts in `probing`: one Step call at a time until one succeeds, so a peer that is down is
- * not hit with a full pipeline. `active` pipelines up to inflightStepsMax calls. `backoff` sends nothing
- * until its timer fires; messages keep queueing (bounded, oldest dropped).
+ * A new link starts in `probing`: its Step streams open and it becomes `active` once a request has been
+ * written. A stream never ends while the link is open, so its end is a failure: both lanes stop and
+ * `backoff` sends nothing until its timer fires; messages keep queueing (bounded, oldest dropped).
  */
 export type PeerState =
   | {
@@ -31,19 +31,6 @@ export type PeerState =
   | { readonly kind: "closed" };
 
 export type PeerStateKind = PeerState["kind"];
-
-/** How many Step calls may be in flight in `state`. */
-export function stepWindow(state: PeerState, inflightStepsMax: number): number {
-  switch (state.kind) {
-    case "probing":
-      return 1;
-    case "active":
-      return inflightStepsMax;
-    case "backoff":
-    case "closed":
-      return 0;
-  }
-}
 
 /** The snapshot stream to one peer; at most one at a time (the core sends the next one only after this one's status). */
 export type SnapshotTransfer =

@@ -1,15 +1,15 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { RaftMessageSchema, RaftService, StepRequestSchema } from "../../gen/raftkv/v1/raft_pb.js";
+import { RaftMessageSchema, RaftService, StepRequestSchema, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { backoffDelayMs } from "./backoff.js";
+import { guardedSessionManager } from "./guarded-session.js";
 import { messageToProto, type StepMessage } from "./convert.js";
-import { orderedSessionManager } from "./ordered-session.js";
 import { stepEnvelopeBytesMax, stepMessageBytesMax } from "./message-size.js";
 import type { ResolvedPeerTransportOptions } from "./options.js";
-import { stepWindow, type PeerState, type PeerStateKind, type SnapshotTransfer } from "./peer-state.js";
+import type { PeerState, PeerStateKind, SnapshotTransfer } from "./peer-state.js";
 import { SendQueue } from "./send-queue.js";
 import { snapshotDeadlineMs, snapshotRequests } from "./snapshot-stream.js";
 
@@ -44,8 +44,29 @@ function describe(error: ConnectError): { code: string; message: string } {
 }
 
 /**
- * The link to one peer: a bounded send queue, a pump that packs the queue into pipelined Step calls over
- * one HTTP/2 connection, failure handling with backoff, and at most one snapshot stream.
+ * One ordered stream to the peer and the bounded queue it drains. A link has two: appends travel on
+ * their own lane so that a heartbeat, a vote or an acknowledgement never waits behind a large batch of
+ * entries. Raft does not need order across the two (the core tolerates any reordering); within a lane
+ * the order is the core's, which keeps a follower from rejecting appends that overtook each other.
+ */
+interface Lane {
+  readonly name: "append" | "control";
+  readonly queue: SendQueue<StepMessage>;
+  /** The open Step stream, if any. */
+  call: AbortController | undefined;
+  /** Wakes the stream's request generator when messages arrive. */
+  wake: (() => void) | undefined;
+  /** Messages taken from the queue into the request being written. */
+  writing: number;
+}
+
+/**
+ * The link to one peer: per lane a bounded send queue and one long-lived Step stream (client streaming)
+ * over one HTTP/2 connection, failure handling with backoff, and at most one snapshot stream.
+ *
+ * A stream pulls its next request only once the previous one is written to the connection (connect-node
+ * writes a request stream one message at a time), so while one batch is on its way every message that
+ * arrives joins the next one: batching grows with load by itself, with no timer and no per-message call.
  *
  * Nothing here blocks or throws towards the caller of enqueue(): every failure becomes a count, a log
  * line, and an onUnreachable / onSnapshotStatus callback, which always runs in a later microtask so that
@@ -54,17 +75,14 @@ function describe(error: ConnectError): { code: string; message: string } {
 export class PeerLink {
   private state: PeerState = { kind: "probing", failures: 0, downSinceMs: undefined };
   private snapshot: SnapshotTransfer = { kind: "none" };
-  private readonly queue: SendQueue<StepMessage>;
+  private readonly lanes: { readonly append: Lane; readonly control: Lane };
   private readonly session: Http2SessionManager;
   private readonly client: Client<typeof RaftService>;
   /** Every call in flight, with the controller that cancels it at close(). */
   private readonly calls = new Map<Promise<void>, AbortController>();
   private readonly batchBytesMax: number;
-  private pumpScheduled = false;
-  /** Set once onUnreachable was reported for dropped messages; cleared by the next successful call. */
+  /** Set once onUnreachable was reported for dropped messages; cleared by the next request written. */
   private dropReported = false;
-  private inflightSteps = 0;
-  private inflightMessages = 0;
   private counts = { sent: 0, dropped: 0, steps: 0, failures: 0, snapshotsSent: 0, snapshotsFailed: 0 };
   private closing: Promise<void> | undefined;
 
@@ -73,12 +91,13 @@ export class PeerLink {
     readonly url: string,
     private readonly o: ResolvedPeerTransportOptions,
   ) {
-    this.queue = new SendQueue(o.queueMessagesMax, o.queueBytesMax);
+    const lane = (name: Lane["name"]): Lane => ({ name, queue: new SendQueue(o.queueMessagesMax, o.queueBytesMax), call: undefined, wake: undefined, writing: 0 });
+    this.lanes = { append: lane("append"), control: lane("control") };
     this.batchBytesMax = o.maxMsgBytes - stepEnvelopeBytesMax(o.clusterId);
     // One HTTP/2 connection per peer, kept alive by PINGs so that a peer that stops answering is noticed
-    // within pingIntervalMs + pingTimeoutMs even while calls are in flight. Node's default budget of 10 MB
-    // per session would refuse new streams once a full pipeline of large batches is buffered.
-    const pipelineMb = Math.ceil(((o.inflightStepsMax + 1) * o.maxMsgBytes + o.snapshotChunkBytes) / MB);
+    // within pingIntervalMs + pingTimeoutMs although its streams never end. Node's default budget of
+    // 10 MB per session would refuse new streams once two lanes' batches and a snapshot chunk are buffered.
+    const bufferedMb = Math.ceil((2 * o.maxMsgBytes + o.snapshotChunkBytes) / MB);
     this.session = new Http2SessionManager(
       url,
       {
@@ -86,16 +105,11 @@ export class PeerLink {
         pingTimeoutMs: o.keepalive.pingTimeoutMs,
         idleConnectionTimeoutMs: o.keepalive.idleConnectionTimeoutMs,
       },
-      { maxSessionMemory: pipelineMb + SESSION_MEMORY_SLACK_MB },
+      { maxSessionMemory: bufferedMb + SESSION_MEMORY_SLACK_MB },
     );
-    const stepPath = `/${RaftService.typeName}/${RaftService.method.step.name}`;
     const transport = createGrpcTransport({
       baseUrl: url,
-      sessionManager: orderedSessionManager(
-        this.session,
-        (path) => path.endsWith(stepPath),
-        () => this.state.kind === "closed",
-      ),
+      sessionManager: guardedSessionManager(this.session, () => this.state.kind === "closed"),
       writeMaxBytes: o.maxMsgBytes,
     });
     this.client = createClient(RaftService, transport);
@@ -108,34 +122,39 @@ export class PeerLink {
       this.startSnapshot(m);
       return;
     }
-    const evicted = this.queue.push(m, stepMessageBytesMax(m));
+    const lane = m.type === "append" ? this.lanes.append : this.lanes.control;
+    const evicted = lane.queue.push(m, stepMessageBytesMax(m));
     if (evicted > 0) {
       this.counts.dropped += evicted;
       // A full queue means the peer cannot keep up (or is down): the leader should stop streaming to it
-      // and probe instead. Once per episode is enough; the next successful call starts a new one.
+      // and probe instead. Once per episode is enough; the next request written starts a new one.
       if (!this.dropReported) {
         this.dropReported = true;
         this.notify(() => this.o.onUnreachable(this.id));
       }
     }
-    this.schedulePump();
+    this.serve(lane);
   }
 
   stats(): PeerStats {
+    const { append, control } = this.lanes;
     return {
       url: this.url,
       state: this.state.kind,
-      queued: this.queue.length,
-      inflight: this.inflightMessages,
+      queued: append.queue.length + control.queue.length,
+      inflight: append.writing + control.writing,
       ...this.counts,
     };
   }
 
-  /** Cancels every call, drops the queue, and resolves once every call has settled. Idempotent. */
+  /** Cancels every call, drops the queues, and resolves once every call has settled. Idempotent. */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
     this.setState({ kind: "closed" });
-    this.counts.dropped += this.queue.clear();
+    for (const lane of [this.lanes.append, this.lanes.control]) {
+      this.counts.dropped += lane.queue.clear();
+      lane.wake?.();
+    }
     for (const controller of this.calls.values()) controller.abort();
     this.session.abort();
     this.closing = Promise.allSettled([...this.calls.keys()]).then(() => undefined);
@@ -178,39 +197,68 @@ export class PeerLink {
   private onBackoffElapsed(): void {
     if (this.state.kind !== "backoff") return;
     this.setState({ kind: "probing", failures: this.state.failures, downSinceMs: this.state.downSinceMs });
-    this.schedulePump();
+    this.serve(this.lanes.control);
+    this.serve(this.lanes.append);
   }
 
   // -------------------------------------------------------------------------------------------------
-  // Step calls
+  // Step streams
 
-  private schedulePump(): void {
-    if (this.pumpScheduled) return;
-    this.pumpScheduled = true;
-    // Deferred so that all the messages of one Ready (and of several send() calls in the same tick) end
-    // up in one batch.
-    queueMicrotask(() => {
-      this.pumpScheduled = false;
-      this.pump();
-    });
+  /** Makes sure `lane` has a stream to drain its queue: wakes the open one, or opens one. */
+  private serve(lane: Lane): void {
+    if (lane.queue.length === 0) return;
+    if (lane.call !== undefined) {
+      lane.wake?.();
+      return;
+    }
+    if (this.state.kind !== "probing" && this.state.kind !== "active") return;
+    const controller = new AbortController();
+    lane.call = controller;
+    const call = this.client.step(this.requests(lane, controller.signal), { signal: controller.signal }).then(
+      () => this.onStreamEnded(lane, controller, undefined),
+      (e: unknown) => this.onStreamEnded(lane, controller, ConnectError.from(e)),
+    );
+    const tracked = call.finally(() => this.calls.delete(tracked));
+    this.calls.set(tracked, controller);
   }
 
-  private pump(): void {
-    // Bounded: each round either starts a call (at most the window) or empties the queue.
-    while (this.queue.length > 0 && this.inflightSteps < stepWindow(this.state, this.o.inflightStepsMax)) {
-      const batch = this.takeBatch();
-      if (batch.length > 0) this.startStep(batch);
+  /**
+   * The requests of one stream: each takes the oldest queued messages that fit in one request. It is
+   * pulled again only once the previous request is written, which is when that request counts as sent.
+   */
+  private async *requests(lane: Lane, signal: AbortSignal): AsyncGenerator<StepRequest> {
+    for (;;) {
+      while (lane.queue.length === 0 && !signal.aborted) {
+        await new Promise<void>((resolve) => (lane.wake = resolve));
+        lane.wake = undefined;
+      }
+      if (signal.aborted || this.state.kind === "closed") return;
+      const batch = this.takeBatch(lane.queue);
+      if (batch.length === 0) continue;
+      lane.writing = batch.length;
+      yield create(StepRequestSchema, {
+        clusterId: this.o.clusterId,
+        from: BigInt(this.o.selfId),
+        to: BigInt(this.id),
+        messages: batch.map(messageToProto),
+        incarnation: this.o.incarnation,
+      });
+      lane.writing = 0;
+      this.counts.sent += batch.length;
+      this.counts.steps++;
+      this.dropReported = false;
+      if (this.state.kind === "probing") this.setState({ kind: "active" });
     }
   }
 
-  /** The oldest queued messages that fit in one Step call, in queue order. */
-  private takeBatch(): StepMessage[] {
+  /** The oldest queued messages that fit in one request, in queue order. */
+  private takeBatch(queue: SendQueue<StepMessage>): StepMessage[] {
     const batch: StepMessage[] = [];
     let bytes = 0;
     while (batch.length < this.o.batchMessagesMax) {
-      const size = this.queue.peekSize();
+      const size = queue.peekSize();
       if (size === undefined || (batch.length > 0 && bytes + size > this.batchBytesMax)) break;
-      const m = this.queue.shift();
+      const m = queue.shift();
       assert(m !== undefined, "peer: queue shrank under the batcher");
       if (size > this.batchBytesMax && !this.fitsAlone(m)) continue;
       batch.push(m);
@@ -237,57 +285,33 @@ export class PeerLink {
     return false;
   }
 
-  private startStep(batch: StepMessage[]): void {
-    const request = create(StepRequestSchema, {
-      clusterId: this.o.clusterId,
-      from: BigInt(this.o.selfId),
-      to: BigInt(this.id),
-      messages: batch.map(messageToProto),
-      incarnation: this.o.incarnation,
-    });
-    this.inflightSteps++;
-    this.inflightMessages += batch.length;
-    this.track((signal) =>
-      this.client.step(request, { timeoutMs: this.o.requestTimeoutMs, signal }).then(
-        () => this.onStepSettled(batch.length, undefined),
-        (e: unknown) => this.onStepSettled(batch.length, ConnectError.from(e)),
-      ),
-    );
-  }
-
-  private onStepSettled(messages: number, error: ConnectError | undefined): void {
-    this.inflightSteps--;
-    this.inflightMessages -= messages;
-    assert(this.inflightSteps >= 0 && this.inflightMessages >= 0, "peer: negative in-flight count");
-    if (this.state.kind === "closed") {
-      this.counts.dropped += messages;
-      return;
+  /**
+   * A stream ended. It never ends by itself while the link is open, so this is a failure: the peer
+   * refused a request (another cluster, a changed incarnation, a malformed message), the connection
+   * died (refused, reset, a PING unanswered), or close() cancelled it. The request being written is lost;
+   * Raft resends what matters once the core, told the peer is unreachable, probes it again.
+   */
+  private onStreamEnded(lane: Lane, controller: AbortController, error: ConnectError | undefined): void {
+    if (lane.call === controller) {
+      lane.call = undefined;
+      lane.wake?.();
     }
-    if (error === undefined) {
-      this.counts.sent += messages;
-      this.counts.steps++;
-      this.dropReported = false;
-      if (this.state.kind === "probing") this.setState({ kind: "active" });
-      // In backoff, this is a call from before the failure that got through late: the link still failed,
-      // so the timer keeps running.
-    } else {
-      this.counts.dropped += messages;
-      this.onCallFailed(error);
-    }
-    this.schedulePump();
-  }
-
-  private onCallFailed(error: ConnectError): void {
+    this.counts.dropped += lane.writing;
+    lane.writing = 0;
+    if (this.state.kind === "closed") return;
     this.counts.failures++;
     this.notify(() => this.o.onUnreachable(this.id));
-    // Start the next attempt on a fresh connection unless the peer itself answered with an error. A
+    const cause = error ?? new ConnectError("the peer ended the Step stream", Code.Unavailable);
+    // Both lanes start again on a fresh connection, unless the peer itself answered with an error. A
     // connection attempt to a host that drops packets hangs until the OS gives up (minutes), and an
-    // established connection to a peer that restarted or stalled can keep swallowing calls until a
-    // PING notices; every call would wait on either. Aborting fails the other calls in flight too,
-    // which is right: the link is going into backoff anyway.
-    if (transportFailureCodes.has(error.code)) this.session.abort(error);
-    // In backoff already: a straggler of the failed pipeline; the outage is known and the wait stands.
-    if (this.state.kind === "probing" || this.state.kind === "active") this.enterBackoff(error);
+    // established connection to a peer that restarted or stalled can keep swallowing requests until a
+    // PING notices.
+    if (transportFailureCodes.has(cause.code)) this.session.abort(cause);
+    for (const other of [this.lanes.append, this.lanes.control]) {
+      if (other !== lane) other.call?.abort();
+    }
+    // In backoff already: the other lane's stream of the same outage; the wait stands.
+    if (this.state.kind === "probing" || this.state.kind === "active") this.enterBackoff(cause);
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -309,15 +333,15 @@ export class PeerLink {
     const totalBytes = m.snapshot.data.byteLength;
     this.snapshot = { kind: "streaming", index: m.snapshot.meta.index, totalBytes, startedAtMs: Date.now() };
     const timeoutMs = snapshotDeadlineMs(totalBytes, this.o.snapshotChunkBytes, this.o.requestTimeoutMs);
-    this.track((signal) =>
-      this.client.installSnapshot(snapshotRequests(this.o.clusterId, m, this.o.snapshotChunkBytes), { timeoutMs, signal }).then(
-        (response) =>
-          this.onSnapshotSettled(
-            response.accepted ? undefined : new ConnectError("the peer did not accept the snapshot", Code.Aborted),
-          ),
+    const controller = new AbortController();
+    const call = this.client
+      .installSnapshot(snapshotRequests(this.o.clusterId, m, this.o.snapshotChunkBytes), { timeoutMs, signal: controller.signal })
+      .then(
+        (response) => this.onSnapshotSettled(response.accepted ? undefined : new ConnectError("the peer did not accept the snapshot", Code.Aborted)),
         (e: unknown) => this.onSnapshotSettled(ConnectError.from(e)),
-      ),
-    );
+      );
+    const tracked = call.finally(() => this.calls.delete(tracked));
+    this.calls.set(tracked, controller);
   }
 
   private onSnapshotSettled(error: ConnectError | undefined): void {
@@ -338,13 +362,6 @@ export class PeerLink {
   }
 
   // -------------------------------------------------------------------------------------------------
-
-  /** Starts a call with its own AbortController and keeps it until it settles, so close() can cancel and await it. */
-  private track(start: (signal: AbortSignal) => Promise<void>): void {
-    const controller = new AbortController();
-    const call = start(controller.signal).finally(() => this.calls.delete(call));
-    this.calls.set(call, controller);
-  }
 
   /** Runs a callback of the driver in a later microtask, unless the link is closed by then. */
   private notify(callback: () => void): void {

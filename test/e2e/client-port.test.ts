@@ -2,12 +2,13 @@ import { execFile } from "node:child_process";
 import { connect as connectHttp2, constants as http2 } from "node:http2";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
-import { RaftService } from "../../gen/raftkv/v1/raft_pb.js";
+import { RaftService, type StepRequestSchema } from "../../gen/raftkv/v1/raft_pb.js";
 import { assert } from "../../src/lib/assert.js";
 import { errorReason, leaderHeader } from "../../src/rpc/index.js";
 import type { ClientProtocol } from "../../src/rpc/client/index.js";
@@ -379,8 +380,15 @@ describe("bad input on the client port", () => {
     const peerUrl = (await c.status(node)).peerUrls[0];
     assert(peerUrl !== undefined, "a node advertises its peer URL");
     const raft = createClient(RaftService, createGrpcTransport({ baseUrl: peerUrl }));
-    const refusal = (request: Parameters<typeof raft.step>[0]) =>
-      raft.step(request).then(
+    // Step is a stream of batches; each case sends one.
+    const refusal = (request: MessageInitShape<typeof StepRequestSchema>) =>
+      raft
+        .step(
+          (async function* () {
+            yield request;
+          })(),
+        )
+        .then(
         () => undefined,
         (error: unknown) => ConnectError.from(error),
       );

@@ -1,8 +1,8 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
-import { InstallSnapshotRequestSchema, MemberPhase, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import { InstallSnapshotRequestSchema, MemberPhase, RaftService, StepRequestSchema, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, SnapshotRequest } from "../../src/core/index.js";
 import { createPrng } from "../../src/lib/prng.js";
 import Fastify from "fastify";
@@ -19,6 +19,11 @@ interface Harness {
 
 const CLUSTER = "cluster-a";
 const META = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
+
+/** A Step stream of the given batches (Step is client streaming). */
+async function* batches(...requests: MessageInitShape<typeof StepRequestSchema>[]): AsyncGenerator<MessageInitShape<typeof StepRequestSchema>> {
+  yield* requests;
+}
 
 function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
   const h: Omit<Harness, "client"> = { delivered: [], snapshots: [], warnings: [] };
@@ -84,13 +89,13 @@ describe("RaftService: Step", () => {
     const h = harness();
     const rng = createPrng(1);
     const messages = Array.from({ length: 20 }, () => randomStepMessage(rng, 1, 2));
-    await h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages: messages.map(messageToProto) });
+    await h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: messages.map(messageToProto) }));
     expect(h.delivered).toEqual([messages]);
   });
 
   it("refuses another cluster with FailedPrecondition naming both cluster ids, and logs it", async () => {
     const h = harness();
-    const err = await codeOf(h.client.step({ clusterId: "cluster-b", from: 1n, to: 2n }));
+    const err = await codeOf(h.client.step(batches({ clusterId: "cluster-b", from: 1n, to: 2n })));
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(err.message).toContain('"cluster-a"');
     expect(err.message).toContain('"cluster-b"');
@@ -100,11 +105,11 @@ describe("RaftService: Step", () => {
 
   it("refuses a batch for another node or from a non-member with FailedPrecondition", async () => {
     const h = harness();
-    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 3n }))).toEqual({
+    expect(await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 3n })))).toEqual({
       code: Code.FailedPrecondition,
       message: "request for node 3 reached node 2",
     });
-    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 9n, to: 2n }))).toEqual({
+    expect(await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 9n, to: 2n })))).toEqual({
       code: Code.FailedPrecondition,
       message: 'node 9 is not a member of cluster "cluster-a"',
     });
@@ -113,7 +118,7 @@ describe("RaftService: Step", () => {
 
   it("refuses a batch that claims to come from this node itself", async () => {
     const h = harness();
-    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 2n, to: 2n }))).toEqual({
+    expect(await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 2n, to: 2n })))).toEqual({
       code: Code.FailedPrecondition,
       message: "node 2 does not send requests to itself",
     });
@@ -130,11 +135,11 @@ describe("RaftService: Step", () => {
       { messages: [messageToProto(randomStepMessage(rng, 3, 2))], field: "messages[0].from" },
     ];
     for (const c of cases) {
-      const err = await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages: c.messages }));
+      const err = await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: c.messages })));
       expect(err.code).toBe(Code.InvalidArgument);
       expect(err.message).toContain(c.field);
     }
-    expect(await codeOf(h.client.step({ clusterId: CLUSTER, from: 0n, to: 2n }))).toMatchObject({ code: Code.InvalidArgument });
+    expect(await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 0n, to: 2n })))).toMatchObject({ code: Code.InvalidArgument });
     expect(h.delivered).toEqual([]);
   });
 
@@ -144,7 +149,7 @@ describe("RaftService: Step", () => {
         throw new Error("stopped");
       },
     });
-    expect((await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n }))).code).toBe(Code.Unavailable);
+    expect((await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n })))).code).toBe(Code.Unavailable);
   });
 });
 
@@ -154,8 +159,8 @@ describe("RaftService: incarnations and Probe", () => {
     const h = harness({ checkIncarnation: (from, incarnation) => known.get(from) === incarnation });
     const rng = createPrng(2);
     const messages = [randomStepMessage(rng, 1, 2)].map(messageToProto);
-    await h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages, incarnation: 11n });
-    const err = await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages, incarnation: 12n }));
+    await h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages, incarnation: 11n }));
+    const err = await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages, incarnation: 12n })));
     expect(err.code).toBe(Code.FailedPrecondition);
     expect(err.message).toMatch(/member 1 lost its data directory/);
     expect(h.delivered).toHaveLength(1);
@@ -163,7 +168,7 @@ describe("RaftService: incarnations and Probe", () => {
 
   it("takes no message while the node is starting, and says so with Unavailable", async () => {
     const h = harness({ probeState: () => ({ phase: "bootstrapping" }) });
-    const err = await codeOf(h.client.step({ clusterId: CLUSTER, from: 1n, to: 2n, messages: [messageToProto(randomStepMessage(createPrng(3), 1, 2))] }));
+    const err = await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: [messageToProto(randomStepMessage(createPrng(3), 1, 2))] })));
     expect(err.code).toBe(Code.Unavailable);
     expect(h.delivered).toEqual([]);
   });
