@@ -3,7 +3,7 @@ import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type 
 import { MemberDataLostError, openNode, type Driver, type DriverLogger, type DriverObserver, type OpenedNode } from "../driver/index.js";
 import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService, type ProbeState } from "../rpc/raft-service.js";
-import { buildApp, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
+import { buildApp, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
 import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 
@@ -132,7 +132,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   const node = opened.driver;
   const shutdown = new AbortController();
   let client: ClientListener | undefined;
-  const app = await buildApp({
+  const appOptions = {
     node,
     store: node.store,
     metrics,
@@ -140,9 +140,10 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     limits: config.limits,
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
-  });
+  };
+  const app = await buildApp(appOptions);
   try {
-    client = await listenClient(app, config.listenClient);
+    client = await listenClient(app, config.listenClient, { grpcFastPath: buildGrpcFastPath(appOptions) });
   } catch (error) {
     logger.fatal({ err: error }, "cannot listen on the client port; is another process using it?");
     await stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);

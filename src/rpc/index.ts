@@ -8,7 +8,7 @@ export {
   type ErrorContext,
   type ErrorReason,
 } from "./errors.js";
-export { createKvServiceImpl, type KvReadStore, type KvServiceOptions } from "./kv-service.js";
+export { createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvServiceOptions, type KvUnaryHandlers, type KvUnaryOptions } from "./kv-service.js";
 export { createClusterServiceImpl, toNodeRole, type ClusterServiceOptions } from "./cluster-service.js";
 export { connectionKey, requestSignal } from "./request-context.js";
 export type { RpcLogger } from "./rpc-logger.js";

@@ -1,13 +1,19 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import type {
-  KvService} from "../../gen/raftkv/v1/kv_pb.js";
 import {
   ResponseHeaderSchema,
+  type DeleteRequest,
   type DeleteResponse,
+  type GetRequest,
+  type GetResponse,
+  type KvService,
+  type PutRequest,
   type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
   type ResponseHeader,
+  type TxnRequest,
   type TxnResponse,
   type WatchResponse,
 } from "../../gen/raftkv/v1/kv_pb.js";
@@ -45,6 +51,90 @@ export interface KvServiceOptions {
 }
 
 /**
+ * The unary methods of KvService, each given the request's signal (its deadline and cancellation). Both
+ * the Connect routes (createKvServiceImpl) and the gRPC fast path of the client port (src/server) call
+ * these, so validation, proposals, read barriers and the error mapping exist once. Every failure is
+ * thrown as a ConnectError mapped by failRequest.
+ */
+export interface KvUnaryHandlers {
+  put(request: PutRequest, signal: AbortSignal): Promise<PutResponse>;
+  delete(request: DeleteRequest, signal: AbortSignal): Promise<DeleteResponse>;
+  txn(request: TxnRequest, signal: AbortSignal): Promise<TxnResponse>;
+  get(request: GetRequest, signal: AbortSignal): Promise<GetResponse>;
+  range(request: RangeRequest, signal: AbortSignal): Promise<RangeResponse>;
+}
+
+export type KvUnaryOptions = Pick<KvServiceOptions, "node" | "store" | "logger" | "admission">;
+
+export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers {
+  const { node, store, logger } = options;
+  const admission = options.admission ?? store.options;
+  const header = responseHeader(node);
+
+  async function mutate(command: Command, method: string, signal: AbortSignal): Promise<CommandResult> {
+    try {
+      validateCommand(command, admission);
+      return await node.mutate(command, signal);
+    } catch (error) {
+      throw failRequest(error, method, { signal, mutation: true }, logger);
+    }
+  }
+
+  async function read<T>(method: string, signal: AbortSignal, serializable: boolean, validate: () => void, answer: () => T): Promise<T> {
+    try {
+      validate();
+      if (!serializable) await node.readBarrier(signal);
+      return answer();
+    } catch (error) {
+      throw failRequest(error, method, { signal }, logger);
+    }
+  }
+
+  return {
+    async put(request, signal) {
+      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "put", value: request } });
+      const result = await mutate(command, "Put", signal);
+      assert(result.result.case === "put", "a Put applied as another kind of command");
+      return withHeader(result.result.value, header);
+    },
+
+    async delete(request, signal) {
+      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "delete", value: request } });
+      const result = await mutate(command, "Delete", signal);
+      assert(result.result.case === "delete", "a Delete applied as another kind of command");
+      return withHeader(result.result.value, header);
+    },
+
+    async txn(request, signal) {
+      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "txn", value: request } });
+      const result = await mutate(command, "Txn", signal);
+      assert(result.result.case === "txn", "a Txn applied as another kind of command");
+      return withHeader(result.result.value, header);
+    },
+
+    get(request, signal) {
+      return read(
+        "Get",
+        signal,
+        request.serializable,
+        () => validateGet(request, admission),
+        () => withHeader(store.get(request), header),
+      );
+    },
+
+    range(request, signal) {
+      return read(
+        "Range",
+        signal,
+        request.serializable,
+        () => validateRange(request, admission),
+        () => withHeader(store.range(request), header),
+      );
+    },
+  };
+}
+
+/**
  * KvService over a node. Writes are encoded as a Command and go through the log (`mutate`); reads are
  * linearizable by default (a ReadIndex barrier, then the local store) and `serializable` skips the
  * barrier. Every request is validated with this node's admission limits before it costs a log entry,
@@ -57,72 +147,16 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
   const { node, store, logger } = options;
   const admission = options.admission ?? store.options;
   const watchLimit = new ConnectionWatchLimit(options.watchersPerConnectionMax);
-
-  const header = (revision: number | bigint): ResponseHeader =>
-    create(ResponseHeaderSchema, { revision: BigInt(revision), raftTerm: BigInt(node.status().term), memberId: BigInt(node.id) });
-
-  async function mutate(command: Command, method: string, context: HandlerContext): Promise<CommandResult> {
-    const signal = requestSignal(context, options.requestTimeoutMs);
-    try {
-      validateCommand(command, admission);
-      return await node.mutate(command, signal);
-    } catch (error) {
-      throw failRequest(error, method, { signal, mutation: true }, logger);
-    }
-  }
-
-  async function read<T>(method: string, context: HandlerContext, serializable: boolean, validate: () => void, answer: () => T): Promise<T> {
-    const signal = requestSignal(context, options.requestTimeoutMs);
-    try {
-      validate();
-      if (!serializable) await node.readBarrier(signal);
-      return answer();
-    } catch (error) {
-      throw failRequest(error, method, { signal }, logger);
-    }
-  }
+  const unary = createKvUnaryHandlers(options);
+  const header = responseHeader(node);
+  const signalOf = (context: HandlerContext): AbortSignal => requestSignal(context, options.requestTimeoutMs);
 
   return {
-    async put(request, context): Promise<PutResponse> {
-      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "put", value: request } });
-      const result = await mutate(command, "Put", context);
-      assert(result.result.case === "put", "a Put applied as another kind of command");
-      return withHeader(result.result.value, header);
-    },
-
-    async delete(request, context): Promise<DeleteResponse> {
-      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "delete", value: request } });
-      const result = await mutate(command, "Delete", context);
-      assert(result.result.case === "delete", "a Delete applied as another kind of command");
-      return withHeader(result.result.value, header);
-    },
-
-    async txn(request, context): Promise<TxnResponse> {
-      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "txn", value: request } });
-      const result = await mutate(command, "Txn", context);
-      assert(result.result.case === "txn", "a Txn applied as another kind of command");
-      return withHeader(result.result.value, header);
-    },
-
-    async get(request, context) {
-      return read(
-        "Get",
-        context,
-        request.serializable,
-        () => validateGet(request, admission),
-        () => withHeader(store.get(request), header),
-      );
-    },
-
-    async range(request, context) {
-      return read(
-        "Range",
-        context,
-        request.serializable,
-        () => validateRange(request, admission),
-        () => withHeader(store.range(request), header),
-      );
-    },
+    put: (request, context) => unary.put(request, signalOf(context)),
+    delete: (request, context) => unary.delete(request, signalOf(context)),
+    txn: (request, context) => unary.txn(request, signalOf(context)),
+    get: (request, context) => unary.get(request, signalOf(context)),
+    range: (request, context) => unary.range(request, signalOf(context)),
 
     async *watch(request, context): AsyncGenerator<WatchResponse> {
       const connection = context.values.get(connectionKey);
@@ -159,6 +193,11 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
       }
     },
   };
+}
+
+/** The response header of this node: the revision the store reports, this node's term and id. */
+function responseHeader(node: KvNode): (revision: number | bigint) => ResponseHeader {
+  return (revision) => create(ResponseHeaderSchema, { revision: BigInt(revision), raftTerm: BigInt(node.status().term), memberId: BigInt(node.id) });
 }
 
 /** Fills in the answering node's term and id; the store sets only the revision. */

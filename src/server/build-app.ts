@@ -5,7 +5,9 @@ import type { KvNode } from "../driver/types.js";
 import type { RaftkvMetrics } from "../metrics/index.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
-import { connectionKey, createClusterServiceImpl, createKvServiceImpl, type KvReadStore } from "../rpc/index.js";
+import type { ValidationLimits } from "../kv/index.js";
+import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore } from "../rpc/index.js";
+import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.js";
 import { registerCors } from "./cors.js";
 import { registerHealthRoutes } from "./health-routes.js";
 import { registerMetricsRoute } from "./metrics-route.js";
@@ -61,12 +63,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           logger: rpcLogger,
           requestTimeoutMs: options.limits.requestTimeoutMs,
           watchersPerConnectionMax: options.limits.watchersPerConnectionMax,
-          admission: {
-            keyBytesMax: options.limits.keyBytesMax ?? options.store.options.keyBytesMax,
-            valueBytesMax: options.limits.valueBytesMax ?? options.store.options.valueBytesMax,
-            txnOpsMax: options.limits.txnOpsMax ?? options.store.options.txnOpsMax,
-            clientIdBytesMax: options.store.options.clientIdBytesMax,
-          },
+          admission: admissionLimits(options),
           watchBatchEventsMax: options.limits.watchBatchEventsMax ?? 1_000,
           shutdown: options.shutdown,
           onWatchers: (delta) => options.metrics.watchers(delta),
@@ -79,6 +76,34 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
   });
   return app;
+}
+
+/**
+ * The gRPC fast path for the client listener (grpc-fast-path.ts), over the same node, store, limits and
+ * metrics as the app's KvService routes.
+ */
+export function buildGrpcFastPath(options: AppOptions): GrpcFastPath {
+  return createGrpcFastPath({
+    handlers: createKvUnaryHandlers({
+      node: options.node,
+      store: options.store,
+      logger: options.logger.child({ component: "rpc" }),
+      admission: admissionLimits(options),
+    }),
+    metrics: options.metrics,
+    requestBytesMax: options.limits.requestBytesMax,
+    requestTimeoutMs: options.limits.requestTimeoutMs,
+  });
+}
+
+/** What this node admits into a proposal: the flags, or the store's own limits. */
+function admissionLimits(options: AppOptions): ValidationLimits {
+  return {
+    keyBytesMax: options.limits.keyBytesMax ?? options.store.options.keyBytesMax,
+    valueBytesMax: options.limits.valueBytesMax ?? options.store.options.valueBytesMax,
+    txnOpsMax: options.limits.txnOpsMax ?? options.store.options.txnOpsMax,
+    clientIdBytesMax: options.store.options.clientIdBytesMax,
+  };
 }
 
 /**

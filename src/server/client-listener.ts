@@ -3,6 +3,7 @@ import http2 from "node:http2";
 import type net from "node:net";
 import type { FastifyInstance } from "fastify";
 import { assert } from "../lib/assert.js";
+import type { GrpcFastPath } from "./grpc-fast-path.js";
 
 export interface ListenAddress {
   readonly host: string;
@@ -34,6 +35,8 @@ export interface ClientListenerOptions {
   readonly idleTimeoutMs?: number;
   /** The most concurrent streams (calls) on one HTTP/2 connection. Default 4,096. */
   readonly http2StreamsMax?: number;
+  /** Unary gRPC calls it serves itself, before Fastify routing (grpc-fast-path.ts). */
+  readonly grpcFastPath?: GrpcFastPath;
 }
 
 /** How often a closing listener looks for connections that became idle. */
@@ -57,10 +60,14 @@ export async function listenClient(app: FastifyInstance, address: ListenAddress,
   await app.ready();
   const handler = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse): void =>
     app.routing(request as http.IncomingMessage, response as http.ServerResponse);
+  const fastPath = options.grpcFastPath;
+  const h2Handler = (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse): void => {
+    if (fastPath?.handle(request, response) !== true) handler(request, response);
+  };
   const firstByteTimeoutMs = options.firstByteTimeoutMs ?? 10_000;
 
   const idleTimeoutMs = options.idleTimeoutMs ?? 65_000;
-  const h2 = http2.createServer({ settings: { maxConcurrentStreams: options.http2StreamsMax ?? 4_096 } }, handler);
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: options.http2StreamsMax ?? 4_096 } }, h2Handler);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);

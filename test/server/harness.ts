@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { createMetrics, type RaftkvMetrics } from "../../src/metrics/index.js";
-import { buildApp, listenClient, type ClientListener, type ClientListenerOptions } from "../../src/server/index.js";
+import { buildApp, buildGrpcFastPath, listenClient, type ClientListener, type ClientListenerOptions, type GrpcFastPath } from "../../src/server/index.js";
 import { FakeNode } from "../rpc/fake-node.js";
 
 export interface TestServer {
@@ -20,6 +20,8 @@ export interface TestServerOptions {
   readonly requestBytesMax?: number;
   readonly watchersPerConnectionMax?: number;
   readonly listener?: ClientListenerOptions;
+  /** Sees (and may wrap) the gRPC fast path the listener gets. */
+  readonly wrapFastPath?: (fastPath: GrpcFastPath) => GrpcFastPath;
 }
 
 /** A client app over a FakeNode, listening on a free loopback port. */
@@ -27,7 +29,7 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   const node = options.node ?? new FakeNode();
   const metrics = createMetrics({ processMetrics: false });
   const shutdown = new AbortController();
-  const app = await buildApp({
+  const appOptions = {
     node,
     store: node.store,
     metrics,
@@ -43,8 +45,13 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     },
     corsOrigins: options.corsOrigins ?? [],
     shutdown: shutdown.signal,
+  };
+  const app = await buildApp(appOptions);
+  // As `raftkv serve` listens: unary gRPC KvService calls take the fast path, everything else Fastify.
+  const listener = await listenClient(app, { host: "127.0.0.1", port: 0 }, {
+    grpcFastPath: (options.wrapFastPath ?? ((f) => f))(buildGrpcFastPath(appOptions)),
+    ...options.listener,
   });
-  const listener = await listenClient(app, { host: "127.0.0.1", port: 0 }, options.listener);
   return {
     node,
     app,
