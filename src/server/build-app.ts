@@ -5,8 +5,7 @@ import type { KvNode } from "../driver/types.js";
 import type { RaftkvMetrics } from "../metrics/index.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
-import type { ValidationLimits } from "../kv/index.js";
-import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore } from "../rpc/index.js";
+import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvUnaryOptions } from "../rpc/index.js";
 import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.js";
 import { registerCors } from "./cors.js";
 import { registerHealthRoutes } from "./health-routes.js";
@@ -97,7 +96,7 @@ export function buildGrpcFastPath(options: AppOptions): GrpcFastPath {
 }
 
 /** What this node admits into a proposal: the flags, or the store's own limits. */
-function admissionLimits(options: AppOptions): ValidationLimits {
+function admissionLimits(options: AppOptions): NonNullable<KvUnaryOptions["admission"]> {
   return {
     keyBytesMax: options.limits.keyBytesMax ?? options.store.options.keyBytesMax,
     valueBytesMax: options.limits.valueBytesMax ?? options.store.options.valueBytesMax,

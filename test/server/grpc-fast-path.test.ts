@@ -52,6 +52,13 @@ async function rawCall(path: string, body: Buffer, headers: Record<string, strin
   }
 }
 
+async function errorOf(call: Promise<unknown>): Promise<ConnectError | undefined> {
+  return call.then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
+}
+
 function envelope(message: Uint8Array, flags = 0): Buffer {
   const out = Buffer.alloc(5 + message.byteLength);
   out.writeUInt8(flags, 0);
@@ -85,7 +92,7 @@ describe("gRPC fast path", () => {
     server.node.fail = (kind) => (kind === "mutate" ? new NotLeaderError(2, "http://127.0.0.1:22379") : undefined);
     try {
       const grpc = createClient(KvService, createGrpcTransport({ baseUrl: server.url }));
-      const error = await grpc.put({ key: bytes("k"), value: bytes("v") }).catch((e: unknown) => ConnectError.from(e));
+      const error = await errorOf(grpc.put({ key: bytes("k"), value: bytes("v") }));
       expect(error?.code).toBe(Code.Unavailable);
       expect(error?.metadata.get(leaderHeader)).toBe("http://127.0.0.1:22379");
       expect(error?.metadata.get(reasonHeader)).toBe("not-leader");
@@ -97,7 +104,7 @@ describe("gRPC fast path", () => {
 
   it("refuses an oversized message with ResourceExhausted, and a malformed one with InvalidArgument", async () => {
     const grpc = createClient(KvService, createGrpcTransport({ baseUrl: server.url }));
-    const big = await grpc.put({ key: bytes("k"), value: new Uint8Array(8 * 1024) }).catch((e: unknown) => ConnectError.from(e));
+    const big = await errorOf(grpc.put({ key: bytes("k"), value: new Uint8Array(8 * 1024) }));
     expect(big?.code).toBe(Code.ResourceExhausted);
 
     const garbage = await rawCall("/raftkv.v1.KvService/Put", envelope(Uint8Array.from([0xff, 0xff, 0xff])));
