@@ -6,6 +6,7 @@ import { RaftLog } from "./raft-log.js";
 import { entrySize, type LogStorage } from "./storage.js";
 import {
   NONE,
+  waitsForDurability,
   type AppendRequest,
   type AppendResponse,
   type ConfState,
@@ -22,6 +23,7 @@ import {
   type Role,
   type SnapshotRequest,
   type SoftState,
+  type Unblocked,
   type VoteRequest,
   type VoteResponse,
 } from "./types.js";
@@ -926,6 +928,23 @@ export class RaftNode {
     this.readStates = [];
     this.outstanding = rd;
     return rd;
+  }
+
+  /**
+   * What may go out while the outstanding Ready is still being made durable: the messages produced since
+   * that need not wait for any write (waitsForDurability), and answered reads. A leader also starts the
+   * heartbeat round that reads are waiting for, so a linearizable read never waits behind a write's
+   * fsync. Messages that must wait stay queued for the next Ready, in their order.
+   */
+  takeUnblocked(): Unblocked {
+    if (this.readRoundWanted && this.role === "leader") this.startReadRound();
+    const early: Message[] = [];
+    const waiting: Message[] = [];
+    for (const m of this.messages) (waitsForDurability(m) ? waiting : early).push(m);
+    this.messages = waiting;
+    const readStates = this.readStates;
+    this.readStates = [];
+    return { messages: early, readStates };
   }
 
   /** The driver carried out `rd`: its entries, hard state and snapshot are durable and it applied what it carried. */

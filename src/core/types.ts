@@ -12,7 +12,8 @@ export const NONE: NodeId = 0;
 /**
  * - `normal`: an application command (the KV state machine decodes `data`).
  * - `noop`: appended by every new leader so that entries of earlier terms can commit (Figure 8).
- * - `config`: a membership change; `data` holds an encoded `ConfChange` (see config-change.ts).
+ * - `config`: reserved for membership changes (a `ConfChange`, below), which are not built yet: nothing
+ *   proposes such entries, and the driver applies none (docs/design.md, "Where does X live").
  */
 export type EntryType = "normal" | "noop" | "config";
 
@@ -174,6 +175,33 @@ export interface ReadState {
 export interface SoftState {
   readonly leader: NodeId;
   readonly role: Role;
+}
+
+/**
+ * Whether a message may leave only once the entries, term and vote of the Ready it came with (and of
+ * every earlier Ready) are durable.
+ *
+ * - Acknowledgements of entries (appendResp) and votes (voteResp, PreVote answers included) promise
+ *   what the disk holds: sent before the fsync, a crash would let the node forget what it promised.
+ * - A vote request comes from a candidate that counts its own vote; sent first, a candidate could win,
+ *   crash before its vote is durable, and vote for another candidate in the same term.
+ * - Everything else promises nothing about the sender's disk: a leader's appends, heartbeats and
+ *   snapshots (it counts itself toward a quorum only once advance() reports its own log durable,
+ *   thesis 10.2.1), heartbeat answers (they say which term and leader the node follows now, which stays
+ *   true for the leader's read round whatever happens to the node later), read-index requests and
+ *   answers, and a leadership transfer order. The same split as etcd-io/raft's asynchronous storage
+ *   writes.
+ */
+export function waitsForDurability(m: Message): boolean {
+  return m.type === "appendResp" || m.type === "voteResp" || m.type === "vote";
+}
+
+/** What RaftNode.takeUnblocked() hands out while a Ready is being made durable. */
+export interface Unblocked {
+  /** Messages that promise nothing about this node's disk (see waitsForDurability). */
+  readonly messages: readonly Message[];
+  /** Answered read requests: each may be served once the state machine has applied its index. */
+  readonly readStates: readonly ReadState[];
 }
 
 /**

@@ -1,6 +1,6 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { CommandResultSchema, CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import { NONE, RaftNode, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
+import { NONE, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { createPrng } from "../lib/prng.js";
 import type { ApplyResult, KvStore } from "../kv/index.js";
@@ -87,7 +87,7 @@ type DriverState =
   | { readonly kind: "failed"; readonly error: Error };
 
 /**
- * The serialized loop of DESIGN.md that owns a core, a durable log, a transport and the KV state
+ * The serialized loop (docs/design.md, "The Ready/advance contract") that owns a core, a durable log, a transport and the KV state
  * machine. Inputs (ticks, peer messages, proposals, reads) are fed to the core synchronously as they
  * arrive; one loop drains Readies one at a time: persist, send, apply, advance. JavaScript's single
  * thread serializes every access to the core.
@@ -113,6 +113,9 @@ export class Driver implements KvNode {
    * sees (its own appliedIndex moves only with commands). Reads wait on this.
    */
   private applied: number;
+  /** A Ready's entries, term or vote are being written (flushUnblocked may run meanwhile). */
+  private persisting = false;
+  private unblockedScheduled = false;
 
   constructor(options: DriverOptions) {
     this.options = options;
@@ -411,7 +414,7 @@ export class Driver implements KvNode {
     }
     const early: Message[] = [];
     const late: Message[] = [];
-    for (const m of rd.messages) (promisesDurability(m) ? late : early).push(m);
+    for (const m of rd.messages) (waitsForDurability(m) ? late : early).push(m);
     if (early.length > 0) transport.send(early);
 
     const persistStarted = performance.now();
@@ -433,20 +436,18 @@ export class Driver implements KvNode {
     // entries, or from its snapshot), and the entries it covers are durable already. Skipping it saves
     // an fdatasync per commit, which was half of them.
     if (rd.mustSync) {
-      await storage.save(rd.hardState, rd.entries);
+      this.persisting = true;
+      try {
+        await storage.save(rd.hardState, rd.entries);
+      } finally {
+        this.persisting = false;
+      }
       this.options.observer?.onPersisted?.(rd, performance.now() - persistStarted);
     }
     if (late.length > 0) transport.send(late);
 
     for (const entry of rd.committedEntries) this.apply(entry);
-    for (const rs of rd.readStates) {
-      const read = this.reads.get(rs.requestId);
-      if (read === undefined) continue;
-      this.reads.delete(rs.requestId);
-      if (rs.index === 0) read.reject(new ReadFailedError("leadership could not be confirmed for this read; retry"));
-      else this.readsWaitingApply.push({ index: rs.index, read });
-    }
-    this.releaseReads();
+    this.answerReads(rd.readStates);
     this.options.observer?.onApplied?.(this.applied, this.raft.status().commit);
   }
 
@@ -468,6 +469,32 @@ export class Driver implements KvNode {
     } else {
       pending.resolve(toCommandResult(outcome));
     }
+  }
+
+  /** Read states from the core: each read waits until the state machine has applied its index. */
+  private answerReads(readStates: readonly ReadState[]): void {
+    for (const rs of readStates) {
+      const read = this.reads.get(rs.requestId);
+      if (read === undefined) continue;
+      this.reads.delete(rs.requestId);
+      if (rs.index === 0) read.reject(new ReadFailedError("leadership could not be confirmed for this read; retry"));
+      else this.readsWaitingApply.push({ index: rs.index, read });
+    }
+    this.releaseReads();
+  }
+
+  /**
+   * While a Ready's write is in flight the loop cannot take the next Ready, but what promises nothing
+   * about the disk need not wait for it (etcd-io/raft's asynchronous storage writes): heartbeats and
+   * their answers, a leader's appends, read rounds and answered reads go out at once. Runs once per
+   * turn of the event loop in which inputs arrived.
+   */
+  private flushUnblocked(): void {
+    this.unblockedScheduled = false;
+    if (!this.persisting || this.state.kind !== "running") return;
+    const { messages, readStates } = this.raft.takeUnblocked();
+    if (messages.length > 0) this.options.transport.send(messages);
+    this.answerReads(readStates);
   }
 
   private releaseReads(): void {
@@ -499,6 +526,10 @@ export class Driver implements KvNode {
 
   private wake(): void {
     this.wakeLoop?.();
+    if (this.persisting && !this.unblockedScheduled) {
+      this.unblockedScheduled = true;
+      queueMicrotask(() => this.flushUnblocked());
+    }
   }
 
   private setState(state: DriverState): void {
@@ -539,23 +570,6 @@ export class Driver implements KvNode {
     this.reads.clear();
     this.readsWaitingApply = [];
   }
-}
-
-/**
- * Whether a message may leave only once this Ready's entries, term and vote are on disk.
- *
- * - Acknowledgements of entries (appendResp) and votes (voteResp, PreVote answers included) promise
- *   what the disk holds: sent before the fsync, a crash would let the node forget what it promised.
- * - A vote request is sent by a candidate that counts its own vote; were it sent first, a candidate
- *   could win, crash before its vote is durable, and vote for another candidate in the same term.
- * - Everything else promises nothing about our disk: the leader's appends, heartbeats and snapshots
- *   (it counts itself toward a quorum only once advance() reports its own log durable, thesis 10.2.1),
- *   heartbeat answers (they only say which term and leader the node follows now, which stays true for
- *   the leader's read round whatever happens to the node later), read-index requests and answers, and
- *   a leadership transfer order. The same split as etcd-io/raft's asynchronous storage writes.
- */
-function promisesDurability(m: Message): boolean {
-  return m.type === "appendResp" || m.type === "voteResp" || m.type === "vote";
 }
 
 function toCommandResult(outcome: Exclude<ApplyResult, { kind: "error" }>): CommandResult {
