@@ -1,4 +1,4 @@
-/** Import directions of ../shared/DESIGN.md, enforced mechanically. */
+/** Import directions of docs/design.md ("Import rules"), enforced mechanically. */
 const allowed = {
   lib: [],
   core: ["lib"],

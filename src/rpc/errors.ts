@@ -48,7 +48,7 @@ export interface ErrorContext {
 }
 
 /**
- * THE mapping from domain errors to the wire (DESIGN.md, "Errors on the wire"). Every handler of
+ * THE mapping from domain errors to the wire (docs/design.md, "Error model"). Every handler of
  * KvService and ClusterService throws through here, so that one place decides the code, the message a
  * person reads, and the hints a client acts on. The original error stays in `cause` for server logs;
  * messages never carry internals (file names, stack traces, queue sizes).

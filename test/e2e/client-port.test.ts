@@ -310,7 +310,7 @@ describe("bad input on the client port", () => {
     expect(overGrpc.message).toBe("parse binary: invalid varint");
   });
 
-  // Known contract gap (DESIGN.md contract 6, docs/api.md "Errors"): bad input must be InvalidArgument,
+  // Known contract gap (docs/design.md "Error model", docs/api.md "Errors"): bad input must be InvalidArgument,
   // and Internal means "a bug, report it". connect-es's binary serialization throws Code.Internal for a
   // request it cannot parse (@connectrpc/connect protocol/serialization.js, "parse binary: ..."), before
   // any raftkv code or interceptor runs; so malformed binary protobuf answers HTTP 500 / grpc-status 13.
