@@ -206,15 +206,16 @@ export interface Unblocked {
 
 /**
  * Everything the core wants done, handed out by `RaftNode.ready()`. The driver must, in this order:
- *  1. durably persist `snapshot` (if any), `entries` and `hardState` (if any); fsync when `mustSync`;
+ *  1. durably persist `snapshot` (if any), `entries` and `hardState` (if any) when `mustSync`; a Ready
+ *     whose only change is the commit index need not be written at all;
  *  2. send `messages`;
  *  3. apply `committedEntries` to the state machine, and answer `readStates` once their index is applied;
  *  4. call `advance(ready)`.
  *
- * The one allowed shortcut (Raft thesis 10.2.1): `messages` whose type is "append", "heartbeat" or
- * "snapshot" come only from a leader and may be sent before step 1 completes, because the leader counts
- * its own log toward a quorum only when `advance()` reports it durable. Every other message (votes,
- * append and vote responses) promises something about the sender's disk and must wait for step 1.
+ * Messages for which waitsForDurability() is false (a leader's appends, heartbeats and snapshots, as
+ * Raft thesis 10.2.1 allows, and everything else that promises nothing about the sender's disk) may be
+ * sent before step 1 completes; the rest (acknowledgements, votes and vote requests) must wait for it.
+ * While step 1 runs, takeUnblocked() hands out what has become sendable since.
  */
 export interface Ready {
   readonly softState: SoftState | undefined;

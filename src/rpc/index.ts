@@ -8,7 +8,9 @@ export {
   type ErrorContext,
   type ErrorReason,
 } from "./errors.js";
-export { createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvServiceOptions, type KvUnaryHandlers, type KvUnaryOptions } from "./kv-service.js";
+export { createKvServiceImpl, type KvServiceOptions } from "./kv-service.js";
+export { createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "./kv-unary.js";
+export { servePipeline, PIPELINE_INFLIGHT_MAX } from "./pipeline.js";
 export { createClusterServiceImpl, toNodeRole, type ClusterServiceOptions } from "./cluster-service.js";
 export { connectionKey, requestSignal } from "./request-context.js";
 export type { RpcLogger } from "./rpc-logger.js";

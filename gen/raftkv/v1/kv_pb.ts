@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raftkv/v1/kv.proto.
  */
 export const file_raftkv_v1_kv: GenFile = /*@__PURE__*/
-  fileDesc("ChJyYWZ0a3YvdjEva3YucHJvdG8SCXJhZnRrdi52MSJICg5SZXNwb25zZUhlYWRlchIQCghyZXZpc2lvbhgBIAEoBBIRCglyYWZ0X3Rlcm0YAiABKAQSEQoJbWVtYmVyX2lkGAMgASgEImYKCEtleVZhbHVlEgsKA2tleRgBIAEoDBINCgV2YWx1ZRgCIAEoDBIXCg9jcmVhdGVfcmV2aXNpb24YAyABKAQSFAoMbW9kX3JldmlzaW9uGAQgASgEEg8KB3ZlcnNpb24YBSABKAQiXgoKUHV0UmVxdWVzdBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSDwoHcHJldl9rdhgDIAEoCBIRCgljbGllbnRfaWQYBCABKAkSEAoIc2VxdWVuY2UYBSABKAQiXgoLUHV0UmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiQKB3ByZXZfa3YYAiABKAsyEy5yYWZ0a3YudjEuS2V5VmFsdWUiLwoKR2V0UmVxdWVzdBILCgNrZXkYASABKAwSFAoMc2VyaWFsaXphYmxlGAIgASgIIlkKC0dldFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIfCgJrdhgCIAEoCzITLnJhZnRrdi52MS5LZXlWYWx1ZSJiCg1EZWxldGVSZXF1ZXN0EgsKA2tleRgBIAEoDBIOCgZwcmVmaXgYAiABKAgSDwoHcHJldl9rdhgDIAEoCBIRCgljbGllbnRfaWQYBCABKAkSEAoIc2VxdWVuY2UYBSABKAQicwoORGVsZXRlUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEg8KB2RlbGV0ZWQYAiABKAQSJQoIcHJldl9rdnMYAyADKAsyEy5yYWZ0a3YudjEuS2V5VmFsdWUijQEKDFJhbmdlUmVxdWVzdBILCgNrZXkYASABKAwSDgoGcHJlZml4GAIgASgIEg0KBWxpbWl0GAMgASgEEhQKDGNvbnRpbnVlX2tleRgEIAEoDBISCgpjb3VudF9vbmx5GAUgASgIEhEKCWtleXNfb25seRgGIAEoCBIUCgxzZXJpYWxpemFibGUYByABKAgiiwEKDVJhbmdlUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiAKA2t2cxgCIAMoCzITLnJhZnRrdi52MS5LZXlWYWx1ZRINCgVjb3VudBgDIAEoBBIMCgRtb3JlGAQgASgIEhAKCG5leHRfa2V5GAUgASgMIokBCgdDb21wYXJlEgsKA2tleRgBIAEoDBIoCgZ0YXJnZXQYAiABKA4yGC5yYWZ0a3YudjEuQ29tcGFyZVRhcmdldBIoCgZyZXN1bHQYAyABKA4yGC5yYWZ0a3YudjEuQ29tcGFyZVJlc3VsdBINCgV2YWx1ZRgEIAEoDBIOCgZudW1iZXIYBSABKAQiuAEKCVJlcXVlc3RPcBIkCgNwdXQYASABKAsyFS5yYWZ0a3YudjEuUHV0UmVxdWVzdEgAEiQKA2dldBgCIAEoCzIVLnJhZnRrdi52MS5HZXRSZXF1ZXN0SAASKgoGZGVsZXRlGAMgASgLMhgucmFmdGt2LnYxLkRlbGV0ZVJlcXVlc3RIABIoCgVyYW5nZRgEIAEoCzIXLnJhZnRrdi52MS5SYW5nZVJlcXVlc3RIAEIJCgdyZXF1ZXN0Ir4BCgpSZXNwb25zZU9wEiUKA3B1dBgBIAEoCzIWLnJhZnRrdi52MS5QdXRSZXNwb25zZUgAEiUKA2dldBgCIAEoCzIWLnJhZnRrdi52MS5HZXRSZXNwb25zZUgAEisKBmRlbGV0ZRgDIAEoCzIZLnJhZnRrdi52MS5EZWxldGVSZXNwb25zZUgAEikKBXJhbmdlGAQgASgLMhgucmFmdGt2LnYxLlJhbmdlUmVzcG9uc2VIAEIKCghyZXNwb25zZSKkAQoKVHhuUmVxdWVzdBIjCgdjb21wYXJlGAEgAygLMhIucmFmdGt2LnYxLkNvbXBhcmUSJQoHc3VjY2VzcxgCIAMoCzIULnJhZnRrdi52MS5SZXF1ZXN0T3ASJQoHZmFpbHVyZRgDIAMoCzIULnJhZnRrdi52MS5SZXF1ZXN0T3ASEQoJY2xpZW50X2lkGAQgASgJEhAKCHNlcXVlbmNlGAUgASgEInUKC1R4blJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIRCglzdWNjZWVkZWQYAiABKAgSKAoJcmVzcG9uc2VzGAMgAygLMhUucmFmdGt2LnYxLlJlc3BvbnNlT3AiVAoMV2F0Y2hSZXF1ZXN0EgsKA2tleRgBIAEoDBIOCgZwcmVmaXgYAiABKAgSFgoOc3RhcnRfcmV2aXNpb24YAyABKAQSDwoHcHJldl9rdhgEIAEoCCJyCgVFdmVudBIiCgR0eXBlGAEgASgOMhQucmFmdGt2LnYxLkV2ZW50VHlwZRIfCgJrdhgCIAEoCzITLnJhZnRrdi52MS5LZXlWYWx1ZRIkCgdwcmV2X2t2GAMgASgLMhMucmFmdGt2LnYxLktleVZhbHVlIi8KC1dhdGNoRXZlbnRzEiAKBmV2ZW50cxgBIAMoCzIQLnJhZnRrdi52MS5FdmVudCIqCg5XYXRjaENvbXBhY3RlZBIYChBjb21wYWN0X3JldmlzaW9uGAEgASgEIh8KDVdhdGNoQ2FuY2VsZWQSDgoGcmVhc29uGAEgASgJIsoBCg1XYXRjaFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIoCgZldmVudHMYAiABKAsyFi5yYWZ0a3YudjEuV2F0Y2hFdmVudHNIABIuCgljb21wYWN0ZWQYAyABKAsyGS5yYWZ0a3YudjEuV2F0Y2hDb21wYWN0ZWRIABIsCghjYW5jZWxlZBgEIAEoCzIYLnJhZnRrdi52MS5XYXRjaENhbmNlbGVkSABCBgoEa2luZCqqAQoNQ29tcGFyZVRhcmdldBIeChpDT01QQVJFX1RBUkdFVF9VTlNQRUNJRklFRBAAEhgKFENPTVBBUkVfVEFSR0VUX1ZBTFVFEAESGgoWQ09NUEFSRV9UQVJHRVRfVkVSU0lPThACEh8KG0NPTVBBUkVfVEFSR0VUX01PRF9SRVZJU0lPThADEiIKHkNPTVBBUkVfVEFSR0VUX0NSRUFURV9SRVZJU0lPThAEKpwBCg1Db21wYXJlUmVzdWx0Eh4KGkNPTVBBUkVfUkVTVUxUX1VOU1BFQ0lGSUVEEAASGAoUQ09NUEFSRV9SRVNVTFRfRVFVQUwQARIcChhDT01QQVJFX1JFU1VMVF9OT1RfRVFVQUwQAhIaChZDT01QQVJFX1JFU1VMVF9HUkVBVEVSEAMSFwoTQ09NUEFSRV9SRVNVTFRfTEVTUxAEKlIKCUV2ZW50VHlwZRIaChZFVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASEgoORVZFTlRfVFlQRV9QVVQQARIVChFFVkVOVF9UWVBFX0RFTEVURRACMuYCCglLdlNlcnZpY2USNAoDUHV0EhUucmFmdGt2LnYxLlB1dFJlcXVlc3QaFi5yYWZ0a3YudjEuUHV0UmVzcG9uc2USNAoDR2V0EhUucmFmdGt2LnYxLkdldFJlcXVlc3QaFi5yYWZ0a3YudjEuR2V0UmVzcG9uc2USPQoGRGVsZXRlEhgucmFmdGt2LnYxLkRlbGV0ZVJlcXVlc3QaGS5yYWZ0a3YudjEuRGVsZXRlUmVzcG9uc2USOgoFUmFuZ2USFy5yYWZ0a3YudjEuUmFuZ2VSZXF1ZXN0GhgucmFmdGt2LnYxLlJhbmdlUmVzcG9uc2USNAoDVHhuEhUucmFmdGt2LnYxLlR4blJlcXVlc3QaFi5yYWZ0a3YudjEuVHhuUmVzcG9uc2USPAoFV2F0Y2gSFy5yYWZ0a3YudjEuV2F0Y2hSZXF1ZXN0GhgucmFmdGt2LnYxLldhdGNoUmVzcG9uc2UwAWIGcHJvdG8z");
+  fileDesc("ChJyYWZ0a3YvdjEva3YucHJvdG8SCXJhZnRrdi52MSJICg5SZXNwb25zZUhlYWRlchIQCghyZXZpc2lvbhgBIAEoBBIRCglyYWZ0X3Rlcm0YAiABKAQSEQoJbWVtYmVyX2lkGAMgASgEImYKCEtleVZhbHVlEgsKA2tleRgBIAEoDBINCgV2YWx1ZRgCIAEoDBIXCg9jcmVhdGVfcmV2aXNpb24YAyABKAQSFAoMbW9kX3JldmlzaW9uGAQgASgEEg8KB3ZlcnNpb24YBSABKAQiXgoKUHV0UmVxdWVzdBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSDwoHcHJldl9rdhgDIAEoCBIRCgljbGllbnRfaWQYBCABKAkSEAoIc2VxdWVuY2UYBSABKAQiXgoLUHV0UmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiQKB3ByZXZfa3YYAiABKAsyEy5yYWZ0a3YudjEuS2V5VmFsdWUiLwoKR2V0UmVxdWVzdBILCgNrZXkYASABKAwSFAoMc2VyaWFsaXphYmxlGAIgASgIIlkKC0dldFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIfCgJrdhgCIAEoCzITLnJhZnRrdi52MS5LZXlWYWx1ZSJiCg1EZWxldGVSZXF1ZXN0EgsKA2tleRgBIAEoDBIOCgZwcmVmaXgYAiABKAgSDwoHcHJldl9rdhgDIAEoCBIRCgljbGllbnRfaWQYBCABKAkSEAoIc2VxdWVuY2UYBSABKAQicwoORGVsZXRlUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEg8KB2RlbGV0ZWQYAiABKAQSJQoIcHJldl9rdnMYAyADKAsyEy5yYWZ0a3YudjEuS2V5VmFsdWUijQEKDFJhbmdlUmVxdWVzdBILCgNrZXkYASABKAwSDgoGcHJlZml4GAIgASgIEg0KBWxpbWl0GAMgASgEEhQKDGNvbnRpbnVlX2tleRgEIAEoDBISCgpjb3VudF9vbmx5GAUgASgIEhEKCWtleXNfb25seRgGIAEoCBIUCgxzZXJpYWxpemFibGUYByABKAgiiwEKDVJhbmdlUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiAKA2t2cxgCIAMoCzITLnJhZnRrdi52MS5LZXlWYWx1ZRINCgVjb3VudBgDIAEoBBIMCgRtb3JlGAQgASgIEhAKCG5leHRfa2V5GAUgASgMIokBCgdDb21wYXJlEgsKA2tleRgBIAEoDBIoCgZ0YXJnZXQYAiABKA4yGC5yYWZ0a3YudjEuQ29tcGFyZVRhcmdldBIoCgZyZXN1bHQYAyABKA4yGC5yYWZ0a3YudjEuQ29tcGFyZVJlc3VsdBINCgV2YWx1ZRgEIAEoDBIOCgZudW1iZXIYBSABKAQiuAEKCVJlcXVlc3RPcBIkCgNwdXQYASABKAsyFS5yYWZ0a3YudjEuUHV0UmVxdWVzdEgAEiQKA2dldBgCIAEoCzIVLnJhZnRrdi52MS5HZXRSZXF1ZXN0SAASKgoGZGVsZXRlGAMgASgLMhgucmFmdGt2LnYxLkRlbGV0ZVJlcXVlc3RIABIoCgVyYW5nZRgEIAEoCzIXLnJhZnRrdi52MS5SYW5nZVJlcXVlc3RIAEIJCgdyZXF1ZXN0Ir4BCgpSZXNwb25zZU9wEiUKA3B1dBgBIAEoCzIWLnJhZnRrdi52MS5QdXRSZXNwb25zZUgAEiUKA2dldBgCIAEoCzIWLnJhZnRrdi52MS5HZXRSZXNwb25zZUgAEisKBmRlbGV0ZRgDIAEoCzIZLnJhZnRrdi52MS5EZWxldGVSZXNwb25zZUgAEikKBXJhbmdlGAQgASgLMhgucmFmdGt2LnYxLlJhbmdlUmVzcG9uc2VIAEIKCghyZXNwb25zZSKkAQoKVHhuUmVxdWVzdBIjCgdjb21wYXJlGAEgAygLMhIucmFmdGt2LnYxLkNvbXBhcmUSJQoHc3VjY2VzcxgCIAMoCzIULnJhZnRrdi52MS5SZXF1ZXN0T3ASJQoHZmFpbHVyZRgDIAMoCzIULnJhZnRrdi52MS5SZXF1ZXN0T3ASEQoJY2xpZW50X2lkGAQgASgJEhAKCHNlcXVlbmNlGAUgASgEInUKC1R4blJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIRCglzdWNjZWVkZWQYAiABKAgSKAoJcmVzcG9uc2VzGAMgAygLMhUucmFmdGt2LnYxLlJlc3BvbnNlT3AiVAoMV2F0Y2hSZXF1ZXN0EgsKA2tleRgBIAEoDBIOCgZwcmVmaXgYAiABKAgSFgoOc3RhcnRfcmV2aXNpb24YAyABKAQSDwoHcHJldl9rdhgEIAEoCCJyCgVFdmVudBIiCgR0eXBlGAEgASgOMhQucmFmdGt2LnYxLkV2ZW50VHlwZRIfCgJrdhgCIAEoCzITLnJhZnRrdi52MS5LZXlWYWx1ZRIkCgdwcmV2X2t2GAMgASgLMhMucmFmdGt2LnYxLktleVZhbHVlIi8KC1dhdGNoRXZlbnRzEiAKBmV2ZW50cxgBIAMoCzIQLnJhZnRrdi52MS5FdmVudCIqCg5XYXRjaENvbXBhY3RlZBIYChBjb21wYWN0X3JldmlzaW9uGAEgASgEIh8KDVdhdGNoQ2FuY2VsZWQSDgoGcmVhc29uGAEgASgJIsoBCg1XYXRjaFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIoCgZldmVudHMYAiABKAsyFi5yYWZ0a3YudjEuV2F0Y2hFdmVudHNIABIuCgljb21wYWN0ZWQYAyABKAsyGS5yYWZ0a3YudjEuV2F0Y2hDb21wYWN0ZWRIABIsCghjYW5jZWxlZBgEIAEoCzIYLnJhZnRrdi52MS5XYXRjaENhbmNlbGVkSABCBgoEa2luZCLwAQoPUGlwZWxpbmVSZXF1ZXN0EgoKAmlkGAEgASgEEiQKA3B1dBgCIAEoCzIVLnJhZnRrdi52MS5QdXRSZXF1ZXN0SAASJAoDZ2V0GAMgASgLMhUucmFmdGt2LnYxLkdldFJlcXVlc3RIABIqCgZkZWxldGUYBCABKAsyGC5yYWZ0a3YudjEuRGVsZXRlUmVxdWVzdEgAEigKBXJhbmdlGAUgASgLMhcucmFmdGt2LnYxLlJhbmdlUmVxdWVzdEgAEiQKA3R4bhgGIAEoCzIVLnJhZnRrdi52MS5UeG5SZXF1ZXN0SABCCQoHcmVxdWVzdCJhCg1QaXBlbGluZUVycm9yEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSDgoGbGVhZGVyGAQgASgJEhEKCWxlYWRlcl9pZBgFIAEoBCKiAgoQUGlwZWxpbmVSZXNwb25zZRIKCgJpZBgBIAEoBBIlCgNwdXQYAiABKAsyFi5yYWZ0a3YudjEuUHV0UmVzcG9uc2VIABIlCgNnZXQYAyABKAsyFi5yYWZ0a3YudjEuR2V0UmVzcG9uc2VIABIrCgZkZWxldGUYBCABKAsyGS5yYWZ0a3YudjEuRGVsZXRlUmVzcG9uc2VIABIpCgVyYW5nZRgFIAEoCzIYLnJhZnRrdi52MS5SYW5nZVJlc3BvbnNlSAASJQoDdHhuGAYgASgLMhYucmFmdGt2LnYxLlR4blJlc3BvbnNlSAASKQoFZXJyb3IYByABKAsyGC5yYWZ0a3YudjEuUGlwZWxpbmVFcnJvckgAQgoKCHJlc3BvbnNlKqoBCg1Db21wYXJlVGFyZ2V0Eh4KGkNPTVBBUkVfVEFSR0VUX1VOU1BFQ0lGSUVEEAASGAoUQ09NUEFSRV9UQVJHRVRfVkFMVUUQARIaChZDT01QQVJFX1RBUkdFVF9WRVJTSU9OEAISHwobQ09NUEFSRV9UQVJHRVRfTU9EX1JFVklTSU9OEAMSIgoeQ09NUEFSRV9UQVJHRVRfQ1JFQVRFX1JFVklTSU9OEAQqnAEKDUNvbXBhcmVSZXN1bHQSHgoaQ09NUEFSRV9SRVNVTFRfVU5TUEVDSUZJRUQQABIYChRDT01QQVJFX1JFU1VMVF9FUVVBTBABEhwKGENPTVBBUkVfUkVTVUxUX05PVF9FUVVBTBACEhoKFkNPTVBBUkVfUkVTVUxUX0dSRUFURVIQAxIXChNDT01QQVJFX1JFU1VMVF9MRVNTEAQqUgoJRXZlbnRUeXBlEhoKFkVWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABISCg5FVkVOVF9UWVBFX1BVVBABEhUKEUVWRU5UX1RZUEVfREVMRVRFEAIyrwMKCUt2U2VydmljZRI0CgNQdXQSFS5yYWZ0a3YudjEuUHV0UmVxdWVzdBoWLnJhZnRrdi52MS5QdXRSZXNwb25zZRI0CgNHZXQSFS5yYWZ0a3YudjEuR2V0UmVxdWVzdBoWLnJhZnRrdi52MS5HZXRSZXNwb25zZRI9CgZEZWxldGUSGC5yYWZ0a3YudjEuRGVsZXRlUmVxdWVzdBoZLnJhZnRrdi52MS5EZWxldGVSZXNwb25zZRI6CgVSYW5nZRIXLnJhZnRrdi52MS5SYW5nZVJlcXVlc3QaGC5yYWZ0a3YudjEuUmFuZ2VSZXNwb25zZRI0CgNUeG4SFS5yYWZ0a3YudjEuVHhuUmVxdWVzdBoWLnJhZnRrdi52MS5UeG5SZXNwb25zZRI8CgVXYXRjaBIXLnJhZnRrdi52MS5XYXRjaFJlcXVlc3QaGC5yYWZ0a3YudjEuV2F0Y2hSZXNwb25zZTABEkcKCFBpcGVsaW5lEhoucmFmdGt2LnYxLlBpcGVsaW5lUmVxdWVzdBobLnJhZnRrdi52MS5QaXBlbGluZVJlc3BvbnNlKAEwAWIGcHJvdG8z");
 
 /**
  * Identifies the state a response reflects.
@@ -888,6 +888,177 @@ export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
   messageDesc(file_raftkv_v1_kv, 20);
 
 /**
+ * One request of a Pipeline stream.
+ *
+ * @generated from message raftkv.v1.PipelineRequest
+ */
+export type PipelineRequest = Message<"raftkv.v1.PipelineRequest"> & {
+  /**
+   * Chosen by the client, echoed in the answer; the server does not require ids to be unique or ordered.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * Exactly one request; a message with none gets an InvalidArgument answer.
+   *
+   * @generated from oneof raftkv.v1.PipelineRequest.request
+   */
+  request: {
+    /**
+     * @generated from field: raftkv.v1.PutRequest put = 2;
+     */
+    value: PutRequest;
+    case: "put";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.GetRequest get = 3;
+     */
+    value: GetRequest;
+    case: "get";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.DeleteRequest delete = 4;
+     */
+    value: DeleteRequest;
+    case: "delete";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.RangeRequest range = 5;
+     */
+    value: RangeRequest;
+    case: "range";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.TxnRequest txn = 6;
+     */
+    value: TxnRequest;
+    case: "txn";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message raftkv.v1.PipelineRequest.
+ * Use `create(PipelineRequestSchema)` to create a new message.
+ */
+export const PipelineRequestSchema: GenMessage<PipelineRequest> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_kv, 21);
+
+/**
+ * Why a request of a Pipeline stream failed: what a unary call of it would have answered as its error.
+ *
+ * @generated from message raftkv.v1.PipelineError
+ */
+export type PipelineError = Message<"raftkv.v1.PipelineError"> & {
+  /**
+   * The gRPC / Connect status code (3 InvalidArgument, 14 Unavailable, ...).
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * For people.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * The raftkv-error reason (docs/api.md), e.g. "not-leader", "unknown-outcome".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * With "not-leader": the leader's client URL (the raftkv-leader header of a unary call).
+   *
+   * @generated from field: string leader = 4;
+   */
+  leader: string;
+
+  /**
+   * With "not-leader": the leader's member id.
+   *
+   * @generated from field: uint64 leader_id = 5;
+   */
+  leaderId: bigint;
+};
+
+/**
+ * Describes the message raftkv.v1.PipelineError.
+ * Use `create(PipelineErrorSchema)` to create a new message.
+ */
+export const PipelineErrorSchema: GenMessage<PipelineError> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_kv, 22);
+
+/**
+ * One answer of a Pipeline stream.
+ *
+ * @generated from message raftkv.v1.PipelineResponse
+ */
+export type PipelineResponse = Message<"raftkv.v1.PipelineResponse"> & {
+  /**
+   * The id of the request this answers.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The request's response, of its kind, or the error it failed with.
+   *
+   * @generated from oneof raftkv.v1.PipelineResponse.response
+   */
+  response: {
+    /**
+     * @generated from field: raftkv.v1.PutResponse put = 2;
+     */
+    value: PutResponse;
+    case: "put";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.GetResponse get = 3;
+     */
+    value: GetResponse;
+    case: "get";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.DeleteResponse delete = 4;
+     */
+    value: DeleteResponse;
+    case: "delete";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.RangeResponse range = 5;
+     */
+    value: RangeResponse;
+    case: "range";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.TxnResponse txn = 6;
+     */
+    value: TxnResponse;
+    case: "txn";
+  } | {
+    /**
+     * @generated from field: raftkv.v1.PipelineError error = 7;
+     */
+    value: PipelineError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message raftkv.v1.PipelineResponse.
+ * Use `create(PipelineResponseSchema)` to create a new message.
+ */
+export const PipelineResponseSchema: GenMessage<PipelineResponse> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_kv, 23);
+
+/**
  * What a Compare looks at.
  *
  * @generated from enum raftkv.v1.CompareTarget
@@ -1082,6 +1253,21 @@ export const KvService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRequestSchema;
     output: typeof WatchResponseSchema;
+  },
+  /**
+   * Pipeline carries many requests on one stream, for clients that keep many in flight (bulk loads,
+   * benchmarks): it saves a call per request. Each request carries an id the client chooses; each
+   * answer carries the id of its request, and answers come as requests complete, in any order. A
+   * request that fails gets an error answer and the stream goes on; the stream itself ends with an
+   * error only when it cannot go on (too many requests in flight is not one: the server stops reading
+   * until answers have gone out). Needs HTTP/2: gRPC, or Connect over HTTP/2 (not gRPC-web).
+   *
+   * @generated from rpc raftkv.v1.KvService.Pipeline
+   */
+  pipeline: {
+    methodKind: "bidi_streaming";
+    input: typeof PipelineRequestSchema;
+    output: typeof PipelineResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_raftkv_v1_kv, 0);

@@ -28,6 +28,7 @@ import {
   type WatchResponse,
 } from "../../../gen/raftkv/v1/kv_pb.js";
 import { errorReason, leaderHeader, type ErrorReason } from "../errors.js";
+import { openPipeline, type KvPipeline } from "./pipeline-client.js";
 import { SessionPool, type Session } from "./session-pool.js";
 
 export type ClientProtocol = "grpc" | "connect" | "grpc-web";
@@ -101,6 +102,11 @@ export interface RaftkvClient {
   transferLeadership(request: MessageInitShape<typeof TransferLeadershipRequestSchema>, options?: CallOptions): Promise<TransferLeadershipResponse>;
   /** Asks every known endpoint for its status, in parallel; one failure does not fail the others. */
   statusAll(options?: CallOptions): Promise<EndpointStatus[]>;
+  /**
+   * Opens a Pipeline stream (many requests on one stream, answers in any order) to `endpoint`, or to
+   * the endpoint calls go to first. It does not retry or follow the leader; see KvPipeline.
+   */
+  pipeline(endpoint?: string): KvPipeline;
   close(): void;
 }
 
@@ -256,6 +262,13 @@ class RaftkvClientImpl implements RaftkvClient {
       this.current = (this.current + 1) % this.endpoints.length;
       await sleep(this.backoff(failures), options?.signal);
     }
+  }
+
+  pipeline(endpoint?: string): KvPipeline {
+    const index = endpoint === undefined ? this.current : this.learn(endpoint);
+    if (index === undefined) throw new RangeError(`not an endpoint URL: ${JSON.stringify(endpoint)}`);
+    const target = this.at(index);
+    return openPipeline(target.url, target.kv);
   }
 
   close(): void {

@@ -1,0 +1,125 @@
+import { create } from "@bufbuild/protobuf";
+import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import {
+  ResponseHeaderSchema,
+  type DeleteRequest,
+  type DeleteResponse,
+  type GetRequest,
+  type GetResponse,
+  type PutRequest,
+  type PutResponse,
+  type RangeRequest,
+  type RangeResponse,
+  type ResponseHeader,
+  type TxnRequest,
+  type TxnResponse,
+} from "../../gen/raftkv/v1/kv_pb.js";
+import type { KvNode } from "../driver/types.js";
+import { validateCommand, validateGet, validateRange, type KvStore, type ValidationLimits } from "../kv/index.js";
+import { assert } from "../lib/assert.js";
+import { failRequest } from "./handler-errors.js";
+import type { RpcLogger } from "./rpc-logger.js";
+
+/** The store's read side: what a node answers from its local state after a read barrier. */
+export type KvReadStore = Pick<KvStore, "options" | "revision" | "get" | "range" | "watch">;
+
+export interface KvUnaryOptions {
+  readonly node: KvNode;
+  readonly store: KvReadStore;
+  readonly logger: RpcLogger;
+  /** What this node accepts into a proposal; the store's own limits when absent (see KvServiceOptions). */
+  readonly admission?: ValidationLimits;
+}
+
+/**
+ * The unary methods of KvService, each given the request's signal (its deadline and cancellation). Both
+ * the Connect routes (createKvServiceImpl) and the gRPC fast path of the client port (src/server) call
+ * these, so validation, proposals, read barriers and the error mapping exist once. Every failure is
+ * thrown as a ConnectError mapped by failRequest.
+ */
+export interface KvUnaryHandlers {
+  put(request: PutRequest, signal: AbortSignal): Promise<PutResponse>;
+  delete(request: DeleteRequest, signal: AbortSignal): Promise<DeleteResponse>;
+  txn(request: TxnRequest, signal: AbortSignal): Promise<TxnResponse>;
+  get(request: GetRequest, signal: AbortSignal): Promise<GetResponse>;
+  range(request: RangeRequest, signal: AbortSignal): Promise<RangeResponse>;
+}
+
+export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers {
+  const { node, store, logger } = options;
+  const admission = options.admission ?? store.options;
+  const header = responseHeader(node);
+
+  async function mutate(command: Command, method: string, signal: AbortSignal): Promise<CommandResult> {
+    try {
+      validateCommand(command, admission);
+      return await node.mutate(command, signal);
+    } catch (error) {
+      throw failRequest(error, method, { signal, mutation: true }, logger);
+    }
+  }
+
+  async function read<T>(method: string, signal: AbortSignal, serializable: boolean, validate: () => void, answer: () => T): Promise<T> {
+    try {
+      validate();
+      if (!serializable) await node.readBarrier(signal);
+      return answer();
+    } catch (error) {
+      throw failRequest(error, method, { signal }, logger);
+    }
+  }
+
+  return {
+    async put(request, signal) {
+      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "put", value: request } });
+      const result = await mutate(command, "Put", signal);
+      assert(result.result.case === "put", "a Put applied as another kind of command");
+      return withHeader(result.result.value, header);
+    },
+
+    async delete(request, signal) {
+      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "delete", value: request } });
+      const result = await mutate(command, "Delete", signal);
+      assert(result.result.case === "delete", "a Delete applied as another kind of command");
+      return withHeader(result.result.value, header);
+    },
+
+    async txn(request, signal) {
+      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "txn", value: request } });
+      const result = await mutate(command, "Txn", signal);
+      assert(result.result.case === "txn", "a Txn applied as another kind of command");
+      return withHeader(result.result.value, header);
+    },
+
+    get(request, signal) {
+      return read(
+        "Get",
+        signal,
+        request.serializable,
+        () => validateGet(request, admission),
+        () => withHeader(store.get(request), header),
+      );
+    },
+
+    range(request, signal) {
+      return read(
+        "Range",
+        signal,
+        request.serializable,
+        () => validateRange(request, admission),
+        () => withHeader(store.range(request), header),
+      );
+    },
+  };
+}
+
+/** The response header of this node: the revision the store reports, this node's term and id. */
+export function responseHeader(node: KvNode): (revision: number | bigint) => ResponseHeader {
+  return (revision) => create(ResponseHeaderSchema, { revision: BigInt(revision), raftTerm: BigInt(node.status().term), memberId: BigInt(node.id) });
+}
+
+/** Fills in the answering node's term and id; the store sets only the revision. */
+export function withHeader<T extends { header?: ResponseHeader | undefined }>(response: T, header: (revision: bigint) => ResponseHeader): T {
+  response.header = header(response.header?.revision ?? 0n);
+  return response;
+}
