@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { NodeRole } from "../../gen/raftkv/v1/cluster_pb.js";
 import { formatInitialCluster, type InitialMember } from "../../src/config/index.js";
@@ -163,6 +163,30 @@ export class ChaosCluster {
 
   startAll(): void {
     for (const node of this.processes.values()) node.start();
+  }
+
+  /** Node `id`'s --data-dir. */
+  dataDirOf(id: number): string {
+    assert(this.processes.has(id), () => `cluster: no node ${id}`);
+    return join(this.o.dataDir, `node-${id}`);
+  }
+
+  /** Node `id`'s log file (stdout and stderr of every start, appended). */
+  logPath(id: number): string {
+    assert(this.processes.has(id), () => `cluster: no node ${id}`);
+    return join(this.o.logDir, `node-${id}.log`);
+  }
+
+  /**
+   * A lost disk: deletes node `id`'s data directory and leaves an empty one in its place (as a fresh
+   * volume would be). The node must be down; start() then runs it with the same flags on nothing.
+   */
+  wipe(id: number): void {
+    const state = this.node(id).state;
+    assert(state === "down" || state === "crashed", () => `cluster: wipe of node ${id} while ${state}`);
+    const dir = this.dataDirOf(id);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
   }
 
   async statusAll(): Promise<EndpointStatus[]> {

@@ -128,6 +128,7 @@ describe("report", () => {
           watchEvents: 1,
           watchSource: "replay of node 1 from revision 1",
           replicasCompared: 3,
+          diskLost: [],
           durationMs: 9000,
           phases: { start: 1000, workload: 5000, check: 300 },
         },

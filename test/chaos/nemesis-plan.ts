@@ -9,11 +9,19 @@ import { partitionShapes, type PartitionShape } from "./partitions.js";
  * records the resolution.
  *
  * Faults may overlap (a kill during a partition, a pause under latency), which is where bugs hide; at
- * most `overlapMax` are active at once, and every fault heals before the run's end.
+ * most `overlapMax` are active at once, and every fault heals before the run's end, except a disk loss,
+ * which is for good.
  */
-export type NemesisKind = "kill" | "pause" | "partition" | "latency" | "transfer";
+export type NemesisKind = "kill" | "pause" | "partition" | "latency" | "transfer" | "disk-loss";
 
-export const nemesisKinds: readonly NemesisKind[] = ["kill", "pause", "partition", "latency", "transfer"];
+export const nemesisKinds: readonly NemesisKind[] = ["kill", "pause", "partition", "latency", "transfer", "disk-loss"];
+
+/**
+ * The kinds drawn again and again through a run. A disk loss is not among them: a member that lost its
+ * disk is out for the rest of the run, and a second one would take a majority's worth of promises
+ * (two of three), which no Raft system survives. It is planned once per run instead (planNemesis).
+ */
+const repeatedKinds: readonly NemesisKind[] = nemesisKinds.filter((k) => k !== "disk-loss");
 
 /** A node chosen by the plan, or whoever leads when the fault starts. */
 export type Target = { readonly kind: "leader" } | { readonly kind: "node"; readonly id: number };
@@ -31,7 +39,13 @@ export type FaultSpec =
   /** Added latency on every link, or on the links to and from one node. */
   | { readonly kind: "latency"; readonly delayMs: number; readonly scope: { readonly kind: "all" } | Target }
   /** Asks the leader to hand over leadership (to a chosen node, or 0 for the most caught-up); instant. */
-  | { readonly kind: "transfer"; readonly to: number };
+  | { readonly kind: "transfer"; readonly to: number }
+  /**
+   * kill -9, its data directory deleted, restarted at once with the same flags; instant, never healed.
+   * The cluster exists, so the restarted node must refuse to start (exit code 6) and stays out for the
+   * rest of the run. At most one per run.
+   */
+  | { readonly kind: "disk-loss"; readonly target: Target };
 
 export interface PlannedFault {
   /** 1, 2, ... in start order. */
@@ -96,11 +110,13 @@ export function planNemesis(options: NemesisPlanOptions): PlannedFault[] {
   const root = createPrng(options.seed ^ 0x6e656d65);
   const timing = root.fork();
   const choice = root.fork();
+  // Forked after the others, so that a disk loss leaves the rest of a seed's schedule as it was.
+  const diskLoss = root.fork();
   const plan: PlannedFault[] = [];
-  if (options.kinds.length === 0) return plan;
+  const kinds = options.kinds.filter((k) => repeatedKinds.includes(k));
   let t = warmupMs;
-  while (t < options.timeMs && plan.length < faultsMax) {
-    const spec = drawFault(options.kinds, options.ids, choice);
+  while (kinds.length > 0 && t < options.timeMs && plan.length < faultsMax) {
+    const spec = drawFault(kinds, options.ids, choice);
     const instant = spec.kind === "transfer";
     const endMs = instant ? t : Math.min(options.timeMs, t + timing.int(durationMsMin, durationMsMax));
     plan.push({ id: plan.length + 1, startMs: t, endMs, spec });
@@ -113,7 +129,13 @@ export function planNemesis(options: NemesisPlanOptions): PlannedFault[] {
       t = busyUntil + timing.int(gapMsMin, gapMsMax);
     }
   }
-  return plan;
+  if (!options.kinds.includes("disk-loss") || options.timeMs <= warmupMs || plan.length >= faultsMax) return plan;
+  // One disk loss, in the first 70% of the faulty period: the refusing node has time to ask the others
+  // and exit, and the cluster runs on without it (under the other faults) until the end.
+  const atMs = diskLoss.int(warmupMs, Math.max(warmupMs, Math.floor(0.7 * options.timeMs)));
+  const lost: PlannedFault = { id: 0, startMs: atMs, endMs: atMs, spec: { kind: "disk-loss", target: drawTarget(options.ids, diskLoss) } };
+  // Ids follow start order; at equal times the disk loss comes after the fault already planned there.
+  return [...plan, lost].sort((a, b) => a.startMs - b.startMs || (a === lost ? 1 : b === lost ? -1 : a.id - b.id)).map((fault, i) => ({ ...fault, id: i + 1 }));
 }
 
 function drawTarget(ids: readonly number[], prng: Prng): Target {
@@ -139,6 +161,8 @@ function drawFault(kinds: readonly NemesisKind[], ids: readonly number[], prng: 
     }
     case "transfer":
       return { kind, to: prng.chance(0.3) ? 0 : prng.pick(ids) };
+    case "disk-loss":
+      return { kind, target: drawTarget(ids, prng) };
   }
 }
 
@@ -158,5 +182,7 @@ export function describeFault(spec: FaultSpec): string {
       return `+${spec.delayMs} ms latency on ${spec.scope.kind === "all" ? "every link" : `the links of ${describeTarget(spec.scope)}`}`;
     case "transfer":
       return `transfer leadership to ${spec.to === 0 ? "the most caught-up voter" : `node ${spec.to}`}`;
+    case "disk-loss":
+      return `kill -9 ${describeTarget(spec.target)}, delete its data directory, restart it (it must refuse: exit code 6)`;
   }
 }

@@ -17,6 +17,8 @@ export interface NemesisControl {
   kill(id: number): Promise<void>;
   /** Starts a killed node again on its data directory. */
   restart(id: number): void;
+  /** Deletes a killed node's data directory (a lost disk); restart() then starts it on nothing. */
+  wipe(id: number): void;
   pause(id: number): void;
   resume(id: number): void;
   /** True when the node's process is up (running or paused). */
@@ -54,7 +56,10 @@ export interface NemesisRunnerOptions {
 
 export class NemesisRunner {
   readonly timeline: TimelineEntry[] = [];
-  /** Node -> the fault holding its process (kill or pause), so two never fight over one process. */
+  /**
+   * Node -> the fault holding its process (kill or pause), so two never fight over one process. A disk
+   * loss holds its node for good: the node refuses to start and no other fault may revive or kill it.
+   */
   private readonly processFaults = new Map<number, number>();
   private readonly starts = new Map<number, Promise<void>>();
   private readonly inflight = new Set<Promise<void>>();
@@ -70,7 +75,7 @@ export class NemesisRunner {
         { atMs: fault.startMs, fault, start: true },
         { atMs: fault.endMs, fault, start: false },
       ])
-      .filter((e) => e.start || e.fault.spec.kind !== "transfer")
+      .filter((e) => e.start || (e.fault.spec.kind !== "transfer" && e.fault.spec.kind !== "disk-loss"))
       .sort((a, b) => a.atMs - b.atMs || (a.start === b.start ? a.fault.id - b.fault.id : a.start ? 1 : -1));
     for (const event of events) {
       await this.sleepUntil(event.atMs);
@@ -78,6 +83,11 @@ export class NemesisRunner {
       this.track(event.start ? this.startFault(event.fault) : this.healFault(event.fault));
     }
     await this.healEverything();
+  }
+
+  /** The nodes that lost their disk (a disk-loss fault that was carried out), with when. */
+  diskLosses(): { readonly id: number; readonly faultId: number; readonly atMs: number }[] {
+    return this.timeline.flatMap((e) => (e.kind === "disk-loss" && e.status === "done" && e.nodes[0] !== undefined ? [{ id: e.nodes[0], faultId: e.faultId, atMs: e.startMs }] : []));
   }
 
   /** Ends the schedule early; run() then heals what is active and returns. */
@@ -184,6 +194,33 @@ export class NemesisRunner {
         entry.startMs = this.o.nowMs();
         entry.status = "active";
         control.addNetworkFault(fault.id, { kind: "latency", links, delayMs: spec.delayMs });
+        return;
+      }
+      case "disk-loss": {
+        let id = await this.resolve(spec.target, entry);
+        const holder = this.processFaults.get(id);
+        if (holder !== undefined || !control.isUp(id)) {
+          // The one disk loss of the run should happen: another node that is up and free takes it.
+          const other = control.ids.find((candidate) => control.isUp(candidate) && !this.processFaults.has(candidate));
+          const why = `node ${id} is ${holder !== undefined ? `held by fault ${holder}` : "down"}`;
+          if (other === undefined) {
+            entry.status = "skipped";
+            entry.note = `${entry.note}${entry.note === "" ? "" : "; "}${why}, and so is every other node`;
+            return;
+          }
+          entry.note = `${entry.note}${entry.note === "" ? "" : "; "}${why}; took node ${other}`;
+          id = other;
+        }
+        entry.nodes = [id];
+        this.processFaults.set(id, fault.id);
+        entry.startMs = this.o.nowMs();
+        entry.status = "active";
+        await control.kill(id);
+        control.wipe(id);
+        control.restart(id);
+        entry.status = "done";
+        entry.endMs = this.o.nowMs();
+        entry.note = `${entry.note}${entry.note === "" ? "" : "; "}restarted on an empty data directory`;
         return;
       }
       case "transfer": {

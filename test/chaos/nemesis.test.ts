@@ -106,6 +106,24 @@ describe("nemesis plan", () => {
     expect(planNemesis({ ...options, seed: 1, kinds: [] })).toEqual([]);
   });
 
+  it("plans one disk loss per run when asked, in the first 70%, and leaves the seed's other faults as they were", () => {
+    const without = nemesisKinds.filter((k) => k !== "disk-loss");
+    for (let seed = 0; seed < 50; seed++) {
+      const plan = planNemesis({ ...options, seed });
+      const losses = plan.filter((f) => f.spec.kind === "disk-loss");
+      expect(losses).toHaveLength(1);
+      const [loss] = losses;
+      expect(loss?.startMs).toBeGreaterThanOrEqual(1500);
+      expect(loss?.startMs).toBeLessThanOrEqual(42_000);
+      expect(loss?.endMs).toBe(loss?.startMs);
+      expect(plan.map((f) => f.id)).toEqual(plan.map((_, i) => i + 1));
+      const others = plan.filter((f) => f.spec.kind !== "disk-loss").map(({ startMs, endMs, spec }) => ({ startMs, endMs, spec }));
+      expect(others).toEqual(planNemesis({ ...options, seed, kinds: without }).map(({ startMs, endMs, spec }) => ({ startMs, endMs, spec })));
+    }
+    expect(planNemesis({ ...options, seed: 3, kinds: ["disk-loss"] }).map((f) => f.spec.kind)).toEqual(["disk-loss"]);
+    expect(planNemesis({ ...options, seed: 3, kinds: ["kill", "pause"] }).some((f) => f.spec.kind === "disk-loss")).toBe(false);
+  });
+
   it("parses nemesis lists with clear errors", () => {
     expect(parseNemesisKinds("kill,pause")).toEqual(["kill", "pause"]);
     expect(parseNemesisKinds("all")).toEqual(nemesisKinds);
@@ -131,6 +149,7 @@ function fakeControl(leader: number | undefined): NemesisControl & { log: string
       up.add(id);
       log.push(`restart ${id}`);
     },
+    wipe: (id) => log.push(`wipe ${id}`),
     pause: (id) => log.push(`pause ${id}`),
     resume: (id) => log.push(`resume ${id}`),
     isUp: (id) => up.has(id),
@@ -182,6 +201,38 @@ describe("nemesis runner", () => {
       [2, "skipped"],
     ]);
     expect(runner.timeline[1]?.note).toContain("held by fault 1");
+  });
+
+  it("takes a disk for good: kill, wipe, restart, never healed, the node held against other process faults", async () => {
+    const plan: PlannedFault[] = [
+      { id: 1, startMs: 0, endMs: 0, spec: { kind: "disk-loss", target: { kind: "leader" } } },
+      { id: 2, startMs: 20, endMs: 40, spec: { kind: "kill", target: { kind: "node", id: 2 } } },
+      { id: 3, startMs: 50, endMs: 70, spec: { kind: "pause", target: { kind: "node", id: 3 } } },
+    ];
+    const control = fakeControl(2);
+    const runner = new NemesisRunner({ control, plan, nowMs: clock() });
+    await runner.run();
+    expect(control.log).toEqual(["kill 2", "wipe 2", "restart 2", "pause 3", "resume 3"]);
+    expect(runner.timeline.map((e) => [e.faultId, e.status])).toEqual([
+      [1, "done"],
+      [2, "skipped"],
+      [3, "healed"],
+    ]);
+    expect(runner.timeline[1]?.note).toContain("held by fault 1");
+    expect(runner.diskLosses()).toEqual([{ id: 2, faultId: 1, atMs: runner.timeline[0]?.startMs }]);
+  });
+
+  it("moves a disk loss to a free node when its target is held by another fault", async () => {
+    const plan: PlannedFault[] = [
+      { id: 1, startMs: 0, endMs: 60, spec: { kind: "kill", target: { kind: "node", id: 1 } } },
+      { id: 2, startMs: 20, endMs: 20, spec: { kind: "disk-loss", target: { kind: "node", id: 1 } } },
+    ];
+    const control = fakeControl(2);
+    const runner = new NemesisRunner({ control, plan, nowMs: clock() });
+    await runner.run();
+    expect(control.log).toEqual(["kill 1", "kill 2", "wipe 2", "restart 2", "restart 1"]);
+    expect(runner.timeline[1]?.note).toBe("node 1 is held by fault 1; took node 2; restarted on an empty data directory");
+    expect(runner.diskLosses().map((loss) => loss.id)).toEqual([2]);
   });
 
   it("falls back to a live node when no leader answers, and records a failed transfer", async () => {

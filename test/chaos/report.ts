@@ -82,6 +82,7 @@ function renderHtml(result: RunResult, svg: string): string {
     ["recovery", s.recoveryMs === undefined ? "did not recover" : `${(s.recoveryMs / 1000).toFixed(2)} s after the last heal`],
     ["exactly-once history", `${s.watchEvents} events from the ${s.watchSource}; ${s.replicasCompared} replicas compared`],
     ["crashes", String(s.crashes)],
+    ["disk loss", s.diskLost.length === 0 ? "none" : s.diskLost.map((id) => `node ${id} refused to start (exit code 6) and stayed out`).join("; ")],
     ["duration", `${(s.durationMs / 1000).toFixed(1)} s`],
   ];
   const faults = result.timeline

@@ -1,5 +1,6 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { judgeDiskLosses } from "./check-disk-loss.js";
 import { checkExactlyOnce, missingRevisions } from "./check-exactly-once.js";
 import { checkChaosLinearizability, type LinearizabilityVerdict } from "./check-linearizability.js";
 import { checkLostWrites, type FinalRead } from "./check-lost-writes.js";
@@ -44,6 +45,8 @@ export interface RunStats {
   /** Where the exactly-once check got its history, and whether it was complete. */
   readonly watchSource: string;
   readonly replicasCompared: number;
+  /** Nodes that lost their data directory (disk-loss nemesis) and refused to start, as they must. */
+  readonly diskLost: readonly number[];
   readonly durationMs: number;
   /** Wall-clock ms of each phase: start (until the first leader), workload (until every op ended), check (final reads to verdict). */
   readonly phases: Readonly<Record<string, number>>;
@@ -100,6 +103,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     watchEvents: 0,
     watchSource: "none",
     replicasCompared: 0,
+    diskLost: [],
     durationMs: 0,
     phases: {},
   };
@@ -125,6 +129,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   let recoveryMs: number | undefined;
   let watchSource = "none";
   let replicasCompared = 0;
+  let diskLost: readonly number[] = [];
+  /** Exits counted as crashes (a wiped node's refusal is not one); undefined until judged. */
+  let crashCount: number | undefined;
   let history: ChaosOp[] = [];
   let workStart = 0;
   let healedMs: number | undefined;
@@ -180,6 +187,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
         leader: async () => (await c.leader())?.id,
         kill: (id) => c.node(id).kill(),
         restart: (id) => c.node(id).start(),
+        wipe: (id) => c.wipe(id),
         pause: (id) => c.node(id).pause(),
         resume: (id) => c.node(id).resume(),
         isUp: (id) => c.node(id).state === "running" || c.node(id).state === "paused",
@@ -191,8 +199,13 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const working = workload.run(options.timeMs);
     await nemesis.run();
     timeline = nemesis.timeline;
+    // A node that lost its disk is out for good (it must refuse to start); every other node is a member
+    // that must come back.
+    const losses = nemesis.diskLosses();
+    const lostIds = new Set(losses.map((loss) => loss.id));
+    const survivors = c.ids.filter((id) => !lostIds.has(id));
     // Crashed nodes come back too, so that recovery measures the cluster, not a missing member.
-    for (const id of c.ids) if (c.node(id).state === "crashed") c.node(id).start();
+    for (const id of survivors) if (c.node(id).state === "crashed") c.node(id).start();
     healedMs = clock.nowMs();
     const recovery = recover(c, clock, workload, options.recoveryMsMax);
     await working;
@@ -201,10 +214,15 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     if (recoveryMs === undefined) {
       violations.push({ kind: "no-recovery", message: `no leader with a successful write within ${options.recoveryMsMax} ms after the last fault healed (at ${Math.round(healedMs - workStart)} ms)`, ops: [] });
     }
+    // Every member can answer a wiped node by now, so it must have refused, or do so shortly.
+    const refusals = await judgeDiskLosses(c, losses, options.recoveryMsMax);
+    violations.push(...refusals.violations);
+    diskLost = refusals.refused;
 
     // Every node, restarted ones included, must rejoin: a member that never hears from the leader again
     // leaves the cluster one failure away from unavailability. The bound is twice the recovery bound,
-    // which leaves a restarted process time to start on a loaded machine.
+    // which leaves a restarted process time to start on a loaded machine. (A node that lost its disk
+    // has exited by now: only running nodes are waited for.)
     const rejoinMsMax = 2 * options.recoveryMsMax;
     const settled = await c.awaitStableLeader(rejoinMsMax);
     await sampler.stop();
@@ -221,7 +239,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
         ops: [],
       });
     }
-    const final = await finalRead(c.endpoints(), workload, clock, options.recoveryMsMax);
+    const final = await finalRead(survivors.map((id) => c.clientUrl(id)), workload, clock, options.recoveryMsMax);
     history = [...workload.ops];
     if ("error" in final) {
       reasons.push(`the final read of every key failed after healing (${final.error}), so lost writes could not be checked:\n${(await c.describe()).join("\n")}`);
@@ -229,7 +247,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       violations.push(...checkLostWrites(history, final.read));
     }
 
-    const judged = await judgeHistories(c, watch, history, "error" in final ? undefined : final);
+    const judged = await judgeHistories(c, survivors, watch, history, "error" in final ? undefined : final);
     violations.push(...judged.violations);
     reasons.push(...judged.reasons);
     watchEvents = judged.events;
@@ -239,7 +257,11 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     lin = checkChaosLinearizability(history);
     if (lin.violation !== undefined) violations.push(lin.violation);
     if (lin.kind === "budgetExceeded") reasons.push(`the linearizability search ran out of budget on key ${lin.key ?? "?"} (${lin.operations} ops); the run proves nothing about it`);
+    crashCount = 0;
     for (const crash of c.crashes) {
+      // A wiped node's own exit was judged above (the refusal it must make, or the violation it is).
+      if (losses.some((loss) => loss.id === crash.id && crash.atMs >= loss.atMs)) continue;
+      crashCount++;
       violations.push({ kind: "crash", message: `node ${crash.id} exited on its own ${crash.atMs} ms after the workload started (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`, ops: [] });
     }
     if (historyStats(workload.ops).ok === 0) reasons.push("no operation succeeded, so the checks had nothing to judge");
@@ -269,11 +291,12 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     searchSteps: lin?.searchSteps ?? 0,
     faultsInjected: injected.length,
     faultsByKind,
-    crashes: cluster?.crashes.length ?? 0,
+    crashes: crashCount ?? cluster?.crashes.length ?? 0,
     recoveryMs,
     watchEvents: watchEvents.length,
     watchSource,
     replicasCompared,
+    diskLost,
     durationMs: Date.now() - started,
     phases,
   };
@@ -296,12 +319,14 @@ interface HistoryVerdict {
 }
 
 /**
- * Exactly-once, replica agreement and watch completeness, from the history every node replays from
- * revision 1 after healing (and the live watch, which must agree with it). Without a final read the
+ * Exactly-once, replica agreement and watch completeness, from the history every surviving node (not
+ * one that lost its disk) replays from revision 1 after healing (and the live watch, which must agree with it). Without a final read the
  * last revision is unknown, so no history can be called complete.
  */
 async function judgeHistories(
   c: ChaosCluster,
+  /** The nodes whose data is theirs: every node but those that lost their disk. */
+  survivors: readonly number[],
   watch: WatchRecorder,
   history: readonly ChaosOp[],
   final: { read: FinalRead; revision: number } | undefined,
@@ -312,7 +337,7 @@ async function judgeHistories(
   const ackedRevisionMax = Math.max(0, ...history.map((op) => (op.outcome.status === "ok" ? op.outcome.output.revision : 0)));
   const upTo = finalRevision ?? Math.max(ackedRevisionMax, watch.lastRevision);
   await watch.stopAfter(upTo, REPLAY_TIMEOUT_MS);
-  const replays = await Promise.all(c.ids.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, upTo, REPLAY_TIMEOUT_MS)] as const));
+  const replays = await Promise.all(survivors.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, upTo, REPLAY_TIMEOUT_MS)] as const));
   const replayed = new Map<number, readonly WatchRecord[]>();
   for (const [id, replay] of replays) {
     if (replay.kind === "ok") replayed.set(id, replay.events);

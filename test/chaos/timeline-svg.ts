@@ -37,6 +37,7 @@ export const faultColours: Readonly<Record<TimelineEntry["kind"], string>> = {
   partition: "#2471a3",
   latency: "#d68910",
   transfer: "#17a589",
+  "disk-loss": "#1c2833",
 };
 
 const outcomeColours = { ok: "#27ae60", fail: "#e67e22", unknown: "#c0392b" } as const;

@@ -15,7 +15,9 @@ import type { ChaosOp } from "./history.js";
  * - `two-leaders`: two nodes reported leading the same term (Election Safety);
  * - `no-recovery`: no leader or no successful write within the bound after the last fault healed, or a
  *   node that never rejoins (never again agrees with the others on the leader);
- * - `crash`: a node exited on its own.
+ * - `crash`: a node exited on its own;
+ * - `disk-loss`: a node restarted on an empty data directory (the disk-loss nemesis) did not refuse to
+ *   start with exit code 6 although its cluster exists: it joined, exited otherwise, or never decided.
  */
 export type ViolationKind =
   | "linearizability"
@@ -29,7 +31,8 @@ export type ViolationKind =
   | "watch"
   | "two-leaders"
   | "no-recovery"
-  | "crash";
+  | "crash"
+  | "disk-loss";
 
 export interface Violation {
   readonly kind: ViolationKind;
