@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
 import { defaultServeCommand } from "../test/chaos/node-process.js";
 import { delta, preload, quantile, runLoad, scrapeAll, workloads, type Workload } from "./cluster-bench/measure.js";
-import { checkPortsFree, onPath, ServerProcesses, treeCpuMs } from "./cluster-bench/processes.js";
+import { checkPortsFree, onPath, ServerProcesses, treeCpu, type CpuSample } from "./cluster-bench/processes.js";
 import { cellsTable, comparisonTable, ms, type CellRecord } from "./cluster-bench/report.js";
 import { Endpoint, etcdSystem, raftkvSystem, type KvSystem } from "./cluster-bench/systems.js";
 
@@ -119,17 +119,24 @@ function parseOptions(argv: string[]): Options | undefined {
 interface Target {
   readonly system: KvSystem;
   readonly endpoints: readonly Endpoint[];
+  /** Server pids in the order of `endpoints`; empty for --endpoints. */
   readonly pids: readonly number[];
-  readonly metricNames: { readonly fsyncs: string; readonly commitIndex: string; readonly peerMessages: string | undefined };
+  readonly metricNames: { readonly fsyncs: string; readonly commitIndex: string; readonly peerMessages: string | undefined; readonly peerBatches: string | undefined };
 }
 
-const raftkvMetrics = { fsyncs: "raftkv_wal_fsync_duration_seconds_count", commitIndex: "raftkv_raft_commit_index", peerMessages: "raftkv_peer_messages_sent_total" };
-// etcd exports bytes sent to peers but no message count.
-const etcdMetrics = { fsyncs: "etcd_disk_wal_fsync_duration_seconds_count", commitIndex: "etcd_server_proposals_committed_total", peerMessages: undefined };
+const raftkvMetrics = {
+  fsyncs: "raftkv_wal_fsync_duration_seconds_count",
+  commitIndex: "raftkv_raft_commit_index",
+  peerMessages: "raftkv_peer_messages_sent_total",
+  peerBatches: "raftkv_peer_batches_total",
+};
+// etcd exports bytes sent to peers but no message or batch count.
+const etcdMetrics = { fsyncs: "etcd_disk_wal_fsync_duration_seconds_count", commitIndex: "etcd_server_proposals_committed_total", peerMessages: undefined, peerBatches: undefined };
 
 const tmpfsMagic = 0x01021994;
 const leaderWaitMs = 60_000;
 const preloadConcurrency = 256;
+const idleSampleMs = 3_000;
 
 function startRaftkv(servers: ServerProcesses, dir: string, portBase: number): string[] {
   const serve = defaultServeCommand(repoRoot);
@@ -191,7 +198,7 @@ async function waitForLeader(target: Target, servers: ServerProcesses | undefine
 }
 
 interface Snapshot {
-  readonly serverCpuMs: number | undefined;
+  readonly serverCpu: CpuSample | undefined;
   readonly clientCpuUs: number;
   readonly metrics: readonly (Map<string, number> | undefined)[];
 }
@@ -199,9 +206,9 @@ interface Snapshot {
 async function snapshot(target: Target, edge: "start" | "end"): Promise<Snapshot> {
   // /proc is read at the window's very edge and the scrape outside the window, so that the scrape's
   // own server CPU does not count as the workload's.
-  const read = (): { serverCpuMs: number | undefined; clientCpuUs: number } => {
+  const read = (): { serverCpu: CpuSample | undefined; clientCpuUs: number } => {
     const usage = process.cpuUsage();
-    return { serverCpuMs: treeCpuMs(target.pids), clientCpuUs: usage.user + usage.system };
+    return { serverCpu: treeCpu(target.pids), clientCpuUs: usage.user + usage.system };
   };
   if (edge === "end") {
     const cpu = read();
@@ -211,6 +218,19 @@ async function snapshot(target: Target, edge: "start" | "end"): Promise<Snapshot
   return { ...read(), metrics };
 }
 
+/** Server CPU between two snapshots: /proc for servers started here, else their process_cpu_seconds_total. */
+function serverCpu(target: Target, before: Snapshot, after: Snapshot): { cpuMs: number | undefined; source: CellRecord["serverCpuSource"]; split: CellRecord["serverCpuSplit"] } {
+  const [b, a] = [before.serverCpu, after.serverCpu];
+  if (b !== undefined && a !== undefined) {
+    const userMs = a.userMs - b.userMs;
+    const systemMs = a.systemMs - b.systemMs;
+    const perNodeMs = Object.fromEntries(target.endpoints.map((e, i) => [e.url, (a.perRootMs[i] ?? 0) - (b.perRootMs[i] ?? 0)]));
+    return { cpuMs: userMs + systemMs, source: "proc", split: { userMs, systemMs, perNodeMs } };
+  }
+  const seconds = delta(before.metrics, after.metrics, "process_cpu_seconds_total");
+  return seconds === undefined ? { cpuMs: undefined, source: null, split: null } : { cpuMs: seconds * 1000, source: "metrics", split: null };
+}
+
 async function runCell(target: Target, options: Options, workload: Workload, concurrency: number, keys: readonly Buffer[], value: Buffer): Promise<CellRecord> {
   const leader = await waitForLeader(target, undefined, 10_000);
   const { result, before, after } = await runLoad(
@@ -218,13 +238,12 @@ async function runCell(target: Target, options: Options, workload: Workload, con
     (edge) => snapshot(target, edge),
   );
   const perOp = (total: number | undefined): number | null => (total === undefined || result.ops === 0 ? null : total / result.ops);
-  const fromProc = before.serverCpuMs !== undefined && after.serverCpuMs !== undefined ? after.serverCpuMs - before.serverCpuMs : undefined;
-  const fromMetrics = delta(before.metrics, after.metrics, "process_cpu_seconds_total");
-  const serverCpuMs = fromProc ?? (fromMetrics === undefined ? undefined : fromMetrics * 1000);
+  const { cpuMs: serverCpuMs, source, split } = serverCpu(target, before, after);
   const names = target.metricNames;
   const fsyncs = delta(before.metrics, after.metrics, names.fsyncs);
   const committed = delta(before.metrics, after.metrics, names.commitIndex);
   const peerMessages = names.peerMessages === undefined ? undefined : delta(before.metrics, after.metrics, names.peerMessages);
+  const peerBatches = names.peerBatches === undefined ? undefined : delta(before.metrics, after.metrics, names.peerBatches);
   const q = (p: number): number | null => (result.ops === 0 ? null : quantile(result.latenciesMs, p));
   return {
     system: target.system.name,
@@ -238,13 +257,15 @@ async function runCell(target: Target, options: Options, workload: Workload, con
     errorsByCode: result.errorsByCode,
     misses: result.misses,
     serverCpuMs: serverCpuMs ?? null,
-    serverCpuSource: fromProc !== undefined ? "proc" : fromMetrics !== undefined ? "metrics" : null,
+    serverCpuSource: source,
+    serverCpuSplit: split,
+    leader: leader.url,
     serverCpuMsPerOp: perOp(serverCpuMs),
     clientCpuMsPerOp: perOp((after.clientCpuUs - before.clientCpuUs) / 1000),
     fsyncs: fsyncs ?? null,
     entriesPerFsync: fsyncs === undefined || committed === undefined || fsyncs === 0 ? null : committed / fsyncs,
-    // Neither raftkv nor etcd counts peer batches (raftkv's Step calls), only messages: n/a.
-    messagesPerBatch: null,
+    // raftkv counts the batches written to its Step streams; etcd exports no such count (n/a).
+    messagesPerBatch: peerMessages === undefined || peerBatches === undefined || peerBatches === 0 ? null : peerMessages / peerBatches,
     peerMessagesPerOp: perOp(peerMessages),
   };
 }
@@ -266,6 +287,7 @@ async function main(): Promise<number> {
   }
   const options = parsed;
   const began = Date.now();
+  const loadAtStart = loadavg();
   const notes: string[] = [];
   const etcd = options.compareEtcd ? onPath("etcd") : undefined;
   if (options.compareEtcd && etcd === undefined) {
@@ -304,6 +326,7 @@ async function main(): Promise<number> {
       const ports = [...(options.endpoints === undefined ? [0, 1, 2, 3, 4, 5] : []), ...(etcd !== undefined ? [10, 11, 12, 13, 14, 15] : [])].map((p) => options.portBase + p);
       await checkPortsFree(ports, "choose other ports with --port-base");
     }
+    // Without --endpoints, startsServers made `servers` and `tempDir` above.
     const raftkvUrls = options.endpoints ?? startRaftkv(servers as ServerProcesses, tempDir as string, options.portBase);
     targets.push({
       system: raftkvSystem(repoRoot),
@@ -331,6 +354,17 @@ async function main(): Promise<number> {
       process.stdout.write(`  ${target.system.name}: leader ${leader.url}; wrote ${options.keys} keys in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
     }
 
+    // The servers' CPU with no load: heartbeats, timers, metrics. It weighs on CPU per op at low rates.
+    const idleCpuMsPerSecond: Record<string, number | null> = {};
+    for (const target of targets) {
+      const before = await snapshot(target, "start");
+      await sleep(idleSampleMs);
+      const after = await snapshot(target, "end");
+      const { cpuMs } = serverCpu(target, before, after);
+      idleCpuMsPerSecond[target.system.name] = cpuMs === undefined ? null : cpuMs / (idleSampleMs / 1000);
+      process.stdout.write(`  ${target.system.name}: idle servers use ${ms(idleCpuMsPerSecond[target.system.name])} ms CPU per second (all 3)\n`);
+    }
+
     const cells: CellRecord[] = [];
     for (const workload of options.workloads) {
       for (const concurrency of options.concurrency) {
@@ -352,8 +386,9 @@ async function main(): Promise<number> {
     process.stdout.write(`\n${cellsTable(cells)}\n`);
     if (targets.length > 1) process.stdout.write(`\nraftkv vs etcd (ratios are raftkv / etcd; latencies in ms)\n${comparisonTable(cells)}\n`);
     process.stdout.write(
-      "\nsrv CPU: all 3 server processes (trees, /proc utime+stime) over the measured window; client CPU: this process.\n" +
-        "entries/fsync: Σ commit-index delta / Σ WAL fsync delta over the nodes' /metrics. msgs/batch: n/a, no batch counter exported.\n",
+      "\nsrv CPU: the 3 server processes over the measured window (/proc utime+stime of their process trees; with --endpoints\n" +
+        "their process_cpu_seconds_total); client CPU: this process. Per-node and user/system splits are in the JSON.\n" +
+        "entries/fsync: Σ commit-index delta / Σ WAL fsync delta over the nodes' /metrics. msgs/batch: Σ peer messages delta / Σ peer batches delta (raftkv only).\n",
     );
     for (const note of notes) process.stdout.write(`note: ${note}\n`);
     mkdirSync(dirname(options.json), { recursive: true });
@@ -363,8 +398,9 @@ async function main(): Promise<number> {
         {
           startedAt: new Date(began).toISOString(),
           durationSeconds: seconds,
-          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, loadAverageAtEnd: loadavg(), node: process.version, etcd: etcdVersion },
+          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg(), node: process.version, etcd: etcdVersion },
           options,
+          idleServerCpuMsPerSecond: idleCpuMsPerSecond,
           notes,
           cells,
         },

@@ -54,6 +54,7 @@ export class ServerProcesses {
     const exited = new Promise<void>((resolve) =>
       child.once("exit", (code, signal) => {
         this.running.delete(spec.name);
+        this.reaper.remove(pid);
         if (!this.stopping && this.crash === undefined) {
           this.crash = new Error(`${spec.name} (pid ${pid}) exited on its own (${signal ?? `code ${code}`}); end of ${spec.logPath}:\n${readTail(spec.logPath, 2_000)}`);
         }
@@ -128,25 +129,42 @@ function processTree(root: number): number[] {
   return tree;
 }
 
-/** utime + stime of one process (all its threads), in ms; 0 when it is gone. */
-function processCpuMs(pid: number): number {
+/** utime and stime of one process (all its threads), in ms; 0 when it is gone. */
+function processCpuMs(pid: number): { user: number; system: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name, which is in parentheses and may contain spaces: state is field 3,
     // utime field 14, stime field 15 (proc(5)).
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicksPerSecond;
+    return { user: (Number(fields[11]) * 1000) / clockTicksPerSecond, system: (Number(fields[12]) * 1000) / clockTicksPerSecond };
   } catch {
-    return 0;
+    return { user: 0, system: 0 };
   }
 }
 
-/** CPU ms used so far by the process trees of `roots`, or undefined where /proc is not available. */
-export function treeCpuMs(roots: readonly number[]): number | undefined {
+export interface CpuSample {
+  readonly userMs: number;
+  readonly systemMs: number;
+  /** user + system of each root's tree, in the order of the roots. */
+  readonly perRootMs: readonly number[];
+}
+
+/** CPU used so far by the process trees of `roots`, or undefined where /proc is not available. */
+export function treeCpu(roots: readonly number[]): CpuSample | undefined {
   if (roots.length === 0 || !existsSync("/proc/self/stat")) return undefined;
-  let total = 0;
-  for (const root of roots) for (const pid of processTree(root)) total += processCpuMs(pid);
-  return total;
+  let userMs = 0;
+  let systemMs = 0;
+  const perRootMs = roots.map((root) => {
+    let total = 0;
+    for (const pid of processTree(root)) {
+      const { user, system } = processCpuMs(pid);
+      userMs += user;
+      systemMs += system;
+      total += user + system;
+    }
+    return total;
+  });
+  return { userMs, systemMs, perRootMs };
 }
 
 /** Throws naming the first port of `ports` that something on 127.0.0.1 already uses. */

@@ -17,6 +17,10 @@ export interface CellRecord {
   /** CPU of all server processes of the system in the window; from /proc, or from their /metrics for --endpoints. */
   readonly serverCpuMs: number | null;
   readonly serverCpuSource: "proc" | "metrics" | null;
+  /** From /proc only: user vs system time, and each node's share (keyed by client URL). */
+  readonly serverCpuSplit: { readonly userMs: number; readonly systemMs: number; readonly perNodeMs: Record<string, number> } | null;
+  /** The client URL the cell's calls went to. */
+  readonly leader: string;
   readonly serverCpuMsPerOp: number | null;
   /** This benchmark process (the client) in the same window. */
   readonly clientCpuMsPerOp: number | null;

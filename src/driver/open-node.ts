@@ -49,6 +49,9 @@ export interface OpenedNode {
 /** The deadline of one Probe call of the bootstrap check. */
 const PROBE_TIMEOUT_MS = 2_000;
 const BOOTSTRAP_RETRY_MS_MAX = 5_000;
+/** Pauses between rounds of learning the other members' incarnations. */
+const LEARN_RETRY_MS = 1_000;
+const LEARN_RETRY_MS_MAX = 10_000;
 
 /**
  * Opens a node from its data directory: recovers the WAL and the latest snapshot, restores the KV state
@@ -127,10 +130,58 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     readsMax: config.readsMax ?? 65_536,
     snapshotEntries: config.snapshotEntries ?? 10_000,
     retainEntries: config.retainEntries ?? 5_000,
-    onStopped: unlock,
+    onStopped: async () => {
+      learning.abort();
+      await learned;
+      await unlock();
+    },
   });
   driver.start();
+  const learning = new AbortController();
+  const learned = learnIncarnations(config, peers, incarnations, learning.signal);
   return { driver, identity, incarnations };
+}
+
+/**
+ * Learns every other member's incarnation once, by Probe, as soon as both run. Without it a member
+ * learns a peer's incarnation only from that peer's messages, and followers do not message each other:
+ * a follower that never heard from another could not tell that it came back with an empty disk and
+ * would count its vote (found by the issue-9 end-to-end test). Retries each silent member every second
+ * up to every ten; ends when all are known or the node stops.
+ */
+async function learnIncarnations(config: NodeConfig, peers: ReadonlyMap<NodeId, string>, incarnations: PeerIncarnations, signal: AbortSignal): Promise<void> {
+  const unknown = new Set([...peers.keys()].filter((id) => incarnations.incarnationOf(id) === undefined));
+  if (unknown.size === 0) return;
+  const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: PROBE_TIMEOUT_MS });
+  try {
+    for (let pauseMs = LEARN_RETRY_MS; unknown.size > 0 && !signal.aborted; pauseMs = Math.min(LEARN_RETRY_MS_MAX, pauseMs * 2)) {
+      await Promise.all(
+        [...unknown].map(async (peer) => {
+          const answer = await prober.probe(peer, signal);
+          if (answer.kind !== "running" || answer.incarnation === undefined || signal.aborted) return;
+          // The same judgement as for its messages: a first sighting is recorded, a change is refused and reported.
+          incarnations.check(peer, answer.incarnation);
+          unknown.delete(peer);
+        }),
+      );
+      if (unknown.size > 0) await abortableSleep(pauseMs, signal);
+    }
+    await incarnations.flushed();
+  } finally {
+    prober.close();
+  }
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 /**
@@ -163,13 +214,12 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
           retryMs: config.bootstrapRetryMs ?? 250,
           retryMsMax: BOOTSTRAP_RETRY_MS_MAX,
           onWait: (waiting, round) => {
-            // Every round at first, then every tenth: a member may wait here for hours.
-            if (round <= 3 || round % 10 === 0) {
-              config.logger.warn("waiting for every other member to answer before bootstrapping (an empty member never assumes the cluster is new)", {
-                round,
-                waiting: waiting.map((w) => `${w.peer}: ${w.why}`),
-              });
-            }
+            // Members of a new cluster starting together wait for each other for a few rounds (info);
+            // past that, every tenth round is a warning: a member may wait here for hours.
+            const fields = { round, waiting: waiting.map((w) => `${w.peer}: ${w.why}`) };
+            const message = "waiting for every other member to answer before bootstrapping (an empty member never assumes the cluster is new)";
+            if (round <= 3) config.logger.info(message, fields);
+            else if (round % 10 === 0) config.logger.warn(message, fields);
           },
         });
       } finally {

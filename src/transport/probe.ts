@@ -11,7 +11,14 @@ export type ProbeAnswer =
   | { readonly kind: "starting" }
   /** Its own data directory is empty and it is asking the same question: it holds nothing. */
   | { readonly kind: "bootstrapping" }
-  | { readonly kind: "running"; readonly term: number; readonly lastIndex: number; readonly snapshotIndex: number };
+  | {
+      readonly kind: "running";
+      readonly term: number;
+      readonly lastIndex: number;
+      readonly snapshotIndex: number;
+      /** Its incarnation; absent where the answer does not carry one (0 on the wire). */
+      readonly incarnation?: bigint;
+    };
 
 export interface MemberProber {
   /** Asks `peer` what it holds. Never rejects: a failed call is an "unreachable" answer with the reason. */
@@ -56,7 +63,8 @@ export function createMemberProber(o: MemberProberOptions): MemberProber {
             const lastIndex = u64FromProto(answer.lastIndex, "last_index");
             const snapshotIndex = u64FromProto(answer.snapshotIndex, "snapshot_index");
             if (!term.ok || !lastIndex.ok || !snapshotIndex.ok) return { kind: "unreachable", reason: "malformed Probe answer (a value beyond 2^53)" };
-            return { kind: "running", term: term.value, lastIndex: lastIndex.value, snapshotIndex: snapshotIndex.value };
+            const running = { kind: "running", term: term.value, lastIndex: lastIndex.value, snapshotIndex: snapshotIndex.value } as const;
+            return answer.incarnation === 0n ? running : { ...running, incarnation: answer.incarnation };
           }
           default:
             return { kind: "unreachable", reason: `malformed Probe answer (phase ${answer.phase})` };

@@ -122,6 +122,11 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
   it("elects a leader, commits writes, serves linearizable reads on a follower, and survives a restart", async () => {
     await startCluster(3);
     const first = await waitFor("a leader", leader);
+    // Every member learns every other one's incarnation by Probe, followers included (they never
+    // message each other), so that any of them would refuse a member that came back with an empty disk.
+    await waitFor("every incarnation known", () =>
+      nodes.every((n) => nodes.every((m) => m === n || n.opened?.incarnations.incarnationOf(m.id) === m.opened?.identity.incarnation)) ? true : undefined,
+    );
     for (let i = 0; i < 120; i++) await first.mutate(put(`k${i % 7}`, `v${i}`));
     const follower = nodes.find((n) => n.driver !== first)!.driver!;
     await follower.readBarrier(AbortSignal.timeout(5_000));
