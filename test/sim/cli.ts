@@ -1,17 +1,22 @@
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
-import { formatFailure, formatSummary, nodesForSeed, runSeeds, type Summary } from "./run-seeds.js";
+import { flagArgs, flagParams, formatFailure, formatSummary, nodesForSeed, runSeeds, type SimFlags, type Summary } from "./run-seeds.js";
 import { runSimulation } from "./simulation.js";
 
 /**
- * `npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace L]`
+ * `npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace L]
+ *  [--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check]`
  *
  * Runs seeds S..S+N-1 (S defaults to 1; `--seed S` alone runs just S) and prints one summary line. On a
  * failure it also prints each failing seed with its violations and the exact command that replays it,
  * and exits 1. `--jobs J` splits the seeds over J child processes (same results, sooner). `--trace L`
- * (single seed) first prints the last L lines of the run's event trace.
+ * (single seed) first prints the last L lines of the run's event trace. `--disk-loss` makes nearly every
+ * seed lose one node's disk; the two `--unsafe-...` switches turn off issue 9's guards, to see the
+ * checkers catch what they guard against (run-seeds.ts, SimFlags).
  */
-const USAGE = "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace LINES]";
+const USAGE =
+  "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace LINES] " +
+  "[--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check]";
 const STEPS_DEFAULT = 3000;
 const FAILURES_SHOWN_MAX = 10;
 const PROGRESS_MIN_SEEDS = 1000;
@@ -25,6 +30,7 @@ interface Args {
   readonly nodes: number | undefined;
   readonly jobs: number;
   readonly traceLines: number;
+  readonly flags: SimFlags;
   /** Child mode: print one JSON line (counts and formatted failures) for the parent to merge. */
   readonly json: boolean;
 }
@@ -60,6 +66,9 @@ function parse(): Args {
         jobs: { type: "string" },
         trace: { type: "string" },
         json: { type: "boolean" },
+        "disk-loss": { type: "boolean" },
+        "unsafe-no-bootstrap-check": { type: "boolean" },
+        "unsafe-no-incarnation-check": { type: "boolean" },
       },
       strict: true,
       allowPositionals: false,
@@ -85,6 +94,11 @@ function parse(): Args {
     nodes,
     jobs,
     traceLines,
+    flags: {
+      diskLoss: values["disk-loss"] === true,
+      unsafeNoBootstrapCheck: values["unsafe-no-bootstrap-check"] === true,
+      unsafeNoIncarnationCheck: values["unsafe-no-incarnation-check"] === true,
+    },
     json: values.json === true,
   };
 }
@@ -92,14 +106,14 @@ function parse(): Args {
 function runHere(args: Args): ChildReport {
   // Long runs report progress on stderr, so stdout keeps its one summary line.
   let done = 0;
-  const summary = runSeeds({ firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes, steps: args.steps }, (result) => {
+  const summary = runSeeds({ firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes, steps: args.steps, flags: args.flags }, (result) => {
     done++;
     if (args.seeds >= PROGRESS_MIN_SEEDS && done % PROGRESS_EVERY_SEEDS === 0) {
       process.stderr.write(`sim: ${done}/${args.seeds} seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
     }
   });
   const { failures, ...counts } = summary;
-  return { counts, failures: failures.map((result) => formatFailure(result, args.steps)) };
+  return { counts, failures: failures.map((result) => formatFailure(result, args.steps, args.flags)) };
 }
 
 /** Runs contiguous slices of the seed range in child processes of this same script. */
@@ -117,7 +131,7 @@ async function runInChildren(args: Args): Promise<ChildReport> {
     slices.map(
       (slice) =>
         new Promise<ChildReport>((resolve, reject) => {
-          const childArgs = ["--seed", String(slice.first), "--seeds", String(slice.count), "--steps", String(args.steps), "--json"];
+          const childArgs = ["--seed", String(slice.first), "--seeds", String(slice.count), "--steps", String(args.steps), "--json", ...flagArgs(args.flags)];
           if (args.nodes !== undefined) childArgs.push("--nodes", String(args.nodes));
           const child = spawn(process.execPath, [...process.execArgv, script, ...childArgs], { stdio: ["ignore", "pipe", "inherit"] });
           let out = "";
@@ -135,15 +149,46 @@ async function runInChildren(args: Args): Promise<ChildReport> {
         }),
     ),
   );
-  const counts = { seeds: 0, elections: 0, commits: 0, faults: 0, crashes: 0, operations: 0, okOperations: 0, violations: 0 };
+  const counts = {
+    seeds: 0,
+    elections: 0,
+    commits: 0,
+    faults: 0,
+    crashes: 0,
+    diskLosses: 0,
+    refusedStarts: 0,
+    incarnationRefusals: 0,
+    operations: 0,
+    okOperations: 0,
+    violations: 0,
+  };
   for (const report of reports) for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += report.counts[key];
   return { counts, failures: reports.flatMap((r) => r.failures) };
+}
+
+/** "committedLost=3 doubleVote=1": the kind of each failing seed's first violation (formatFailure's second line). */
+function tallyFirstKinds(failures: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const failure of failures) {
+    const kind = /^ {2}step \d+ (\w+):/m.exec(failure)?.[1] ?? "?";
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  return [...counts]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([kind, n]) => `${kind}=${n}`)
+    .join(" ");
 }
 
 async function main(): Promise<void> {
   const args = parse();
   if (args.traceLines > 0) {
-    const result = runSimulation({ seed: args.firstSeed, nodes: nodesForSeed(args.firstSeed, args.nodes), steps: args.steps, trace: true });
+    const result = runSimulation({
+      seed: args.firstSeed,
+      nodes: nodesForSeed(args.firstSeed, args.nodes),
+      steps: args.steps,
+      trace: true,
+      params: flagParams(args.flags),
+    });
     for (const line of result.trace.slice(-args.traceLines)) process.stdout.write(`${line}\n`);
   }
   const report = args.jobs > 1 ? await runInChildren(args) : runHere(args);
@@ -153,6 +198,7 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`${formatSummary({ ...report.counts, failures: [] })}\n`);
   if (report.failures.length === 0) return;
+  process.stdout.write(`failing seeds: ${report.failures.length} of ${report.counts.seeds} (by first violation: ${tallyFirstKinds(report.failures)})\n`);
   for (const failure of report.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${failure}\n`);
   if (report.failures.length > FAILURES_SHOWN_MAX) {
     process.stdout.write(`... and ${report.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);

@@ -49,6 +49,44 @@ describe("safety monitor", () => {
     expect(kinds(monitor)).toEqual(["doubleVote", "termRegressed"]);
   });
 
+  it("durable votes across a disk loss: a forgotten vote is a violation only once the node votes for another in that term", () => {
+    const monitor = new SafetyMonitor(VOTERS);
+    monitor.observeDurableHardState(1, { term: 5, vote: 2, commit: 3 });
+    monitor.observeDiskLost(1);
+    // The new disk starts at term 0 (not a regression of the old one), learns term 5 again without a
+    // vote, and may vote again in other terms, or for the same candidate.
+    monitor.observeDurableHardState(1, { term: 0, vote: 0, commit: 0 });
+    monitor.observeDurableHardState(1, { term: 5, vote: 0, commit: 0 });
+    monitor.observeDurableHardState(1, { term: 5, vote: 2, commit: 0 });
+    monitor.observeDurableHardState(1, { term: 6, vote: 3, commit: 0 });
+    expect(kinds(monitor)).toEqual([]);
+
+    const twice = new SafetyMonitor(VOTERS);
+    twice.observeDurableHardState(1, { term: 5, vote: 2, commit: 3 });
+    twice.observeDiskLost(1);
+    twice.observeDurableHardState(1, { term: 5, vote: 1, commit: 0 });
+    expect(kinds(twice)).toEqual(["doubleVote"]);
+    expect(twice.violations[0]?.message).toContain("lost its disk");
+
+    // A vote no candidate counts (the node is excluded: every peer refuses its new incarnation; or the
+    // candidate refuses it) promises nothing.
+    const refused = new SafetyMonitor(VOTERS);
+    refused.observeDurableHardState(1, { term: 5, vote: 2, commit: 3 });
+    refused.observeDiskLost(1);
+    refused.excluded.add(1);
+    refused.observeDurableHardState(1, { term: 5, vote: 1, commit: 0 });
+    expect(kinds(refused)).toEqual([]);
+    const candidateRefuses = new SafetyMonitor(VOTERS);
+    candidateRefuses.voteCounts = (_voter, candidate) => candidate !== 3;
+    candidateRefuses.observeDurableHardState(1, { term: 5, vote: 2, commit: 3 });
+    candidateRefuses.observeDiskLost(1);
+    candidateRefuses.observeDurableHardState(1, { term: 5, vote: 3, commit: 0 });
+    expect(kinds(candidateRefuses)).toEqual([]);
+    candidateRefuses.observeDurableHardState(1, { term: 6, vote: 1, commit: 0 });
+    candidateRefuses.observeDurableHardState(1, { term: 6, vote: 2, commit: 0 });
+    expect(kinds(candidateRefuses)).toEqual(["doubleVote"]);
+  });
+
   it("log matching: the same (index, term) never carries different content or follows a different term", () => {
     const monitor = new SafetyMonitor(VOTERS);
     monitor.observeLogEntries([entry(1, 1), entry(2, 1), entry(3, 2)], 0, "node 1");
@@ -104,6 +142,26 @@ describe("safety monitor", () => {
     const diverged = storageWith([entry(1, 1), entry(2, 2)]);
     monitor.checkCommittedDurable(new Map([[1, full], [2, diverged], [3, short]]));
     expect(kinds(monitor)).toEqual(["committedLost"]);
+  });
+
+  it("committed entries: a member out of every quorum (lost its disk, not back) counts as a holder, one back empty does not", () => {
+    const monitor = new SafetyMonitor(VOTERS);
+    const log = [entry(1, 1), entry(2, 1)];
+    monitor.observeApplied(1, log[0] as Entry, 1);
+    monitor.observeApplied(1, log[1] as Entry, 1);
+    const storages = new Map([
+      [1, storageWith(log)],
+      [2, storageWith([])],
+      [3, storageWith([entry(1, 1)])],
+    ]);
+    monitor.observeDiskLost(2);
+    monitor.excluded.add(2);
+    monitor.checkCommittedDurable(storages);
+    expect(kinds(monitor)).toEqual([]);
+    monitor.excluded.delete(2);
+    monitor.checkCommittedDurable(storages);
+    expect(kinds(monitor)).toEqual(["committedLost"]);
+    expect(monitor.violations[0]?.message).toContain("node(s) 2 lost their disk and take part again");
   });
 
   it("applied entries stay in the applying node's durable log", () => {

@@ -24,6 +24,19 @@ import type { MemoryStorage } from "../../src/core/index.js";
  * the log-matching check covers every entry ever persisted, holding the highest pair implies holding the
  * entire committed prefix above the node's snapshot. In addition each running node must durably hold
  * the entries it has applied (it persisted them before applying).
+ *
+ * A node that lost its disk (the "disk loss" fault) no longer holds anything, and what it promised is
+ * gone with it: its acknowledgements and its votes. Raft's invariants still say what must hold:
+ *  - votes: a node never votes for two candidates in one term, across its disk losses too (its forgotten
+ *    vote is a violation only once it votes again, for another candidate, in that same term, and that
+ *    candidate counts the vote: not if it refuses the voter's new incarnation); its term may go back to
+ *    0 with the new disk, but never back on the same disk;
+ *  - committed entries: the highest committed pair must be held by a majority, where a member that
+ *    cannot take part in any quorum any more counts as holding it: no quorum can form without one of the
+ *    holders, which is what durability on a majority is for. Such a member is `excluded` by the
+ *    simulator: it lost its disk and has not started again (down, waiting in the bootstrap check, or
+ *    refused to start), or it started again under a new incarnation that every other member refuses.
+ *    A member that lost its disk and takes part again (the guards off) counts as holding nothing.
  */
 export type ViolationKind =
   | "electionSafety"
@@ -41,7 +54,9 @@ export type ViolationKind =
   | "contract"
   | "exception"
   | "liveness"
-  | "linearizability";
+  | "linearizability"
+  /** An empty member bootstrapped a new cluster although another member held state (issue 9). */
+  | "bootstrap";
 
 export interface Violation {
   readonly step: number;
@@ -79,7 +94,19 @@ export class SafetyMonitor {
   step = 0;
 
   private readonly leaderOfTerm = new Map<number, NodeId>();
+  /** Per node: its durable hard state (forgotten with its disk). */
   private readonly durableHard = new Map<NodeId, HardState>();
+  /** Per node: the vote it cast in each term (survives its disk losses, as the promise does). */
+  private readonly votes = new Map<NodeId, Map<number, NodeId>>();
+  /** Per node: the step at which it last lost its disk. */
+  private readonly diskLostAt = new Map<NodeId, number>();
+  /** Members that cannot take part in any quorum (see the class comment); the simulator keeps this. */
+  readonly excluded = new Set<NodeId>();
+  /**
+   * Whether a vote `voter` casts now for `candidate` would be counted: the simulator says no when the
+   * candidate refuses the voter's incarnation (by default every vote of a member not excluded counts).
+   */
+  voteCounts: (voter: NodeId, candidate: NodeId) => boolean = (voter) => !this.excluded.has(voter);
   private readonly logRecords = new Map<string, LogRecord>();
   /** Per index: the term, content and commit-term bound of the committed entry (0 / "" when unknown). */
   private readonly committedTerm: number[] = [0];
@@ -118,16 +145,38 @@ export class SafetyMonitor {
     return this.leaderOfTerm.size;
   }
 
-  /** A node's durable hard state: its term never decreases and it never changes its vote within a term. */
+  /**
+   * A node's durable hard state: on one disk its term never decreases and it never changes or forgets
+   * its vote within a term; across disk losses it never votes for two candidates in one term.
+   */
   observeDurableHardState(node: NodeId, hs: HardState): void {
     const before = this.durableHard.get(node);
     this.durableHard.set(node, hs);
+    // A vote no candidate counts (the candidate refuses the voter's incarnation) promises nothing.
+    if (hs.vote !== 0 && this.voteCounts(node, hs.vote)) {
+      let votes = this.votes.get(node);
+      if (votes === undefined) this.votes.set(node, (votes = new Map()));
+      const earlier = votes.get(hs.term);
+      if (earlier === undefined) votes.set(hs.term, hs.vote);
+      else if (earlier !== hs.vote) {
+        const lost = this.diskLostAt.get(node);
+        const why = lost === undefined ? "" : ` (it lost its disk at step ${lost})`;
+        this.record("doubleVote", `node ${node} voted for ${earlier} and then ${hs.vote} in term ${hs.term}${why}`);
+        return;
+      }
+    }
     if (before === undefined) return;
     if (hs.term < before.term) {
       this.record("termRegressed", `node ${node} persisted term ${hs.term} after term ${before.term}`);
     } else if (hs.term === before.term && before.vote !== 0 && hs.vote !== before.vote) {
       this.record("doubleVote", `node ${node} voted for ${before.vote} and then ${hs.vote} in term ${hs.term}`);
     }
+  }
+
+  /** The node lost its disk: its durable state starts again from nothing (its votes stay cast). */
+  observeDiskLost(node: NodeId): void {
+    this.durableHard.delete(node);
+    this.diskLostAt.set(node, this.step);
   }
 
   /**
@@ -253,16 +302,21 @@ export class SafetyMonitor {
     if (i === 0) return;
     const term = this.committedTerm[i] ?? 0;
     const holders: NodeId[] = [];
+    let excluded = 0;
     for (const id of this.voters) {
       const storage = storages.get(id);
       if (storage !== undefined && durablyHolds(storage, i, term)) holders.push(id);
+      else if (this.excluded.has(id)) excluded++;
     }
     const needed = Math.floor(this.voters.length / 2) + 1;
-    if (holders.length < needed) {
+    if (holders.length + excluded < needed) {
+      const lost = [...this.diskLostAt.keys()].filter((id) => !this.excluded.has(id));
       this.record(
         "committedLost",
         `committed entry (${i}, term ${term}) is durable on ${holders.length} of ${this.voters.length} nodes ` +
-          `(${holders.join(",") || "none"}), fewer than a majority`,
+          `(${holders.join(",") || "none"}), fewer than a majority` +
+          (excluded > 0 ? ` (with ${excluded} excluded member(s) counted as holders)` : "") +
+          (lost.length > 0 ? `; node(s) ${lost.join(",")} lost their disk and take part again` : ""),
       );
     }
   }

@@ -128,4 +128,22 @@ describe("simulated network", () => {
       expect([...(received.entries[0]?.data ?? [])]).toEqual([1, 2, 3]);
     }
   });
+
+  it("keeps a message's tag through duplication, holds and replays; untagged messages have none", () => {
+    const network = new SimNetwork([1, 2], createPrng(9), 100_000);
+    network.conditions = { lossRate: 0, duplicateRate: 0.5, delayStepsMax: 3, longDelayRate: 0, longDelayStepsMax: 3, stallAcrossPartitions: true, replayRate: 0.3 };
+    network.partition([[1], [2]]);
+    for (let i = 0; i < 50; i++) network.send(heartbeat(1, 2, 100), 0, 7);
+    for (let i = 0; i < 50; i++) network.send(heartbeat(1, 2, 200), 0);
+    const delivered: { message: Message }[] = [];
+    for (let step = 0; step <= 40; step++) {
+      if (step === 10) network.heal();
+      for (const message of network.deliver(step, allUp)) delivered.push({ message });
+    }
+    expect(network.stats.stalled).toBeGreaterThan(0);
+    expect(network.stats.duplicated).toBeGreaterThan(0);
+    expect(network.stats.replayed).toBeGreaterThan(0);
+    expect(delivered.length).toBeGreaterThan(100);
+    for (const { message } of delivered) expect(network.tagOf(message)).toBe(message.term === 100 ? 7 : undefined);
+  });
 });

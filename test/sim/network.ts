@@ -18,6 +18,8 @@ import type { Prng } from "../../src/lib/prng.js";
  *   terms long gone arrive at every point of a run, not only right after a partition heals.
  * - Messages are copied on send, as a real wire would serialize them, so no node can see another
  *   node's objects.
+ * - A message may carry a tag (a number the network keeps beside it, through copies, holds and replays):
+ *   the simulator tags messages with their sender's incarnation once that is not the first one.
  */
 export interface NetworkConditions {
   /** Probability that a message is dropped. */
@@ -76,6 +78,9 @@ export class SimNetwork {
   /** A uniform sample of past messages (reservoir sampling), for replays. */
   private readonly history: Message[] = [];
   private historySeen = 0;
+  /** Tags of the copies in flight or in the history (see `send`); untagged messages are not looked up. */
+  private readonly tags = new WeakMap<Message, number>();
+  private tagging = false;
 
   constructor(
     readonly nodeIds: readonly NodeId[],
@@ -93,9 +98,14 @@ export class SimNetwork {
     return this.inFlight;
   }
 
-  send(message: Message, now: number): void {
+  /** Sends a message; `tag`, if given, travels with every copy of it (`tagOf`). */
+  send(message: Message, now: number, tag?: number): void {
     this.stats.sent++;
-    this.remember(cloneMessage(message));
+    if (tag !== undefined) {
+      this.tagging = true;
+      this.tags.set(message, tag);
+    }
+    this.remember(this.copy(message));
     if (this.prng.chance(this.conditions.lossRate)) {
       this.stats.lost++;
       return;
@@ -148,6 +158,11 @@ export class SimNetwork {
       delivered.push(message);
     }
     return delivered;
+  }
+
+  /** The tag a delivered message was sent with, if any. */
+  tagOf(message: Message): number | undefined {
+    return this.tagging ? this.tags.get(message) : undefined;
   }
 
   connected(from: NodeId, to: NodeId): boolean {
@@ -238,7 +253,17 @@ export class SimNetwork {
     }
     const c = this.conditions;
     const delay = this.prng.chance(c.longDelayRate) ? this.prng.int(1, c.longDelayStepsMax) : this.prng.int(1, c.delayStepsMax);
-    this.schedule(cloneMessage(message), now + delay);
+    this.schedule(this.copy(message), now + delay);
+  }
+
+  /** A copy of a message as the wire carries it, with its tag. */
+  private copy(message: Message): Message {
+    const copy = cloneMessage(message);
+    if (this.tagging) {
+      const tag = this.tags.get(message);
+      if (tag !== undefined) this.tags.set(copy, tag);
+    }
+    return copy;
   }
 
   private schedule(message: Message, at: number): void {

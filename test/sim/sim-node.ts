@@ -28,7 +28,8 @@ import { decodeCommand, KvStateMachine, type KvCommand } from "./kv-model.js";
  *  - then committed entries are applied, read states answered once applied, and advance() called.
  *
  * A crash loses the write in flight, or (torn write) keeps a prefix of its records in WAL order:
- * snapshot, entries, hard state. Everything else in memory is gone: the RaftNode, the state machine,
+ * snapshot, entries, hard state; after a crash the simulator may also take the whole disk away
+ * (`loseDisk`). Everything else in memory is gone: the RaftNode, the state machine,
  * unsent messages and pending reads. A restart rebuilds the state machine from the durable snapshot
  * (and sometimes replays part of the durable committed log), then starts a RaftNode with `applied` at
  * the restored index, so the core hands out the remaining committed entries again.
@@ -102,7 +103,7 @@ type Life = Running | { readonly kind: "down" };
 const EARLY_TYPES: ReadonlySet<Message["type"]> = new Set(["append", "heartbeat", "snapshot"]);
 
 export class SimNode {
-  readonly storage: MemoryStorage;
+  private disk: MemoryStorage;
   private life: Life = { kind: "down" };
   private incarnations = 0;
   /** The current disk speed: the simulator calms the disks when it heals the cluster. */
@@ -112,13 +113,31 @@ export class SimNode {
 
   constructor(
     readonly id: NodeId,
-    voters: readonly NodeId[],
+    private readonly voters: readonly NodeId[],
     private readonly config: SimNodeConfig,
     private readonly prng: Prng,
     private readonly hooks: SimNodeHooks,
   ) {
-    this.storage = new MemoryStorage({ voters: [...voters], learners: [] });
+    this.disk = this.emptyDisk();
     this.fsyncStepsMax = config.fsyncStepsMax;
+  }
+
+  /** The durable state: what survives a crash of this node right now. */
+  get storage(): MemoryStorage {
+    return this.disk;
+  }
+
+  /**
+   * The disk of a stopped node is lost: log, hard state and snapshot. A start after this begins from an
+   * empty disk (term 0, no vote, no entry), as a process does on an empty data directory.
+   */
+  loseDisk(): void {
+    assert(this.life.kind === "down", `sim node ${this.id}: disk lost while running`);
+    this.disk = this.emptyDisk();
+  }
+
+  private emptyDisk(): MemoryStorage {
+    return new MemoryStorage({ voters: [...this.voters], learners: [] });
   }
 
   get isUp(): boolean {

@@ -1,6 +1,9 @@
 import type { MemoryStorage, Message, NodeId, Status } from "../../src/core/index.js";
+import { judgeBootstrap } from "../../src/driver/bootstrap-check.js";
 import { assert } from "../../src/lib/assert.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
+import type { ProbeAnswer } from "../../src/transport/index.js";
+import { BOOTSTRAP_RETRY_STEPS, BOOTSTRAP_RETRY_STEPS_MAX, durableSummary, holdsSomething, Incarnations, probeAnswers, type MemberPhase } from "./disk-loss.js";
 import { describeOperation } from "./history.js";
 import { SafetyMonitor, type Violation } from "./invariants.js";
 import { checkLinearizability } from "./linearizability.js";
@@ -12,7 +15,8 @@ import { Workload } from "./workload.js";
 /**
  * The deterministic cluster simulator. One seed decides everything: parameters (params.ts), network
  * loss, delay, reordering, duplication and partitions (network.ts), crashes that lose unsynced writes and
- * restarts (sim-node.ts), pauses, and the client workload (workload.ts). Time is a step counter.
+ * restarts (sim-node.ts), pauses, the loss of one node's whole disk (disk-loss.ts), and the client
+ * workload (workload.ts). Time is a step counter.
  *
  * A run has four phases:
  *  1. chaos: `steps` steps of faults and client traffic;
@@ -24,8 +28,18 @@ import { Workload } from "./workload.js";
  *  4. drain: clients stop, and every node must apply everything the leader committed.
  * The safety checkers (invariants.ts) run after every step; the client history must be linearizable.
  *
- * Within a step the order is fixed: faults, message delivery, ticks, clients, then each node (by id)
- * completes its write in flight and takes new Readys; compaction; checks.
+ * Within a step the order is fixed: faults, restarts (and a round of the bootstrap check of a node that
+ * lost its disk), message delivery, ticks, clients, then each node (by id) completes its write in flight
+ * and takes new Readys; compaction; checks.
+ *
+ * Disk loss (at most one node per run): the node crashes and its disk is replaced by an empty one. When
+ * it restarts it runs the bootstrap check of production (the real `judgeBootstrap` on answers modelled
+ * in disk-loss.ts) every few steps until the verdict is "exists" (it stays down for the rest of the run,
+ * as the real process exits) or "new" (it starts empty under a new incarnation; only right when every
+ * other member still holds nothing). Peers drop messages from a changed incarnation. From its disk loss
+ * until it takes part again, and for good once refused, the node is `excluded`: the checkers count it out
+ * of every quorum, and the heal and liveness phases are judged on the other members (a majority of the
+ * cluster is still there, since at most one node loses its disk).
  */
 export interface SimOptions {
   readonly seed: number;
@@ -49,9 +63,16 @@ export type FaultAction =
   | { readonly kind: "partition"; readonly groups: readonly (readonly NodeId[])[] }
   /** Cut every link into the current leader: it can still send but hears nothing (asymmetric). */
   | { readonly kind: "deafenLeader" }
+  /** The follower with the lowest id alone on one side, the rest on the other. */
+  | { readonly kind: "isolateFollower" }
   | { readonly kind: "heal" }
   /** Crash the leader, a majority of nodes (the leader among them), or the given nodes. */
   | { readonly kind: "crash"; readonly target: "leader" | "majority" | readonly NodeId[] }
+  /**
+   * A node crashes (unless down already) and loses its disk, then restarts `downSteps` later (at once
+   * when 0). "follower": one the leader reaches both ways, if any. At most once per run.
+   */
+  | { readonly kind: "loseDisk"; readonly target: "leader" | "follower" | NodeId; readonly downSteps: number }
   | { readonly kind: "restartAll" }
   | { readonly kind: "network"; readonly conditions: NetworkConditions };
 
@@ -72,9 +93,38 @@ export interface SimResult {
   readonly crashes: number;
   readonly operations: { readonly invoked: number; readonly ok: number; readonly failed: number; readonly unknown: number };
   readonly messages: { readonly sent: number; readonly delivered: number; readonly lost: number };
+  /** The node that lost its disk, if one did, and how its return ended. */
+  readonly diskLoss: DiskLossReport | undefined;
+  /** Messages peers dropped because their sender's incarnation had changed. */
+  readonly incarnationRefusals: number;
   readonly violations: readonly Violation[];
   /** The last trace lines (empty unless tracing). */
   readonly trace: readonly string[];
+}
+
+export interface DiskLossReport {
+  readonly node: NodeId;
+  readonly at: number;
+  /**
+   * down: not restarted yet; checking: still waiting for every member to answer; refused: verdict
+   * "exists" (down for good); rejoined: started empty (verdict "new", or the bootstrap check off).
+   */
+  readonly outcome: DiskLossState["kind"];
+  /** Rounds of the bootstrap check. */
+  readonly rounds: number;
+}
+
+type DiskLossState =
+  | { readonly kind: "down" }
+  | { readonly kind: "checking"; nextAt: number; pause: number }
+  | { readonly kind: "refused" }
+  | { readonly kind: "rejoined" };
+
+interface DiskLoss {
+  readonly node: NodeId;
+  readonly at: number;
+  state: DiskLossState;
+  rounds: number;
 }
 
 /** What a scenario test may look at after each step. */
@@ -84,6 +134,7 @@ export interface SimView {
   status(node: NodeId): Status | undefined;
   readonly nodeIds: readonly NodeId[];
   highestCommitted(): number;
+  diskLoss(): DiskLossReport | undefined;
 }
 
 type Phase =
@@ -100,6 +151,8 @@ const CALM_FSYNC_STEPS_MAX = 1;
 const READY_PER_STEP_MAX = 8;
 const IN_FLIGHT_MESSAGES_MAX = 20_000;
 const PAUSE_BACKLOG_MAX = 5_000;
+/** Seeds the disk-loss stream (its timing, its node, incarnations) apart from every other stream. */
+const DISK_LOSS_SEED_SALT = 0x0d15c105;
 
 export function runSimulation(options: SimOptions, observe?: (view: SimView) => void): SimResult {
   return new Simulation(options).run(observe);
@@ -108,6 +161,19 @@ export function runSimulation(options: SimOptions, observe?: (view: SimView) => 
 class Simulation {
   private readonly prng: Prng;
   private readonly faultPrng: Prng;
+  /**
+   * Its own stream (not a fork of the seed's generator, which would shift every other stream), so that
+   * a seed that loses no disk replays exactly the run it made before disk loss existed.
+   */
+  private readonly diskPrng: Prng;
+  private readonly incarnations: Incarnations;
+  private diskLoss: DiskLoss | undefined;
+  /**
+   * Nodes the heal and liveness phases do not wait for: one that lost its disk and is out of every
+   * quorum (monitor.excluded), or that started again but is refused by some member (it may never catch
+   * up, since that member drops what it says; only when a guard is off, or after a "new" verdict).
+   */
+  private readonly gone = new Set<NodeId>();
   private readonly params: SimParams;
   private readonly ids: NodeId[];
   private readonly network: SimNetwork;
@@ -143,14 +209,20 @@ class Simulation {
     const scripted = options.script !== undefined;
     this.params = {
       ...drawn,
-      ...(scripted ? { network: CALM_NETWORK, crashRate: 0, partitionRate: 0, pauseRate: 0, weatherRate: 0, transferRate: 0, campaignRate: 0 } : {}),
+      ...(scripted
+        ? { network: CALM_NETWORK, crashRate: 0, partitionRate: 0, pauseRate: 0, weatherRate: 0, transferRate: 0, campaignRate: 0, diskLossRate: 0 }
+        : {}),
       ...options.params,
     };
     this.tracing = options.trace ?? false;
     this.ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
+    this.diskPrng = createPrng(options.seed ^ DISK_LOSS_SEED_SALT);
+    this.incarnations = new Incarnations(this.ids, this.diskPrng.fork());
     this.network = new SimNetwork(this.ids, this.prng.fork(), IN_FLIGHT_MESSAGES_MAX);
     this.network.conditions = this.params.network;
     this.monitor = new SafetyMonitor(this.ids);
+    this.monitor.voteCounts = (voter, candidate) =>
+      !this.monitor.excluded.has(voter) && (voter === candidate || this.params.unsafeNoIncarnationCheck || this.incarnations.wouldAccept(candidate, voter));
     const electionSteps = 2 * this.params.electionTicks * Math.max(...this.params.stepsPerTick);
     this.electionSteps = electionSteps;
     this.leaderStepsMax = 20 * electionSteps;
@@ -188,6 +260,7 @@ class Simulation {
         propose: (id, data) => (this.paused.has(id) ? undefined : this.node(id).propose(data)),
         readIndex: (id, requestId) => !this.paused.has(id) && this.node(id).readIndex(requestId),
         valueOf: (id, key) => this.node(id).valueOf(key),
+        isGone: (id) => this.gone.has(id),
       },
       (opId, reason) => this.monitor.observeFailedOp(opId, reason),
     );
@@ -223,6 +296,8 @@ class Simulation {
       crashes: [...this.nodes.values()].reduce((sum, n) => sum + n.crashes, 0),
       operations: { ...this.workload.stats },
       messages: { sent: net.sent, delivered: net.delivered, lost: net.lost + net.cut + net.overflowed },
+      diskLoss: this.diskLossReport(),
+      incarnationRefusals: this.incarnations.refused,
       violations: this.monitor.violations,
       trace: this.trace,
     };
@@ -236,6 +311,7 @@ class Simulation {
       else for (const fault of this.options.script) if (fault.at === now) this.applyFault(fault.action);
     }
     this.restartDue();
+    this.bootstrapDue();
     this.resumeDue();
     const delivered = this.network.deliver(
       now,
@@ -247,7 +323,7 @@ class Simulation {
       if (pause !== undefined) {
         if (pause.backlog.length < PAUSE_BACKLOG_MAX) pause.backlog.push(message);
       } else {
-        this.node(message.to).deliver(message);
+        this.deliverTo(message);
       }
     }
     for (const id of this.ids) {
@@ -319,11 +395,14 @@ class Simulation {
     }
   }
 
-  /** Every node up, in the same term, and following a leader that knows it leads and is not handing over. */
+  /**
+   * Every node up, in the same term, and following a leader that knows it leads and is not handing over
+   * (every node that takes part: one that lost its disk and is out of every quorum is not waited for).
+   */
   private stableLeader(): { leader: NodeId; term: number } | undefined {
     let leader: NodeId | undefined;
     let term: number | undefined;
-    for (const id of this.ids) {
+    for (const id of this.members()) {
       const status = this.node(id).status();
       if (status === undefined || status.leader === 0) return undefined;
       if (leader === undefined) {
@@ -341,7 +420,7 @@ class Simulation {
   private converged(leader: NodeId): boolean {
     const lead = this.node(leader).status();
     if (lead === undefined || lead.commit !== lead.lastIndex) return false;
-    return this.ids.every((id) => this.node(id).running()?.sm.index === lead.commit);
+    return this.members().every((id) => this.node(id).running()?.sm.index === lead.commit);
   }
 
   private checkLivenessOps(from: number): void {
@@ -412,6 +491,10 @@ class Simulation {
         this.log(`node ${id} told to campaign`);
       }
     }
+    const d = this.diskPrng;
+    if (this.diskLoss === undefined && p.diskLossRate > 0 && d.chance(p.diskLossRate)) {
+      this.loseDisk(d.pick(this.ids), now + d.int(1, p.downStepsMax));
+    }
   }
 
   private randomPartition(): void {
@@ -473,6 +556,14 @@ class Simulation {
         this.log(`links cut: ${this.network.describe()} (leader ${leader} deafened)`);
         break;
       }
+      case "isolateFollower": {
+        const leader = this.currentLeader();
+        const follower = this.ids.find((id) => id !== leader && this.node(id).isUp);
+        if (follower === undefined) break;
+        this.network.partition([[follower], this.ids.filter((id) => id !== follower)]);
+        this.log(`partition ${this.network.describe()} (follower ${follower} isolated)`);
+        break;
+      }
       case "heal":
         this.network.heal();
         this.log(`partition healed`);
@@ -491,8 +582,24 @@ class Simulation {
         break;
       }
       case "restartAll":
-        for (const id of this.ids) if (!this.node(id).isUp) this.restartAt.set(id, this.now);
+        for (const id of this.ids) if (!this.node(id).isUp && !this.heldByDiskLoss(id)) this.restartAt.set(id, this.now);
         break;
+      case "loseDisk": {
+        if (this.diskLoss !== undefined) break;
+        const leader = this.currentLeader();
+        let target: NodeId | undefined;
+        if (action.target === "leader") {
+          target = leader;
+        } else if (action.target === "follower") {
+          const followers = this.ids.filter((id) => id !== leader && this.node(id).isUp);
+          const reached = (id: NodeId): boolean => leader !== undefined && this.network.connected(leader, id) && this.network.connected(id, leader);
+          target = followers.find(reached) ?? followers[0];
+        } else {
+          target = action.target;
+        }
+        if (target !== undefined) this.loseDisk(target, this.now + action.downSteps);
+        break;
+      }
       case "network":
         this.network.conditions = action.conditions;
         this.log(`network now ${JSON.stringify(action.conditions)}`);
@@ -525,6 +632,10 @@ class Simulation {
       const at = this.restartAt.get(id);
       if (at === undefined || at > this.now) continue;
       this.restartAt.delete(id);
+      if (this.diskLoss?.node === id && this.diskLoss.state.kind === "down") {
+        this.restartEmpty(this.diskLoss);
+        continue;
+      }
       const replay = this.faultPrng.chance(this.params.restartReplayRate);
       this.node(id).start(replay);
       const status = this.node(id).status();
@@ -538,8 +649,144 @@ class Simulation {
       if (pause === undefined || pause.until > this.now) continue;
       this.paused.delete(id);
       this.log(`node ${id} resumed with ${pause.backlog.length} messages waiting`);
-      for (const message of pause.backlog) this.node(id).deliver(message);
+      for (const message of pause.backlog) this.deliverTo(message);
     }
+  }
+
+  /**
+   * Hands a message to its (running) receiver, unless the receiver refuses its sender's incarnation.
+   * Messages carry their sender's incarnation as a network tag once it is not the sender's first one.
+   * Snapshots are not checked, as InstallSnapshot is not in production.
+   */
+  private deliverTo(message: Message): void {
+    if (!this.params.unsafeNoIncarnationCheck && message.type !== "snapshot") {
+      const incarnation = this.network.tagOf(message) ?? this.incarnations.initialOf(message.from);
+      if (!this.incarnations.accepts(message.to, message.from, incarnation)) {
+        if (this.tracing) this.log(`node ${message.to} refused ${describeMessage(message)}: incarnation ${incarnation} of node ${message.from} changed`);
+        return;
+      }
+    }
+    this.node(message.to).deliver(message);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Disk loss and the bootstrap check
+
+  /** The node crashes (unless it is down already) and its disk is replaced by an empty one. */
+  private loseDisk(id: NodeId, restartAt: number): void {
+    assert(this.diskLoss === undefined, "sim: at most one disk loss per run");
+    const node = this.node(id);
+    const before = durableSummary(node.storage);
+    if (node.isUp) this.crash(id, restartAt);
+    else {
+      this.faults++;
+      this.restartAt.set(id, restartAt);
+    }
+    node.loseDisk();
+    this.storages.set(id, node.storage);
+    this.incarnations.loseDisk(id);
+    this.monitor.observeDiskLost(id);
+    this.monitor.excluded.add(id);
+    this.gone.add(id);
+    this.diskLoss = { node: id, at: this.now, state: { kind: "down" }, rounds: 0 };
+    this.log(`node ${id} lost its disk (it held term ${before.term}, last index ${before.lastIndex}, snapshot ${before.snapshotIndex})`);
+  }
+
+  /** Its restart is due: the real node runs the bootstrap check first (unless the test turned it off). */
+  private restartEmpty(loss: DiskLoss): void {
+    if (this.params.unsafeNoBootstrapCheck) {
+      this.rejoin(loss, "without the bootstrap check (--unsafe-no-bootstrap-check)");
+      return;
+    }
+    loss.state = { kind: "checking", nextAt: this.now, pause: BOOTSTRAP_RETRY_STEPS };
+    this.log(`node ${loss.node} restarted on an empty disk: asking every other member whether the cluster exists`);
+  }
+
+  /** A round of the bootstrap check, when one is due (see disk-loss.ts for the model of the answers). */
+  private bootstrapDue(): void {
+    const loss = this.diskLoss;
+    if (loss === undefined || loss.state.kind !== "checking" || loss.state.nextAt > this.now) return;
+    const state = loss.state;
+    const answers = probeAnswers(loss.node, this.ids, {
+      connected: (from, to) => this.network.connected(from, to),
+      phase: (id) => this.memberPhase(id),
+      storage: (id) => this.node(id).storage,
+    });
+    loss.rounds++;
+    const verdict = judgeBootstrap(answers);
+    switch (verdict.kind) {
+      case "wait":
+        if (this.tracing) this.log(`node ${loss.node} waits for ${verdict.waitingFor.join(",")} (${describeAnswers(answers)})`);
+        state.nextAt = this.now + state.pause;
+        state.pause = Math.min(BOOTSTRAP_RETRY_STEPS_MAX, 2 * state.pause);
+        break;
+      case "exists": {
+        const e = verdict.evidence;
+        loss.state = { kind: "refused" };
+        this.log(`node ${loss.node} refuses to start: member ${e.peer} holds term ${e.term}, last index ${e.lastIndex}, snapshot ${e.snapshotIndex} (it stays down)`);
+        break;
+      }
+      case "new": {
+        // The rule's promise, checked against the members' real state: "new" only if nobody holds anything.
+        const holder = this.ids.find((id) => id !== loss.node && holdsSomething(this.node(id).storage));
+        if (holder !== undefined) {
+          const h = durableSummary(this.node(holder).storage);
+          this.monitor.record(
+            "bootstrap",
+            `node ${loss.node} lost its disk and judgeBootstrap let it bootstrap a new cluster, but node ${holder} holds term ${h.term}, ` +
+              `last index ${h.lastIndex}, snapshot ${h.snapshotIndex} (answers: ${describeAnswers(answers)})`,
+          );
+        }
+        this.rejoin(loss, `as a new cluster after ${loss.rounds} round(s): every other member holds nothing`);
+        break;
+      }
+    }
+  }
+
+  /** The node starts on its empty disk under a new incarnation. */
+  private rejoin(loss: DiskLoss, how: string): void {
+    const incarnation = this.incarnations.create(loss.node);
+    loss.state = { kind: "rejoined" };
+    this.node(loss.node).start(false);
+    this.updateDiskLoss();
+    this.log(`node ${loss.node} started empty ${how}, incarnation ${incarnation}`);
+  }
+
+  /** What a Probe call to `id` would find. */
+  private memberPhase(id: NodeId): MemberPhase {
+    if (this.diskLoss?.node === id && this.diskLoss.state.kind === "checking") return "bootstrapping";
+    return this.node(id).isUp && !this.paused.has(id) ? "running" : "unavailable";
+  }
+
+  /** Down because of its disk loss, and not to be restarted like a crashed node: checking, or refused. */
+  private heldByDiskLoss(id: NodeId): boolean {
+    const loss = this.diskLoss;
+    return loss?.node === id && (loss.state.kind === "checking" || loss.state.kind === "refused");
+  }
+
+  /**
+   * The node that lost its disk is out of every quorum until it starts again, and after that while
+   * every other member refuses its new incarnation (see invariants.ts); it is gone for the liveness
+   * checks while any member refuses it.
+   */
+  private updateDiskLoss(): void {
+    const loss = this.diskLoss;
+    if (loss?.state.kind !== "rejoined") return;
+    const refusing = this.params.unsafeNoIncarnationCheck ? 0 : this.incarnations.refusing(loss.node);
+    if (refusing === this.ids.length - 1) this.monitor.excluded.add(loss.node);
+    else this.monitor.excluded.delete(loss.node);
+    if (refusing > 0) this.gone.add(loss.node);
+    else this.gone.delete(loss.node);
+  }
+
+  /** The nodes the heal and liveness phases wait for: all but one gone (see `gone`). */
+  private members(): NodeId[] {
+    return this.gone.size === 0 ? this.ids : this.ids.filter((id) => !this.gone.has(id));
+  }
+
+  private diskLossReport(): DiskLossReport | undefined {
+    const loss = this.diskLoss;
+    return loss === undefined ? undefined : { node: loss.node, at: loss.at, outcome: loss.state.kind, rounds: loss.rounds };
   }
 
   private healEverything(): void {
@@ -553,7 +800,7 @@ class Simulation {
     for (const id of this.ids) {
       const node = this.node(id);
       node.fsyncStepsMax = CALM_FSYNC_STEPS_MAX;
-      if (!node.isUp) this.restartAt.set(id, this.now);
+      if (!node.isUp && !this.heldByDiskLoss(id)) this.restartAt.set(id, this.now);
     }
     for (const pause of this.paused.values()) pause.until = this.now;
   }
@@ -585,6 +832,7 @@ class Simulation {
         this.monitor.checkLeaderCompleteness(id, status.term, node.logView(status));
       }
     }
+    this.updateDiskLoss();
     this.monitor.checkCommittedDurable(this.storages);
   }
 
@@ -595,7 +843,9 @@ class Simulation {
           this.monitor.observeLogEntries(message.entries, message.prevTerm, `append from ${message.from} (term ${message.term}) to ${message.to}`);
         }
         if (this.tracing) this.log(`send ${describeMessage(message)}`);
-        this.network.send(message, this.now);
+        // A node that started again on a new disk tags what it sends with its new incarnation.
+        const loss = this.diskLoss;
+        this.network.send(message, this.now, loss?.node === message.from && loss.state.kind === "rejoined" ? this.incarnations.of(message.from) : undefined);
       },
       persisted: (node, write) => {
         this.monitor.observeLogEntries(write.entries, write.prevTerm, `node ${node.id} durable log`);
@@ -648,7 +898,8 @@ class Simulation {
     return this.ids
       .map((id) => {
         const s = this.node(id).status();
-        return s === undefined ? `${id}:down` : `${id}:${s.role}/t${s.term}/lead${s.leader}/c${s.commit}/last${s.lastIndex}`;
+        const lost = this.diskLoss?.node === id ? `(disk lost, ${this.diskLoss.state.kind})` : "";
+        return s === undefined ? `${id}:down${lost}` : `${id}:${s.role}/t${s.term}/lead${s.leader}/c${s.commit}/last${s.lastIndex}${lost}`;
       })
       .join(" ");
   }
@@ -666,8 +917,15 @@ class Simulation {
       status: (id) => this.node(id).status(),
       nodeIds: this.ids,
       highestCommitted: () => this.monitor.highestCommitted,
+      diskLoss: () => this.diskLossReport(),
     };
   }
+}
+
+function describeAnswers(answers: ReadonlyMap<NodeId, ProbeAnswer>): string {
+  return [...answers]
+    .map(([id, a]) => `${id}:${a.kind === "running" ? `t${a.term}/last${a.lastIndex}/snap${a.snapshotIndex}` : a.kind}`)
+    .join(" ");
 }
 
 function describeMessage(m: Message): string {

@@ -33,6 +33,11 @@ export interface ClusterPort {
   propose(node: NodeId, data: Uint8Array): ProposeResult | undefined;
   readIndex(node: NodeId, requestId: number): boolean;
   valueOf(node: NodeId, key: string): string | null;
+  /**
+   * A member out of the cluster for good (it lost its disk and refused to start): once the cluster is
+   * healthy, clients no longer send it reads (they would fail, and the liveness check would count them).
+   */
+  isGone(node: NodeId): boolean;
 }
 
 /** Told of every op the clients consider failed, so a checker can make sure it never takes effect. */
@@ -175,7 +180,8 @@ export class Workload {
     this.stats.invoked++;
     const base = { id, clientId: client.id, input, call, callStep: now, deadline: now + this.config.opTimeoutSteps };
     if (input.kind === "get") {
-      const node = this.prng.chance(this.config.randomNodeReadRate) ? this.prng.pick(this.cluster.nodeIds) : leader;
+      const targets = mode.kind === "liveness" ? this.cluster.nodeIds.filter((n) => !this.cluster.isGone(n)) : this.cluster.nodeIds;
+      const node = this.prng.chance(this.config.randomNodeReadRate) ? this.prng.pick(targets) : leader;
       client.pending = { ...base, node, index: 0, term: 0 };
       if (!this.cluster.readIndex(node, id)) this.resolve(client, { status: "fail", reason: `node ${node} is down`, retStep: now });
       return;
