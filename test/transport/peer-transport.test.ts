@@ -237,6 +237,8 @@ describe("peer transport over real HTTP/2", () => {
 
     await waitFor("peer 3 drained", () => statsOf(t, 3).queued === 0 && statsOf(t, 3).inflight === 0);
     const s3stats = statsOf(t, 3);
+    // "Sent" means written to the stream; the receiver steps what was written a moment later.
+    await waitFor("peer 3 delivered what was sent", () => s3.delivered.length >= s3stats.sent);
     expect(s3stats.sent + s3stats.dropped).toBe(total);
     expect(s3stats.dropped).toBeGreaterThan(0);
     const got = seqs(s3.delivered);
