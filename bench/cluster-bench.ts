@@ -18,7 +18,7 @@ import { defaultServeCommand } from "../test/chaos/node-process.js";
 import { delta, preload, quantile, runLoad, scrapeAll, workloads, type Workload } from "./cluster-bench/measure.js";
 import { checkPortsFree, onPath, ServerProcesses, treeCpu, type CpuSample } from "./cluster-bench/processes.js";
 import { cellsTable, comparisonTable, ms, type CellRecord } from "./cluster-bench/report.js";
-import { Endpoint, etcdSystem, raftkvSystem, type KvSystem } from "./cluster-bench/systems.js";
+import { Endpoint, etcdSystem, raftkvPipelineSystem, raftkvSystem, type KvSystem } from "./cluster-bench/systems.js";
 
 const repoRoot = resolve(import.meta.dirname, "..");
 const usage = `npm run bench -- [flags]
@@ -30,6 +30,8 @@ workload at every concurrency against the leader, prints a table and writes JSON
   --compare etcd        also start a 3-member etcd cluster (needs etcd on PATH; Debian: etcd-server)
                         and run every cell against it too, alternating with raftkv cell by cell
   --concurrency LIST    calls in flight, comma-separated (default 1,16,64,256)
+  --pipeline LIST       then puts through raftkv's pipelined client (one Pipeline stream to the
+                        leader) at these requests in flight (default 256,1024; "none" to skip)
   --workloads LIST      put, get (linearizable), mixed (90% get, 10% put) (default put,get,mixed)
   --seconds S           measured seconds per cell (default 5)
   --warmup S            unmeasured seconds before each cell (default 1)
@@ -48,6 +50,7 @@ interface Options {
   readonly endpoints: readonly string[] | undefined;
   readonly compareEtcd: boolean;
   readonly concurrency: readonly number[];
+  readonly pipeline: readonly number[];
   readonly workloads: readonly Workload[];
   readonly seconds: number;
   readonly warmup: number;
@@ -69,6 +72,7 @@ function parseOptions(argv: string[]): Options | undefined {
       endpoints: { type: "string" },
       compare: { type: "string" },
       concurrency: { type: "string", default: "1,16,64,256" },
+      pipeline: { type: "string", default: "256,1024" },
       workloads: { type: "string", default: workloads.join(",") },
       seconds: { type: "string", default: "5" },
       warmup: { type: "string", default: "1" },
@@ -103,6 +107,7 @@ function parseOptions(argv: string[]): Options | undefined {
     endpoints,
     compareEtcd: values.compare === "etcd",
     concurrency: [...new Set(list(values.concurrency).map((c) => number("concurrency", c, 1, 4096, true)))],
+    pipeline: values.pipeline === "none" ? [] : [...new Set(list(values.pipeline).map((c) => number("pipeline", c, 1, 4096, true)))],
     workloads: [...new Set(chosen as Workload[])],
     seconds: number("seconds", values.seconds, 0.1, 3600, false),
     warmup: number("warmup", values.warmup, 0, 3600, false),
@@ -379,6 +384,24 @@ async function main(): Promise<number> {
               `server CPU ${ms(cell.serverCpuMsPerOp)} ms/op  errors ${cell.errors}${errors.length > 0 ? `: ${errors.join("; ")}` : ""}${cell.misses > 0 ? `  misses ${cell.misses}` : ""}\n`,
           );
         }
+      }
+    }
+
+    // raftkv's own pipelined client, after the grid: the same puts on one Pipeline stream.
+    const raftkvTarget = targets.find((t) => t.system.name === "raftkv");
+    for (const concurrency of raftkvTarget === undefined ? [] : options.pipeline) {
+      if (raftkvTarget === undefined) break;
+      const leader = await waitForLeader(raftkvTarget, servers, leaderWaitMs);
+      const system = raftkvPipelineSystem(leader.url);
+      try {
+        const cell = await runCell({ ...raftkvTarget, system }, options, "put", concurrency, keys, value);
+        cells.push(cell);
+        process.stdout.write(
+          `  ${cell.system} put c=${concurrency} ${cell.opsPerSecond.toFixed(0).padStart(6)} ops/s  p50 ${ms(cell.latencyMs.p50)}  p99 ${ms(cell.latencyMs.p99)} ms  ` +
+            `server CPU ${ms(cell.serverCpuMsPerOp)} ms/op  errors ${cell.errors}\n`,
+        );
+      } finally {
+        await system.close();
       }
     }
 

@@ -74,12 +74,12 @@ export function cellsTable(cells: readonly CellRecord[]): string {
 /** raftkv next to etcd for every cell both ran; ratios are raftkv / etcd. */
 export function comparisonTable(cells: readonly CellRecord[]): string {
   const rows: string[][] = [];
-  for (const r of cells.filter((c) => c.system === "raftkv")) {
+  for (const r of cells.filter((c) => c.system !== "etcd")) {
     const e = cells.find((c) => c.system === "etcd" && c.workload === r.workload && c.concurrency === r.concurrency);
     if (e === undefined) continue;
     const ratio = (a: number | null, b: number | null): string => (a === null || b === null || b === 0 ? "n/a" : `${(a / b).toFixed(2)}x`);
     rows.push([
-      r.workload,
+      r.system === "raftkv" ? r.workload : `${r.workload} (${r.system})`,
       String(r.concurrency),
       fixed(r.opsPerSecond, 0),
       fixed(e.opsPerSecond, 0),

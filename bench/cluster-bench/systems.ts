@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { createRaftkvClient } from "../../src/rpc/client/index.js";
 
 /**
  * The two systems under test behind one interface, driven by one client: @grpc/grpc-js unary calls
@@ -57,7 +58,7 @@ export function errorCode(error: unknown): string {
   return typeof code === "number" && grpc.status[code] !== undefined ? grpc.status[code] : "OTHER";
 }
 
-export type SystemName = "raftkv" | "etcd";
+export type SystemName = "raftkv" | "raftkv-pipeline" | "etcd";
 
 export interface KvSystem {
   readonly name: SystemName;
@@ -126,5 +127,26 @@ export function etcdSystem(benchDir: string): KvSystem {
         const self = (reply.header as Reply | undefined)?.member_id;
         return typeof reply.leader === "string" && reply.leader !== "0" && reply.leader === self;
       }),
+  };
+}
+
+/**
+ * raftkv through its own pipelined client (KvService.Pipeline, the bundled client's pipeline()): every
+ * request of a cell rides one stream to the leader. The grpc-js channel a worker is handed is unused.
+ */
+export function raftkvPipelineSystem(leaderUrl: string): KvSystem & { close(): Promise<void> } {
+  const client = createRaftkvClient({ endpoints: [leaderUrl] });
+  const pipeline = client.pipeline();
+  return {
+    name: "raftkv-pipeline",
+    put: async (_client, key, value) => {
+      await pipeline.put({ key, value });
+    },
+    get: async (_client, key) => (await pipeline.get({ key })).kv !== undefined,
+    findLeader: async (endpoints) => endpoints.find((e) => e.url === leaderUrl),
+    async close() {
+      await pipeline.close();
+      client.close();
+    },
   };
 }
