@@ -5,18 +5,18 @@ import { runSimulation } from "./simulation.js";
 
 /**
  * `npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace L]
- *  [--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check]`
+ *  [--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]`
  *
  * Runs seeds S..S+N-1 (S defaults to 1; `--seed S` alone runs just S) and prints one summary line. On a
  * failure it also prints each failing seed with its violations and the exact command that replays it,
  * and exits 1. `--jobs J` splits the seeds over J child processes (same results, sooner). `--trace L`
  * (single seed) first prints the last L lines of the run's event trace. `--disk-loss` makes nearly every
- * seed lose one node's disk; the two `--unsafe-...` switches turn off issue 9's guards, to see the
- * checkers catch what they guard against (run-seeds.ts, SimFlags).
+ * seed lose one node's disk; the `--unsafe-...` switches turn off issue 9's guards (or the learning of
+ * incarnations by Probe), to see the checkers catch what they guard against (run-seeds.ts, SimFlags).
  */
 const USAGE =
   "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace LINES] " +
-  "[--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check]";
+  "[--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]";
 const STEPS_DEFAULT = 3000;
 const FAILURES_SHOWN_MAX = 10;
 const PROGRESS_MIN_SEEDS = 1000;
@@ -69,6 +69,7 @@ function parse(): Args {
         "disk-loss": { type: "boolean" },
         "unsafe-no-bootstrap-check": { type: "boolean" },
         "unsafe-no-incarnation-check": { type: "boolean" },
+        "unsafe-no-probe-learning": { type: "boolean" },
       },
       strict: true,
       allowPositionals: false,
@@ -98,6 +99,7 @@ function parse(): Args {
       diskLoss: values["disk-loss"] === true,
       unsafeNoBootstrapCheck: values["unsafe-no-bootstrap-check"] === true,
       unsafeNoIncarnationCheck: values["unsafe-no-incarnation-check"] === true,
+      unsafeNoProbeLearning: values["unsafe-no-probe-learning"] === true,
     },
     json: values.json === true,
   };

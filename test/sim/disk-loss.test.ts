@@ -75,6 +75,26 @@ describe("incarnations", () => {
     // Node 2's own record went with its disk: it accepts whatever it sees first again.
     expect(inc.accepts(2, 1, inc.of(1))).toBe(true);
   });
+
+  it("a Probe answer is a first sighting too: it records the current incarnation only if none is known", () => {
+    const inc = new Incarnations(IDS, createPrng(5));
+    const old2 = inc.of(2);
+    expect(inc.knows(1, 2)).toBe(false);
+    expect(inc.learn(1, 2)).toBe(true);
+    expect(inc.knows(1, 2)).toBe(true);
+    expect(inc.learn(1, 2)).toBe(false);
+    inc.loseDisk(2);
+    const new2 = inc.create(2);
+    // Node 1 probed node 2 before its disk loss: the new incarnation does not replace the old one.
+    expect(inc.learn(1, 2)).toBe(false);
+    expect(inc.wouldAccept(1, 2)).toBe(false);
+    expect(inc.accepts(1, 2, old2)).toBe(true);
+    // Node 3 never probed it before: it learns the new incarnation as the first.
+    expect(inc.learn(3, 2)).toBe(true);
+    expect(inc.accepts(3, 2, new2)).toBe(true);
+    expect(inc.learnedByProbe).toBe(2);
+    expect(inc.refusing(2)).toBe(1);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------
@@ -88,7 +108,8 @@ function pinned(nodes: number): Partial<SimParams> {
     heartbeatTicks: 1,
     stepsPerTick: Array.from({ length: nodes }, () => TICK_STEPS),
     fsyncStepsMax: 2,
-    leaderSendsEarly: true,
+    earlySends: true,
+    unblockedRate: 0.8,
     tornWrites: true,
     preVote: true,
     checkQuorum: true,
@@ -100,6 +121,8 @@ function pinned(nodes: number): Partial<SimParams> {
 interface Guards {
   readonly bootstrapCheck: boolean;
   readonly incarnationCheck: boolean;
+  /** Learning incarnations by Probe (src/driver/open-node.ts); on unless turned off. */
+  readonly probeLearning?: boolean;
 }
 const GUARDS_ON: Guards = { bootstrapCheck: true, incarnationCheck: true };
 
@@ -110,7 +133,12 @@ function run(script: ScriptedFault[], guards: Guards, seed = 7, observe?: (step:
       nodes: 3,
       steps: 1500,
       script,
-      params: { ...pinned(3), unsafeNoBootstrapCheck: !guards.bootstrapCheck, unsafeNoIncarnationCheck: !guards.incarnationCheck },
+      params: {
+        ...pinned(3),
+        unsafeNoBootstrapCheck: !guards.bootstrapCheck,
+        unsafeNoIncarnationCheck: !guards.incarnationCheck,
+        unsafeNoProbeLearning: guards.probeLearning === false,
+      },
     },
     (view) => observe?.(view.now(), view.diskLoss()),
   );
@@ -162,14 +190,46 @@ describe("a node that loses its disk", () => {
     expect(result.violations[0]).toMatchObject({ step: 700, kind: "committedLost" });
   });
 
-  it("the incarnation guard alone does not cover a peer that never heard from the member before", () => {
-    // Followers of a stable leader never message each other: the cut-off follower knows no incarnation
-    // of the one that lost its disk, takes the new one as the first, and would count its vote (with the
-    // leader down, the two elect a leader without the entries committed since 300).
+  it("the incarnation guard alone covers a peer that never heard from the member, once it learned its incarnation by Probe", () => {
+    // Followers of a stable leader never message each other, but every member probed every other one
+    // when they started (step 0, all connected): the cut-off follower knows the old incarnation of the
+    // one that lost its disk and refuses the new one, like the leader. The member is out of every
+    // quorum; the two others go on.
     const result = run(LAGGING_PEER_AND_DISK_LOSS, { bootstrapCheck: false, incarnationCheck: true });
     expect(result.diskLoss?.outcome).toBe("rejoined");
+    expect(result.violations).toEqual([]);
+    expect(result.incarnationsLearnedByProbe).toBeGreaterThanOrEqual(6);
+    expect(result.incarnationRefusals).toBeGreaterThan(0);
+    expect(result.operations.ok).toBeGreaterThan(100);
+  });
+
+  it("without learning by Probe (the driver before learnIncarnations), the incarnation guard alone does not cover that peer", () => {
+    // The cut-off follower then knows no incarnation of the member, takes the new one as the first, and
+    // would count its vote (with the leader down, the two elect a leader without the entries committed
+    // since 300).
+    const result = run(LAGGING_PEER_AND_DISK_LOSS, { bootstrapCheck: false, incarnationCheck: true, probeLearning: false });
+    expect(result.diskLoss?.outcome).toBe("rejoined");
+    expect(result.incarnationsLearnedByProbe).toBe(0);
     expect(result.violations[0]).toMatchObject({ step: 700, kind: "committedLost" });
     // The bootstrap check alone is enough.
-    expect(run(LAGGING_PEER_AND_DISK_LOSS, { bootstrapCheck: true, incarnationCheck: false }).violations).toEqual([]);
+    expect(run(LAGGING_PEER_AND_DISK_LOSS, { bootstrapCheck: true, incarnationCheck: false, probeLearning: false }).violations).toEqual([]);
+  });
+
+  it("the incarnation guard alone still does not cover a peer that could never reach the member before its disk loss", () => {
+    // Node 3 is cut off from the start, so its Probe rounds never reach nodes 1 and 2 (which learn each
+    // other at once). They elect a leader and commit without it; at 700 the leader's follower loses its
+    // disk and restarts empty. Node 3 knows no incarnation of it: the first it can see, by Probe or by
+    // message, is the new one, and it would count that member's vote. Only the bootstrap check covers this.
+    const cutFromStart: ScriptedFault[] = [
+      { at: 0, action: { kind: "partition", groups: [[1, 2], [3]] } },
+      { at: 700, action: { kind: "loseDisk", target: "follower", downSteps: 0 } },
+      { at: 1000, action: { kind: "heal" } },
+    ];
+    const result = run(cutFromStart, { bootstrapCheck: false, incarnationCheck: true });
+    expect(result.diskLoss).toMatchObject({ at: 700, outcome: "rejoined" });
+    expect(result.violations[0]).toMatchObject({ step: 700, kind: "committedLost" });
+    const guarded = run(cutFromStart, GUARDS_ON);
+    expect(guarded.violations).toEqual([]);
+    expect(guarded.diskLoss).toMatchObject({ at: 700, outcome: "refused" });
   });
 });

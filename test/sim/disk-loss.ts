@@ -27,9 +27,19 @@ import type { ProbeAnswer } from "../../src/transport/index.js";
  * later message from that member that carries another one. The record survives the node's own crashes
  * (peers.json on its disk) and is lost with its disk. As in production (raft-service.ts checks Step
  * batches only), InstallSnapshot is not checked: snapshot messages are never dropped for it.
+ *
+ * Incarnations learned by Probe (src/driver/open-node.ts, learnIncarnations). Each time a node starts,
+ * it probes every other member whose incarnation it does not know yet, at once and then after pauses
+ * that double from LEARN_RETRY_STEPS up to LEARN_RETRY_STEPS_MAX (1 s up to 10 s in production, on the
+ * bootstrap check's scale of 16 steps a second), until it knows them all or it stops; a member that
+ * answers "running" (reachable both ways, up, not paused, not itself checking) has its current
+ * incarnation recorded as a first sighting (PeerIncarnations.check: nothing changes if another one is
+ * known already). Like the bootstrap check's rounds, a round takes no time and no simulated message.
  */
 export const BOOTSTRAP_RETRY_STEPS = 4;
 export const BOOTSTRAP_RETRY_STEPS_MAX = 64;
+export const LEARN_RETRY_STEPS = 16;
+export const LEARN_RETRY_STEPS_MAX = 160;
 
 export type MemberPhase = "running" | "unavailable" | "bootstrapping";
 
@@ -78,6 +88,8 @@ export class Incarnations {
   private readonly known = new Map<NodeId, Map<NodeId, number>>();
   /** Messages dropped because their sender's incarnation changed. */
   refused = 0;
+  /** Incarnations recorded from a Probe answer (`learn`) rather than from a message. */
+  learnedByProbe = 0;
 
   constructor(
     private readonly ids: readonly NodeId[],
@@ -134,6 +146,25 @@ export class Incarnations {
     if (first === incarnation) return true;
     this.refused++;
     return false;
+  }
+
+  /** Whether `receiver` has seen an incarnation of `sender` (whichever). */
+  knows(receiver: NodeId, sender: NodeId): boolean {
+    return this.known.get(receiver)?.has(sender) ?? false;
+  }
+
+  /**
+   * `receiver` probed `sender` and it answered "running": its current incarnation is recorded if
+   * `receiver` knew none (a first sighting, as for a message; a known one is kept). Returns whether it
+   * was recorded.
+   */
+  learn(receiver: NodeId, sender: NodeId): boolean {
+    const known = this.known.get(receiver);
+    assert(known !== undefined, `sim: no incarnation record for node ${receiver}`);
+    if (known.has(sender)) return false;
+    known.set(sender, this.of(sender));
+    this.learnedByProbe++;
+    return true;
   }
 
   /** Whether `receiver` would accept a message from `sender` now (without recording anything). */

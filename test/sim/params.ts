@@ -18,7 +18,10 @@ export interface SimParams {
   /** Per node: a tick every this many steps (nodes' clocks run at different speeds). */
   readonly stepsPerTick: readonly number[];
   readonly fsyncStepsMax: number;
-  readonly leaderSendsEarly: boolean;
+  /** See SimNodeConfig: the driver sends what promises nothing about its disk before its write is durable. */
+  readonly earlySends: boolean;
+  /** See SimNodeConfig: how often a step with inputs during a write in flight ends with takeUnblocked(). */
+  readonly unblockedRate: number;
   readonly tornWrites: boolean;
   /** Break the driver on purpose (see SimNodeConfig); never drawn, only set by the self-test. */
   readonly unsafeSendBeforeDurable: boolean;
@@ -30,6 +33,11 @@ export interface SimParams {
    */
   readonly unsafeNoBootstrapCheck: boolean;
   readonly unsafeNoIncarnationCheck: boolean;
+  /**
+   * Members learn each other's incarnations only from messages, not by Probe (never drawn;
+   * `--unsafe-no-probe-learning`): the driver before src/driver/open-node.ts learnIncarnations.
+   */
+  readonly unsafeNoProbeLearning: boolean;
   /** Per-step probabilities of each fault during the chaos phase. */
   readonly crashRate: number;
   readonly partitionRate: number;
@@ -85,11 +93,13 @@ export function drawParams(prng: Prng, nodeCount: number): SimParams {
     checkQuorum: prng.chance(0.8),
     stepsPerTick,
     fsyncStepsMax: prng.pick([0, 1, 2, 4, 8]),
-    leaderSendsEarly: prng.chance(0.7),
+    // Production always sends early; a fifth of the seeds hold every message until the write is durable.
+    earlySends: prng.chance(0.8),
     tornWrites: prng.chance(0.7),
     unsafeSendBeforeDurable: false,
     unsafeNoBootstrapCheck: false,
     unsafeNoIncarnationCheck: false,
+    unsafeNoProbeLearning: false,
     crashRate: prng.pick([0, 0.0005, 0.001, 0.003]),
     partitionRate: prng.pick([0, 0.001, 0.003, 0.008]),
     partitionStepsMax: prng.int(electionSteps, 8 * electionSteps),
@@ -112,6 +122,8 @@ export function drawParams(prng: Prng, nodeCount: number): SimParams {
     // Drawn last, so that adding it changed nothing else a seed draws. About a third of the seeds lose a
     // disk within 2000..3000 chaos steps (a rate of 0.0005 strikes in 63..78% of them, 0.002 in 98%+).
     diskLossRate: prng.chance(0.35) ? prng.pick([0.0005, 0.001, 0.002]) : 0,
+    // 1 is production's driver exactly (takeUnblocked after every step with inputs during a write).
+    unblockedRate: prng.pick([0.5, 0.8, 1]),
   };
 }
 

@@ -23,6 +23,8 @@ export interface SimFlags {
   readonly unsafeNoBootstrapCheck?: boolean;
   /** `--unsafe-no-incarnation-check`: peers accept a member whose incarnation changed. */
   readonly unsafeNoIncarnationCheck?: boolean;
+  /** `--unsafe-no-probe-learning`: members learn incarnations from messages only, not by Probe. */
+  readonly unsafeNoProbeLearning?: boolean;
 }
 
 /** With `--disk-loss`: a disk loss strikes within 2000 chaos steps in 98% of the seeds. */
@@ -33,6 +35,7 @@ export function flagParams(flags: SimFlags | undefined): Partial<SimParams> {
     ...(flags?.diskLoss === true ? { diskLossRate: FORCED_DISK_LOSS_RATE } : {}),
     ...(flags?.unsafeNoBootstrapCheck === true ? { unsafeNoBootstrapCheck: true } : {}),
     ...(flags?.unsafeNoIncarnationCheck === true ? { unsafeNoIncarnationCheck: true } : {}),
+    ...(flags?.unsafeNoProbeLearning === true ? { unsafeNoProbeLearning: true } : {}),
   };
 }
 
@@ -41,6 +44,7 @@ export function flagArgs(flags: SimFlags | undefined): string[] {
   if (flags?.diskLoss === true) args.push("--disk-loss");
   if (flags?.unsafeNoBootstrapCheck === true) args.push("--unsafe-no-bootstrap-check");
   if (flags?.unsafeNoIncarnationCheck === true) args.push("--unsafe-no-incarnation-check");
+  if (flags?.unsafeNoProbeLearning === true) args.push("--unsafe-no-probe-learning");
   return args;
 }
 

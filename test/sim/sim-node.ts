@@ -1,12 +1,14 @@
 import {
   MemoryStorage,
   RaftNode,
+  waitsForDurability,
   type Entry,
   type HardState,
   type Message,
   type NodeId,
   type ProposeResult,
   type Ready,
+  type ReadState,
   type Snapshot,
   type SoftState,
   type Status,
@@ -23,8 +25,13 @@ import { decodeCommand, KvStateMachine, type KvCommand } from "./kv-model.js";
  *
  *  - a Ready's persistence (snapshot, entries, hard state) takes a seed-chosen number of steps ("fsync
  *    in flight"); only one Ready is outstanding, and the core keeps ticking and receiving meanwhile;
- *  - leader "append"/"heartbeat"/"snapshot" messages leave at once (the allowed shortcut), every other
- *    message only once the write is durable;
+ *  - the Ready's messages that promise nothing about the disk (the core's `waitsForDurability` is false:
+ *    everything but appendResp, voteResp and vote) leave at once, the others only once the write is
+ *    durable, as src/driver/node.ts does (in the seeds with `earlySends`; the others hold every message);
+ *  - while the write is in flight, a step in which inputs reached the core (messages, ticks, proposals,
+ *    reads, a transfer, a campaign) ends, in most such steps, with `takeUnblocked()`: its messages leave
+ *    and its read states go to the same read bookkeeping as a Ready's (production's flushUnblocked, once
+ *    per turn of the event loop with inputs);
  *  - then committed entries are applied, read states answered once applied, and advance() called.
  *
  * A crash loses the write in flight, or (torn write) keeps a prefix of its records in WAL order:
@@ -41,8 +48,20 @@ export interface SimNodeConfig {
   readonly checkQuorum: boolean;
   /** A write that must be synced takes 0..fsyncStepsMax steps (the initial value; see SimNode.fsyncStepsMax). */
   readonly fsyncStepsMax: number;
-  /** Whether leaders use the shortcut of sending appends before their own write is durable. */
-  readonly leaderSendsEarly: boolean;
+  /**
+   * Whether the driver sends what promises nothing about its disk before its write is durable, as
+   * production does: a Ready's messages for which waitsForDurability() is false, and takeUnblocked()'s
+   * while the write is in flight. Off: a stricter driver that holds every message until the write is
+   * durable and never calls takeUnblocked() (also allowed by the Ready contract).
+   */
+  readonly earlySends: boolean;
+  /**
+   * With earlySends: the probability that a step in which inputs reached the core while a write is in
+   * flight ends with takeUnblocked() (production calls it after every such turn of its event loop; a
+   * step stands for many turns, and leaving some out explores the orders in which the write completes
+   * first and the Ready carries those messages instead).
+   */
+  readonly unblockedRate: number;
   /** Whether a crash may keep a prefix of the write in flight. */
   readonly tornWrites: boolean;
   /**
@@ -52,6 +71,14 @@ export interface SimNodeConfig {
   readonly unsafeSendBeforeDurable: boolean;
   /** Bound on Readys handled in one step (when writes complete instantly, the loop could go on). */
   readonly readyPerStepMax: number;
+}
+
+/** What the node's takeUnblocked() calls handed out (summed into SimResult.unblocked, for the tests). */
+export interface UnblockedStats {
+  /** Calls of takeUnblocked(). */
+  takes: number;
+  messages: number;
+  readStates: number;
 }
 
 /** What a node reports to the simulation: the checkers and the clients listen here. */
@@ -68,6 +95,8 @@ export interface SimNodeHooks {
   readReady(node: SimNode, requestId: number, index: number): void;
   /** Something the core handed out breaks the Ready contract. */
   contractViolation(node: SimNode, message: string): void;
+  /** takeUnblocked() was called while a write was in flight (its messages went through `send` already). */
+  unblocked(node: SimNode, messages: number, readStates: number): void;
 }
 
 export interface DurableWrite {
@@ -95,12 +124,11 @@ interface Running {
   readonly incarnation: number;
   /** The durable commit index when this incarnation started. */
   readonly durableCommitAtStart: number;
+  /** Inputs reached the core since the last `process` (what wakes production's flushUnblocked). */
+  inputs: boolean;
 }
 
 type Life = Running | { readonly kind: "down" };
-
-/** Message types a leader may send before its own write is durable (Ready doc, types.ts). */
-const EARLY_TYPES: ReadonlySet<Message["type"]> = new Set(["append", "heartbeat", "snapshot"]);
 
 export class SimNode {
   private disk: MemoryStorage;
@@ -110,6 +138,9 @@ export class SimNode {
   fsyncStepsMax: number;
   /** Crashes so far, for the run summary. */
   crashes = 0;
+  readonly unblockedStats: UnblockedStats = { takes: 0, messages: 0, readStates: 0 };
+  /** Its own stream, so that drawing for takeUnblocked() does not shift the disk's timing. */
+  private readonly unblockedPrng: Prng;
 
   constructor(
     readonly id: NodeId,
@@ -120,6 +151,7 @@ export class SimNode {
   ) {
     this.disk = this.emptyDisk();
     this.fsyncStepsMax = config.fsyncStepsMax;
+    this.unblockedPrng = prng.fork();
   }
 
   /** The durable state: what survives a crash of this node right now. */
@@ -196,6 +228,7 @@ export class SimNode {
       pendingReads: [],
       incarnation: ++this.incarnations,
       durableCommitAtStart: durable.commit,
+      inputs: false,
     };
   }
 
@@ -226,22 +259,67 @@ export class SimNode {
     });
   }
 
+  // Inputs. Each marks the step as one in which the core received something, except reportUnreachable,
+  // which production's driver hands to the core without waking its loop.
+
   tick(): void {
-    if (this.life.kind === "up") this.life.raft.tick();
+    const life = this.running();
+    if (life === undefined) return;
+    life.raft.tick();
+    life.inputs = true;
   }
 
   deliver(message: Message): void {
-    if (this.life.kind === "up") this.life.raft.step(message);
+    const life = this.running();
+    if (life === undefined) return;
+    life.raft.step(message);
+    life.inputs = true;
   }
 
   propose(data: Uint8Array): ProposeResult | undefined {
-    return this.life.kind === "up" ? this.life.raft.propose(data) : undefined;
+    const life = this.running();
+    if (life === undefined) return undefined;
+    life.inputs = true;
+    return life.raft.propose(data);
   }
 
   readIndex(requestId: number): boolean {
-    if (this.life.kind !== "up") return false;
-    this.life.raft.readIndex(requestId);
+    const life = this.running();
+    if (life === undefined) return false;
+    life.raft.readIndex(requestId);
+    life.inputs = true;
     return true;
+  }
+
+  /** Asks a leader to hand over to `to`; false when the node is down. */
+  transferLeadership(to: NodeId): boolean {
+    const life = this.running();
+    if (life === undefined) return false;
+    life.raft.transferLeadership(to);
+    life.inputs = true;
+    return true;
+  }
+
+  /** Makes the node campaign now (a fault of the simulator); false when it is down. */
+  campaign(): boolean {
+    const life = this.running();
+    if (life === undefined) return false;
+    life.raft.campaign();
+    life.inputs = true;
+    return true;
+  }
+
+  /** The transport failed to deliver a snapshot to `to`. */
+  reportSnapshotFailed(to: NodeId): void {
+    const life = this.running();
+    if (life === undefined) return;
+    life.raft.reportSnapshotFailed(to);
+    life.inputs = true;
+  }
+
+  /** The transport could not reach `to` (production does not wake its loop for this one). */
+  reportUnreachable(to: NodeId): void {
+    this.running()?.raft.reportUnreachable(to);
   }
 
   /** The current value of a key in this node's state machine (for a read being answered). */
@@ -250,11 +328,18 @@ export class SimNode {
     return this.life.sm.get(key);
   }
 
-  /** Completes a write whose time has come, then takes new Readys. */
+  /**
+   * Ends the node's step: while a write is in flight, hands out what the inputs of this step made
+   * sendable (takeUnblocked, in most such steps: before or instead of the write completing), completes
+   * the write whose time has come, then takes new Readys.
+   */
   process(now: number): void {
     const life = this.life;
     if (life.kind !== "up") return;
+    const inputs = life.inputs;
+    life.inputs = false;
     if (life.persisting !== undefined) {
+      if (inputs && this.config.earlySends && this.unblockedPrng.chance(this.config.unblockedRate)) this.flushUnblocked(life);
       if (life.persisting.doneAt > now) return;
       this.complete(life, life.persisting);
     }
@@ -333,16 +418,44 @@ export class SimNode {
       }
       this.applyEntry(life.sm, entry, term);
     }
-    for (const read of rd.readStates) {
+    this.takeReadStates(life, rd.readStates);
+    life.raft.advance(rd);
+  }
+
+  /**
+   * While the write is in flight: sends what the core says needs no durable write, and hands its
+   * answered reads to the read bookkeeping (production's Driver.flushUnblocked). A message that does
+   * wait for durability would break the contract of takeUnblocked: it is reported, not sent.
+   */
+  private flushUnblocked(life: Running): void {
+    const { messages, readStates } = life.raft.takeUnblocked();
+    const stats = this.unblockedStats;
+    stats.takes++;
+    stats.messages += messages.length;
+    stats.readStates += readStates.length;
+    for (const message of messages) {
+      if (waitsForDurability(message)) {
+        this.hooks.contractViolation(this, `takeUnblocked() handed out a ${message.type} to ${message.to} while the write was in flight`);
+        continue;
+      }
+      this.hooks.send(message);
+    }
+    this.takeReadStates(life, readStates);
+    this.hooks.unblocked(this, messages.length, readStates.length);
+  }
+
+  /** Read states from a Ready or from takeUnblocked(), alike: failed at once, or answered once applied. */
+  private takeReadStates(life: Running, readStates: readonly ReadState[]): void {
+    for (const read of readStates) {
       if (read.index === 0) this.hooks.readReady(this, read.requestId, 0);
       else life.pendingReads.push(read);
     }
     this.answerReads(life);
-    life.raft.advance(rd);
   }
 
+  /** The rule of src/driver/node.ts (handleReady), or a broken driver that sends everything at once. */
   private sendsEarly(m: Message): boolean {
-    return this.config.unsafeSendBeforeDurable || (this.config.leaderSendsEarly && EARLY_TYPES.has(m.type));
+    return this.config.unsafeSendBeforeDurable || (this.config.earlySends && !waitsForDurability(m));
   }
 
   private answerReads(life: Running): void {

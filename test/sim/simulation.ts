@@ -3,13 +3,23 @@ import { judgeBootstrap } from "../../src/driver/bootstrap-check.js";
 import { assert } from "../../src/lib/assert.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 import type { ProbeAnswer } from "../../src/transport/index.js";
-import { BOOTSTRAP_RETRY_STEPS, BOOTSTRAP_RETRY_STEPS_MAX, durableSummary, holdsSomething, Incarnations, probeAnswers, type MemberPhase } from "./disk-loss.js";
+import {
+  BOOTSTRAP_RETRY_STEPS,
+  BOOTSTRAP_RETRY_STEPS_MAX,
+  durableSummary,
+  holdsSomething,
+  Incarnations,
+  LEARN_RETRY_STEPS,
+  LEARN_RETRY_STEPS_MAX,
+  probeAnswers,
+  type MemberPhase,
+} from "./disk-loss.js";
 import { describeOperation } from "./history.js";
 import { SafetyMonitor, type Violation } from "./invariants.js";
 import { checkLinearizability } from "./linearizability.js";
 import { CALM_NETWORK, SimNetwork, type NetworkConditions } from "./network.js";
 import { drawNetwork, drawParams, type SimParams } from "./params.js";
-import { SimNode, type SimNodeHooks } from "./sim-node.js";
+import { SimNode, type SimNodeHooks, type UnblockedStats } from "./sim-node.js";
 import { Workload } from "./workload.js";
 
 /**
@@ -29,14 +39,16 @@ import { Workload } from "./workload.js";
  * The safety checkers (invariants.ts) run after every step; the client history must be linearizable.
  *
  * Within a step the order is fixed: faults, restarts (and a round of the bootstrap check of a node that
- * lost its disk), message delivery, ticks, clients, then each node (by id) completes its write in flight
- * and takes new Readys; compaction; checks.
+ * lost its disk), rounds of learning incarnations by Probe, message delivery, ticks, clients, then each
+ * node (by id) hands out what takeUnblocked() gives while its write is in flight, completes that write
+ * when due and takes new Readys; compaction; checks.
  *
  * Disk loss (at most one node per run): the node crashes and its disk is replaced by an empty one. When
  * it restarts it runs the bootstrap check of production (the real `judgeBootstrap` on answers modelled
  * in disk-loss.ts) every few steps until the verdict is "exists" (it stays down for the rest of the run,
  * as the real process exits) or "new" (it starts empty under a new incarnation; only right when every
- * other member still holds nothing). Peers drop messages from a changed incarnation. From its disk loss
+ * other member still holds nothing). Peers drop messages from a changed incarnation; they learn each
+ * member's incarnation from its messages and by probing it after each of their starts. From its disk loss
  * until it takes part again, and for good once refused, the node is `excluded`: the checkers count it out
  * of every quorum, and the heal and liveness phases are judged on the other members (a majority of the
  * cluster is still there, since at most one node loses its disk).
@@ -97,6 +109,10 @@ export interface SimResult {
   readonly diskLoss: DiskLossReport | undefined;
   /** Messages peers dropped because their sender's incarnation had changed. */
   readonly incarnationRefusals: number;
+  /** Incarnations learned by Probe rather than from a message. */
+  readonly incarnationsLearnedByProbe: number;
+  /** What takeUnblocked() handed out while writes were in flight, summed over the nodes. */
+  readonly unblocked: UnblockedStats;
   readonly violations: readonly Violation[];
   /** The last trace lines (empty unless tracing). */
   readonly trace: readonly string[];
@@ -190,6 +206,11 @@ class Simulation {
   private readonly restartAt = new Map<NodeId, number>();
   /** Paused nodes: until when, and the messages that arrived meanwhile. */
   private readonly paused = new Map<NodeId, { until: number; backlog: Message[] }>();
+  /**
+   * Running nodes still learning some member's incarnation by Probe: when the next round is due and the
+   * pause after it (disk-loss.ts). Set at each start, dropped at a crash or once every member is known.
+   */
+  private readonly learning = new Map<NodeId, { nextAt: number; pause: number }>();
   private partitionUntil = 0;
   /** The longest election timeout of any node, in steps. */
   private readonly electionSteps: number;
@@ -240,7 +261,8 @@ class Simulation {
           preVote: this.params.preVote,
           checkQuorum: this.params.checkQuorum,
           fsyncStepsMax: this.params.fsyncStepsMax,
-          leaderSendsEarly: this.params.leaderSendsEarly,
+          earlySends: this.params.earlySends,
+          unblockedRate: this.params.unblockedRate,
           tornWrites: this.params.tornWrites,
           unsafeSendBeforeDurable: this.params.unsafeSendBeforeDurable,
           readyPerStepMax: READY_PER_STEP_MAX,
@@ -267,7 +289,10 @@ class Simulation {
   }
 
   run(observe?: (view: SimView) => void): SimResult {
-    for (const node of this.nodes.values()) node.start(false);
+    for (const node of this.nodes.values()) {
+      node.start(false);
+      this.started(node.id);
+    }
     const view = this.view();
     const stepsMax = this.options.steps + this.leaderStepsMax + this.livenessSteps + this.drainStepsMax + 1;
     for (let step = 0; step < stepsMax && this.phase.kind !== "done"; step++) {
@@ -298,6 +323,11 @@ class Simulation {
       messages: { sent: net.sent, delivered: net.delivered, lost: net.lost + net.cut + net.overflowed },
       diskLoss: this.diskLossReport(),
       incarnationRefusals: this.incarnations.refused,
+      incarnationsLearnedByProbe: this.incarnations.learnedByProbe,
+      unblocked: [...this.nodes.values()].reduce(
+        (sum, n) => ({ takes: sum.takes + n.unblockedStats.takes, messages: sum.messages + n.unblockedStats.messages, readStates: sum.readStates + n.unblockedStats.readStates }),
+        { takes: 0, messages: 0, readStates: 0 },
+      ),
       violations: this.monitor.violations,
       trace: this.trace,
     };
@@ -313,6 +343,7 @@ class Simulation {
     this.restartDue();
     this.bootstrapDue();
     this.resumeDue();
+    this.learnDue();
     const delivered = this.network.deliver(
       now,
       (id) => this.node(id).isUp,
@@ -478,16 +509,14 @@ class Simulation {
       if (leader !== undefined) {
         const to = f.pick(this.ids.filter((id) => id !== leader));
         this.faults++;
-        this.node(leader).running()?.raft.transferLeadership(to);
+        this.node(leader).transferLeadership(to);
         this.log(`leader ${leader} asked to transfer to ${to}`);
       }
     }
     if (f.chance(p.campaignRate)) {
       const id = f.pick(this.ids);
-      const running = this.node(id).running();
-      if (running !== undefined) {
+      if (this.node(id).campaign()) {
         this.faults++;
-        running.raft.campaign();
         this.log(`node ${id} told to campaign`);
       }
     }
@@ -612,16 +641,17 @@ class Simulation {
    * driver does: a failed snapshot stream, or a peer that cannot be reached.
    */
   private reportUndeliverable(message: Message): void {
-    const sender = this.paused.has(message.from) ? undefined : this.node(message.from).running();
-    if (sender === undefined || !this.faultPrng.chance(this.params.reportUndeliverableRate)) return;
-    if (message.type === "snapshot") sender.raft.reportSnapshotFailed(message.to);
-    else sender.raft.reportUnreachable(message.to);
+    const sender = this.paused.has(message.from) ? undefined : this.node(message.from);
+    if (sender?.isUp !== true || !this.faultPrng.chance(this.params.reportUndeliverableRate)) return;
+    if (message.type === "snapshot") sender.reportSnapshotFailed(message.to);
+    else sender.reportUnreachable(message.to);
   }
 
   private crash(id: NodeId, restartAt: number): void {
     this.faults++;
     this.node(id).crash();
     this.paused.delete(id);
+    this.learning.delete(id);
     this.restartAt.set(id, restartAt);
     this.workload.onCrash(id);
     this.log(`node ${id} crashed`);
@@ -638,6 +668,7 @@ class Simulation {
       }
       const replay = this.faultPrng.chance(this.params.restartReplayRate);
       this.node(id).start(replay);
+      this.started(id);
       const status = this.node(id).status();
       this.log(`node ${id} restarted (term ${status?.term}, commit ${status?.commit}, applied ${status?.applied}, last ${status?.lastIndex})`);
     }
@@ -748,8 +779,48 @@ class Simulation {
     const incarnation = this.incarnations.create(loss.node);
     loss.state = { kind: "rejoined" };
     this.node(loss.node).start(false);
+    this.started(loss.node);
     this.updateDiskLoss();
     this.log(`node ${loss.node} started empty ${how}, incarnation ${incarnation}`);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Incarnations learned by Probe (src/driver/open-node.ts, learnIncarnations; model in disk-loss.ts)
+
+  /** The node's process started: it begins probing the members whose incarnation it does not know. */
+  private started(id: NodeId): void {
+    this.learning.set(id, { nextAt: this.now, pause: LEARN_RETRY_STEPS });
+  }
+
+  /** A round of Probe calls of each node whose round is due: every "running" answer is learned. */
+  private learnDue(): void {
+    if (this.params.unsafeNoProbeLearning) return;
+    for (const id of this.ids) {
+      const learning = this.learning.get(id);
+      // A paused process makes no call; its round runs when it resumes.
+      if (learning === undefined || learning.nextAt > this.now || this.memberPhase(id) !== "running") continue;
+      let unknown = 0;
+      for (const peer of this.ids) {
+        if (peer === id || this.incarnations.knows(id, peer)) continue;
+        if (this.reachable(id, peer) && this.memberPhase(peer) === "running") {
+          this.incarnations.learn(id, peer);
+          this.log(`node ${id} learned incarnation ${this.incarnations.of(peer)} of node ${peer} by Probe`);
+        } else {
+          unknown++;
+        }
+      }
+      if (unknown === 0) {
+        this.learning.delete(id);
+      } else {
+        learning.nextAt = this.now + learning.pause;
+        learning.pause = Math.min(LEARN_RETRY_STEPS_MAX, 2 * learning.pause);
+      }
+    }
+  }
+
+  /** A Probe call needs its answer: links both ways. */
+  private reachable(from: NodeId, to: NodeId): boolean {
+    return this.network.connected(from, to) && this.network.connected(to, from);
   }
 
   /** What a Probe call to `id` would find. */
@@ -871,6 +942,11 @@ class Simulation {
       },
       contractViolation: (node, message) => {
         this.monitor.record("contract", `node ${node.id}: ${message}`);
+      },
+      unblocked: (node, messages, readStates) => {
+        if (this.tracing && messages + readStates > 0) {
+          this.log(`node ${node.id} (write in flight) took ${messages} unblocked message(s) and ${readStates} read state(s)`);
+        }
       },
     };
   }
