@@ -1,4 +1,5 @@
 import type { NodeId } from "../core/index.js";
+import { sleep } from "../lib/sleep.js";
 import type { ProbeAnswer } from "../transport/index.js";
 
 export type BootstrapVerdict =
@@ -114,22 +115,7 @@ export async function runBootstrapCheck(o: BootstrapCheckOptions): Promise<void>
       }),
       round,
     );
-    await sleep(pauseMs, o.signal);
+    await sleep(pauseMs, o.signal); // cut short by an abort, which the next round's check throws
     pauseMs = Math.min(o.retryMsMax, pauseMs * 2);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason instanceof Error ? signal.reason : new Error("aborted"));
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

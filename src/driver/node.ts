@@ -3,6 +3,7 @@ import { CommandResultSchema, CommandSchema, type Command, type CommandResult } 
 import { NONE, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { createPrng } from "../lib/prng.js";
+import { sleep } from "../lib/sleep.js";
 import type { ApplyResult, KvStore } from "../kv/index.js";
 import { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
 import type { KvNode, MemberView, NodeStatusView } from "./types.js";
@@ -581,8 +582,4 @@ function toCommandResult(outcome: Exclude<ApplyResult, { kind: "error" }>): Comm
     case "txn":
       return create(CommandResultSchema, { result: { case: "txn", value: outcome.response } });
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

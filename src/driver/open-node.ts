@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import type { NodeId } from "../core/index.js";
 import { createKvStore, type KvOptions } from "../kv/index.js";
+import { sleep } from "../lib/sleep.js";
 import { openStorage } from "../storage/index.js";
 import { createMemberProber, createPeerTransport, type PeerTransportOptions } from "../transport/index.js";
 import { runBootstrapCheck } from "./bootstrap-check.js";
@@ -164,7 +165,7 @@ async function learnIncarnations(config: NodeConfig, peers: ReadonlyMap<NodeId, 
           unknown.delete(peer);
         }),
       );
-      if (unknown.size > 0) await abortableSleep(pauseMs, signal);
+      if (unknown.size > 0) await sleep(pauseMs, signal);
     }
     await incarnations.flushed();
   } finally {
@@ -172,17 +173,6 @@ async function learnIncarnations(config: NodeConfig, peers: ReadonlyMap<NodeId, 
   }
 }
 
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 /**
  * Reads this member's identity, or creates it. A data directory without member.json but with Raft

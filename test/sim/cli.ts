@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
-import { flagArgs, flagParams, formatFailure, formatSummary, nodesForSeed, runSeeds, type SimFlags, type Summary } from "./run-seeds.js";
+import { flagArgs, flagParams, formatFailure, formatSummary, nodesForSeed, runSeeds, zeroCounts, type SimFlags, type Summary } from "./run-seeds.js";
 import { runSimulation } from "./simulation.js";
 
 /**
@@ -151,19 +151,7 @@ async function runInChildren(args: Args): Promise<ChildReport> {
         }),
     ),
   );
-  const counts = {
-    seeds: 0,
-    elections: 0,
-    commits: 0,
-    faults: 0,
-    crashes: 0,
-    diskLosses: 0,
-    refusedStarts: 0,
-    incarnationRefusals: 0,
-    operations: 0,
-    okOperations: 0,
-    violations: 0,
-  };
+  const counts = zeroCounts();
   for (const report of reports) for (const key of Object.keys(counts) as (keyof typeof counts)[]) counts[key] += report.counts[key];
   return { counts, failures: reports.flatMap((r) => r.failures) };
 }

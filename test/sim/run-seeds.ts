@@ -74,9 +74,9 @@ export function replayCommand(result: Pick<SimResult, "seed" | "nodes">, steps: 
   return [`npm run sim -- --seed ${result.seed} --nodes ${result.nodes} --steps ${steps}`, ...flagArgs(flags)].join(" ");
 }
 
-export function runSeeds(range: SeedRange, onResult?: (result: SimResult) => void): Summary {
-  assert(range.seeds > 0, "sim: --seeds must be positive");
-  const summary: Summary = {
+/** Every counter of a Summary at zero (the start of a run, or of a sum over child processes). */
+export function zeroCounts(): Omit<Summary, "failures"> {
+  return {
     seeds: 0,
     elections: 0,
     commits: 0,
@@ -88,8 +88,12 @@ export function runSeeds(range: SeedRange, onResult?: (result: SimResult) => voi
     operations: 0,
     okOperations: 0,
     violations: 0,
-    failures: [],
   };
+}
+
+export function runSeeds(range: SeedRange, onResult?: (result: SimResult) => void): Summary {
+  assert(range.seeds > 0, "sim: --seeds must be positive");
+  const summary: Summary = { ...zeroCounts(), failures: [] };
   const params = flagParams(range.flags);
   for (let i = 0; i < range.seeds; i++) {
     const seed = range.firstSeed + i;

@@ -27,6 +27,7 @@ import {
   type WatchRequestSchema,
   type WatchResponse,
 } from "../../../gen/raftkv/v1/kv_pb.js";
+import { sleep } from "../../lib/sleep.js";
 import { errorReason, leaderHeader, type ErrorReason } from "../errors.js";
 import { openPipeline, type KvPipeline } from "./pipeline-client.js";
 import { SessionPool, type Session } from "./session-pool.js";
@@ -431,17 +432,4 @@ export function normalizeEndpoint(url: string): string {
   const withScheme = /^[a-z]+:\/\//i.test(url) ? url : `http://${url}`;
   const parsed = new URL(withScheme);
   return `${parsed.protocol}//${parsed.host}`;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (ms <= 0 || signal?.aborted === true) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }
