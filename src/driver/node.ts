@@ -3,8 +3,8 @@ import { CommandResultSchema, CommandSchema, type Command, type CommandResult } 
 import { NONE, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { createPrng } from "../lib/prng.js";
-import { sleep } from "../lib/sleep.js";
 import type { ApplyResult, KvStore } from "../kv/index.js";
+import { systemClock, type DriverClock } from "./clock.js";
 import { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
 import type { KvNode, MemberView, NodeStatusView } from "./types.js";
 
@@ -67,6 +67,8 @@ export interface DriverOptions {
   readonly onStopped?: () => Promise<void>;
   /** Seed for election timeouts; defaults to one derived from the id and the clock. */
   readonly seed?: number;
+  /** Timers and time; the system clock unless a simulator drives virtual time. */
+  readonly clock?: DriverClock;
 }
 
 interface PendingProposal {
@@ -104,7 +106,8 @@ export class Driver implements KvNode {
   /** Reads whose index is known, waiting for the state machine to apply it; ascending by index. */
   private readsWaitingApply: { index: number; read: PendingRead }[] = [];
   private nextReadId = 1;
-  private ticker: NodeJS.Timeout | undefined;
+  private readonly clock: DriverClock;
+  private stopTicker: (() => void) | undefined;
   private wakeLoop: (() => void) | undefined;
   private loopDone: Promise<void> | undefined;
   private lastSnapshotIndex: number;
@@ -122,6 +125,7 @@ export class Driver implements KvNode {
     this.options = options;
     this.id = options.id;
     this.members = options.members;
+    this.clock = options.clock ?? systemClock;
     const { conf } = options.storage.initialState();
     this.conf = conf;
     this.lastSnapshotIndex = options.storage.snapshot().meta.index;
@@ -140,11 +144,11 @@ export class Driver implements KvNode {
 
   start(): void {
     assert(this.loopDone === undefined, "driver: started twice");
-    this.ticker = setInterval(() => {
+    this.stopTicker = this.clock.every(this.options.tickMs, () => {
       if (this.state.kind !== "running") return;
       this.raft.tick();
       this.wake();
-    }, this.options.tickMs);
+    });
     this.loopDone = this.loop();
   }
 
@@ -197,7 +201,7 @@ export class Driver implements KvNode {
 
   async mutate(command: Command, signal?: AbortSignal): Promise<CommandResult> {
     this.checkRunning();
-    const started = performance.now();
+    const started = this.clock.now();
     if (this.proposals.size >= this.options.proposalsMax) throw new OverloadedError(`${this.proposals.size} proposals pending`);
     const data = toBinary(CommandSchema, command);
     const result = this.raft.propose(data);
@@ -218,7 +222,7 @@ export class Driver implements KvNode {
       const finish = (outcome: "ok" | "failed") => {
         this.proposals.delete(result.index);
         signal?.removeEventListener("abort", onAbort);
-        this.options.observer?.onProposal?.(outcome, performance.now() - started);
+        this.options.observer?.onProposal?.(outcome, this.clock.now() - started);
       };
       const onAbort = () => {
         if (this.proposals.get(result.index) !== pending) return;
@@ -246,7 +250,7 @@ export class Driver implements KvNode {
 
   async readBarrier(signal?: AbortSignal): Promise<void> {
     this.checkRunning();
-    const started = performance.now();
+    const started = this.clock.now();
     const status = this.raft.status();
     if (status.leader === NONE) throw new NotLeaderError(NONE, "");
     if (this.reads.size + this.readsWaitingApply.length >= this.options.readsMax) {
@@ -263,7 +267,7 @@ export class Driver implements KvNode {
       };
       const settle = (outcome: "ok" | "failed") => {
         signal?.removeEventListener("abort", onAbort);
-        this.options.observer?.onReadBarrier?.(outcome, performance.now() - started);
+        this.options.observer?.onReadBarrier?.(outcome, this.clock.now() - started);
       };
       const read: PendingRead = {
         resolve: () => {
@@ -321,7 +325,7 @@ export class Driver implements KvNode {
     const deadline = this.options.tickMs * this.options.electionTicks * 2;
     for (let waited = 0; waited < deadline; waited += this.options.tickMs) {
       if (signal?.aborted) break;
-      await sleep(this.options.tickMs);
+      await this.clock.sleep(this.options.tickMs);
       const now = this.raft.status();
       if (now.leader === target) return target;
       if (now.role !== "leader" && now.leader !== NONE) return now.leader;
@@ -351,13 +355,14 @@ export class Driver implements KvNode {
   async stop(): Promise<void> {
     if (this.state.kind === "running" && this.raft.status().role === "leader" && this.members.length > 1) {
       try {
-        await this.transferLeadership(NONE, AbortSignal.timeout(this.options.tickMs * this.options.electionTicks * 2));
+        // transferLeadership gives up by itself after two election timeouts.
+        await this.transferLeadership(NONE);
       } catch (error) {
         this.options.logger.warn("leadership transfer before shutdown failed", { error: String(error) });
       }
     }
     if (this.state.kind === "running") this.setState({ kind: "stopping" });
-    clearInterval(this.ticker);
+    this.stopTicker?.();
     this.wake();
     await this.loopDone;
     this.failAll(new StoppedError("the node is shutting down"), new UnknownOutcomeError("the node stopped before the write applied; it may still commit"));
@@ -403,7 +408,7 @@ export class Driver implements KvNode {
     const err = error instanceof Error ? error : new Error(String(error));
     this.options.logger.error("storage failed; the node stops accepting work", { error: err.message });
     this.setState({ kind: "failed", error: err });
-    clearInterval(this.ticker);
+    this.stopTicker?.();
     this.failAll(new StoppedError(`storage failed: ${err.message}`), new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`));
   }
 
@@ -418,7 +423,7 @@ export class Driver implements KvNode {
     for (const m of rd.messages) (waitsForDurability(m) ? late : early).push(m);
     if (early.length > 0) transport.send(early);
 
-    const persistStarted = performance.now();
+    const persistStarted = this.clock.now();
     if (rd.snapshot !== undefined) {
       await storage.installSnapshot(rd.snapshot);
       stateMachine.restore(rd.snapshot.data);
@@ -443,7 +448,7 @@ export class Driver implements KvNode {
       } finally {
         this.persisting = false;
       }
-      this.options.observer?.onPersisted?.(rd, performance.now() - persistStarted);
+      this.options.observer?.onPersisted?.(rd, this.clock.now() - persistStarted);
     }
     if (late.length > 0) transport.send(late);
 
