@@ -20,6 +20,17 @@ export function committedIndex(voters: readonly NodeId[], matchOf: (id: NodeId) 
   return matches[majority(voters.length) - 1] ?? 0;
 }
 
+/**
+ * Whether a majority of voters satisfy `has` (acknowledged a read round, were heard from lately, ...).
+ * Ids outside `voters` never count. An empty configuration has no quorum.
+ */
+export function hasQuorum(voters: readonly NodeId[], has: (id: NodeId) => boolean): boolean {
+  if (voters.length === 0) return false;
+  let count = 0;
+  for (const id of voters) if (has(id)) count++;
+  return count >= majority(voters.length);
+}
+
 export type VoteResult = "won" | "lost" | "pending";
 
 /** Won once a majority granted; lost once a majority can no longer grant; pending otherwise. */

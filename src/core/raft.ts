@@ -1,9 +1,9 @@
 import { assert } from "../lib/assert.js";
 import type { Prng } from "../lib/prng.js";
 import { Progress } from "./progress.js";
-import { committedIndex, voteResult } from "./quorum.js";
+import { committedIndex, hasQuorum, voteResult } from "./quorum.js";
 import { RaftLog } from "./raft-log.js";
-import { entrySize, type LogStorage } from "./storage.js";
+import { ENTRY_OVERHEAD_BYTES, entrySize, type LogStorage } from "./storage.js";
 import {
   NONE,
   waitsForDurability,
@@ -28,6 +28,21 @@ import {
   type VoteResponse,
 } from "./types.js";
 
+/** The defaults of RaftConfig's limits; each field of RaftConfig says what its limit bounds. */
+const MSG_BYTES_MAX_DEFAULT = 1024 * 1024;
+const INFLIGHT_MSGS_MAX_DEFAULT = 256;
+const INFLIGHT_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
+const UNCOMMITTED_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+const APPLY_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
+const PENDING_READS_MAX_DEFAULT = 65_536;
+
+/**
+ * How many election timeouts a leader waits for a follower to report a snapshot installed before it
+ * probes again: a lost snapshot (or a lost answer) must not stall the follower for good, yet a large
+ * snapshot needs time to stream, and each retry sends it whole again.
+ */
+const SNAPSHOT_WAIT_ELECTIONS = 4;
+
 export interface RaftConfig {
   readonly id: NodeId;
   readonly storage: LogStorage;
@@ -40,17 +55,17 @@ export interface RaftConfig {
   readonly preVote?: boolean;
   /** CheckQuorum (thesis 6.2): a leader steps down without a live quorum; followers ignore disruptive votes. Default true. */
   readonly checkQuorum?: boolean;
-  /** The maximum size of the entries in one append message; also the largest proposal. Default 1 MiB. */
+  /** The maximum size of the entries in one append message; also the largest proposal. Default MSG_BYTES_MAX_DEFAULT. */
   readonly maxMsgBytes?: number;
-  /** Per follower: at most this many append messages in flight in replicate state. Default 256. */
+  /** Per follower: at most this many append messages in flight in replicate state. Default INFLIGHT_MSGS_MAX_DEFAULT. */
   readonly maxInflightMsgs?: number;
-  /** Per follower: at most this many entry bytes in flight. Default 32 MiB. */
+  /** Per follower: at most this many entry bytes in flight. Default INFLIGHT_BYTES_MAX_DEFAULT. */
   readonly maxInflightBytes?: number;
-  /** The leader refuses proposals while this many bytes are appended but not committed. Default 64 MiB. */
+  /** The leader refuses proposals while this many bytes are appended but not committed. Default UNCOMMITTED_BYTES_MAX_DEFAULT. */
   readonly maxUncommittedBytes?: number;
-  /** At most this many bytes of committed entries per Ready. Default 16 MiB. */
+  /** At most this many bytes of committed entries per Ready. Default APPLY_BYTES_MAX_DEFAULT. */
   readonly maxApplyBytes?: number;
-  /** At most this many linearizable reads waiting in the core; more are failed at once. Default 65,536. */
+  /** At most this many linearizable reads waiting in the core; more are failed at once. Default PENDING_READS_MAX_DEFAULT. */
   readonly maxPendingReads?: number;
   /** The index the state machine has already applied (its snapshot index after a restart). */
   readonly applied?: number;
@@ -165,12 +180,12 @@ export class RaftNode {
     this.heartbeatTicks = config.heartbeatTicks;
     this.preVote = config.preVote ?? true;
     this.checkQuorum = config.checkQuorum ?? true;
-    this.maxMsgBytes = config.maxMsgBytes ?? 1024 * 1024;
-    this.maxInflightMsgs = config.maxInflightMsgs ?? 256;
-    this.maxInflightBytes = config.maxInflightBytes ?? 32 * 1024 * 1024;
-    this.maxUncommittedBytes = config.maxUncommittedBytes ?? 64 * 1024 * 1024;
-    this.maxApplyBytes = config.maxApplyBytes ?? 16 * 1024 * 1024;
-    this.maxPendingReads = config.maxPendingReads ?? 65_536;
+    this.maxMsgBytes = config.maxMsgBytes ?? MSG_BYTES_MAX_DEFAULT;
+    this.maxInflightMsgs = config.maxInflightMsgs ?? INFLIGHT_MSGS_MAX_DEFAULT;
+    this.maxInflightBytes = config.maxInflightBytes ?? INFLIGHT_BYTES_MAX_DEFAULT;
+    this.maxUncommittedBytes = config.maxUncommittedBytes ?? UNCOMMITTED_BYTES_MAX_DEFAULT;
+    this.maxApplyBytes = config.maxApplyBytes ?? APPLY_BYTES_MAX_DEFAULT;
+    this.maxPendingReads = config.maxPendingReads ?? PENDING_READS_MAX_DEFAULT;
 
     const { hardState, conf } = config.storage.initialState();
     this.log = new RaftLog(config.storage, hardState.commit, config.applied ?? 0);
@@ -523,7 +538,7 @@ export class RaftNode {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     for (const pr of this.progress.values()) {
-      if (pr.state === "snapshot" && ++pr.snapshotTicks > 4 * this.electionTicks) pr.becomeProbe();
+      if (pr.state === "snapshot" && ++pr.snapshotTicks > SNAPSHOT_WAIT_ELECTIONS * this.electionTicks) pr.becomeProbe();
     }
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
@@ -545,17 +560,14 @@ export class RaftNode {
   }
 
   private quorumActive(): boolean {
-    let active = 0;
-    for (const id of this.conf.voters) {
-      if (id === this.id || this.progress.get(id)?.recentActive === true) active++;
-    }
-    return active >= Math.floor(this.conf.voters.length / 2) + 1;
+    return hasQuorum(this.conf.voters, (id) => id === this.id || this.progress.get(id)?.recentActive === true);
   }
 
   private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
     if (this.role !== "leader") return { ok: false, reason: "notLeader", leader: this.leader };
     if (this.leadTransferee !== NONE) return { ok: false, reason: "transferring", leader: this.leader };
-    const size = data.byteLength + 24;
+    // Measured as entrySize() will measure the entry once appended, so a proposal that fits here fits in one append.
+    const size = data.byteLength + ENTRY_OVERHEAD_BYTES;
     if (size > this.maxMsgBytes) return { ok: false, reason: "tooLarge", leader: this.leader };
     if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.maxUncommittedBytes) {
       return { ok: false, reason: "overloaded", leader: this.leader };
@@ -749,11 +761,8 @@ export class RaftNode {
   /** A follower acknowledged a heartbeat or an append: release every read whose round has a quorum. */
   private onReadProgress(): void {
     if (!this.readRoundInFlight) return;
-    let acks = 0;
-    for (const id of this.conf.voters) {
-      if (id === this.id || (this.progress.get(id)?.readRoundAcked ?? 0) >= this.readRound) acks++;
-    }
-    if (acks < Math.floor(this.conf.voters.length / 2) + 1) return;
+    const round = this.readRound;
+    if (!hasQuorum(this.conf.voters, (id) => id === this.id || (this.progress.get(id)?.readRoundAcked ?? 0) >= round)) return;
     const confirmed = this.readRound;
     this.readRoundInFlight = false;
     const rest: PendingRead[] = [];

@@ -45,7 +45,14 @@ export interface LogStorage {
   snapshot(): Snapshot;
 }
 
+/**
+ * What an entry costs beyond its data in every size limit: its index and term (8 bytes each) and about
+ * as much again for its type and framing. An estimate, but the same one for proposals, append batches,
+ * the inflight window and apply batches, so an entry accepted by one limit fits the others.
+ */
+export const ENTRY_OVERHEAD_BYTES = 24;
+
 /** An approximate size of an entry for message-size and inflight-byte limits. */
 export function entrySize(entry: Entry): number {
-  return entry.data.byteLength + 24;
+  return entry.data.byteLength + ENTRY_OVERHEAD_BYTES;
 }

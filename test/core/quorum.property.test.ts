@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { committedIndex, majority, voteResult, type NodeId, type VoteResult } from "../../src/core/index.js";
+import { committedIndex, hasQuorum, majority, voteResult, type NodeId, type VoteResult } from "../../src/core/index.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 
 /**
@@ -25,6 +25,11 @@ function naiveVoteResult(voters: readonly NodeId[], votes: ReadonlyMap<NodeId, b
   if (2 * granted > voters.length) return "won";
   if (2 * (granted + undecided) <= voters.length) return "lost";
   return "pending";
+}
+
+/** A quorum by definition: more than half of the voters, and never in an empty configuration. */
+function naiveHasQuorum(voters: readonly NodeId[], holders: ReadonlySet<NodeId>): boolean {
+  return voters.length > 0 && 2 * voters.filter((id) => holders.has(id)).length > voters.length;
 }
 
 /** 0 to 9 distinct voter ids, not necessarily small or sorted. */
@@ -88,6 +93,19 @@ describe("quorum math against a naive reference", () => {
 
       expect(voteResult(voters, votes), `case ${c}: voters ${JSON.stringify(voters)} votes ${JSON.stringify([...votes])}`).toBe(
         naiveVoteResult(voters, votes),
+      );
+    }
+  });
+
+  it("hasQuorum agrees with the definition", () => {
+    const prng = createPrng(4_242);
+    for (let c = 0; c < casesMax; c++) {
+      const voters = randomVoters(prng);
+      const holders = new Set<NodeId>(voters.filter(() => prng.chance(0.5)));
+      // Non-voters must not count.
+      if (prng.chance(0.5)) holders.add(5_000);
+      expect(hasQuorum(voters, (id) => holders.has(id)), `case ${c}: voters ${JSON.stringify(voters)} holders ${JSON.stringify([...holders])}`).toBe(
+        naiveHasQuorum(voters, holders),
       );
     }
   });
