@@ -119,6 +119,8 @@ export class Driver implements KvNode {
   private applied: number;
   /** A Ready's entries, term or vote are being written (flushUnblocked may run meanwhile). */
   private persisting = false;
+  /** A snapshot's file is being written beside the loop (maybeSnapshot). */
+  private snapshotInFlight = false;
   private unblockedScheduled = false;
 
   constructor(options: DriverOptions) {
@@ -392,15 +394,7 @@ export class Driver implements KvNode {
         return;
       }
       this.raft.advance(rd);
-      try {
-        await this.maybeSnapshot();
-      } catch (error) {
-        // Writing the snapshot or compacting the log failed. The log itself is intact, but the disk
-        // is failing and the loop must not die silently with the node still "running" (every write
-        // would hang): fail-stop like any other storage failure, as etcd does.
-        this.failStorage(error);
-        return;
-      }
+      this.maybeSnapshot();
     }
   }
 
@@ -410,6 +404,8 @@ export class Driver implements KvNode {
     this.setState({ kind: "failed", error: err });
     this.stopTicker?.();
     this.failAll(new StoppedError(`storage failed: ${err.message}`), new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`));
+    // A failure beside the loop (a snapshot's write) finds the loop waiting for input: let it end.
+    this.wakeLoop?.();
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -514,17 +510,39 @@ export class Driver implements KvNode {
     this.readsWaitingApply = waiting;
   }
 
-  /** Takes a snapshot every `snapshotEntries` applied entries and compacts the log behind it. */
-  private async maybeSnapshot(): Promise<void> {
-    const { stateMachine, storage, snapshotEntries, retainEntries } = this.options;
+  /**
+   * Takes a snapshot every `snapshotEntries` applied entries and compacts the log behind it. Only the
+   * encoding runs in the loop (it must see the state machine at exactly `applied`); writing the file,
+   * its fsyncs and the compaction run beside the loop, which goes on handling Readies: a snapshot of a
+   * large state used to stop every write for as long as its file took to reach the disk. Safe because
+   * the storage orders the snapshot after the saves before it and compacts only what a durable snapshot
+   * covers (src/storage/durable-log.ts), and the core reads nothing from the snapshot until it is
+   * durable. At most one is in flight, so their memory is bounded by one encoded state.
+   */
+  private maybeSnapshot(): void {
+    const { stateMachine, snapshotEntries } = this.options;
     const applied = this.applied;
-    if (applied - this.lastSnapshotIndex < snapshotEntries) return;
+    if (this.snapshotInFlight || applied - this.lastSnapshotIndex < snapshotEntries) return;
     const data = stateMachine.encodeSnapshot();
-    await storage.createSnapshot(applied, this.conf, data);
     this.lastSnapshotIndex = applied;
-    const compactTo = applied - retainEntries;
-    if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
-    this.options.observer?.onSnapshot?.("created", applied, data.byteLength);
+    this.snapshotInFlight = true;
+    void this.writeSnapshot(applied, this.conf, data).finally(() => (this.snapshotInFlight = false));
+  }
+
+  private async writeSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<void> {
+    const { storage } = this.options;
+    try {
+      await storage.createSnapshot(index, conf, data);
+      const compactTo = index - this.options.retainEntries;
+      if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
+      this.options.observer?.onSnapshot?.("created", index, data.byteLength);
+    } catch (error) {
+      // Writing the snapshot or compacting the log failed. The log itself is intact, but the disk is
+      // failing and the node must not go on silently "running" (every write would hang): fail-stop
+      // like any other storage failure, as etcd does. A failure after stop() began is the closing
+      // storage refusing work, not a disk fault.
+      if (this.state.kind === "running") this.failStorage(error);
+    }
   }
 
   // -------------------------------------------------------------------------------------------

@@ -42,13 +42,16 @@ describe("a snapshot that cannot be written", () => {
       // The snapshot's temporary file cannot be renamed into place (the WAL does not rename before it rotates).
       fs.failAfter(0, "ENOSPC", ["rename"]);
       const outcomes: string[] = [];
-      for (let i = 0; i < 6; i++) {
+      for (let i = 0; i < 50 && outcomes.at(-1) !== "StoppedError"; i++) {
         outcomes.push(await driver.mutate(put(`k${i}`), AbortSignal.timeout(2_000)).then(() => "applied", (e: Error) => e.name));
       }
-      // Writes applied until the snapshot was due (one pending then ends as unknown outcome); from then
-      // on the node refuses at once instead of letting writes hang until their deadline.
+      // Writes applied until the snapshot was due and a little longer (its file is written beside the
+      // loop, so the failure shows a few writes later; one pending then may end as unknown outcome);
+      // from then on the node refuses at once instead of letting writes hang until their deadline.
       expect(outcomes).toContain("applied");
       expect(outcomes.at(-1)).toBe("StoppedError");
+      // Refused for the failure, not ended by the deadline (which would say "deadline passed").
+      await expect(driver.mutate(put("after"), AbortSignal.timeout(2_000))).rejects.toThrow(/storage failed/);
       const health = driver.health();
       expect(health.ready).toBe(false);
       expect(health.reason).toMatch(/storage failed: .*ENOSPC/);
