@@ -84,8 +84,6 @@ export class Progress {
   snapshotTicks = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
-  /** The latest ReadIndex round this follower acknowledged. */
-  readRoundAcked = 0;
   readonly inflights: Inflights;
 
   constructor(next: number, inflightCountMax: number, inflightBytesMax: number) {

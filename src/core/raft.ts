@@ -3,6 +3,7 @@ import type { Prng } from "../lib/prng.js";
 import { Progress } from "./progress.js";
 import { committedIndex, hasQuorum, voteResult } from "./quorum.js";
 import { RaftLog } from "./raft-log.js";
+import { ReadIndex, type LeaderCommit } from "./read-index.js";
 import { ENTRY_OVERHEAD_BYTES, entrySize, type LogStorage } from "./storage.js";
 import {
   NONE,
@@ -17,8 +18,6 @@ import {
   type HeartbeatResponse,
   type Message,
   type NodeId,
-  type ReadIndexResponse,
-  type ReadState,
   type Ready,
   type Role,
   type SnapshotRequest,
@@ -98,21 +97,6 @@ export interface Status {
   readonly progress: ReadonlyMap<NodeId, ProgressStatus> | undefined;
 }
 
-/** A read waiting for a heartbeat round that confirms leadership (leader side). */
-interface PendingRead {
-  /** Local request id, or the follower's ids when `from` is another node. */
-  readonly requestIds: readonly number[];
-  readonly from: NodeId;
-  readonly index: number;
-  readonly round: number;
-}
-
-/** A read forwarded to the leader, failed if no answer comes within an election timeout. */
-interface ForwardedRead {
-  readonly requestId: number;
-  ticksLeft: number;
-}
-
 const EMPTY = new Uint8Array(0);
 
 /**
@@ -136,7 +120,6 @@ export class RaftNode {
   private readonly maxInflightBytes: number;
   private readonly maxUncommittedBytes: number;
   private readonly maxApplyBytes: number;
-  private readonly maxPendingReads: number;
 
   private term = 0;
   private vote: NodeId = NONE;
@@ -152,20 +135,10 @@ export class RaftNode {
   private uncommittedBytes = 0;
 
   private messages: Message[] = [];
-  private readStates: ReadState[] = [];
   /** Set when new entries or a new commit index should be broadcast; flushed once per Ready. */
   private broadcastPending = false;
 
-  // ReadIndex (thesis 6.4), leader side: reads wait for a heartbeat round started after they arrived.
-  private readRound = 0;
-  private readRoundInFlight = false;
-  /** Reads wait for round readRound + 1, which starts (heartbeats go out) at the next ready(). */
-  private readRoundWanted = false;
-  private pendingReads: PendingRead[] = [];
-  /** Reads that arrived before this leader committed an entry of its term: their index is not yet known. */
-  private readsAwaitingCommit: { requestIds: readonly number[]; from: NodeId }[] = [];
-  // Follower side.
-  private forwardedReads: ForwardedRead[] = [];
+  private readonly reads: ReadIndex;
 
   private prevSoftState: SoftState;
   private prevHardState: HardState;
@@ -185,7 +158,10 @@ export class RaftNode {
     this.maxInflightBytes = config.maxInflightBytes ?? INFLIGHT_BYTES_MAX_DEFAULT;
     this.maxUncommittedBytes = config.maxUncommittedBytes ?? UNCOMMITTED_BYTES_MAX_DEFAULT;
     this.maxApplyBytes = config.maxApplyBytes ?? APPLY_BYTES_MAX_DEFAULT;
-    this.maxPendingReads = config.maxPendingReads ?? PENDING_READS_MAX_DEFAULT;
+    this.reads = new ReadIndex(this.id, config.maxPendingReads ?? PENDING_READS_MAX_DEFAULT, this.electionTicks, {
+      forward: (to, requestIds) => this.send({ type: "readIndex", from: this.id, to, term: this.term, requestIds }),
+      respond: (to, requestIds, index) => this.send({ type: "readIndexResp", from: this.id, to, term: this.term, requestIds, index }),
+    });
 
     const { hardState, conf } = config.storage.initialState();
     this.log = new RaftLog(config.storage, hardState.commit, config.applied ?? 0);
@@ -203,7 +179,7 @@ export class RaftNode {
 
   tick(): void {
     this.electionElapsed++;
-    this.tickForwardedReads();
+    this.reads.tick();
     if (this.role === "leader") {
       this.tickLeader();
     } else if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
@@ -228,16 +204,8 @@ export class RaftNode {
    * applied `index`, the read may be served locally. Index 0 means it failed and should be retried.
    */
   readIndex(requestId: number): void {
-    if (this.role === "leader") {
-      this.leaderReadIndex([requestId], this.id);
-      return;
-    }
-    if (this.leader === NONE || this.forwardedReads.length >= this.maxPendingReads) {
-      this.readStates.push({ requestId, index: 0 });
-      return;
-    }
-    this.forwardedReads.push({ requestId, ticksLeft: this.electionTicks });
-    this.send({ type: "readIndex", from: this.id, to: this.leader, term: this.term, requestIds: [requestId] });
+    if (this.role === "leader") this.reads.leaderRead([requestId], this.id, this.leaderCommit());
+    else this.reads.followerRead(requestId, this.leader);
   }
 
   /** Hands leadership to `to` (thesis 3.10): stop taking proposals, catch it up, tell it to campaign now. */
@@ -395,7 +363,7 @@ export class RaftNode {
         if (this.promotable()) this.becomeCandidate(true);
         break;
       case "readIndexResp":
-        this.handleReadIndexResponse(m);
+        this.reads.leaderAnswered(m.requestIds, m.index);
         break;
       case "readIndex":
         // Not the leader (any more): the asker's forwarded read times out and is retried.
@@ -458,7 +426,7 @@ export class RaftNode {
         this.handleHeartbeatResponse(m);
         break;
       case "readIndex":
-        this.leaderReadIndex(m.requestIds, m.from);
+        this.reads.leaderRead(m.requestIds, m.from, this.leaderCommit());
         break;
       default:
         // Votes and vote responses of our term, appends from a second leader of our term (impossible:
@@ -510,26 +478,6 @@ export class RaftNode {
       this.resetProgress();
     }
     this.send(this.appendResponse(m.from, { reject: false, index, hintIndex: 0, hintTerm: 0 }));
-  }
-
-  private handleReadIndexResponse(m: ReadIndexResponse): void {
-    for (const requestId of m.requestIds) {
-      const at = this.forwardedReads.findIndex((r) => r.requestId === requestId);
-      if (at < 0) continue;
-      this.forwardedReads.splice(at, 1);
-      this.readStates.push({ requestId, index: m.index });
-    }
-  }
-
-  private tickForwardedReads(): void {
-    if (this.forwardedReads.length === 0) return;
-    const kept: ForwardedRead[] = [];
-    for (const read of this.forwardedReads) {
-      read.ticksLeft--;
-      if (read.ticksLeft <= 0) this.readStates.push({ requestId: read.requestId, index: 0 });
-      else kept.push(read);
-    }
-    this.forwardedReads = kept;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -626,12 +574,7 @@ export class RaftNode {
     pr.recentActive = true;
     pr.probeSent = false;
     if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
-    // A round we never started cannot have been acknowledged: without this bound one forged or
-    // corrupted response would count this follower toward every future round.
-    if (m.readRound > pr.readRoundAcked && m.readRound <= this.readRound) {
-      pr.readRoundAcked = m.readRound;
-      this.onReadProgress();
-    }
+    this.reads.acknowledge(m.from, m.readRound, this.conf.voters);
   }
 
   /**
@@ -691,6 +634,12 @@ export class RaftNode {
     }
   }
 
+  /** Starts the heartbeat round that waiting reads need (see ReadIndex): its heartbeats carry the round. */
+  private startReadRound(): void {
+    this.reads.startRound();
+    this.broadcastHeartbeat();
+  }
+
   private broadcastHeartbeat(): void {
     for (const id of this.peers()) {
       const pr = this.progress.get(id);
@@ -701,7 +650,7 @@ export class RaftNode {
         to: id,
         term: this.term,
         commit: Math.min(pr.match, this.log.committed),
-        readRound: this.readRound,
+        readRound: this.reads.currentRound(),
       });
     }
   }
@@ -715,11 +664,7 @@ export class RaftNode {
     for (const entry of this.log.slice(before + 1, this.log.committed + 1, Infinity) ?? []) {
       if (entry.term === this.term) this.uncommittedBytes = Math.max(0, this.uncommittedBytes - entrySize(entry));
     }
-    if (before < this.log.committed && this.readsAwaitingCommit.length > 0 && this.committedInTerm()) {
-      const waiting = this.readsAwaitingCommit;
-      this.readsAwaitingCommit = [];
-      for (const read of waiting) this.leaderReadIndex(read.requestIds, read.from);
-    }
+    this.reads.leaderCommitted(this.leaderCommit());
     return true;
   }
 
@@ -727,78 +672,18 @@ export class RaftNode {
     return this.log.term(this.log.committed) === this.term;
   }
 
-  // ReadIndex (thesis 6.4) -----------------------------------------------------------------------
-
-  private leaderReadIndex(requestIds: readonly number[], from: NodeId): void {
-    const waiting = this.pendingReads.length + this.readsAwaitingCommit.length;
-    if (waiting >= this.maxPendingReads) {
-      this.answerRead(requestIds, from, 0);
-      return;
-    }
-    // Until the leader commits an entry of its term it may not know the latest commit index.
-    if (!this.committedInTerm()) {
-      this.readsAwaitingCommit.push({ requestIds, from });
-      return;
-    }
-    if (this.conf.voters.length === 1) {
-      this.answerRead(requestIds, from, this.log.committed);
-      return;
-    }
-    // Join the next round: it starts after this read arrived, so its quorum proves we were still
-    // leader at some point after the read began. It starts at the next ready() (not here), so every
-    // read that arrives before then shares its one heartbeat round.
-    if (!this.readRoundInFlight) this.readRoundWanted = true;
-    this.pendingReads.push({ requestIds, from, index: this.log.committed, round: this.readRound + 1 });
-  }
-
-  private startReadRound(): void {
-    this.readRoundWanted = false;
-    this.readRound++;
-    this.readRoundInFlight = true;
-    this.broadcastHeartbeat();
-  }
-
-  /** A follower acknowledged a heartbeat or an append: release every read whose round has a quorum. */
-  private onReadProgress(): void {
-    if (!this.readRoundInFlight) return;
-    const round = this.readRound;
-    if (!hasQuorum(this.conf.voters, (id) => id === this.id || (this.progress.get(id)?.readRoundAcked ?? 0) >= round)) return;
-    const confirmed = this.readRound;
-    this.readRoundInFlight = false;
-    const rest: PendingRead[] = [];
-    for (const read of this.pendingReads) {
-      if (read.round <= confirmed) this.answerRead(read.requestIds, read.from, read.index);
-      else rest.push(read);
-    }
-    this.pendingReads = rest;
-    assert(rest.every((r) => r.round === confirmed + 1), "raft: reads queued for a round other than the next");
-    if (rest.length > 0) this.readRoundWanted = true;
-  }
-
-  private answerRead(requestIds: readonly number[], from: NodeId, index: number): void {
-    if (from === this.id) {
-      for (const requestId of requestIds) this.readStates.push({ requestId, index });
-    } else {
-      this.send({ type: "readIndexResp", from: this.id, to: from, term: this.term, requestIds, index });
-    }
-  }
-
-  private failPendingReads(): void {
-    for (const read of this.pendingReads) this.answerRead(read.requestIds, read.from, 0);
-    for (const read of this.readsAwaitingCommit) this.answerRead(read.requestIds, read.from, 0);
-    this.pendingReads = [];
-    this.readsAwaitingCommit = [];
-    this.readRoundInFlight = false;
-    this.readRoundWanted = false;
+  /** What ReadIndex needs to know of the leader's log (see LeaderCommit). */
+  private leaderCommit(): LeaderCommit {
+    return { commit: this.log.committed, inTerm: this.committedInTerm(), voters: this.conf.voters };
   }
 
   // ---------------------------------------------------------------------------------------------
   // Role transitions
 
   private becomeFollower(term: number, leader: NodeId): void {
-    if (this.role === "leader") this.failPendingReads();
+    if (this.role === "leader") this.reads.failLeaderReads();
     this.reset(term);
-    if (leader !== this.leader) this.failForwardedReads();
+    if (leader !== this.leader) this.reads.failForwardedReads();
     this.leader = leader;
     this.role = "follower";
   }
@@ -810,7 +695,7 @@ export class RaftNode {
     this.role = "precandidate";
     this.votes = new Map();
     this.leader = NONE;
-    this.failForwardedReads();
+    this.reads.failForwardedReads();
     this.requestVotes(true, false);
   }
 
@@ -819,7 +704,7 @@ export class RaftNode {
     this.reset(this.term + 1);
     this.vote = this.id;
     this.role = "candidate";
-    this.failForwardedReads();
+    this.reads.failForwardedReads();
     this.requestVotes(false, transfer);
   }
 
@@ -868,8 +753,7 @@ export class RaftNode {
     this.votes = new Map();
     this.uncommittedBytes = 0;
     this.broadcastPending = false;
-    this.readRoundInFlight = false;
-    this.readRoundWanted = false;
+    this.reads.reset();
     this.resetProgress();
   }
 
@@ -882,11 +766,6 @@ export class RaftNode {
     this.progress = progress;
   }
 
-  private failForwardedReads(): void {
-    for (const read of this.forwardedReads) this.readStates.push({ requestId: read.requestId, index: 0 });
-    this.forwardedReads = [];
-  }
-
   // ---------------------------------------------------------------------------------------------
   // Ready / advance
 
@@ -894,9 +773,9 @@ export class RaftNode {
     if (this.outstanding !== undefined) return false;
     return (
       this.broadcastPending ||
-      this.readRoundWanted ||
+      this.reads.wantsRound() ||
       this.messages.length > 0 ||
-      this.readStates.length > 0 ||
+      this.reads.hasReadStates() ||
       this.log.hasUnstable() ||
       this.log.hasNextCommittedEntries() ||
       this.leader !== this.prevSoftState.leader ||
@@ -914,7 +793,7 @@ export class RaftNode {
       this.broadcastPending = false;
       if (this.role === "leader") this.broadcastAppend();
     }
-    if (this.readRoundWanted && this.role === "leader") this.startReadRound();
+    if (this.reads.wantsRound() && this.role === "leader") this.startReadRound();
     const softState = this.softState();
     const hardState = this.hardState();
     const unstable = this.log.unstable();
@@ -926,7 +805,7 @@ export class RaftNode {
       entries: unstable.entries.slice(),
       messages: this.messages,
       committedEntries: this.log.nextCommittedEntries(this.maxApplyBytes),
-      readStates: this.readStates,
+      readStates: this.reads.takeReadStates(),
       mustSync:
         unstable.entries.length > 0 ||
         unstable.snapshot !== undefined ||
@@ -934,7 +813,6 @@ export class RaftNode {
         hardState.vote !== this.prevHardState.vote,
     };
     this.messages = [];
-    this.readStates = [];
     this.outstanding = rd;
     return rd;
   }
@@ -946,14 +824,12 @@ export class RaftNode {
    * fsync. Messages that must wait stay queued for the next Ready, in their order.
    */
   takeUnblocked(): Unblocked {
-    if (this.readRoundWanted && this.role === "leader") this.startReadRound();
+    if (this.reads.wantsRound() && this.role === "leader") this.startReadRound();
     const early: Message[] = [];
     const waiting: Message[] = [];
     for (const m of this.messages) (waitsForDurability(m) ? waiting : early).push(m);
     this.messages = waiting;
-    const readStates = this.readStates;
-    this.readStates = [];
-    return { messages: early, readStates };
+    return { messages: early, readStates: this.reads.takeReadStates() };
   }
 
   /** The driver carried out `rd`: its entries, hard state and snapshot are durable and it applied what it carried. */
