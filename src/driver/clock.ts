@@ -11,6 +11,8 @@ export interface DriverClock {
   every(ms: number, fn: () => void): () => void;
   /** Resolves after `ms` milliseconds, or at once when `signal` aborts (never rejects). */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /** Resolves after the I/O and timers that are due now had their turn (setImmediate). */
+  nextTurn(): Promise<void>;
 }
 
 export const systemClock: DriverClock = {
@@ -20,4 +22,5 @@ export const systemClock: DriverClock = {
     return () => clearInterval(timer);
   },
   sleep,
+  nextTurn: () => new Promise((resolve) => setImmediate(resolve)),
 };

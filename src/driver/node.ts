@@ -511,27 +511,35 @@ export class Driver implements KvNode {
   }
 
   /**
-   * Takes a snapshot every `snapshotEntries` applied entries and compacts the log behind it. Only the
-   * encoding runs in the loop (it must see the state machine at exactly `applied`); writing the file,
-   * its fsyncs and the compaction run beside the loop, which goes on handling Readies: a snapshot of a
-   * large state used to stop every write for as long as its file took to reach the disk. Safe because
-   * the storage orders the snapshot after the saves before it and compacts only what a durable snapshot
-   * covers (src/storage/durable-log.ts), and the core reads nothing from the snapshot until it is
-   * durable. At most one is in flight, so their memory is bounded by one encoded state.
+   * Takes a snapshot every `snapshotEntries` applied entries and compacts the log behind it, beside
+   * the loop, which goes on handling Readies: a snapshot of a large state used to stop every write for
+   * as long as its encoding and its file's fsyncs took (p99 of 0.5 s at 64 writers). The state machine
+   * captures its state now, at exactly `applied` (a copy of references to immutable records), and
+   * writeSnapshot encodes it one small chunk per event-loop turn. Safe because the storage orders the
+   * snapshot after the saves before it and compacts only what a durable snapshot covers
+   * (src/storage/durable-log.ts), and the core reads nothing from the snapshot until it is durable. At
+   * most one is in flight, so their memory is bounded by one encoded state.
    */
   private maybeSnapshot(): void {
     const { stateMachine, snapshotEntries } = this.options;
     const applied = this.applied;
     if (this.snapshotInFlight || applied - this.lastSnapshotIndex < snapshotEntries) return;
-    const data = stateMachine.encodeSnapshot();
+    const chunks = stateMachine.snapshotChunks();
     this.lastSnapshotIndex = applied;
     this.snapshotInFlight = true;
-    void this.writeSnapshot(applied, this.conf, data).finally(() => (this.snapshotInFlight = false));
+    void this.writeSnapshot(applied, this.conf, chunks).finally(() => (this.snapshotInFlight = false));
   }
 
-  private async writeSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<void> {
+  private async writeSnapshot(index: number, conf: ConfState, chunks: Iterable<Uint8Array>): Promise<void> {
     const { storage } = this.options;
     try {
+      const parts: Uint8Array[] = [];
+      for (const chunk of chunks) {
+        parts.push(chunk);
+        await this.clock.nextTurn();
+        if (this.state.kind !== "running") return;
+      }
+      const data = concatBytes(parts);
       await storage.createSnapshot(index, conf, data);
       const compactTo = index - this.options.retainEntries;
       if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
@@ -605,4 +613,17 @@ function toCommandResult(outcome: Exclude<ApplyResult, { kind: "error" }>): Comm
     case "txn":
       return create(CommandResultSchema, { result: { case: "txn", value: outcome.response } });
   }
+}
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1 && parts[0] !== undefined) return parts[0];
+  let size = 0;
+  for (const part of parts) size += part.byteLength;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
 }

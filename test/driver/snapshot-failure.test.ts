@@ -44,6 +44,9 @@ describe("a snapshot that cannot be written", () => {
       const outcomes: string[] = [];
       for (let i = 0; i < 50 && outcomes.at(-1) !== "StoppedError"; i++) {
         outcomes.push(await driver.mutate(put(`k${i}`), AbortSignal.timeout(2_000)).then(() => "applied", (e: Error) => e.name));
+        // The simulated file system completes in microtasks; real I/O lets the event loop turn, and
+        // the snapshot is encoded one chunk per turn.
+        await sleep(1);
       }
       // Writes applied until the snapshot was due and a little longer (its file is written beside the
       // loop, so the failure shows a few writes later; one pending then may end as unknown outcome);
