@@ -1,6 +1,8 @@
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
 import { flagArgs, flagParams, formatFailure, formatSummary, nodesForSeed, runSeeds, zeroCounts, type SimFlags, type Summary } from "./run-seeds.js";
+import { driverNodesForSeed, runDriverSimulation } from "./driver-sim/driver-simulation.js";
+import { formatDriverFailure, formatDriverSummary, runDriverSeeds } from "./driver-sim/run-driver-seeds.js";
 import { runSimulation } from "./simulation.js";
 
 /**
@@ -13,15 +15,23 @@ import { runSimulation } from "./simulation.js";
  * (single seed) first prints the last L lines of the run's event trace. `--disk-loss` makes nearly every
  * seed lose one node's disk; the `--unsafe-...` switches turn off issue 9's guards (or the learning of
  * incarnations by Probe), to see the checkers catch what they guard against (run-seeds.ts, SimFlags).
+ *
+ * `npm run sim -- --driver --seeds N [--seed S] [--nodes 3|5] [--trace L]` runs the real Driver and
+ * KvStore in virtual time instead (driver-sim/, README "The real driver in virtual time"); the other
+ * switches belong to the model simulator and are refused with it.
  */
 const USAGE =
   "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace LINES] " +
-  "[--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]";
+  "[--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]\n" +
+  "       npm run sim -- --driver --seeds N [--seed S] [--nodes 3|5] [--trace LINES]";
 const STEPS_DEFAULT = 3000;
 const FAILURES_SHOWN_MAX = 10;
 const PROGRESS_MIN_SEEDS = 1000;
 const PROGRESS_EVERY_SEEDS = 250;
 const JOBS_MAX = 64;
+/** A seed of the real driver costs a few hundred times one of the model: progress comes sooner. */
+const DRIVER_PROGRESS_MIN_SEEDS = 100;
+const DRIVER_PROGRESS_EVERY_SEEDS = 25;
 
 interface Args {
   readonly seeds: number;
@@ -33,6 +43,8 @@ interface Args {
   readonly flags: SimFlags;
   /** Child mode: print one JSON line (counts and formatted failures) for the parent to merge. */
   readonly json: boolean;
+  /** Run the real Driver in virtual time (driver-sim/) instead of the model of it. */
+  readonly driver: boolean;
 }
 
 /** What a child process reports; the parent adds these up. */
@@ -66,6 +78,7 @@ function parse(): Args {
         jobs: { type: "string" },
         trace: { type: "string" },
         json: { type: "boolean" },
+        driver: { type: "boolean" },
         "disk-loss": { type: "boolean" },
         "unsafe-no-bootstrap-check": { type: "boolean" },
         "unsafe-no-incarnation-check": { type: "boolean" },
@@ -87,6 +100,13 @@ function parse(): Args {
   const jobs = integer("jobs", text("jobs"), 1, 1);
   if (jobs > JOBS_MAX) usageError(`--jobs must be at most ${JOBS_MAX}`);
   const traceLines = integer("trace", text("trace"), 0, 1);
+  const driver = values.driver === true;
+  if (driver) {
+    const modelOnly = ["steps", "jobs", "json", "disk-loss", "unsafe-no-bootstrap-check", "unsafe-no-incarnation-check", "unsafe-no-probe-learning"];
+    const given = modelOnly.filter((name) => values[name] !== undefined);
+    if (given.length > 0) usageError(`--driver does not take --${given.join(", --")}`);
+    if (nodes !== undefined && nodes !== 3 && nodes !== 5) usageError(`--driver runs 3 or 5 nodes, got ${nodes}`);
+  }
   if (traceLines > 0 && seeds !== 1) usageError("--trace needs a single seed (--seed S without --seeds)");
   return {
     seeds,
@@ -102,6 +122,7 @@ function parse(): Args {
       unsafeNoProbeLearning: values["unsafe-no-probe-learning"] === true,
     },
     json: values.json === true,
+    driver,
   };
 }
 
@@ -169,8 +190,33 @@ function tallyFirstKinds(failures: readonly string[]): string {
     .join(" ");
 }
 
+/** `--driver`: seeds of the real Driver in virtual time, one after another in this process. */
+async function runDriverMode(args: Args): Promise<void> {
+  if (args.traceLines > 0) {
+    const result = await runDriverSimulation({ seed: args.firstSeed, nodes: driverNodesForSeed(args.firstSeed, args.nodes), trace: true });
+    for (const line of result.trace.slice(-args.traceLines)) process.stdout.write(`${line}\n`);
+  }
+  let done = 0;
+  const summary = await runDriverSeeds({ firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes }, (result) => {
+    done++;
+    if (args.seeds >= DRIVER_PROGRESS_MIN_SEEDS && done % DRIVER_PROGRESS_EVERY_SEEDS === 0) {
+      process.stderr.write(`sim: ${done}/${args.seeds} driver seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
+    }
+  });
+  process.stdout.write(`${formatDriverSummary(summary)}\n`);
+  if (summary.failures.length === 0) return;
+  process.stdout.write(`failing seeds: ${summary.failures.length} of ${summary.seeds}\n`);
+  for (const failure of summary.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${formatDriverFailure(failure)}\n`);
+  if (summary.failures.length > FAILURES_SHOWN_MAX) process.stdout.write(`... and ${summary.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);
+  process.exitCode = 1;
+}
+
 async function main(): Promise<void> {
   const args = parse();
+  if (args.driver) {
+    await runDriverMode(args);
+    return;
+  }
   if (args.traceLines > 0) {
     const result = runSimulation({
       seed: args.firstSeed,
