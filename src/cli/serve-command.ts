@@ -1,9 +1,11 @@
 import { pino, type Logger } from "pino";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
 import { MemberDataLostError, openNode, type Driver, type DriverLogger, type DriverObserver, type OpenedNode } from "../driver/index.js";
 import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService, type ProbeState } from "../rpc/raft-service.js";
-import { buildApp, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
+import { buildApp, buildForwardedWrites, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
 import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 
@@ -75,6 +77,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   // whether the cluster exists, and they must be able to answer while they start too.
   let startup: ProbeState = { phase: "starting" };
   let opened: OpenedNode | undefined;
+  let forwardedWrites: ((command: Command, signal: AbortSignal) => Promise<CommandResult>) | undefined = undefined;
   const initialMembers = new Set(config.initialCluster.map((m) => m.id));
   const peerApp = await buildPeerApp({
     logger: logger.child({ component: "peer" }),
@@ -87,6 +90,11 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
         probeState: () => (opened === undefined ? startup : runningProbeState(opened)),
         deliver: (messages) => opened?.driver.deliver(messages),
         deliverSnapshot: async (message) => opened?.driver.deliverSnapshot(message),
+        forwarded: (command, signal) => {
+          // Forward is refused until the node runs (probeState), and the client port's handlers exist by then.
+          if (forwardedWrites === undefined) return Promise.reject(new ConnectError("this node is starting", Code.Unavailable));
+          return forwardedWrites(command, signal);
+        },
         maxSnapshotBytes: snapshotBytesMax,
         maxMsgBytes,
         readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
@@ -140,7 +148,9 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     limits: config.limits,
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
+    ...(config.forwardWrites ? { forwardWrite: opened.forwardWrite } : {}),
   };
+  forwardedWrites = buildForwardedWrites(appOptions);
   const app = await buildApp(appOptions);
   try {
     client = await listenClient(app, config.listenClient, { grpcFastPath: buildGrpcFastPath(appOptions) });

@@ -41,6 +41,8 @@ export interface ServerConfig {
   readonly logLevel: LogLevel;
   /** Allowed browser origins; `["*"]` allows any; empty disables CORS. */
   readonly corsOrigins: readonly string[];
+  /** Whether followers forward writes to the leader instead of answering not-leader. */
+  readonly forwardWrites: boolean;
 }
 
 export type ServeArgs = { readonly kind: "help" } | { readonly kind: "config"; readonly config: ServerConfig };
@@ -160,6 +162,7 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     shutdownTimeoutMs: integer(raw, "shutdown-timeout-ms", 10_000, 0, 600_000),
     logLevel: logLevel(raw),
     corsOrigins: corsOrigins(raw),
+    forwardWrites: boolean(raw, "forward-writes", true),
   };
 }
 
@@ -224,6 +227,14 @@ function logLevel(raw: RawSettings): LogLevel {
     throw new ConfigError("log-level", `${describeSetting("log-level")} must be one of ${logLevels.join(", ")}; got ${JSON.stringify(value)}`);
   }
   return level;
+}
+
+function boolean(raw: RawSettings, flag: SettingFlag, fallback: boolean): boolean {
+  const text = raw[flag];
+  if (text === undefined) return fallback;
+  if (text === "true") return true;
+  if (text === "false") return false;
+  throw new ConfigError(flag, `${describeSetting(flag)} must be true or false, got ${JSON.stringify(text)}`);
 }
 
 function corsOrigins(raw: RawSettings): readonly string[] {

@@ -34,6 +34,7 @@ export const settingSpecs = [
   { flag: "request-timeout-ms", placeholder: "MS", defaultText: "5000", help: "The deadline of a request whose client set none." },
   { flag: "shutdown-timeout-ms", placeholder: "MS", defaultText: "10000", help: "On SIGTERM, how long to hand off leadership and drain requests before closing them." },
   { flag: "log-level", placeholder: "LEVEL", defaultText: "info", help: "One of fatal, error, warn, info, debug, trace, silent." },
+  { flag: "forward-writes", placeholder: "true|false", defaultText: "true", help: "Whether a follower hands a client's Put, Delete or Txn to the leader over the peer connection and answers it itself; false: it answers not-leader with the leader's URL." },
   { flag: "cors-origins", placeholder: "ORIGIN,...", defaultText: "none", help: "Browser origins allowed to call the client port (for example https://app.example.com), or * for any." },
 ] as const satisfies readonly SettingSpec[];
 

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { NodeId } from "../core/index.js";
 import { createKvStore, type KvOptions } from "../kv/index.js";
 import { sleep } from "../lib/sleep.js";
@@ -45,6 +46,11 @@ export interface OpenedNode {
   readonly driver: Driver;
   readonly identity: MemberIdentity;
   readonly incarnations: PeerIncarnations;
+  /**
+   * Runs a client's write on the leader over the peer connection (RaftService.Forward); rejects with
+   * the leader's ConnectError or the one that ended the call (see PeerTransport.forward).
+   */
+  readonly forwardWrite: (leader: NodeId, command: Command, signal: AbortSignal) => Promise<CommandResult>;
 }
 
 /** The deadline of one Probe call of the bootstrap check. */
@@ -140,7 +146,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
   driver.start();
   const learning = new AbortController();
   const learned = learnIncarnations(config, peers, incarnations, learning.signal);
-  return { driver, identity, incarnations };
+  return { driver, identity, incarnations, forwardWrite: (leader, command, signal) => transport.forward(leader, command, signal) };
 }
 
 /**

@@ -4,7 +4,7 @@ import type { KvNode } from "../driver/types.js";
 import { validateWatch, type ValidationLimits } from "../kv/index.js";
 import { reasonHeader } from "./errors.js";
 import { failRequest } from "./handler-errors.js";
-import { createKvUnaryHandlers, responseHeader, type KvReadStore } from "./kv-unary.js";
+import { createKvUnaryHandlers, responseHeader, type KvReadStore, type KvUnaryOptions } from "./kv-unary.js";
 import { servePipeline } from "./pipeline.js";
 import { connectionKey, requestSignal } from "./request-context.js";
 import type { RpcLogger } from "./rpc-logger.js";
@@ -29,6 +29,8 @@ export interface KvServiceOptions {
   readonly shutdown: AbortSignal;
   /** Told when a Watch stream opens (+1) or ends (-1). */
   readonly onWatchers?: (delta: 1 | -1) => void;
+  /** Hands a follower's writes to the leader (see KvUnaryOptions.forwardWrite). */
+  readonly forwardWrite?: NonNullable<KvUnaryOptions["forwardWrite"]>;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { ConnectError } from "@connectrpc/connect";
 import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import {
   ResponseHeaderSchema,
@@ -14,9 +15,12 @@ import {
   type TxnRequest,
   type TxnResponse,
 } from "../../gen/raftkv/v1/kv_pb.js";
+import { NotLeaderError, UnknownOutcomeError } from "../driver/errors.js";
 import type { KvNode } from "../driver/types.js";
+import { NONE, type NodeId } from "../core/index.js";
 import { validateCommand, validateGet, validateRange, type KvStore, type ValidationLimits } from "../kv/index.js";
 import { assert } from "../lib/assert.js";
+import { errorReason } from "./errors.js";
 import { failRequest } from "./handler-errors.js";
 import type { RpcLogger } from "./rpc-logger.js";
 
@@ -29,6 +33,12 @@ export interface KvUnaryOptions {
   readonly logger: RpcLogger;
   /** What this node accepts into a proposal; the store's own limits when absent (see KvServiceOptions). */
   readonly admission?: ValidationLimits;
+  /**
+   * Runs a write on the leader (RaftService.Forward over the peer connection) when this node is a
+   * follower that knows the leader. Absent: a follower answers not-leader with the leader's URL, and
+   * the client goes there itself (`--forward-writes=false`).
+   */
+  readonly forwardWrite?: (leader: NodeId, command: Command, signal: AbortSignal) => Promise<CommandResult>;
 }
 
 /**
@@ -39,6 +49,11 @@ export interface KvUnaryOptions {
  */
 export interface KvUnaryHandlers {
   put(request: PutRequest, signal: AbortSignal): Promise<PutResponse>;
+  /**
+   * A write proposed on this node, never forwarded: what RaftService.Forward runs on the leader. Every
+   * failure is a ConnectError mapped by failRequest, which the forwarding follower passes on unchanged.
+   */
+  mutateHere(command: Command, signal: AbortSignal): Promise<CommandResult>;
   delete(request: DeleteRequest, signal: AbortSignal): Promise<DeleteResponse>;
   txn(request: TxnRequest, signal: AbortSignal): Promise<TxnResponse>;
   get(request: GetRequest, signal: AbortSignal): Promise<GetResponse>;
@@ -50,12 +65,37 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
   const admission = options.admission ?? store.options;
   const header = responseHeader(node);
 
-  async function mutate(command: Command, method: string, signal: AbortSignal): Promise<CommandResult> {
+  async function mutate(command: Command, method: string, signal: AbortSignal, forward: boolean): Promise<CommandResult> {
     try {
       validateCommand(command, admission);
-      return await node.mutate(command, signal);
+      try {
+        return await node.mutate(command, signal);
+      } catch (error) {
+        // Nothing was proposed here (NotLeaderError is thrown before proposing), so handing the write
+        // to the leader cannot apply it twice; a forwarded write is never forwarded again.
+        if (!forward || options.forwardWrite === undefined || !(error instanceof NotLeaderError) || error.leaderId === NONE) throw error;
+        return await forwardToLeader(options.forwardWrite, error.leaderId, command, signal);
+      }
     } catch (error) {
       throw failRequest(error, method, { signal, mutation: true }, logger);
+    }
+  }
+
+  async function forwardToLeader(
+    forwardWrite: NonNullable<KvUnaryOptions["forwardWrite"]>,
+    leader: NodeId,
+    command: Command,
+    signal: AbortSignal,
+  ): Promise<CommandResult> {
+    try {
+      return await forwardWrite(leader, command, signal);
+    } catch (error) {
+      // The leader's own answer (its client port's error, with the reason a client acts on): pass it on.
+      if (error instanceof ConnectError && errorReason(error) !== undefined) throw error;
+      // The call died on the way (connection lost, the leader crashed, our deadline): the leader may
+      // have proposed the write, so its outcome is unknown, as for a write sent to the leader directly.
+      const why = error instanceof Error ? error.message : String(error);
+      throw new UnknownOutcomeError(`forwarding the write to the leader (node ${leader}) failed (${why})`, { cause: error });
     }
   }
 
@@ -70,23 +110,25 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
   }
 
   return {
+    mutateHere: (command, signal) => mutate(command, "Forward", signal, false),
+
     async put(request, signal) {
       const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "put", value: request } });
-      const result = await mutate(command, "Put", signal);
+      const result = await mutate(command, "Put", signal, true);
       assert(result.result.case === "put", "a Put applied as another kind of command");
       return withHeader(result.result.value, header);
     },
 
     async delete(request, signal) {
       const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "delete", value: request } });
-      const result = await mutate(command, "Delete", signal);
+      const result = await mutate(command, "Delete", signal, true);
       assert(result.result.case === "delete", "a Delete applied as another kind of command");
       return withHeader(result.result.value, header);
     },
 
     async txn(request, signal) {
       const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "txn", value: request } });
-      const result = await mutate(command, "Txn", signal);
+      const result = await mutate(command, "Txn", signal, true);
       assert(result.result.case === "txn", "a Txn applied as another kind of command");
       return withHeader(result.result.value, header);
     },

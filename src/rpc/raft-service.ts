@@ -3,6 +3,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type * as http2 from "node:http2";
 import type { FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase } from "fastify";
 import { create } from "@bufbuild/protobuf";
+import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { MemberPhase, ProbeResponseSchema, RaftService, type InstallSnapshotRequest, type ProbeResponse, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import {
@@ -39,6 +40,11 @@ export interface RaftServiceOptions {
   deliver(messages: Message[]): void;
   /** Hands a complete, checksum-verified snapshot to the driver; resolves once the driver has taken it. */
   deliverSnapshot(message: SnapshotRequest): Promise<void>;
+  /**
+   * Runs a write a follower forwarded (RaftService.Forward) exactly as the client port runs one sent
+   * here, never forwarding it again; fails with the client port's ConnectError.
+   */
+  forwarded?(command: Command, signal: AbortSignal): Promise<CommandResult>;
   /** The largest snapshot this node accepts (the receive buffer is allocated up front). */
   readonly maxSnapshotBytes: number;
   /** How long a snapshot stream may wait for its next chunk before it is dropped. Default 30 s. */
@@ -182,6 +188,14 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       // refused batch ends the stream with its error; nothing of that batch is delivered.
       for await (const request of requests) deliverBatch(request);
       return {};
+    },
+
+    async forward(request, context) {
+      checkEnvelope("Forward", request.clusterId, request.from, request.to);
+      if (o.probeState().phase !== "running") throw notRunning();
+      if (request.command === undefined) throw new ConnectError("malformed request: command is missing", Code.InvalidArgument);
+      if (o.forwarded === undefined) throw new ConnectError(`node ${o.selfId} does not take forwarded writes`, Code.Unimplemented);
+      return { result: await o.forwarded(request.command, context.signal) };
     },
 
     probe(request) {

@@ -5,7 +5,7 @@ import type { KvNode } from "../driver/types.js";
 import type { RaftkvMetrics } from "../metrics/index.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
-import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvUnaryOptions } from "../rpc/index.js";
+import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "../rpc/index.js";
 import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.js";
 import { registerCors } from "./cors.js";
 import { registerHealthRoutes } from "./health-routes.js";
@@ -35,6 +35,8 @@ export interface AppOptions {
   readonly corsOrigins: readonly string[];
   /** Aborted when the node starts shutting down: Watch streams end with `canceled`. */
   readonly shutdown: AbortSignal;
+  /** Hands a follower's writes to the leader (--forward-writes); absent: followers answer not-leader. */
+  readonly forwardWrite?: NonNullable<KvUnaryOptions["forwardWrite"]>;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           watchBatchEventsMax: options.limits.watchBatchEventsMax ?? 1_000,
           shutdown: options.shutdown,
           onWatchers: (delta) => options.metrics.watchers(delta),
+          ...(options.forwardWrite === undefined ? {} : { forwardWrite: options.forwardWrite }),
         }),
       );
       router.service(
@@ -83,15 +86,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
  */
 export function buildGrpcFastPath(options: AppOptions): GrpcFastPath {
   return createGrpcFastPath({
-    handlers: createKvUnaryHandlers({
-      node: options.node,
-      store: options.store,
-      logger: options.logger.child({ component: "rpc" }),
-      admission: admissionLimits(options),
-    }),
+    handlers: unaryHandlers(options),
     metrics: options.metrics,
     requestBytesMax: options.limits.requestBytesMax,
     requestTimeoutMs: options.limits.requestTimeoutMs,
+  });
+}
+
+/**
+ * The write path RaftService.Forward runs on the leader: the client port's own validation, proposal and
+ * error mapping, without forwarding again.
+ */
+export function buildForwardedWrites(options: AppOptions): KvUnaryHandlers["mutateHere"] {
+  return unaryHandlers(options).mutateHere;
+}
+
+function unaryHandlers(options: AppOptions): KvUnaryHandlers {
+  return createKvUnaryHandlers({
+    node: options.node,
+    store: options.store,
+    logger: options.logger.child({ component: "rpc" }),
+    admission: admissionLimits(options),
+    ...(options.forwardWrite === undefined ? {} : { forwardWrite: options.forwardWrite }),
   });
 }
 

@@ -1,3 +1,5 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { Message, NodeId } from "../core/index.js";
 import { parsePeerUrl, resolvePeerTransportOptions, validatePeerId, type PeerTransportOptions } from "./options.js";
 import { PeerLink, type PeerStats } from "./peer.js";
@@ -16,6 +18,12 @@ export interface PeerTransport {
    */
   setPeers(peers: ReadonlyMap<NodeId, string>): void;
   stats(): ReadonlyMap<NodeId, PeerStats>;
+  /**
+   * Runs a client's write on peer `to` (the leader) and resolves with its applied result. Rejects with a
+   * ConnectError: the leader's own answer (it carries raftkv-error metadata: pass it on unchanged), or
+   * a failure on the way (none: the outcome is unknown).
+   */
+  forward(to: NodeId, command: Command, signal: AbortSignal): Promise<CommandResult>;
   /** Closes every link and resolves once their calls have settled. No callback runs after it is called. */
   close(): Promise<void>;
 }
@@ -78,6 +86,11 @@ export function createPeerTransport(options: PeerTransportOptions): PeerTranspor
     setPeers,
     stats() {
       return new Map([...links].map(([id, link]) => [id, link.stats()]));
+    },
+    forward(to, command, signal) {
+      const link = closed ? undefined : links.get(to);
+      if (link === undefined) return Promise.reject(new ConnectError(`node ${to} is not a peer of this node`, Code.Unavailable));
+      return link.forward(command, signal);
     },
     async close() {
       if (!closed) {

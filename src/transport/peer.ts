@@ -1,6 +1,7 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { RaftMessageSchema, RaftService, StepRequestSchema, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
@@ -145,6 +146,34 @@ export class PeerLink {
       inflight: append.writing + control.writing,
       ...this.counts,
     };
+  }
+
+  /**
+   * Runs a client's write on this peer, the leader, over the link's HTTP/2 connection (RaftService.Forward).
+   * Rejects with the peer's ConnectError (its client-port error, with raftkv-error metadata) or with the
+   * error that ended the call on the way (no raftkv-error: the write's outcome is unknown). Not queued:
+   * the client's own deadline bounds it, and the client port bounds the requests in flight.
+   */
+  async forward(command: Command, signal: AbortSignal): Promise<CommandResult> {
+    if (this.state.kind === "closed") throw new ConnectError(`the link to node ${this.id} is closed`, Code.Unavailable);
+    const controller = new AbortController();
+    const abort = (): void => controller.abort(signal.reason);
+    if (signal.aborted) abort();
+    else signal.addEventListener("abort", abort, { once: true });
+    const call = this.client.forward({ clusterId: this.o.clusterId, from: BigInt(this.o.selfId), to: BigInt(this.id), command }, { signal: controller.signal });
+    const settled = call.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.calls.set(settled, controller);
+    try {
+      const response = await call;
+      if (response.result === undefined) throw new ConnectError(`node ${this.id} answered a forwarded write without a result`, Code.Internal);
+      return response.result;
+    } finally {
+      signal.removeEventListener("abort", abort);
+      this.calls.delete(settled);
+    }
   }
 
   /** Cancels every call, drops the queues, and resolves once every call has settled. Idempotent. */

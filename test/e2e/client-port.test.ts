@@ -25,7 +25,8 @@ import { Timings } from "./timings.js";
  * kind of bad input (malformed protobuf, wrong content type, oversized key/value/request, unknown
  * method, bad `serve` flags, peer messages of another cluster). test/server/protocols.test.ts checks
  * the protocols against one in-process server with a fake node; here the answers come from real Raft:
- * followers refuse writes with the leader's URL, and reads on followers are linearizable.
+ * followers refuse writes with the leader's URL (this cluster runs with --forward-writes false, the
+ * opt-in hint mode; forwarding.test.ts covers the default), and reads on followers are linearizable.
  */
 const run = promisify(execFile);
 const timings = new Timings();
@@ -73,7 +74,7 @@ beforeAll(async () => {
   if (chromiumAvailable()) pageServer = await timings.time("bundle the browser page and serve it", async () => startPageServer(await bundlePage()));
   else console.warn(`e2e: the headless browser test is skipped: ${chromiumPath} is missing (${chromiumInstallHint})`);
   const cors = pageServer === undefined ? [] : ["--cors-origins", pageServer.origin];
-  fixture = await timings.time("start 3 nodes and elect", () => startE2eCluster({ extraArgs: cors }));
+  fixture = await timings.time("start 3 nodes and elect", () => startE2eCluster({ extraArgs: [...cors, "--forward-writes", "false"] }));
 }, 90_000);
 
 afterAll(async () => {

@@ -2,6 +2,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
+import { CommandResultSchema } from "../../gen/raftkv/v1/command_pb.js";
 import type { StepRequestSchema} from "../../gen/raftkv/v1/raft_pb.js";
 import { InstallSnapshotRequestSchema, MemberPhase, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, SnapshotRequest } from "../../src/core/index.js";
@@ -172,6 +173,34 @@ describe("RaftService: incarnations and Probe", () => {
     const err = await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: [messageToProto(randomStepMessage(createPrng(3), 1, 2))] })));
     expect(err.code).toBe(Code.Unavailable);
     expect(h.delivered).toEqual([]);
+  });
+
+  it("runs a forwarded write through the node's own write path after the envelope checks, and passes its errors on", async () => {
+    const ran: string[] = [];
+    const h = harness({
+      forwarded: async (command) => {
+        if (command.op.case !== "put") throw new ConnectError("stale", Code.FailedPrecondition, { "raftkv-error": "stale-sequence" });
+        ran.push(new TextDecoder().decode(command.op.value.key));
+        return create(CommandResultSchema, { result: { case: "put", value: {} } });
+      },
+    });
+    const put = { op: { case: "put" as const, value: { key: new TextEncoder().encode("k"), value: new Uint8Array([1]) } } };
+    const answer = await h.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n, command: put });
+    expect(answer.result?.result.case).toBe("put");
+    expect(ran).toEqual(["k"]);
+    // The node's own error, code and metadata unchanged: the follower hands it to its client as is.
+    const refused = await h.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n, command: { op: { case: "delete", value: { key: new Uint8Array([1]) } } } }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(refused?.code).toBe(Code.FailedPrecondition);
+    expect(refused?.metadata.get("raftkv-error")).toBe("stale-sequence");
+    expect((await codeOf(h.client.forward({ clusterId: "cluster-b", from: 1n, to: 2n, command: put }))).code).toBe(Code.FailedPrecondition);
+    expect((await codeOf(h.client.forward({ clusterId: CLUSTER, from: 9n, to: 2n, command: put }))).code).toBe(Code.FailedPrecondition);
+    expect((await codeOf(h.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n }))).code).toBe(Code.InvalidArgument);
+    expect(ran).toEqual(["k"]);
+    const starting = harness({ probeState: () => ({ phase: "starting" }), forwarded: async () => create(CommandResultSchema) });
+    expect((await codeOf(starting.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n, command: put }))).code).toBe(Code.Unavailable);
   });
 
   it("answers Probe with what the node holds in every phase, after the envelope checks", async () => {
