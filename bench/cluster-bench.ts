@@ -38,6 +38,8 @@ workload at every concurrency against the leader, prints a table and writes JSON
   --keys N              distinct keys, all written before the cells (default 10000; keys are 16 bytes)
   --value-bytes N       value size (default 256)
   --channels N          grpc-js channels (HTTP/2 connections) to the leader (default 1)
+  --target WHO          leader (default) or follower: send every call to a follower instead, which
+                        forwards writes to the leader (raftkv --forward-writes, etcd's own proxying)
   --port-base P         raftkv takes ports P..P+5, etcd P+10..P+15 (default 24379: below Linux's
                         ephemeral range and clear of npm start's ports)
   --data-dir DIR        where the temporary server directories go (default the OS temp dir; not tmpfs,
@@ -57,6 +59,7 @@ interface Options {
   readonly keys: number;
   readonly valueBytes: number;
   readonly channels: number;
+  readonly target: "leader" | "follower";
   readonly portBase: number;
   readonly dataDir: string;
   readonly json: string;
@@ -79,6 +82,7 @@ function parseOptions(argv: string[]): Options | undefined {
       keys: { type: "string", default: "10000" },
       "value-bytes": { type: "string", default: "256" },
       channels: { type: "string", default: "1" },
+      target: { type: "string", default: "leader" },
       "port-base": { type: "string", default: "24379" },
       "data-dir": { type: "string", default: tmpdir() },
       json: { type: "string" },
@@ -114,10 +118,15 @@ function parseOptions(argv: string[]): Options | undefined {
     keys: number("keys", values.keys, 1, 1_000_000, true),
     valueBytes: number("value-bytes", values["value-bytes"], 0, 1_000_000, true),
     channels: number("channels", values.channels, 1, 64, true),
+    target: values.target === "follower" ? "follower" : values.target === "leader" ? "leader" : badTarget(values.target),
     portBase: number("port-base", values["port-base"], 1024, 65_535 - 16, true),
     dataDir: resolve(values["data-dir"]),
     json: resolve(values.json ?? join(repoRoot, "results", `bench-${stamp}.json`)),
   };
+}
+
+function badTarget(value: string | undefined): never {
+  throw new UsageError(`--target: ${JSON.stringify(value)} is neither leader nor follower`);
 }
 
 /** One system under test: how to call it, its endpoints, and the server pids to measure (if started here). */
@@ -238,8 +247,9 @@ function serverCpu(target: Target, before: Snapshot, after: Snapshot): { cpuMs: 
 
 async function runCell(target: Target, options: Options, workload: Workload, concurrency: number, keys: readonly Buffer[], value: Buffer): Promise<CellRecord> {
   const leader = await waitForLeader(target, undefined, 10_000);
+  const called = options.target === "follower" ? (target.endpoints.find((e) => e.url !== leader.url) ?? leader) : leader;
   const { result, before, after } = await runLoad(
-    { system: target.system, leader, workload, concurrency, warmupMs: options.warmup * 1000, measureMs: options.seconds * 1000, keys, value },
+    { system: target.system, leader: called, workload, concurrency, warmupMs: options.warmup * 1000, measureMs: options.seconds * 1000, keys, value },
     (edge) => snapshot(target, edge),
   );
   const perOp = (total: number | undefined): number | null => (total === undefined || result.ops === 0 ? null : total / result.ops);
@@ -348,7 +358,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       `npm run bench: ${targets.map((t) => `${t.system.name} ${t.endpoints.map((e) => e.url).join(",")}`).join("; ")}\n` +
         `  ${options.workloads.join(",")} x concurrency ${options.concurrency.join(",")}; ${options.warmup} s warm-up + ${options.seconds} s per cell; ` +
-        `${options.keys} keys of 16 B, ${options.valueBytes} B values; ${options.channels} channel(s); ${cpus().length} CPUs, load ${loadavg()[0]?.toFixed(2)}\n`,
+        `${options.keys} keys of 16 B, ${options.valueBytes} B values; ${options.channels} channel(s) to the ${options.target}; ${cpus().length} CPUs, load ${loadavg()[0]?.toFixed(2)}\n`,
     );
     const keys = Array.from({ length: options.keys }, (_, i) => Buffer.from(`bench/${String(i).padStart(10, "0")}`));
     const value = randomBytes(options.valueBytes);
