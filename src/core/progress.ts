@@ -59,6 +59,26 @@ export class Inflights {
     this.head = 0;
     this.bytes = 0;
   }
+
+  /** Asserts the window's bookkeeping, with every slot's index in (after, upTo]. O(countMax). */
+  checkInvariants(after: number, upTo: number): void {
+    // Slots are consumed from the front only; sizes and indexes are parallel arrays.
+    assert(this.head <= this.lastIndexes.length && this.sizes.length === this.lastIndexes.length, "inflights: arrays out of step");
+    // add() refuses a full window, so the count never exceeds its bound (bytes may, by the last message).
+    assert(this.count <= this.countMax, () => `inflights: ${this.count} messages in a window of ${this.countMax}`);
+    let bytes = 0;
+    let prev = after;
+    for (let i = this.head; i < this.lastIndexes.length; i++) {
+      const index = this.lastIndexes[i] ?? Number.NaN;
+      // Each message carries later entries than the one before, none already acknowledged (freeLE frees
+      // every slot up to match) and none beyond what was sent (next - 1).
+      assert(index > prev && index <= upTo, () => `inflights: slot ${index} after ${prev}, outside (${after}, ${upTo}]`);
+      prev = index;
+      bytes += this.sizes[i] ?? Number.NaN;
+    }
+    // The running byte count is the sum of the live slots, or the byte limit drifts.
+    assert(bytes === this.bytes, () => `inflights: ${this.bytes} bytes counted, ${bytes} in the slots`);
+  }
 }
 
 /**
@@ -152,6 +172,24 @@ export class Progress {
       case "snapshot":
         return true;
     }
+  }
+
+  /**
+   * Asserts the invariants of one follower's progress on a leader whose last index is `lastIndex`.
+   * The leader's own entry is checked by RaftNode (its match is its durable last index).
+   */
+  checkInvariants(lastIndex: number): void {
+    // next is the first index not known to be on the follower, so it is always past match.
+    assert(this.match < this.next, () => `progress: match ${this.match} not below next ${this.next}`);
+    // The leader ignores acknowledgements beyond its log, and never sends past it.
+    assert(this.next <= lastIndex + 1, () => `progress: next ${this.next} beyond the leader's last index ${lastIndex}`);
+    assert(this.match <= lastIndex, () => `progress: match ${this.match} beyond the leader's last index ${lastIndex}`);
+    // Only replicate state streams; probe and snapshot send nothing that the window tracks.
+    assert(this.state === "replicate" || this.inflights.count === 0, () => `progress: ${this.inflights.count} inflights in ${this.state} state`);
+    // A snapshot state always names the snapshot being sent (a real snapshot has index > 0); other states none.
+    if (this.state === "snapshot") assert(this.pendingSnapshot > 0, "progress: snapshot state without a snapshot");
+    else assert(this.pendingSnapshot === 0 && this.snapshotTicks === 0, () => `progress: snapshot bookkeeping left in ${this.state} state`);
+    this.inflights.checkInvariants(this.match, this.next - 1);
   }
 
   private resetState(state: ProgressState): void {

@@ -248,4 +248,42 @@ export class RaftLog {
   snapshot(): Snapshot {
     return this.unstableSnapshot ?? this.storage.snapshot();
   }
+
+  /**
+   * Asserts the invariants above that can be checked in O(unstable tail). The stable log is not walked:
+   * every entry enters through the unstable tail (or a snapshot), where its term order is checked.
+   * `term` is the node's current term.
+   */
+  checkInvariants(term: number): void {
+    const last = this.lastIndex();
+    // Raft commits only entries a node holds; a commit index past the log would apply entries it lacks.
+    assert(this.committed <= last, () => `raft log: commit ${this.committed} beyond the last index ${last}`);
+    // Only committed entries are handed out for application (State Machine Safety).
+    assert(this.applied <= this.committed, () => `raft log: applied ${this.applied} beyond commit ${this.committed}`);
+    // A snapshot (ours or the leader's) holds only committed state, so everything compacted is committed.
+    assert(this.committed >= this.firstIndex() - 1, () => `raft log: commit ${this.committed} below the snapshot at ${this.firstIndex() - 1}`);
+    // Snapshot and entries are a contiguous run: the tail starts right after the snapshot (or the stable log).
+    if (this.unstableSnapshot !== undefined) {
+      assert(this.offset === this.unstableSnapshot.meta.index + 1, "raft log: unstable entries do not follow the incoming snapshot");
+    } else {
+      // The stable part is what advance() reported durable: the driver must have written it to storage.
+      assert(this.offset - 1 <= this.storage.lastIndex(), () => `raft log: stable up to ${this.offset - 1} but storage ends at ${this.storage.lastIndex()}`);
+    }
+    let prevTerm = this.term(this.offset - 1);
+    for (let i = 0; i < this.unstableEntries.length; i++) {
+      const entry = this.unstableEntries[i];
+      assert(entry !== undefined, "raft log: hole in the unstable tail");
+      // The tail is contiguous from offset: term() and slice() index it by position.
+      assert(entry.index === this.offset + i, () => `raft log: unstable entry ${entry.index} at position ${i} after offset ${this.offset}`);
+      // Terms never go down along a log: a leader appends only in its own term, after its earlier entries.
+      assert(prevTerm === undefined || entry.term >= prevTerm, () => `raft log: term ${entry.term} at ${entry.index} after term ${prevTerm}`);
+      prevTerm = entry.term;
+    }
+    // An entry enters the log from a leader of the node's current term (or the node leading it), never of
+    // a later term. Checked on the tail only: a crash that keeps a Ready's entries but not its hard state
+    // (the simulator's torn writes; the Ready contract does not require one atomic write) restarts a node
+    // whose durable log holds a term its durable hard state never reached.
+    const newest = this.unstableEntries[this.unstableEntries.length - 1];
+    assert(newest === undefined || newest.term <= term, () => `raft log: entry of term ${newest?.term} above the current term ${term}`);
+  }
 }

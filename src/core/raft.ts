@@ -880,6 +880,107 @@ export class RaftNode {
     };
   }
 
+  /**
+   * Asserts every invariant the core relies on that it can check locally (AssertionError on the first
+   * broken one). Cheap enough to call after every input: O(members + unstable tail + waiting reads +
+   * inflight messages), no walk of the stable log. Tests and the simulator call it; production does not.
+   */
+  checkInvariants(): void {
+    this.log.checkInvariants(this.term);
+    const lastIndex = this.log.lastIndex();
+    // What a Ready reported stays reported: the term and the commit index never go back.
+    assert(this.prevHardState.term <= this.term, "raft: term below the one handed out");
+    assert(this.prevHardState.commit <= this.log.committed, "raft: commit index below the one handed out");
+    this.checkOutstanding();
+    this.checkRole();
+    this.checkTimers();
+    this.checkProgress(lastIndex);
+    this.reads.checkInvariants(this.role === "leader" ? this.leaderCommit() : undefined);
+  }
+
+  /** The Ready being carried out hands out each committed entry once, in order, and only committed ones. */
+  private checkOutstanding(): void {
+    if (this.outstanding === undefined) return;
+    const entries = this.outstanding.committedEntries;
+    const first = entries[0];
+    const last = entries[entries.length - 1];
+    if (first === undefined || last === undefined) return;
+    // applied moves only in advance(), so this Ready's entries start right after it: none twice, none skipped.
+    assert(first.index === this.log.applied + 1, () => `raft: Ready applies from ${first.index} after applying ${this.log.applied}`);
+    assert(last.index - first.index === entries.length - 1, "raft: Ready's committed entries are not contiguous");
+    // Only committed entries may reach the state machine.
+    assert(last.index <= this.log.committed, () => `raft: Ready applies ${last.index} beyond commit ${this.log.committed}`);
+  }
+
+  /** What each role implies about leader, vote, votes and transfer. */
+  private checkRole(): void {
+    switch (this.role) {
+      case "leader":
+        assert(this.leader === this.id, "raft: a leader that does not know itself as leader");
+        // A leader won an election in its term, with its own vote (becomeCandidate voted before it won).
+        assert(this.vote === this.id, () => `raft: leader of term ${this.term} voted for ${this.vote}`);
+        // Only voters campaign; a leader that is not a voter would count itself toward quorums it is not in.
+        assert(this.promotable(), "raft: the leader is not a voter");
+        break;
+      case "candidate":
+        // A candidate votes for itself before asking anyone (becomeCandidate) and counts that vote.
+        assert(this.vote === this.id && this.votes.get(this.id) === true, "raft: a candidate that did not vote for itself");
+        assert(this.leader === NONE && this.promotable(), "raft: a candidate with a leader, or not a voter");
+        break;
+      case "precandidate":
+        // A PreVote counts our own would-be vote too, and asks only while no leader is known.
+        assert(this.votes.get(this.id) === true, "raft: a pre-candidate that does not count itself");
+        assert(this.leader === NONE && this.promotable(), "raft: a pre-candidate with a leader, or not a voter");
+        break;
+      case "follower":
+        // Votes are counted only while campaigning; a follower starts every campaign afresh.
+        assert(this.votes.size === 0, "raft: a follower holding election votes");
+        assert(this.leader !== this.id, "raft: a follower that names itself leader");
+        break;
+    }
+    if (this.role !== "leader") {
+      // Transfers, uncommitted bytes and pending broadcasts are leader state, dropped by reset() on every role change.
+      assert(this.leadTransferee === NONE && this.uncommittedBytes === 0 && !this.broadcastPending, "raft: leader state on a node that does not lead");
+    } else if (this.leadTransferee !== NONE) {
+      // transferLeadership() accepts only another voter.
+      assert(this.leadTransferee !== this.id && this.conf.voters.includes(this.leadTransferee), "raft: transfer to a node that cannot lead");
+    }
+  }
+
+  private checkTimers(): void {
+    // reset() draws the timeout from [electionTicks, 2 * electionTicks): randomized, never shorter than one timeout.
+    assert(
+      this.randomizedElectionTimeout >= this.electionTicks && this.randomizedElectionTimeout < 2 * this.electionTicks,
+      () => `raft: election timeout ${this.randomizedElectionTimeout} outside [${this.electionTicks}, ${2 * this.electionTicks})`,
+    );
+    // tickLeader() sends heartbeats and restarts the count as it reaches heartbeatTicks; other roles never count.
+    assert(this.heartbeatElapsed >= 0 && this.heartbeatElapsed < this.heartbeatTicks, () => `raft: heartbeat elapsed ${this.heartbeatElapsed}`);
+    assert(this.role === "leader" || this.heartbeatElapsed === 0, "raft: heartbeat ticks counted on a node that does not lead");
+    // A leader checks its quorum (and abandons a transfer) every election timeout and restarts the count.
+    assert(this.role !== "leader" || this.electionElapsed < this.electionTicks, () => `raft: leader ${this.electionElapsed} ticks into its quorum check`);
+  }
+
+  /** Progress exists for exactly the members; only a leader's means anything, and it must be consistent. */
+  private checkProgress(lastIndex: number): void {
+    // resetProgress() tracks exactly the members: a stranger's progress could count toward nothing, a
+    // member without one would never be replicated to.
+    assert(this.progress.size === this.conf.voters.length + this.conf.learners.length, "raft: progress for other nodes than the members");
+    for (const id of this.conf.voters) assert(this.progress.has(id), () => `raft: no progress for voter ${id}`);
+    for (const id of this.conf.learners) assert(this.progress.has(id), () => `raft: no progress for learner ${id}`);
+    for (const [id, pr] of this.progress) {
+      if (this.role !== "leader") {
+        // resetProgress() runs on every role change: no replication state survives leadership.
+        assert(pr.match === 0 && pr.state === "probe" && pr.inflights.count === 0, () => `raft: replication progress for ${id} on a node that does not lead`);
+        continue;
+      }
+      if (id === this.id) {
+        // The leader counts toward a quorum exactly what it has durably stored (becomeLeader and advance).
+        assert(pr.match === this.log.stableLastIndex(), () => `raft: leader's own match ${pr.match}, durable last index ${this.log.stableLastIndex()}`);
+      }
+      pr.checkInvariants(lastIndex);
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Helpers
 

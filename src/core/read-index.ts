@@ -206,6 +206,47 @@ export class ReadIndex {
     this.forwarded = [];
   }
 
+  // Invariants ---------------------------------------------------------------------------------
+
+  /** Asserts the bookkeeping of both sides; `leader` is undefined unless this node leads. O(waiting reads). */
+  checkInvariants(leader: LeaderCommit | undefined): void {
+    if (leader === undefined) {
+      // Leadership ends only through failLeaderReads and reset: nothing is left waiting on a leader side.
+      assert(this.pending.length === 0 && this.awaitingCommit.length === 0, "read index: leader-side reads on a node that does not lead");
+      assert(!this.roundInFlight && !this.roundWanted, "read index: a read round on a node that does not lead");
+    } else {
+      // A leader answers its own reads and never forwards (every path to leadership failed the forwarded ones).
+      assert(this.forwarded.length === 0, "read index: forwarded reads on the leader");
+      // leaderCommitted() releases reads that wait for an entry of the term as soon as one commits.
+      assert(this.awaitingCommit.length === 0 || !leader.inTerm, "read index: reads still wait for a commit in the term, which happened");
+    }
+    // The bound on waiting reads is what protects the leader's memory from a flood of reads.
+    assert(this.pending.length + this.awaitingCommit.length <= this.pendingMax, "read index: more leader-side reads than the bound");
+    assert(this.forwarded.length <= this.pendingMax, "read index: more forwarded reads than the bound");
+    // Someone must start the round pending reads wait for, or they wait for ever.
+    assert(this.pending.length === 0 || this.roundInFlight || this.roundWanted, "read index: reads wait for a round nobody starts");
+    let prev: PendingRead | undefined;
+    for (const read of this.pending) {
+      // A read waits for the round after the one in flight when it arrived, so only two rounds ever have
+      // readers: the one in flight, and the next.
+      const inFlightRound = this.roundInFlight && read.round === this.round;
+      assert(inFlightRound || read.round === this.round + 1, () => `read index: a read waits for round ${read.round} (current ${this.round}, in flight ${this.roundInFlight})`);
+      // A read index is a commit index of the past: it cannot be beyond the present one.
+      assert(read.index <= (leader?.commit ?? 0), () => `read index: read index ${read.index} beyond commit ${leader?.commit ?? 0}`);
+      // Reads queue in arrival order, and commit index and round only grow.
+      assert(prev === undefined || (read.round >= prev.round && read.index >= prev.index), "read index: pending reads out of order");
+      prev = read;
+    }
+    for (const [id, round] of this.acked) {
+      // acknowledge() refuses rounds never started: a forged answer must not confirm a later round.
+      assert(round <= this.round, () => `read index: member ${id} acknowledged round ${round}, beyond the latest ${this.round}`);
+    }
+    for (const read of this.forwarded) {
+      // tick() fails a forwarded read when its ticks run out, so a waiting one always has some left.
+      assert(read.ticksLeft > 0 && read.ticksLeft <= this.timeoutTicks, () => `read index: forwarded read with ${read.ticksLeft} ticks left`);
+    }
+  }
+
   // Output -------------------------------------------------------------------------------------
 
   hasReadStates(): boolean {

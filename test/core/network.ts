@@ -159,12 +159,17 @@ export class Network {
     return this.readStates.get(id) ?? [];
   }
 
-  /** Processes every pending Ready (persist, send, apply, advance) on live nodes. */
+  /**
+   * Processes every pending Ready (persist, send, apply, advance) on live nodes. Every node's invariants
+   * are checked (RaftNode.checkInvariants) before and after each Ready, so every scenario that delivers,
+   * ticks or flushes checks them after each of its inputs.
+   */
   flush(): void {
     for (const id of this.ids) {
       if (this.down.has(id)) continue;
       const node = this.node(id);
       const storage = this.storage(id);
+      node.checkInvariants();
       for (let count = 0; node.hasReady(); count++) {
         if (count >= readysPerFlushMax) throw new Error(`node ${id} still has a Ready after ${readysPerFlushMax}: it never settles`);
         const rd = node.ready();
@@ -181,6 +186,7 @@ export class Network {
         this.appliedOf(id).push(...rd.committedEntries);
         this.readStatesOf(id).push(...rd.readStates);
         node.advance(rd);
+        node.checkInvariants();
       }
     }
   }

@@ -895,6 +895,7 @@ class Simulation {
       const node = this.node(id);
       const running = node.running();
       if (running === undefined) continue;
+      running.raft.checkInvariants();
       const status = running.raft.status();
       this.monitor.observeCommit(id, running.incarnation, status.commit, running.durableCommitAtStart);
       this.monitor.checkAppliedDurable(id, running.sm.index, node.storage);
