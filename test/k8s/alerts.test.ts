@@ -74,6 +74,15 @@ describe.skipIf(version === undefined)("alert rules and metrics, checked by prom
     expect(result.stdout).toContain("SUCCESS");
   });
 
+  it("every query of the Grafana dashboard is valid PromQL (promtool check rules, as recording rules)", async () => {
+    const dashboard = JSON.parse(readFileSync(join(k8sDir, "monitoring", "dashboard.json"), "utf8")) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const rules = dashboard.panels.flatMap((panel, p) => panel.targets.map((target, t) => ({ record: `dashboard:panel${p}:target${t}`, expr: target.expr })));
+    expect(rules.length).toBeGreaterThan(0);
+    writeFileSync(join(dir, "dashboard-rules.yaml"), stringify({ groups: [{ name: "dashboard", rules }] }));
+    const { stdout } = await run("promtool", ["check", "rules", join(dir, "dashboard-rules.yaml")]);
+    expect(stdout).toContain(`SUCCESS: ${rules.length} rules found`);
+  });
+
   it("promtool check metrics accepts a real node's /metrics", async () => {
     const reaper = startReaper();
     const port = 20_000 + 2 * Math.floor(Math.random() * 5_000);
@@ -103,9 +112,9 @@ describe.skipIf(version === undefined)("alert rules and metrics, checked by prom
       expect(await promtoolCheckMetrics(join(dir, "raftkv-metrics.txt"), `${own}\n`)).toBe("");
       const allFindings = await promtoolCheckMetrics(join(dir, "all-metrics.txt"), text);
       if (allFindings !== "") console.log(`k8s: promtool check metrics on the whole /metrics (process and Node.js metrics included):\n${allFindings}`);
-      // Every raftkv metric an alert reads is exported under that name.
-      const rules = readFileSync(join(k8sDir, "base", "prometheusrule.yaml"), "utf8");
-      for (const name of new Set(rules.match(/raftkv_[a-z_]+/g) ?? [])) {
+      // Every raftkv metric an alert or the dashboard reads is exported under that name.
+      const readers = readFileSync(join(k8sDir, "base", "prometheusrule.yaml"), "utf8") + readFileSync(join(k8sDir, "monitoring", "dashboard.json"), "utf8");
+      for (const name of new Set(readers.match(/raftkv_[a-z_]+/g) ?? [])) {
         const exported = name.replace(/_(bucket|count|sum)$/, "");
         expect(text, name).toMatch(new RegExp(`^# TYPE ${exported} `, "m"));
       }
