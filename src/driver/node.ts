@@ -2,6 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { CommandResultSchema, CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { NONE, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
+import type { Logger } from "../lib/logger.js";
 import { createPrng } from "../lib/prng.js";
 import type { ApplyResult, KvStore } from "../kv/index.js";
 import { systemClock, type DriverClock } from "./clock.js";
@@ -26,11 +27,8 @@ export interface DriverTransport {
   close(): Promise<void>;
 }
 
-export interface DriverLogger {
-  info(msg: string, fields?: object): void;
-  warn(msg: string, fields?: object): void;
-  error(msg: string, fields?: object): void;
-}
+/** The driver logs through the logger every layer shares (src/lib/logger.ts). */
+export type DriverLogger = Logger;
 
 /** Hooks for metrics; every one optional so tests can leave them out. */
 export interface DriverObserver {
@@ -65,6 +63,12 @@ export interface DriverOptions {
   readonly retainEntries: number;
   /** Called once everything is closed at the end of stop() (openNode releases the data directory). */
   readonly onStopped?: () => Promise<void>;
+  /**
+   * A write to the log that has not reached the disk after this many milliseconds marks the storage
+   * stalled (gray failure): the node reports not ready and, if it leads, hands leadership to the most
+   * caught-up follower, whose own disk can commit. Cleared when the write completes.
+   */
+  readonly storageStallMs?: number;
   /** Seed for election timeouts; defaults to one derived from the id and the clock. */
   readonly seed?: number;
   /** Timers and time; the system clock unless a simulator drives virtual time. */
@@ -119,6 +123,12 @@ export class Driver implements KvNode {
   private applied: number;
   /** A Ready's entries, term or vote are being written (flushUnblocked may run meanwhile). */
   private persisting = false;
+  /** When the write in flight started (clock.now()), while one is. */
+  private persistStartedAt: number | undefined;
+  /** The write in flight has taken longer than storageStallMs (see checkStall). */
+  private stalled = false;
+  /** What the last Ready's soft and hard state said, for the log lines of role, leader and term changes. */
+  private shown = { role: "follower", leader: NONE, term: 0 };
   /** A snapshot's file is being written beside the loop (maybeSnapshot). */
   private snapshotInFlight = false;
   private unblockedScheduled = false;
@@ -149,6 +159,7 @@ export class Driver implements KvNode {
     this.stopTicker = this.clock.every(this.options.tickMs, () => {
       if (this.state.kind !== "running") return;
       this.raft.tick();
+      this.checkStall();
       this.wake();
     });
     this.loopDone = this.loop();
@@ -343,6 +354,10 @@ export class Driver implements KvNode {
       case "stopped":
         return { live: true, ready: false, reason: "shutting down" };
       case "running": {
+        if (this.stalled && this.persistStartedAt !== undefined) {
+          const waited = Math.round(this.clock.now() - this.persistStartedAt);
+          return { live: true, ready: false, reason: `storage stalled: a write has waited ${waited} ms for the disk` };
+        }
         const s = this.raft.status();
         if (s.leader === NONE) return { live: true, ready: false, reason: "no leader known" };
         return { live: true, ready: true, reason: "ok" };
@@ -410,6 +425,7 @@ export class Driver implements KvNode {
 
   private async handleReady(rd: Ready): Promise<void> {
     const { storage, transport, stateMachine } = this.options;
+    this.logStateChanges(rd);
     if (rd.softState !== undefined) {
       const s = this.raft.status();
       this.options.observer?.onSoftState?.(rd.softState.role, s.term, rd.softState.leader);
@@ -439,12 +455,22 @@ export class Driver implements KvNode {
     // an fdatasync per commit, which was half of them.
     if (rd.mustSync) {
       this.persisting = true;
+      this.persistStartedAt = persistStarted;
       try {
         await storage.save(rd.hardState, rd.entries);
       } finally {
         this.persisting = false;
+        this.persistStartedAt = undefined;
       }
-      this.options.observer?.onPersisted?.(rd, this.clock.now() - persistStarted);
+      const persistMs = this.clock.now() - persistStarted;
+      if (this.stalled) {
+        this.stalled = false;
+        this.options.logger.warn("storage recovered: the stalled write reached the disk", { ms: Math.round(persistMs) });
+      }
+      // The Ready contract's durability boundary: what the messages below promise is on disk now.
+      const last = rd.entries.at(-1);
+      assert(last === undefined || storage.lastIndex() >= last.index, () => `driver: entry ${last?.index} saved but the log ends at ${storage.lastIndex()}`);
+      this.options.observer?.onPersisted?.(rd, persistMs);
     }
     if (late.length > 0) transport.send(late);
 
@@ -454,7 +480,9 @@ export class Driver implements KvNode {
   }
 
   private apply(entry: Entry): void {
-    if (entry.index <= this.applied) return;
+    // The core hands out committed entries once each, in order, from the `applied` it was started with
+    // (or reset to by a snapshot): a gap or a repeat would make this replica diverge.
+    assert(entry.index === this.applied + 1, () => `driver: applying entry ${entry.index} after ${this.applied}`);
     this.applied = entry.index;
     const pending = this.proposals.get(entry.index);
     if (entry.type !== "normal") {
@@ -551,6 +579,44 @@ export class Driver implements KvNode {
       // storage refusing work, not a disk fault.
       if (this.state.kind === "running") this.failStorage(error);
     }
+  }
+
+  /**
+   * Gray failure: a disk that stops completing writes without failing them. A stalled follower only
+   * says so (not ready, so clients and load balancers go elsewhere); a stalled leader also hands
+   * leadership to the most caught-up follower. It can: the leader sent its entries before writing them
+   * (the Ready contract), so a follower whose disk works can match its log, and the TimeoutNow message
+   * promises nothing about this node's disk, so flushUnblocked sends it while the write hangs.
+   */
+  private checkStall(): void {
+    const started = this.persistStartedAt;
+    const limitMs = this.options.storageStallMs;
+    if (started === undefined || limitMs === undefined || this.stalled) return;
+    const waited = this.clock.now() - started;
+    if (waited < limitMs) return;
+    this.stalled = true;
+    const s = this.raft.status();
+    const target = s.role === "leader" ? this.mostCaughtUp(s.progress) : undefined;
+    this.options.logger.warn("storage stalled: a write has not reached the disk; reporting not ready", {
+      waitedMs: Math.round(waited),
+      limitMs,
+      ...(target === undefined ? {} : { transferTo: target }),
+    });
+    if (target !== undefined) this.raft.transferLeadership(target);
+  }
+
+  /** One log line per change of role, leader or term, with what it changed from. */
+  private logStateChanges(rd: Ready): void {
+    const role = rd.softState?.role ?? this.shown.role;
+    const leader = rd.softState?.leader ?? this.shown.leader;
+    const term = rd.hardState?.term ?? this.shown.term;
+    const was = this.shown;
+    if (role === was.role && leader === was.leader && term === was.term) return;
+    this.shown = { role, leader, term };
+    const fields = { role, term, leader, previousRole: was.role, previousTerm: was.term, previousLeader: was.leader };
+    if (role !== was.role) this.options.logger.info(`became ${role}`, fields);
+    else if (leader !== was.leader) this.options.logger.info(leader === NONE ? "lost the leader" : `leader is node ${leader}`, fields);
+    else this.options.logger.info(`term ${term}`, fields);
   }
 
   // -------------------------------------------------------------------------------------------

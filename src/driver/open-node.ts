@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { NodeId } from "../core/index.js";
 import { createKvStore, type KvOptions } from "../kv/index.js";
+import { withFields } from "../lib/logger.js";
 import { sleep } from "../lib/sleep.js";
 import { openStorage } from "../storage/index.js";
 import { createMemberProber, createPeerTransport, type PeerTransportOptions } from "../transport/index.js";
@@ -27,6 +28,8 @@ export interface NodeConfig {
   readonly readsMax?: number;
   readonly snapshotEntries?: number;
   readonly retainEntries?: number;
+  /** See DriverOptions.storageStallMs; default 5 s (a hung disk, not a slow one: etcd warns of fdatasync over 1 s). */
+  readonly storageStallMs?: number;
   readonly kv?: Partial<KvOptions>;
   readonly transport?: Partial<Omit<PeerTransportOptions, "clusterId" | "selfId" | "peers" | "onUnreachable" | "onSnapshotStatus" | "logger">>;
   readonly logger: DriverLogger;
@@ -53,6 +56,7 @@ export interface OpenedNode {
   readonly forwardWrite: (leader: NodeId, command: Command, signal: AbortSignal) => Promise<CommandResult>;
 }
 
+const STORAGE_STALL_MS_DEFAULT = 5_000;
 /** The deadline of one Probe call of the bootstrap check. */
 const PROBE_TIMEOUT_MS = 2_000;
 const BOOTSTRAP_RETRY_MS_MAX = 5_000;
@@ -96,7 +100,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     storage = await openStorage({
       dir: join(config.dataDir, "raft"),
       initialConf: { voters: config.members.filter((m) => !m.learner).map((m) => m.id), learners: config.members.filter((m) => m.learner).map((m) => m.id) },
-      logger: (level, msg, fields) => logger[level](msg, { component: "storage", ...fields }),
+      logger: withFields(logger, { component: "storage" }),
     });
   } catch (error) {
     await unlock();
@@ -137,6 +141,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     readsMax: config.readsMax ?? 65_536,
     snapshotEntries: config.snapshotEntries ?? 10_000,
     retainEntries: config.retainEntries ?? 5_000,
+    storageStallMs: config.storageStallMs ?? STORAGE_STALL_MS_DEFAULT,
     onStopped: async () => {
       learning.abort();
       await learned;
