@@ -50,7 +50,7 @@ async function receiver(): Promise<void> {
     deliverSnapshot: async () => undefined,
     maxSnapshotBytes: 0,
     maxMsgBytes: MAX_MSG_BYTES,
-    logger: { warn: (f, m) => console.error(m, f), error: (f, m) => console.error(m, f) },
+    logger: { info: () => undefined, warn: (msg, fields) => console.error(msg, fields), error: (msg, fields) => console.error(msg, fields) },
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();

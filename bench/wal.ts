@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Entry } from "../src/core/types.js";
 import { createNodeFileSystem, openStorage, type FileSystem } from "../src/storage/index.js";
+import { silentLogger } from "../src/lib/logger.js";
 
 const baseDir = process.env.WAL_BENCH_DIR ?? tmpdir();
 const seconds = Number(process.env.WAL_BENCH_SECONDS ?? 3);
@@ -159,7 +160,7 @@ interface WalResult {
 
 async function walRate(dir: string, appenders: number): Promise<WalResult> {
   const counting = countingFileSystem();
-  const log = await openStorage({ dir, fs: counting.fs, logger: () => undefined });
+  const log = await openStorage({ dir, fs: counting.fs, logger: silentLogger });
   // Steady state: wait until the next segment (zero-filled in the background after open) is ready.
   while (counting.preparedSegments() < 2) await new Promise((resolve) => setTimeout(resolve, 10));
   let next = 1;
@@ -203,7 +204,7 @@ async function interleaved(dir: string): Promise<{ raw: number; wal: number; raw
   const sliceMs = 200;
   const slices = Math.max(3, Math.round((seconds * 1000) / sliceMs));
   const counting = countingFileSystem();
-  const log = await openStorage({ dir: join(dir, "wal"), fs: counting.fs, logger: () => undefined });
+  const log = await openStorage({ dir: join(dir, "wal"), fs: counting.fs, logger: silentLogger });
   while (counting.preparedSegments() < 2) await new Promise((resolve) => setTimeout(resolve, 10));
   const path = join(dir, "raw.dat");
   const fileBytes = 64 * 1024 * 1024;
@@ -246,7 +247,7 @@ async function interleaved(dir: string): Promise<{ raw: number; wal: number; raw
 }
 
 async function writeReplayLog(dir: string): Promise<{ writeMs: number; walBytes: number }> {
-  const log = await openStorage({ dir, logger: () => undefined });
+  const log = await openStorage({ dir, logger: silentLogger });
   const batch = 1000;
   const t0 = performance.now();
   for (let from = 1; from <= replayEntries; from += batch) {
@@ -265,7 +266,7 @@ async function writeReplayLog(dir: string): Promise<{ writeMs: number; walBytes:
 async function replayChild(dir: string): Promise<void> {
   const cpu = process.cpuUsage();
   const t0 = performance.now();
-  const log = await openStorage({ dir, logger: () => undefined });
+  const log = await openStorage({ dir, logger: silentLogger });
   const wallMs = performance.now() - t0;
   const used = process.cpuUsage(cpu);
   if (log.lastIndex() !== replayEntries) throw new Error(`replay recovered ${log.lastIndex()} entries, not ${replayEntries}`);

@@ -2,10 +2,11 @@ import { pino, type Logger } from "pino";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
-import { MemberDataLostError, openNode, type Driver, type DriverLogger, type DriverObserver, type OpenedNode } from "../driver/index.js";
+import { MemberDataLostError, openNode, type Driver, type DriverObserver, type OpenedNode } from "../driver/index.js";
 import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService, type ProbeState } from "../rpc/raft-service.js";
 import { buildApp, buildForwardedWrites, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
+import { fromPino } from "../lib/logger.js";
 import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 
@@ -98,7 +99,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
         maxSnapshotBytes: snapshotBytesMax,
         maxMsgBytes,
         readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
-        logger: logger.child({ component: "raft-service" }),
+        logger: fromPino(logger.child({ component: "raft-service" })),
       }),
   });
   let peer: PeerListener;
@@ -119,7 +120,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
       electionTicks: config.timing.electionTicks,
       heartbeatTicks: config.timing.heartbeatTicks,
       maxMsgBytes,
-      logger: driverLogger(logger),
+      logger: fromPino(logger),
       observer: metricsObserver(metrics),
       signal,
       onBootstrapping: () => (startup = { phase: "bootstrapping" }),
@@ -215,15 +216,6 @@ async function stopAll(
   }
   logger.info("stopped");
   return exitCodes.ok;
-}
-
-/** The driver logs (message, fields); pino takes (fields, message). */
-function driverLogger(logger: Logger): DriverLogger {
-  return {
-    info: (message, fields) => logger.info(fields ?? {}, message),
-    warn: (message, fields) => logger.warn(fields ?? {}, message),
-    error: (message, fields) => logger.error(fields ?? {}, message),
-  };
 }
 
 const raftRoles: readonly RaftRole[] = ["follower", "precandidate", "candidate", "leader"];

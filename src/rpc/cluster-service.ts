@@ -21,13 +21,17 @@ import { unreachable } from "../lib/assert.js";
 import { invalidArgument, reasonHeader } from "./errors.js";
 import { failRequest } from "./handler-errors.js";
 import { requestSignal } from "./request-context.js";
-import type { RpcLogger } from "./rpc-logger.js";
+import type { Logger } from "../lib/logger.js";
 
 export interface ClusterServiceOptions {
   readonly node: KvNode;
   readonly store: Pick<KvStore, "revision">;
-  readonly logger: RpcLogger;
+  readonly logger: Logger;
   readonly requestTimeoutMs: number;
+  /** The raftkv version Status reports. */
+  readonly version?: string;
+  /** The bytes the node's data directory takes on disk; Status reports 0 without it. */
+  readonly dataBytes?: () => Promise<number>;
 }
 
 /**
@@ -50,8 +54,10 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
   };
 
   return {
-    status(): StatusResponse {
+    async status(): Promise<StatusResponse> {
+      const dataBytes = (await options.dataBytes?.()) ?? 0;
       const status = node.status();
+      const health = node.health();
       const self = status.members.find((m) => m.id === status.id);
       return create(StatusResponseSchema, {
         header: header(status.term),
@@ -68,6 +74,9 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
           snapshotIndex: BigInt(status.snapshotIndex),
           peerUrls: self === undefined ? [] : [self.peerUrl],
           clientUrls: self === undefined ? [] : [self.clientUrl],
+          version: options.version ?? "",
+          dataBytes: BigInt(dataBytes),
+          alarms: health.ready ? [] : [health.reason],
         },
       });
     },

@@ -13,4 +13,3 @@ export { createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvU
 export { servePipeline, PIPELINE_INFLIGHT_MAX } from "./pipeline.js";
 export { createClusterServiceImpl, toNodeRole, type ClusterServiceOptions } from "./cluster-service.js";
 export { connectionKey, requestSignal } from "./request-context.js";
-export type { RpcLogger } from "./rpc-logger.js";

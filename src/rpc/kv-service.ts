@@ -7,13 +7,13 @@ import { failRequest } from "./handler-errors.js";
 import { createKvUnaryHandlers, responseHeader, type KvReadStore, type KvUnaryOptions } from "./kv-unary.js";
 import { servePipeline } from "./pipeline.js";
 import { connectionKey, requestSignal } from "./request-context.js";
-import type { RpcLogger } from "./rpc-logger.js";
+import type { Logger } from "../lib/logger.js";
 import { ConnectionWatchLimit, watchStream } from "./watch-stream.js";
 
 export interface KvServiceOptions {
   readonly node: KvNode;
   readonly store: KvReadStore;
-  readonly logger: RpcLogger;
+  readonly logger: Logger;
   /** The deadline of a request whose client set none. */
   readonly requestTimeoutMs: number;
   readonly watchersPerConnectionMax: number;

@@ -22,7 +22,7 @@ import { validateCommand, validateGet, validateRange, type KvStore, type Validat
 import { assert } from "../lib/assert.js";
 import { errorReason } from "./errors.js";
 import { failRequest } from "./handler-errors.js";
-import type { RpcLogger } from "./rpc-logger.js";
+import type { Logger } from "../lib/logger.js";
 
 /** The store's read side: what a node answers from its local state after a read barrier. */
 export type KvReadStore = Pick<KvStore, "options" | "revision" | "get" | "range" | "watch">;
@@ -30,7 +30,7 @@ export type KvReadStore = Pick<KvStore, "options" | "revision" | "get" | "range"
 export interface KvUnaryOptions {
   readonly node: KvNode;
   readonly store: KvReadStore;
-  readonly logger: RpcLogger;
+  readonly logger: Logger;
   /** What this node accepts into a proposal; the store's own limits when absent (see KvServiceOptions). */
   readonly admission?: ValidationLimits;
   /**

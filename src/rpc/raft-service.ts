@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { MemberPhase, ProbeResponseSchema, RaftService, type InstallSnapshotRequest, type ProbeResponse, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
+import type { Logger } from "../lib/logger.js";
 import {
   nodeIdFromProto,
   SnapshotAssembler,
@@ -14,12 +15,6 @@ import {
   type ConvertError,
   type SnapshotHeaderInfo,
 } from "../transport/index.js";
-
-/** The logging this service needs; pino's argument order (fields first), like the other services in rpc/. */
-export interface RaftServiceLogger {
-  warn(fields: object, message: string): void;
-  error(fields: object, message: string): void;
-}
 
 export interface RaftServiceOptions {
   readonly clusterId: string;
@@ -49,7 +44,7 @@ export interface RaftServiceOptions {
   readonly maxSnapshotBytes: number;
   /** How long a snapshot stream may wait for its next chunk before it is dropped. Default 30 s. */
   readonly snapshotChunkIdleMs?: number;
-  readonly logger: RaftServiceLogger;
+  readonly logger: Logger;
 }
 
 /** What Probe answers (see ProbeResponse in raft.proto). */
@@ -86,14 +81,14 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
   }
 
   function invalid(error: ConvertError, call: string, from: string): ConnectError {
-    o.logger.warn({ call, from, field: error.path, reason: error.reason }, "malformed peer request refused");
+    o.logger.warn("malformed peer request refused", { call, from, field: error.path, reason: error.reason });
     return new ConnectError(`malformed request: ${error.message}`, Code.InvalidArgument);
   }
 
   /** Checks 1 and 2 above; returns the sender's id. */
   function checkEnvelope(call: string, clusterId: string, fromWire: bigint, toWire: bigint): NodeId {
     if (clusterId !== o.clusterId) {
-      o.logger.warn({ call, from: String(fromWire), ourClusterId: o.clusterId, theirClusterId: clusterId }, "request from another cluster refused");
+      o.logger.warn("request from another cluster refused", { call, from: String(fromWire), ourClusterId: o.clusterId, theirClusterId: clusterId });
       throw new ConnectError(
         `cluster id mismatch: this node belongs to cluster ${JSON.stringify(o.clusterId)}, the request is for cluster ${JSON.stringify(clusterId)}`,
         Code.FailedPrecondition,
@@ -104,15 +99,15 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     const to = nodeIdFromProto(toWire, "to");
     if (!to.ok) throw invalid(to.error, call, String(fromWire));
     if (from.value === o.selfId) {
-      o.logger.warn({ call, from: from.value }, "request claiming to come from this node refused");
+      o.logger.warn("request claiming to come from this node refused", { call, from: from.value });
       throw new ConnectError(`node ${o.selfId} does not send requests to itself`, Code.FailedPrecondition);
     }
     if (to.value !== o.selfId) {
-      o.logger.warn({ call, from: from.value, to: to.value, self: o.selfId }, "request for another node refused");
+      o.logger.warn("request for another node refused", { call, from: from.value, to: to.value, self: o.selfId });
       throw new ConnectError(`request for node ${to.value} reached node ${o.selfId}`, Code.FailedPrecondition);
     }
     if (!o.isMember(from.value)) {
-      o.logger.warn({ call, from: from.value }, "request from a non-member refused");
+      o.logger.warn("request from a non-member refused", { call, from: from.value });
       throw new ConnectError(`node ${from.value} is not a member of cluster ${JSON.stringify(o.clusterId)}`, Code.FailedPrecondition);
     }
     return from.value;
@@ -133,7 +128,7 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     try {
       o.deliver(messages.value);
     } catch (e) {
-      o.logger.error({ err: e, from }, "the driver refused a batch of peer messages");
+      o.logger.error("the driver refused a batch of peer messages", { err: e, from });
       throw new ConnectError("this node cannot take messages right now", Code.Unavailable, undefined, undefined, e);
     }
   }
@@ -148,7 +143,7 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     const header = snapshotHeaderFromProto(wire);
     if (!header.ok) throw invalid(header.error, "InstallSnapshot", String(wire.from));
     if (header.value.totalBytes > o.maxSnapshotBytes) {
-      o.logger.warn({ from: header.value.from, bytes: header.value.totalBytes, limit: o.maxSnapshotBytes }, "snapshot too large, refused");
+      o.logger.warn("snapshot too large, refused", { from: header.value.from, bytes: header.value.totalBytes, limit: o.maxSnapshotBytes });
       throw new ConnectError(
         `snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${o.maxSnapshotBytes} bytes`,
         Code.ResourceExhausted,
@@ -213,7 +208,7 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
         throw new ConnectError(`a snapshot from node ${header.from} is already being installed`, Code.Aborted);
       }
       if (older !== undefined) {
-        o.logger.warn({ from: header.from }, "a newer snapshot stream replaces one still open from the same node");
+        o.logger.warn("a newer snapshot stream replaces one still open from the same node", { from: header.from });
         older.abort.abort();
       }
       const mine = { abort: new AbortController(), delivering: false };
@@ -226,7 +221,7 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
         try {
           await o.deliverSnapshot(snapshot);
         } catch (e) {
-          o.logger.error({ err: e, from: header.from, index: header.meta.index }, "the driver refused a snapshot");
+          o.logger.error("the driver refused a snapshot", { err: e, from: header.from, index: header.meta.index });
           throw new ConnectError("this node cannot install the snapshot right now", Code.Unavailable, undefined, undefined, e);
         }
         return { accepted: true };

@@ -6,7 +6,7 @@ import { StorageClosedError, StorageOverloadedError, errorCode } from "./errors.
 import type { FileSystem } from "./file-system.js";
 import { snapDir, walDir } from "./layout.js";
 import { LogView } from "./log-view.js";
-import { stderrLogger, type Logger } from "./logger.js";
+import type { Logger } from "../lib/logger.js";
 import { createNodeFileSystem } from "./node-file-system.js";
 import { ENTRY_TYPES } from "./packed-entries.js";
 import { RECORD_PAYLOAD_BYTES_MAX } from "./record.js";
@@ -67,7 +67,8 @@ export interface StorageOptions {
   readonly writeBatchBytesMax?: number;
   /** Saves waiting for the disk before saves are refused. Default 65536. */
   readonly pendingSavesMax?: number;
-  readonly logger?: Logger;
+  /** Where repairs and refusals are reported; required, so that no repair goes unlogged. */
+  readonly logger: Logger;
 }
 
 export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
@@ -93,7 +94,7 @@ export async function openStorage(options: StorageOptions): Promise<DurableLog> 
   checkOption("pendingSavesMax", pendingSavesMax, 1);
   checkConf(initialConf);
   const fs = options.fs ?? createNodeFileSystem();
-  const logger = options.logger ?? stderrLogger;
+  const { logger } = options;
   const { dir } = options;
 
   const started = performance.now();
@@ -109,7 +110,7 @@ export async function openStorage(options: StorageOptions): Promise<DurableLog> 
   const baseSnapshot = snapshot ?? { meta: { index: 0, term: 0, conf: wal.bootstrapConf }, data: new Uint8Array(0) };
   const view = new LogView(baseSnapshot, wal.hardState, wal.entries);
   wal.writer.prepareNext();
-  logger("info", "storage opened", {
+  logger.info("storage opened", {
     dir,
     snapshotIndex: baseSnapshot.meta.index,
     firstIndex: view.firstIndex(),

@@ -7,4 +7,3 @@ export type { DurableLog, StorageOptions } from "./durable-log.js";
 export { CorruptLogError, StorageClosedError, StorageFailedError, StorageOverloadedError } from "./errors.js";
 export type { FileHandle, FileSystem } from "./file-system.js";
 export { createNodeFileSystem } from "./node-file-system.js";
-export type { Logger } from "./logger.js";

@@ -4,7 +4,7 @@ import type { Snapshot } from "../core/types.js";
 import { CorruptLogError } from "./errors.js";
 import type { FileSystem } from "./file-system.js";
 import { TMP_SUFFIX, parseSnapshotName, snapshotName } from "./layout.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../lib/logger.js";
 import { SNAPSHOT_CORRUPT_HINT, decodeSnapshotFile, encodeSnapshotPrefix } from "./snapshot-file.js";
 
 /**
@@ -28,11 +28,11 @@ export class SnapshotStore {
     let removed = 0;
     for (const name of await this.fs.readdir(this.dir)) {
       if (name.endsWith(TMP_SUFFIX)) {
-        this.logger("warn", "removing a snapshot file left by an interrupted write", { file: join(this.dir, name) });
+        this.logger.warn("removing a snapshot file left by an interrupted write", { file: join(this.dir, name) });
         await this.fs.unlink(join(this.dir, name));
         removed++;
       } else if (parseSnapshotName(name) === undefined) {
-        this.logger("warn", "ignoring an unexpected file in the snapshot directory", { file: join(this.dir, name) });
+        this.logger.warn("ignoring an unexpected file in the snapshot directory", { file: join(this.dir, name) });
       }
     }
     if (removed > 0) await this.fs.syncDir(this.dir);
@@ -70,7 +70,7 @@ export class SnapshotStore {
     } catch (error) {
       // Free the space now (a full disk is the likely cause); a start-up would remove it anyway.
       await this.fs.unlink(tmp).catch((unlinkError: unknown) =>
-        this.logger("warn", "could not remove a failed snapshot write", { file: tmp, error: String(unlinkError) }),
+        this.logger.warn("could not remove a failed snapshot write", { file: tmp, error: String(unlinkError) }),
       );
       throw error;
     }

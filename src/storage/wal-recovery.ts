@@ -6,7 +6,7 @@ import type { FileHandle } from "./file-system.js";
 import { TMP_SUFFIX, parseSegmentName, segmentName } from "./layout.js";
 import { LogReplay } from "./log-replay.js";
 import { PackedEntries } from "./packed-entries.js";
-import type { Logger } from "./logger.js";
+import type { Logger } from "../lib/logger.js";
 import { forEachRecord, scanSegment, type SegmentScan } from "./segment-scan.js";
 import type { WalRecord } from "./wal-codec.js";
 import { WalWriter, type WalSegment, type WalWriterOptions } from "./wal-writer.js";
@@ -38,7 +38,7 @@ export async function recoverWal(
   const seqs = await listSegments(options, logger);
   if (seqs.length === 0) {
     if (snapshot !== undefined) throw lostHardState(dir);
-    logger("info", "creating a new write-ahead log", { dir });
+    logger.info("creating a new write-ahead log", { dir });
     const writer = await WalWriter.create(options, initialConf);
     return { writer, hardState: { term: 0, vote: 0, commit: 0 }, bootstrapConf: initialConf, entries: new PackedEntries() };
   }
@@ -86,7 +86,7 @@ export async function recoverWal(
 
     if (last.tail.kind === "torn") {
       const { offset, bytes, records, reason } = last.tail;
-      logger("warn", "repairing the torn tail of the write-ahead log: dropping an unfinished write", {
+      logger.warn("repairing the torn tail of the write-ahead log: dropping an unfinished write", {
         file: active.path,
         offset,
         bytes,
@@ -102,7 +102,7 @@ export async function recoverWal(
     if (!replay.hasStarted) {
       // Only one segment, and its first write (the header) never completed: initialisation was interrupted.
       if (snapshot !== undefined) throw lostHardState(dir);
-      logger("warn", "completing an interrupted initialisation of the write-ahead log", { dir });
+      logger.warn("completing an interrupted initialisation of the write-ahead log", { dir });
       writer = new WalWriter(options, {
         segments,
         activeHandle,
@@ -132,7 +132,7 @@ export async function recoverWal(
     });
     if (result.needsReset && snapshot !== undefined) {
       if (result.discarded > 0) {
-        logger("warn", "dropping log entries that follow a different history than the newest snapshot", {
+        logger.warn("dropping log entries that follow a different history than the newest snapshot", {
           snapshotIndex: snapshot.meta.index,
           snapshotTerm: snapshot.meta.term,
           entries: result.discarded,
@@ -158,11 +158,11 @@ async function listSegments(options: WalWriterOptions, logger: Logger): Promise<
     const seq = parseSegmentName(name);
     if (seq !== undefined) seqs.push(seq);
     else if (name.endsWith(TMP_SUFFIX)) {
-      logger("info", "removing an unused prepared segment", { file: join(dir, name) });
+      logger.info("removing an unused prepared segment", { file: join(dir, name) });
       await fs.unlink(join(dir, name));
       removed++;
     } else {
-      logger("warn", "ignoring an unexpected file in the WAL directory", { file: join(dir, name) });
+      logger.warn("ignoring an unexpected file in the WAL directory", { file: join(dir, name) });
     }
   }
   if (removed > 0) await fs.syncDir(dir);

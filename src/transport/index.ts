@@ -17,7 +17,6 @@ export { createPeerTransport, type PeerTransport } from "./peer-transport.js";
 export { peerTransportDefaults, type PeerTransportOptions, type KeepaliveOptions, type BackoffOptions } from "./options.js";
 export type { PeerStats } from "./peer.js";
 export type { PeerStateKind } from "./peer-state.js";
-export type { TransportLogger } from "./logger.js";
 export {
   ConvertError,
   messageToProto,

@@ -1,5 +1,5 @@
 import type { NodeId } from "../core/index.js";
-import type { TransportLogger } from "./logger.js";
+import type { Logger } from "../lib/logger.js";
 import { SNAPSHOT_CHUNK_OVERHEAD_MAX, stepEnvelopeBytesMax } from "./message-size.js";
 
 export interface KeepaliveOptions {
@@ -56,7 +56,7 @@ export interface PeerTransportOptions {
   readonly onUnreachable: (id: NodeId) => void;
   /** A snapshot send to `id` finished: ok when the peer accepted it. Same calling rules as onUnreachable. */
   readonly onSnapshotStatus: (id: NodeId, ok: boolean) => void;
-  readonly logger: TransportLogger;
+  readonly logger: Logger;
   /** A float in [0, 1) for backoff jitter; tests may pin it. Default Math.random. */
   readonly random?: () => number;
 }
@@ -75,7 +75,7 @@ export interface ResolvedPeerTransportOptions {
   readonly snapshotChunkBytes: number;
   readonly onUnreachable: (id: NodeId) => void;
   readonly onSnapshotStatus: (id: NodeId, ok: boolean) => void;
-  readonly logger: TransportLogger;
+  readonly logger: Logger;
   readonly random: () => number;
 }
 

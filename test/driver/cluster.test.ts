@@ -24,7 +24,6 @@ interface TestNode {
 }
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
-const pinoQuiet = { warn: () => {}, error: () => {} };
 let nodes: TestNode[] = [];
 let members: MemberView[] = [];
 
@@ -48,7 +47,7 @@ async function startCluster(size: number): Promise<void> {
       deliverSnapshot: async (message) => node.driver?.deliverSnapshot(message),
       maxSnapshotBytes: 64 * 1024 * 1024,
       maxMsgBytes: 4 * 1024 * 1024,
-      logger: pinoQuiet,
+      logger: quiet,
     });
     await server.listen({ host: "127.0.0.1", port: 0 });
     nodes.push(node);

@@ -5,6 +5,7 @@ import { Driver } from "../../src/driver/node.js";
 import { createKvStore } from "../../src/kv/index.js";
 import { openStorage } from "../../src/storage/index.js";
 import { SimFileSystem } from "../storage/sim-file-system.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -16,7 +17,7 @@ describe("a snapshot that cannot be written", () => {
   // and every later write hung until its deadline.
   it("fails the node visibly (not ready, writes refused at once) instead of killing its loop silently", async () => {
     const fs = new SimFileSystem();
-    const storage = await openStorage({ dir: "/d", fs, segmentBytes: 1 << 20, initialConf: { voters: [1], learners: [] }, logger: () => {} });
+    const storage = await openStorage({ dir: "/d", fs, segmentBytes: 1 << 20, initialConf: { voters: [1], learners: [] }, logger: silentLogger });
     await sleep(20); // the background preparation of the next segment settles
     const driver = new Driver({
       id: 1,

@@ -1,17 +1,21 @@
 import { createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
-import { createClusterServiceImpl, createKvServiceImpl, type RpcLogger } from "../../src/rpc/index.js";
+import { createClusterServiceImpl, createKvServiceImpl } from "../../src/rpc/index.js";
+import type { Logger, LogLevel } from "../../src/lib/logger.js";
 import { FakeNode } from "./fake-node.js";
 import type { ValidationLimits } from "../../src/kv/index.js";
 
 /** Records what the services log, so a test can assert that internal errors reach the operator. */
-export class MemoryLogger implements RpcLogger {
-  readonly lines: { level: string; fields: object; message: string }[] = [];
-  warn(fields: object, message: string): void {
+export class MemoryLogger implements Logger {
+  readonly lines: { level: LogLevel; fields: object | undefined; message: string }[] = [];
+  info(message: string, fields?: object): void {
+    this.lines.push({ level: "info", fields, message });
+  }
+  warn(message: string, fields?: object): void {
     this.lines.push({ level: "warn", fields, message });
   }
-  error(fields: object, message: string): void {
+  error(message: string, fields?: object): void {
     this.lines.push({ level: "error", fields, message });
   }
 }

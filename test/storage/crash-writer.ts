@@ -13,13 +13,14 @@ import { createPrng } from "../../src/lib/prng.js";
 import type { HardState } from "../../src/core/types.js";
 import { openStorage } from "../../src/storage/index.js";
 import { makeEntries, entryData } from "./helpers.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 const [dir, seedArg] = process.argv.slice(2);
 if (dir === undefined || seedArg === undefined) throw new Error("usage: crash-writer.ts <dir> <seed>");
 const inFlightMax = 8;
 const conf = { voters: [1, 2, 3], learners: [] };
 
-const log = await openStorage({ dir, segmentBytes: 64 * 1024, initialConf: conf, logger: () => undefined });
+const log = await openStorage({ dir, segmentBytes: 64 * 1024, initialConf: conf, logger: silentLogger });
 const prng = createPrng(Number(seedArg));
 let hardState: HardState = log.initialState().hardState;
 let term = Math.max(hardState.term, log.term(log.lastIndex()), 1);

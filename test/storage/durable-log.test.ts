@@ -4,6 +4,7 @@ import { CompactedError, UnavailableError } from "../../src/core/storage.js";
 import { openStorage, StorageClosedError, StorageFailedError, StorageOverloadedError } from "../../src/storage/index.js";
 import { SimFileSystem } from "./sim-file-system.js";
 import { makeEntries, makeEntry, memoryLogger, sameBytes } from "./helpers.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 const dir = "/data";
 const conf = { voters: [1, 2, 3], learners: [4] };
@@ -23,7 +24,7 @@ describe("durable log", () => {
     expect(log.term(0)).toBe(0);
     expect(log.initialState()).toEqual({ hardState: { term: 0, vote: 0, commit: 0 }, conf });
     await log.close();
-    const again = await openStorage({ dir, fs, segmentBytes: 4096, initialConf: { voters: [9], learners: [] }, logger: () => undefined });
+    const again = await openStorage({ dir, fs, segmentBytes: 4096, initialConf: { voters: [9], learners: [] }, logger: silentLogger });
     expect(again.initialState().conf).toEqual(conf);
   });
 

@@ -6,6 +6,7 @@ import type { Entry, HardState } from "../../src/core/types.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 import { CorruptLogError, openStorage } from "../../src/storage/index.js";
 import { entryData, makeEntries, memoryLogger, sameBytes } from "./helpers.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 /**
  * Fuzzes real WAL and snapshot files: truncations, bit flips, overwritten and zeroed ranges, appended
@@ -30,7 +31,7 @@ const snapshots = new Map<number, Uint8Array>();
 beforeAll(async () => {
   source = await mkdtemp(join(tmpdir(), "raftkv-fuzz-src-"));
   const prng = createPrng(99);
-  const log = await openStorage({ dir: source, segmentBytes, initialConf: conf, logger: () => undefined });
+  const log = await openStorage({ dir: source, segmentBytes, initialConf: conf, logger: silentLogger });
   let entries: (Entry | undefined)[] = [undefined];
   let hardState: HardState = { term: 1, vote: 1, commit: 0 };
   history.push({ hardState: log.initialState().hardState, entries });
@@ -162,7 +163,7 @@ describe("start-up on damaged real files", () => {
         const term = Math.max(hs.term, log.term(last));
         await log.save(undefined, makeEntries(last + 1, last + 2, term, 16));
         await log.close();
-        const again = await openStorage({ dir, segmentBytes, logger: () => undefined });
+        const again = await openStorage({ dir, segmentBytes, logger: silentLogger });
         expect(again.lastIndex(), context).toBe(last + 2);
         await again.close();
       } finally {

@@ -1,5 +1,5 @@
 import type { Entry, EntryType } from "../../src/core/types.js";
-import type { Logger } from "../../src/storage/index.js";
+import type { Logger, LogLevel } from "../../src/lib/logger.js";
 
 /** An entry whose data is derived from (index, term, salt), so any copy can be checked byte for byte. */
 export function makeEntry(index: number, term: number, bytes: number, salt = 0, type: EntryType = "normal"): Entry {
@@ -23,7 +23,7 @@ export function makeEntries(from: number, to: number, term: number, bytes: numbe
 }
 
 export interface LogLine {
-  readonly level: string;
+  readonly level: LogLevel;
   readonly msg: string;
   readonly fields: object | undefined;
 }
@@ -31,7 +31,11 @@ export interface LogLine {
 /** A logger that keeps what it is told, for tests that check repairs are reported. */
 export function memoryLogger(): { logger: Logger; lines: LogLine[] } {
   const lines: LogLine[] = [];
-  return { lines, logger: (level, msg, fields) => void lines.push({ level, msg, fields }) };
+  const at =
+    (level: LogLevel) =>
+    (msg: string, fields?: object): void =>
+      void lines.push({ level, msg, fields });
+  return { lines, logger: { info: at("info"), warn: at("warn"), error: at("error") } };
 }
 
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -6,6 +6,7 @@ import { createPrng } from "../../src/lib/prng.js";
 import { openStorage } from "../../src/storage/index.js";
 import { SimFileSystem } from "./sim-file-system.js";
 import { makeEntries, makeEntry } from "./helpers.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 /**
  * The read-view contract of LogStorage (src/core/storage.ts), run against MemoryStorage (the reference
@@ -38,7 +39,7 @@ function memorySubject(): Subject {
 }
 
 async function durableSubject(fs = new SimFileSystem()): Promise<Subject> {
-  const log = await openStorage({ dir: "/d", fs, segmentBytes: 2048, initialConf: conf, logger: () => undefined });
+  const log = await openStorage({ dir: "/d", fs, segmentBytes: 2048, initialConf: conf, logger: silentLogger });
   return {
     log,
     append: (entries) => log.save(undefined, entries),

@@ -4,6 +4,7 @@ import { CorruptLogError, openStorage, StorageFailedError, type DurableLog } fro
 import { readFrame } from "../../src/storage/record.js";
 import { SimFileSystem } from "./sim-file-system.js";
 import { makeEntries, makeEntry, memoryLogger, sameBytes, settle } from "./helpers.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 const dir = "/data";
 const wal = (seq: number): string => `/data/wal/${seq.toString(16).padStart(16, "0")}.wal`;
@@ -210,7 +211,7 @@ describe("recovery", () => {
     expect(log.initialState().conf).toEqual(conf);
     await log.save(undefined, [makeEntry(1, 1, 1)]);
     await log.close();
-    const { log: again } = await openStorage({ dir, fs: fs2, segmentBytes: 4096, logger: () => undefined }).then((l) => ({ log: l }));
+    const { log: again } = await openStorage({ dir, fs: fs2, segmentBytes: 4096, logger: silentLogger }).then((l) => ({ log: l }));
     expect(again.initialState().conf).toEqual(conf);
     expect(again.lastIndex()).toBe(1);
   });

@@ -2,7 +2,7 @@ import Fastify from "fastify";
 import * as net from "node:net";
 import type { Message, NodeId, SnapshotRequest } from "../../src/core/index.js";
 import { registerRaftService, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
-import type { TransportLogger } from "../../src/transport/index.js";
+import type { Logger } from "../../src/lib/logger.js";
 
 /** In-process peers, a TCP proxy that can black-hole a link, and a logger that records. */
 
@@ -12,7 +12,7 @@ export interface LogLine {
   readonly fields: Record<string, unknown>;
 }
 
-export function recordingLogger(): TransportLogger & { lines: LogLine[] } {
+export function recordingLogger(): Logger & { lines: LogLine[] } {
   const lines: LogLine[] = [];
   const at =
     (level: LogLine["level"]) =>
@@ -75,7 +75,7 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     maxSnapshotBytes: o.maxSnapshotBytes ?? 16 * 1024 * 1024,
     maxMsgBytes: o.maxMsgBytes ?? 4 * 1024 * 1024,
     ...(o.readMsgBytesMax === undefined ? {} : { readMsgBytesMax: o.readMsgBytesMax }),
-    logger: { warn: (fields) => void warnings.push(fields), error: (fields) => void warnings.push(fields) },
+    logger: { info: () => undefined, warn: (_msg, fields) => void warnings.push({ ...fields }), error: (_msg, fields) => void warnings.push({ ...fields }) },
   });
   await app.listen({ host: "127.0.0.1", port: o.port ?? 0 });
   const address = app.server.address();

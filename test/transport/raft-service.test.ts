@@ -11,6 +11,7 @@ import Fastify from "fastify";
 import { createRaftServiceImpl, registerRaftService, type ProbeState, type RaftServiceOptions } from "../../src/rpc/raft-service.js";
 import { messageToProto, snapshotMetaToProto } from "../../src/transport/index.js";
 import { randomStepMessage } from "./random-messages.js";
+import { silentLogger } from "../../src/lib/logger.js";
 
 interface Harness {
   client: Client<typeof RaftService>;
@@ -38,7 +39,7 @@ function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
     deliver: (messages) => void h.delivered.push(messages),
     deliverSnapshot: async (m) => void h.snapshots.push(m),
     maxSnapshotBytes: 1024 * 1024,
-    logger: { warn: (fields) => void h.warnings.push(fields), error: (fields) => void h.warnings.push(fields) },
+    logger: { info: () => undefined, warn: (_msg, fields) => void h.warnings.push({ ...fields }), error: (_msg, fields) => void h.warnings.push({ ...fields }) },
     ...overrides,
   });
   const transport = createRouterTransport((router) => router.service(RaftService, impl));
@@ -320,7 +321,7 @@ describe("registerRaftService", () => {
       deliverSnapshot: async () => undefined,
       maxSnapshotBytes: 1024,
       maxMsgBytes: 1024,
-      logger: { warn: () => undefined, error: () => undefined },
+      logger: silentLogger,
     };
     await expect(registerRaftService(Fastify(), base)).rejects.toThrow(/http2: true/);
     await expect(registerRaftService(Fastify({ http2: true }), { ...base, maxMsgBytes: 0 })).rejects.toThrow(/maxMsgBytes/);
