@@ -12,10 +12,12 @@ export const NONE: NodeId = 0;
 /**
  * - `normal`: an application command (the KV state machine decodes `data`).
  * - `noop`: appended by every new leader so that entries of earlier terms can commit (Figure 8).
- * - `config`: reserved for membership changes (a `ConfChange`, below), which are not built yet: nothing
- *   proposes such entries, and the driver applies none (docs/design.md, "Where does X live").
+ *
+ * Membership changes are not built (docs/design.md, "Where does X live"): the wire and the WAL reserve a
+ * code for their entries, and the decoders of both refuse it (src/transport/convert.ts,
+ * src/storage/wal-codec.ts) until the core can apply one.
  */
-export type EntryType = "normal" | "noop" | "config";
+export type EntryType = "normal" | "noop";
 
 export interface Entry {
   readonly term: number;
@@ -226,10 +228,4 @@ export interface Ready {
   readonly committedEntries: readonly Entry[];
   readonly readStates: readonly ReadState[];
   readonly mustSync: boolean;
-}
-
-/** A membership change, carried by an entry of type "config". One change at a time (thesis 4.1). */
-export interface ConfChange {
-  readonly kind: "addVoter" | "addLearner" | "removeNode";
-  readonly node: NodeId;
 }

@@ -1,7 +1,8 @@
 import { assert } from "../lib/assert.js";
 import type { Entry, EntryType } from "../core/types.js";
 
-export const ENTRY_TYPES: readonly EntryType[] = ["normal", "noop", "config"];
+/** Every entry type; PackedEntries stores an entry's type as its position here (not its WAL code). */
+export const ENTRY_TYPES: readonly EntryType[] = ["normal", "noop"];
 
 /** Grows typed arrays by this factor: amortised O(1) appends while replaying millions of entries. */
 const growthFactor = 2;

@@ -1,6 +1,5 @@
 import { assert } from "../lib/assert.js";
-import type { ConfState, Entry, HardState } from "../core/types.js";
-import { ENTRY_TYPES as entryTypes } from "./packed-entries.js";
+import type { ConfState, Entry, EntryType, HardState } from "../core/types.js";
 import { RECORD_HEADER_BYTES, writeRecord, type RecordFrame } from "./record.js";
 
 /**
@@ -43,6 +42,20 @@ const F64 = 8;
 export const ENTRY_FIXED_BYTES = 2 * F64 + 1;
 const HARD_STATE_BYTES = 3 * F64;
 const RESET_BYTES = 2 * F64;
+/** An entry's type as the u8 in its record (docs/storage.md). */
+const ENTRY_TYPE_CODES: Readonly<Record<EntryType, number>> = { normal: 0, noop: 1 };
+/** Entry types by code; an array, as decoding runs for every entry in replay. */
+const entryTypeByCode: readonly (EntryType | undefined)[] = ((): (EntryType | undefined)[] => {
+  const types: (EntryType | undefined)[] = [];
+  for (const [type, code] of Object.entries(ENTRY_TYPE_CODES)) types[code] = type as EntryType;
+  return types;
+})();
+/**
+ * The code reserved for membership-change entries, which this build never writes: a record holding it
+ * comes from a newer version (or a bug), and reading it as anything else would lose the change.
+ */
+const CONFIG_ENTRY_CODE = 2;
+
 /** More members than any Raft group has; bounds decoding of a damaged count. */
 export const CONF_MEMBERS_MAX = 1024;
 
@@ -96,7 +109,7 @@ function writePayload(record: WalRecord, buf: Uint8Array, view: DataView, at: nu
     case "entry": {
       const e = record.entry;
       at = putNumbers(view, at, [e.index, e.term]);
-      view.setUint8(at, entryTypes.indexOf(e.type));
+      view.setUint8(at, ENTRY_TYPE_CODES[e.type]);
       buf.set(e.data, at + 1);
       return;
     }
@@ -139,8 +152,10 @@ export function decodeRecord(
       if (bytes < ENTRY_FIXED_BYTES) throw new PayloadError("entry record too short");
       const index = getNumber(view, at);
       const term = getNumber(view, at + F64);
-      const type = entryTypes[view.getUint8(at + 2 * F64)];
-      if (type === undefined) throw new PayloadError("unknown entry type");
+      const code = view.getUint8(at + 2 * F64);
+      const type = entryTypeByCode[code];
+      if (code === CONFIG_ENTRY_CODE) throw new PayloadError("config entry (a membership change), which this build does not support");
+      if (type === undefined) throw new PayloadError(`unknown entry type ${code}`);
       if (index < 1) throw new PayloadError("entry index 0");
       const data = entryData(at + ENTRY_FIXED_BYTES, bytes - ENTRY_FIXED_BYTES);
       return { type: "entry", entry: { index, term, type, data } };

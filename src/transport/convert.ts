@@ -42,7 +42,6 @@ function u64(n: number, what: string): bigint {
 const entryTypeToProto: Readonly<Record<EntryType, pb.EntryType>> = {
   normal: pb.EntryType.NORMAL,
   noop: pb.EntryType.NOOP,
-  config: pb.EntryType.CONFIG,
 };
 
 function entryToProto(e: Entry): pb.Entry {
@@ -178,10 +177,12 @@ function entryTypeFromProto(t: pb.EntryType, path: string): EntryType {
     case pb.EntryType.NOOP:
       return "noop";
     case pb.EntryType.CONFIG:
-      return "config";
+      // Reserved in raft.proto for membership changes, which this build neither makes nor applies: taking
+      // one as anything else would put an entry into the log that no member can interpret.
+      throw new ConvertError(path, "config entries (membership changes) are not supported by this build");
     default:
       // Covers ENTRY_TYPE_UNSPECIFIED and numbers this build does not know (proto3 enums are open).
-      throw new ConvertError(path, `entry type ${String(t)} is not normal, noop or config`);
+      throw new ConvertError(path, `entry type ${String(t)} is not normal or noop`);
   }
 }
 

@@ -478,11 +478,6 @@ export class SimNode {
         sm.skip(entry.index);
         this.hooks.applied(this, entry, undefined, undefined, term);
         break;
-      case "config":
-        // The simulator never proposes membership changes, so the core must not invent one.
-        this.hooks.contractViolation(this, `config entry ${entry.index} appeared without a proposal`);
-        sm.skip(entry.index);
-        break;
     }
   }
 

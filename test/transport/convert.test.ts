@@ -122,6 +122,20 @@ describe("convert: core message <-> protobuf", () => {
     expectError(fromBinary(RaftMessageSchema, wire), "m.append_entries.entries[0].type");
   });
 
+  it("refuses config entries (membership changes, not supported) with a clear reason", () => {
+    const result = messageFromProto(
+      create(RaftMessageSchema, {
+        message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: EntryType.CONFIG }] } },
+      }),
+      "m",
+    );
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.error.path).toBe("m.append_entries.entries[0].type");
+      expect(result.error.message).toMatch(/config entries \(membership changes\) are not supported/);
+    }
+  });
+
   it("refuses entries that are not consecutive from prev_index + 1", () => {
     const entry = (index: bigint) => ({ term: 1n, index, type: EntryType.NORMAL });
     expectError(

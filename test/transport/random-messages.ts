@@ -25,7 +25,7 @@ function randomBytes(rng: Prng, max: number): Uint8Array {
 function randomEntries(rng: Prng, prevIndex: number, term: number): Entry[] {
   const room = Number.MAX_SAFE_INTEGER - prevIndex;
   const count = Math.min(rng.int(0, 6), room);
-  const types: EntryType[] = ["normal", "noop", "config"];
+  const types: EntryType[] = ["normal", "noop"];
   return Array.from({ length: count }, (_, i) => ({
     term: rng.int(0, Math.min(term, 2 ** 31)),
     index: prevIndex + 1 + i,
