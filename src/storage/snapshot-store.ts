@@ -28,7 +28,11 @@ export class SnapshotStore {
     let removed = 0;
     for (const name of await this.fs.readdir(this.dir)) {
       if (name.endsWith(TMP_SUFFIX)) {
-        this.logger.warn("removing a snapshot file left by an interrupted write", { file: join(this.dir, name) });
+        this.logger.warn("removing a snapshot file left by an interrupted write", {
+          repair: "snapshot-temp-removed",
+          reason: "a snapshot is renamed into place only once complete, so this one never was",
+          file: join(this.dir, name),
+        });
         await this.fs.unlink(join(this.dir, name));
         removed++;
       } else if (parseSnapshotName(name) === undefined) {

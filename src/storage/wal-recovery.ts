@@ -87,11 +87,13 @@ export async function recoverWal(
     if (last.tail.kind === "torn") {
       const { offset, bytes, records, reason } = last.tail;
       logger.warn("repairing the torn tail of the write-ahead log: dropping an unfinished write", {
+        repair: "torn-tail-zeroed",
+        // What the scan found; damage only at the end of the newest segment is a write a crash cut short.
+        reason,
         file: active.path,
         offset,
         bytes,
         records,
-        reason,
       });
       for (let at = offset; at < offset + bytes; at += repairChunkBytes) {
         await activeHandle.write(new Uint8Array(Math.min(repairChunkBytes, offset + bytes - at)), at);
@@ -102,7 +104,11 @@ export async function recoverWal(
     if (!replay.hasStarted) {
       // Only one segment, and its first write (the header) never completed: initialisation was interrupted.
       if (snapshot !== undefined) throw lostHardState(dir);
-      logger.warn("completing an interrupted initialisation of the write-ahead log", { dir });
+      logger.warn("completing an interrupted initialisation of the write-ahead log", {
+        repair: "initialisation-completed",
+        reason: "the only segment lacks its header: the process stopped while creating the log",
+        dir,
+      });
       writer = new WalWriter(options, {
         segments,
         activeHandle,
@@ -131,13 +137,19 @@ export async function recoverWal(
       bootstrapConf: result.bootstrapConf,
     });
     if (result.needsReset && snapshot !== undefined) {
-      if (result.discarded > 0) {
-        logger.warn("dropping log entries that follow a different history than the newest snapshot", {
-          snapshotIndex: snapshot.meta.index,
-          snapshotTerm: snapshot.meta.term,
-          entries: result.discarded,
-        });
-      }
+      // Only a crash separates a snapshot from the log this way (see LogReplay); the snapshot holds
+      // committed state, so it wins.
+      const behind = result.walLastIndex < snapshot.meta.index;
+      logger.warn(behind ? "recording that the log continues from the newest snapshot" : "dropping log entries that follow a different history than the newest snapshot", {
+        repair: behind ? "reset-to-snapshot-recorded" : "entries-dropped-for-snapshot",
+        reason: behind
+          ? "the log ends before the snapshot index: an install stopped before its reset record, or the snapshot covered entries not yet on this disk"
+          : "the log's entry at the snapshot index has another term: an install from the leader stopped before its reset record",
+        dir,
+        snapshotIndex: snapshot.meta.index,
+        snapshotTerm: snapshot.meta.term,
+        entries: result.discarded,
+      });
       // Record in the WAL that the log now starts after the snapshot, before anything is appended to it.
       await writer.reset(snapshot.meta.index, snapshot.meta.term, Promise.resolve());
     }
@@ -158,7 +170,11 @@ async function listSegments(options: WalWriterOptions, logger: Logger): Promise<
     const seq = parseSegmentName(name);
     if (seq !== undefined) seqs.push(seq);
     else if (name.endsWith(TMP_SUFFIX)) {
-      logger.info("removing an unused prepared segment", { file: join(dir, name) });
+      logger.warn("removing a prepared segment left behind", {
+        repair: "prepared-segment-removed",
+        reason: "a clean close removes it, so the previous process stopped without closing the log",
+        file: join(dir, name),
+      });
       await fs.unlink(join(dir, name));
       removed++;
     } else {

@@ -187,9 +187,15 @@ describe("recovery", () => {
     }
     await fs.syncDir("/data/snap");
     await fs.syncDir("/data/wal");
-    const { log } = await open(fs, 64 * 1024);
+    const { log, lines } = await open(fs, 64 * 1024);
     expect(log.lastIndex()).toBe(2);
     expect(fs.paths().some((p) => p.endsWith(".snap.tmp"))).toBe(false);
+    // Each repair is one warning that says what was done, why, and to which file.
+    const repairs = lines.filter((l) => l.level === "warn").map((l) => l.fields);
+    expect(repairs).toEqual([
+      expect.objectContaining({ repair: "snapshot-temp-removed", reason: expect.any(String), file: "/data/snap/0000000000000009-0000000000000001.snap.tmp" }),
+      expect.objectContaining({ repair: "prepared-segment-removed", reason: expect.any(String), file: "/data/wal/0000000000000002.wal.tmp" }),
+    ]);
   });
 
   it("completes an initialisation whose first write never reached the disk", async () => {
@@ -231,12 +237,28 @@ describe("recovery", () => {
     // Entry 6 has term 2, the snapshot term 3: a different history, so entries 7..10 go, loudly.
     expect(again.snapshot().meta.index).toBe(6);
     expect(again.lastIndex()).toBe(6);
-    expect(lines.find((l) => l.msg.startsWith("dropping log entries"))?.fields).toMatchObject({ entries: 4 });
+    expect(lines.find((l) => l.msg.startsWith("dropping log entries"))?.fields).toMatchObject({ repair: "entries-dropped-for-snapshot", entries: 4 });
     await again.save(undefined, makeEntries(7, 8, 3, 20));
     await again.close();
     const { log: third } = await open(crashed);
     expect(third.lastIndex()).toBe(8);
     expect(third.term(7)).toBe(3);
+  });
+
+  it("records the reset, with a warning, when the log ends before a snapshot whose install a crash interrupted", async () => {
+    const fs = new SimFileSystem();
+    const { log } = await open(fs);
+    await log.save({ term: 2, vote: 1, commit: 3 }, makeEntries(1, 3, 2, 20));
+    fs.hold(["datasync"]);
+    const installing = log.installSnapshot({ meta: { index: 6, term: 3, conf }, data: new Uint8Array([6]) });
+    await settle(20);
+    const crashed = fs.crash(createPrng(4), { loseAllUnsynced: true });
+    void installing;
+    const { log: again, lines } = await open(crashed);
+    expect(again.lastIndex()).toBe(6);
+    expect(lines.filter((l) => l.level === "warn").map((l) => l.fields)).toEqual([
+      expect.objectContaining({ repair: "reset-to-snapshot-recorded", snapshotIndex: 6, entries: 0 }),
+    ]);
   });
 
   it("never deletes the segment that holds the last durable hard state", async () => {
