@@ -3,14 +3,18 @@ import { createContextValues } from "@connectrpc/connect";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { KvNode } from "../driver/types.js";
 import type { RaftkvMetrics } from "../metrics/index.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
 import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "../rpc/index.js";
 import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.js";
 import { registerCors } from "./cors.js";
+import { createDataSize } from "./data-size.js";
 import { registerHealthRoutes } from "./health-routes.js";
 import { registerMetricsRoute } from "./metrics-route.js";
+import { packageVersion } from "./package-info.js";
 import { rpcMetricsInterceptor } from "./rpc-metrics.js";
+import { createHealthServiceImpl } from "../rpc/health-service.js";
 
 export interface AppLimits {
   /** The largest request message (Connect readMaxBytes); larger ones get ResourceExhausted. */
@@ -37,13 +41,15 @@ export interface AppOptions {
   readonly shutdown: AbortSignal;
   /** Hands a follower's writes to the leader (--forward-writes); absent: followers answer not-leader. */
   readonly forwardWrite?: NonNullable<KvUnaryOptions["forwardWrite"]>;
+  /** The node's data directory, whose size ClusterService.Status reports (0 without it). */
+  readonly dataDir?: string;
 }
 
 /**
- * The client-port application: KvService and ClusterService (Connect, gRPC, gRPC-web), /metrics,
- * /healthz, /readyz and CORS, each a small plugin. It never listens: `listenClient` serves it on a
- * port, tests call `inject()`. Draining on shutdown is the listener's job (`ClientListener.close`), so
- * that one deadline covers every connection, HTTP/1.1 and HTTP/2 alike.
+ * The client-port application: KvService, ClusterService and grpc.health.v1.Health (Connect, gRPC,
+ * gRPC-web), /metrics, /healthz, /livez, /readyz and CORS, each a small plugin. It never listens:
+ * `listenClient` serves it on a port, tests call `inject()`. Draining on shutdown is the listener's job
+ * (`ClientListener.close`), so that one deadline covers every connection, HTTP/1.1 and HTTP/2 alike.
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) });
@@ -73,8 +79,24 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       );
       router.service(
         ClusterService,
-        createClusterServiceImpl({ node: options.node, store: options.store, logger: rpcLogger, requestTimeoutMs: options.limits.requestTimeoutMs }),
+        createClusterServiceImpl({
+          node: options.node,
+          store: options.store,
+          logger: rpcLogger,
+          requestTimeoutMs: options.limits.requestTimeoutMs,
+          version: packageVersion(),
+          ...(options.dataDir === undefined ? {} : { dataBytes: createDataSize(options.dataDir) }),
+        }),
       );
+    },
+  });
+  // The gRPC health service in a registration of its own, outside the RPC metrics interceptor: probes
+  // every few seconds would swamp the client RPC counts, and its Watch would share the method label of
+  // KvService's Watch.
+  await app.register(fastifyConnectPlugin, {
+    readMaxBytes: options.limits.requestBytesMax,
+    routes(router) {
+      router.service(Health, createHealthServiceImpl({ node: options.node, shutdown: options.shutdown }));
     },
   });
   return app;
