@@ -7,6 +7,7 @@ import { ReadIndex, type LeaderCommit } from "./read-index.js";
 import { ENTRY_OVERHEAD_BYTES, entrySize, type LogStorage } from "./storage.js";
 import {
   NONE,
+  sameHardState,
   waitsForDurability,
   type AppendRequest,
   type AppendResponse,
@@ -1027,6 +1028,3 @@ function sameSoftState(a: SoftState, b: SoftState): boolean {
   return a.leader === b.leader && a.role === b.role;
 }
 
-function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}

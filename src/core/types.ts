@@ -35,6 +35,11 @@ export interface HardState {
   readonly commit: number;
 }
 
+/** Whether two hard states are equal field by field (a Ready carries one only when it changed). */
+export function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
 /** Cluster membership as of some log index. Learners receive the log but neither vote nor count for quorum. */
 export interface ConfState {
   readonly voters: readonly NodeId[];

@@ -1,5 +1,5 @@
 import { assert } from "../lib/assert.js";
-import type { ConfState, HardState } from "../core/types.js";
+import { sameHardState, type ConfState, type HardState } from "../core/types.js";
 import { CorruptLogError } from "./errors.js";
 import { PackedEntries } from "./packed-entries.js";
 import type { SegmentHeader, WalRecord } from "./wal-codec.js";
@@ -165,10 +165,6 @@ export class LogReplay {
       throw new CorruptLogError(file, offset, "the segment header does not continue the previous segment");
     }
   }
-}
-
-function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }
 
 function sameConf(a: ConfState, b: ConfState): boolean {

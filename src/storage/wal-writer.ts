@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { assert } from "../lib/assert.js";
-import type { ConfState, Entry, HardState } from "../core/types.js";
+import { sameHardState, type ConfState, type Entry, type HardState } from "../core/types.js";
 import { StorageClosedError, StorageFailedError, StorageOverloadedError, errorCode } from "./errors.js";
 import type { FileHandle, FileSystem } from "./file-system.js";
 import { TMP_SUFFIX, segmentName } from "./layout.js";
@@ -422,6 +422,3 @@ function deferred(): Deferred {
   return { promise, resolve, reject };
 }
 
-function sameHardState(a: HardState, b: HardState): boolean {
-  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { ConfState, Entry, HardState, Snapshot } from "../../src/core/types.js";
+import { sameHardState, type ConfState, type Entry, type HardState, type Snapshot } from "../../src/core/types.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 import {
   CorruptLogError,
@@ -221,8 +221,6 @@ function verify(run: Run, log: DurableLog, flipped: boolean, context: string): n
   }
   const hardState = log.initialState().hardState;
   const served = log.entries(first, last + 1, Infinity);
-  const sameHardState = (state: ModelState): boolean =>
-    state.hardState.term === hardState.term && state.hardState.vote === hardState.vote && state.hardState.commit === hardState.commit;
   /** The served log is this state's log, or (after bit flips) a prefix of it. */
   const sameLog = (state: ModelState, prefix = false): boolean =>
     (prefix ? lastIndexOf(state) >= last : lastIndexOf(state) === last) &&
@@ -234,7 +232,7 @@ function verify(run: Run, log: DurableLog, flipped: boolean, context: string): n
   const lowest = Math.max(model.ackedCall, origin.call - 1);
   for (let k = model.states.length - 1; k >= lowest; k--) {
     const state = model.states[k];
-    if (state !== undefined && sameLog(state) && sameHardState(state)) return k;
+    if (state !== undefined && sameLog(state) && sameHardState(state.hardState, hardState)) return k;
   }
   if (flipped) {
     // Damage to the last write of the last segment looks exactly like a torn write, so recovery may drop
@@ -243,7 +241,7 @@ function verify(run: Run, log: DurableLog, flipped: boolean, context: string): n
     let k = model.states.length - 1;
     while (k >= 0 && !sameLog(model.states[k] as ModelState, true)) k--;
     expect(k, `${context}: after bit flips the log served is not a prefix of any log written`).toBeGreaterThanOrEqual(0);
-    expect(model.states.some(sameHardState), `${context}: after bit flips the hard state served was never written`).toBe(true);
+    expect(model.states.some((state) => sameHardState(state.hardState, hardState)), `${context}: after bit flips the hard state served was never written`).toBe(true);
     expect(run.lines.some((l) => l.level === "warn"), `${context}: acknowledged data dropped without a warning`).toBe(true);
     return k;
   }
