@@ -18,12 +18,6 @@ export function keyToString(bytes: Uint8Array): string {
   return text;
 }
 
-export function stringToKey(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
-}
-
 /**
  * The smallest key string greater than every key that starts with `prefix`, or undefined when no such
  * key exists (the prefix is empty or all 0xff): then the prefix range is unbounded above.
