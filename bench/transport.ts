@@ -48,8 +48,8 @@ async function receiver(): Promise<void> {
       }
     },
     deliverSnapshot: async () => undefined,
-    maxSnapshotBytes: 0,
-    maxMsgBytes: MAX_MSG_BYTES,
+    snapshotBytesMax: 0,
+    msgBytesMax: MAX_MSG_BYTES,
     logger: { info: () => undefined, warn: (msg, fields) => console.error(msg, fields), error: (msg, fields) => console.error(msg, fields) },
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
@@ -102,7 +102,7 @@ async function sender(): Promise<void> {
       selfId: 1,
       incarnation: 1n,
       peers: new Map([[2, `http://127.0.0.1:${port}`]]),
-      maxMsgBytes: MAX_MSG_BYTES,
+      msgBytesMax: MAX_MSG_BYTES,
       onUnreachable: () => void unreachable++,
       onSnapshotStatus: () => undefined,
       logger: { info: () => undefined, warn: (m, f) => console.error(m, f), error: (m, f) => console.error(m, f) },

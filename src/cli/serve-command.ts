@@ -73,7 +73,7 @@ function guardKeepaliveRaces(logger: Logger): () => void {
 
 async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSignal): Promise<ExitCode> {
   const metrics = createMetrics();
-  const maxMsgBytes = peerMessageBytes(config.limits.requestBytesMax);
+  const msgBytesMax = peerMessageBytes(config.limits.requestBytesMax);
   // The peer port listens before the node opens: a member with an empty data directory asks the others
   // whether the cluster exists, and they must be able to answer while they start too.
   let startup: ProbeState = { phase: "starting" };
@@ -96,8 +96,8 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
           if (forwardedWrites === undefined) return Promise.reject(new ConnectError("this node is starting", Code.Unavailable));
           return forwardedWrites(command, signal);
         },
-        maxSnapshotBytes: snapshotBytesMax,
-        maxMsgBytes,
+        snapshotBytesMax,
+        msgBytesMax,
         readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
         logger: fromPino(logger.child({ component: "raft-service" })),
       }),
@@ -119,7 +119,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
       tickMs: config.timing.tickMs,
       electionTicks: config.timing.electionTicks,
       heartbeatTicks: config.timing.heartbeatTicks,
-      maxMsgBytes,
+      msgBytesMax,
       logger: fromPino(logger),
       observer: metricsObserver(metrics),
       signal,

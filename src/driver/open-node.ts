@@ -23,7 +23,7 @@ export interface NodeConfig {
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
   /** The largest peer message (and so the largest log entry). */
-  readonly maxMsgBytes: number;
+  readonly msgBytesMax: number;
   readonly proposalsMax?: number;
   readonly readsMax?: number;
   readonly snapshotEntries?: number;
@@ -119,7 +119,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     selfId: config.id,
     incarnation: identity.incarnation,
     peers,
-    maxMsgBytes: config.maxMsgBytes,
+    msgBytesMax: config.msgBytesMax,
     onUnreachable: (id) => driver.reportUnreachable(id),
     onSnapshotStatus: (id, ok) => driver.reportSnapshotStatus(id, ok),
     logger,
@@ -136,7 +136,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     electionTicks: config.electionTicks,
     heartbeatTicks: config.heartbeatTicks,
     // Entries travel inside peer messages; leave room for the envelope.
-    maxMsgBytes: Math.floor(config.maxMsgBytes / 2),
+    maxMsgBytes: Math.floor(config.msgBytesMax / 2),
     proposalsMax: config.proposalsMax ?? 65_536,
     readsMax: config.readsMax ?? 65_536,
     snapshotEntries: config.snapshotEntries ?? 10_000,

@@ -36,8 +36,8 @@ export type WatchTake =
 export interface Watcher {
   readonly id: number;
   readonly state: WatcherState;
-  /** The watcher's next events, at most `maxEvents` (default watchBatchEventsMax), or why it ended. */
-  take(maxEvents?: number): WatchTake;
+  /** The watcher's next events, at most `eventsMax` (default watchBatchEventsMax), or why it ended. */
+  take(eventsMax?: number): WatchTake;
   /** Resolves once `take` would return at least one event, or the watcher is canceled. */
   ready(): Promise<void>;
   /** Ends the watcher; its state becomes canceled with reason "closed". Idempotent. */
@@ -79,9 +79,9 @@ class WatcherImpl implements Watcher {
     return event.revision >= this.init.minRevision && spanContains(this.init.span, event.key);
   }
 
-  take(maxEvents?: number): WatchTake {
+  take(eventsMax?: number): WatchTake {
     if (this.state.kind === "canceled") return this.state;
-    const limit = Math.max(1, Math.min(maxEvents ?? this.hub.limits.watchBatchEventsMax, this.hub.limits.watchBatchEventsMax));
+    const limit = Math.max(1, Math.min(eventsMax ?? this.hub.limits.watchBatchEventsMax, this.hub.limits.watchBatchEventsMax));
     const history = this.hub.history;
     const events: Event[] = [];
     // Matching events before firstSeq cannot exist: evicting one cancels the watcher.

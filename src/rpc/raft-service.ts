@@ -41,7 +41,7 @@ export interface RaftServiceOptions {
    */
   forwarded?(command: Command, signal: AbortSignal): Promise<CommandResult>;
   /** The largest snapshot this node accepts (the receive buffer is allocated up front). */
-  readonly maxSnapshotBytes: number;
+  readonly snapshotBytesMax: number;
   /** How long a snapshot stream may wait for its next chunk before it is dropped. Default 30 s. */
   readonly snapshotChunkIdleMs?: number;
   readonly logger: Logger;
@@ -142,10 +142,10 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     checkEnvelope("InstallSnapshot", wire.clusterId, wire.from, wire.to);
     const header = snapshotHeaderFromProto(wire);
     if (!header.ok) throw invalid(header.error, "InstallSnapshot", String(wire.from));
-    if (header.value.totalBytes > o.maxSnapshotBytes) {
-      o.logger.warn("snapshot too large, refused", { from: header.value.from, bytes: header.value.totalBytes, limit: o.maxSnapshotBytes });
+    if (header.value.totalBytes > o.snapshotBytesMax) {
+      o.logger.warn("snapshot too large, refused", { from: header.value.from, bytes: header.value.totalBytes, limit: o.snapshotBytesMax });
       throw new ConnectError(
-        `snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${o.maxSnapshotBytes} bytes`,
+        `snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${o.snapshotBytesMax} bytes`,
         Code.ResourceExhausted,
       );
     }
@@ -274,11 +274,11 @@ function nextChunk<T>(stream: AsyncIterator<T>, signal: AbortSignal, idleMs: num
 
 export interface RaftServiceRegistration extends RaftServiceOptions {
   /** This node's own message size: it sizes the flow-control windows. */
-  readonly maxMsgBytes: number;
+  readonly msgBytesMax: number;
   /**
    * The largest message this node reads (a Step request, or one message of a snapshot stream); at
-   * least the largest maxMsgBytes of any member, or a leader's batch is refused for good. Default
-   * maxMsgBytes.
+   * least the largest msgBytesMax of any member, or a leader's batch is refused for good. Default
+   * msgBytesMax.
    */
   readonly readMsgBytesMax?: number;
 }
@@ -300,24 +300,24 @@ const PEER_STREAMS_MAX = 32;
  * It also opens the HTTP/2 flow-control windows of each peer connection to the message size. With the
  * default 64 KiB windows a sender can only push 64 KiB before waiting a round trip for a WINDOW_UPDATE,
  * so one 4 MiB batch costs 64 round trips: invisible on loopback, the bottleneck across zones. A larger
- * window costs no memory by itself: Connect reads at most maxMsgBytes per request either way.
+ * window costs no memory by itself: Connect reads at most msgBytesMax per request either way.
  */
 export async function registerRaftService<Server extends RawServerBase>(
   app: FastifyInstance<Server, RawRequestDefaultExpression<Server>, RawReplyDefaultExpression<Server>>,
   options: RaftServiceRegistration,
 ): Promise<void> {
-  if (!Number.isSafeInteger(options.maxMsgBytes) || options.maxMsgBytes <= 0) {
-    throw new RangeError(`RaftService: maxMsgBytes must be a positive integer, got ${String(options.maxMsgBytes)}`);
+  if (!Number.isSafeInteger(options.msgBytesMax) || options.msgBytesMax <= 0) {
+    throw new RangeError(`RaftService: msgBytesMax must be a positive integer, got ${String(options.msgBytesMax)}`);
   }
-  if (!Number.isSafeInteger(options.maxSnapshotBytes) || options.maxSnapshotBytes < 0) {
-    throw new RangeError(`RaftService: maxSnapshotBytes must be a non-negative integer, got ${String(options.maxSnapshotBytes)}`);
+  if (!Number.isSafeInteger(options.snapshotBytesMax) || options.snapshotBytesMax < 0) {
+    throw new RangeError(`RaftService: snapshotBytesMax must be a non-negative integer, got ${String(options.snapshotBytesMax)}`);
   }
   if (app.initialConfig.http2 !== true) {
     // Peers call over HTTP/2 only (h2c): gRPC and client streaming need it.
     throw new RangeError("RaftService: the peer listener must be created with Fastify({ http2: true })");
   }
-  const streamWindowBytes = Math.min(options.maxMsgBytes, WINDOW_BYTES_MAX);
-  const connectionWindowBytes = Math.min(2 * options.maxMsgBytes, WINDOW_BYTES_MAX);
+  const streamWindowBytes = Math.min(options.msgBytesMax, WINDOW_BYTES_MAX);
+  const connectionWindowBytes = Math.min(2 * options.msgBytesMax, WINDOW_BYTES_MAX);
   // http2: true above makes the raw server an Http2Server (or Http2SecureServer); both emit "session".
   (app.server as unknown as http2.Http2Server).on("session", (session) => {
     session.settings({ initialWindowSize: streamWindowBytes, maxConcurrentStreams: PEER_STREAMS_MAX });
@@ -326,6 +326,6 @@ export async function registerRaftService<Server extends RawServerBase>(
   const impl = createRaftServiceImpl(options);
   await app.register(fastifyConnectPlugin, {
     routes: (router) => router.service(RaftService, impl),
-    readMaxBytes: Math.max(options.maxMsgBytes, options.readMsgBytesMax ?? 0),
+    readMaxBytes: Math.max(options.msgBytesMax, options.readMsgBytesMax ?? 0),
   });
 }

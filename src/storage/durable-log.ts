@@ -154,8 +154,8 @@ class FileLog implements DurableLog {
     return { hardState: this.view.hardState, conf: this.view.snapshot().meta.conf };
   }
 
-  entries(lo: number, hi: number, maxBytes: number): readonly Entry[] {
-    return this.view.entries(lo, hi, maxBytes);
+  entries(lo: number, hi: number, bytesMax: number): readonly Entry[] {
+    return this.view.entries(lo, hi, bytesMax);
   }
 
   term(i: number): number {

@@ -53,7 +53,7 @@ export class LogView {
     return this.object(position).term;
   }
 
-  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+  entries(lo: number, hi: number, bytesMax: number): Entry[] {
     if (lo <= this.offset) throw new CompactedError(lo, this.offset + 1);
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1, this.lastIndex());
     const out: Entry[] = [];
@@ -62,7 +62,7 @@ export class LogView {
       const position = i - this.offset - 1;
       const entry = position < this.packed.length ? this.packed.entry(position, i) : this.object(position);
       bytes += entrySize(entry);
-      if (out.length > 0 && bytes > maxBytes) break;
+      if (out.length > 0 && bytes > bytesMax) break;
       out.push(entry);
     }
     return out;

@@ -5,7 +5,7 @@
  * - One PeerLink per peer (peer.ts): one HTTP/2 connection (h2c) kept alive by PINGs, and two lanes
  *   (appends; everything else), each a bounded send queue that drops its oldest messages when full
  *   (send-queue.ts says why) drained by one long-lived Step stream. A stream writes one batch at a time,
- *   bounded by maxMsgBytes and batchMessagesMax; what queues meanwhile forms the next batch.
+ *   bounded by msgBytesMax and batchMessagesMax; what queues meanwhile forms the next batch.
  * - Failures (refused connection, dead PING, a peer that refuses us) end the streams and become
  *   onUnreachable and a backoff with jitter before the streams reopen (peer-state.ts).
  * - Snapshots stream through InstallSnapshot, one per peer at a time, chunked, with a CRC-32C

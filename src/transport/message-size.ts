@@ -3,8 +3,8 @@ import type { StepMessage } from "./convert.js";
 
 /**
  * Upper bounds of protobuf encoded sizes, computed from a core message without encoding it. The batcher
- * packs Step calls by these bounds, so a batch it builds never exceeds maxMsgBytes on the wire and the
- * receiver (whose read limit is maxMsgBytes) never refuses it for size. A property test checks that every
+ * packs Step calls by these bounds, so a batch it builds never exceeds msgBytesMax on the wire and the
+ * receiver (whose read limit is msgBytesMax) never refuses it for size. A property test checks that every
  * bound is at least the real size.
  *
  * The bounds take the worst case of each varint: a field tag is 1 byte (all field numbers are < 16), a

@@ -18,9 +18,9 @@ export interface KeepaliveOptions {
 
 export interface BackoffOptions {
   /** The wait before the first retry after a failure; doubles per consecutive failure. */
-  readonly minMs: number;
+  readonly delayMsMin: number;
   /** The longest wait between retries. */
-  readonly maxMs: number;
+  readonly delayMsMax: number;
 }
 
 export interface PeerTransportOptions {
@@ -35,7 +35,7 @@ export interface PeerTransportOptions {
   /** Peer id -> base URL of its peer listener, e.g. http://10.0.0.2:2380 (h2c). An entry for selfId is ignored. */
   readonly peers: ReadonlyMap<NodeId, string>;
   /** The largest Step request on the wire (the receiver's read limit must be at least this). Default 4 MiB. */
-  readonly maxMsgBytes?: number;
+  readonly msgBytesMax?: number;
   /** Per peer: messages waiting to be sent; beyond it the oldest are dropped. Default 4096. */
   readonly queueMessagesMax?: number;
   /** Per peer: bytes waiting to be sent (encoded-size bounds); beyond it the oldest are dropped. Default 64 MiB. */
@@ -46,7 +46,7 @@ export interface PeerTransportOptions {
   readonly requestTimeoutMs?: number;
   readonly keepalive?: Partial<KeepaliveOptions>;
   readonly backoff?: Partial<BackoffOptions>;
-  /** The data bytes per InstallSnapshot chunk. Default 1 MiB, or half of maxMsgBytes when that is smaller. */
+  /** The data bytes per InstallSnapshot chunk. Default 1 MiB, or half of msgBytesMax when that is smaller. */
   readonly snapshotChunkBytes?: number;
   /**
    * A peer could not be reached (a call failed, or messages were dropped because its queue was full). The
@@ -65,7 +65,7 @@ export interface ResolvedPeerTransportOptions {
   readonly clusterId: string;
   readonly selfId: NodeId;
   readonly incarnation: bigint;
-  readonly maxMsgBytes: number;
+  readonly msgBytesMax: number;
   readonly queueMessagesMax: number;
   readonly queueBytesMax: number;
   readonly batchMessagesMax: number;
@@ -80,13 +80,13 @@ export interface ResolvedPeerTransportOptions {
 }
 
 export const peerTransportDefaults = {
-  maxMsgBytes: 4 * 1024 * 1024,
+  msgBytesMax: 4 * 1024 * 1024,
   queueMessagesMax: 4096,
   queueBytesMax: 64 * 1024 * 1024,
   batchMessagesMax: 1024,
   requestTimeoutMs: 2000,
   keepalive: { pingIntervalMs: 1000, pingTimeoutMs: 1000, idleConnectionTimeoutMs: 60_000 },
-  backoff: { minMs: 50, maxMs: 2000 },
+  backoff: { delayMsMin: 50, delayMsMax: 2000 },
   snapshotChunkBytes: 1024 * 1024,
 } as const;
 
@@ -120,12 +120,12 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
   const d = peerTransportDefaults;
   validatePeerId(o.selfId);
   if (o.clusterId === "") throw new RangeError("peer transport: clusterId must not be empty");
-  const maxMsgBytes = positiveInt("maxMsgBytes", o.maxMsgBytes ?? d.maxMsgBytes);
+  const msgBytesMax = positiveInt("msgBytesMax", o.msgBytesMax ?? d.msgBytesMax);
   const resolved: ResolvedPeerTransportOptions = {
     clusterId: o.clusterId,
     selfId: o.selfId,
     incarnation: o.incarnation,
-    maxMsgBytes,
+    msgBytesMax,
     queueMessagesMax: positiveInt("queueMessagesMax", o.queueMessagesMax ?? d.queueMessagesMax),
     queueBytesMax: positiveInt("queueBytesMax", o.queueBytesMax ?? d.queueBytesMax),
     batchMessagesMax: positiveInt("batchMessagesMax", o.batchMessagesMax ?? d.batchMessagesMax),
@@ -139,25 +139,25 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
       ),
     },
     backoff: {
-      minMs: positiveInt("backoff.minMs", o.backoff?.minMs ?? d.backoff.minMs),
-      maxMs: positiveInt("backoff.maxMs", o.backoff?.maxMs ?? d.backoff.maxMs),
+      delayMsMin: positiveInt("backoff.delayMsMin", o.backoff?.delayMsMin ?? d.backoff.delayMsMin),
+      delayMsMax: positiveInt("backoff.delayMsMax", o.backoff?.delayMsMax ?? d.backoff.delayMsMax),
     },
-    snapshotChunkBytes: positiveInt("snapshotChunkBytes", o.snapshotChunkBytes ?? Math.min(d.snapshotChunkBytes, Math.floor(maxMsgBytes / 2))),
+    snapshotChunkBytes: positiveInt("snapshotChunkBytes", o.snapshotChunkBytes ?? Math.min(d.snapshotChunkBytes, Math.floor(msgBytesMax / 2))),
     onUnreachable: o.onUnreachable,
     onSnapshotStatus: o.onSnapshotStatus,
     logger: o.logger,
     random: o.random ?? Math.random,
   };
-  if (resolved.backoff.maxMs < resolved.backoff.minMs) {
-    throw new RangeError(`peer transport: backoff.maxMs (${resolved.backoff.maxMs}) is below backoff.minMs (${resolved.backoff.minMs})`);
+  if (resolved.backoff.delayMsMax < resolved.backoff.delayMsMin) {
+    throw new RangeError(`peer transport: backoff.delayMsMax (${resolved.backoff.delayMsMax}) is below backoff.delayMsMin (${resolved.backoff.delayMsMin})`);
   }
   const envelope = stepEnvelopeBytesMax(resolved.clusterId);
-  if (resolved.maxMsgBytes < 4 * envelope) {
-    throw new RangeError(`peer transport: maxMsgBytes (${resolved.maxMsgBytes}) leaves no room for messages`);
+  if (resolved.msgBytesMax < 4 * envelope) {
+    throw new RangeError(`peer transport: msgBytesMax (${resolved.msgBytesMax}) leaves no room for messages`);
   }
-  if (resolved.snapshotChunkBytes + SNAPSHOT_CHUNK_OVERHEAD_MAX > resolved.maxMsgBytes) {
+  if (resolved.snapshotChunkBytes + SNAPSHOT_CHUNK_OVERHEAD_MAX > resolved.msgBytesMax) {
     throw new RangeError(
-      `peer transport: snapshotChunkBytes (${resolved.snapshotChunkBytes}) plus framing must fit in maxMsgBytes (${resolved.maxMsgBytes}), ` +
+      `peer transport: snapshotChunkBytes (${resolved.snapshotChunkBytes}) plus framing must fit in msgBytesMax (${resolved.msgBytesMax}), ` +
         "the receiver's limit per stream message",
     );
   }

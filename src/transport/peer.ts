@@ -94,11 +94,11 @@ export class PeerLink {
   ) {
     const lane = (name: Lane["name"]): Lane => ({ name, queue: new SendQueue(o.queueMessagesMax, o.queueBytesMax), call: undefined, wake: undefined, writing: 0 });
     this.lanes = { append: lane("append"), control: lane("control") };
-    this.batchBytesMax = o.maxMsgBytes - stepEnvelopeBytesMax(o.clusterId);
+    this.batchBytesMax = o.msgBytesMax - stepEnvelopeBytesMax(o.clusterId);
     // One HTTP/2 connection per peer, kept alive by PINGs so that a peer that stops answering is noticed
     // within pingIntervalMs + pingTimeoutMs although its streams never end. Node's default budget of
     // 10 MB per session would refuse new streams once two lanes' batches and a snapshot chunk are buffered.
-    const bufferedMb = Math.ceil((2 * o.maxMsgBytes + o.snapshotChunkBytes) / MB);
+    const bufferedMb = Math.ceil((2 * o.msgBytesMax + o.snapshotChunkBytes) / MB);
     this.session = new Http2SessionManager(
       url,
       {
@@ -111,7 +111,7 @@ export class PeerLink {
     const transport = createGrpcTransport({
       baseUrl: url,
       sessionManager: guardedSessionManager(this.session, () => this.state.kind === "closed"),
-      writeMaxBytes: o.maxMsgBytes,
+      writeMaxBytes: o.msgBytesMax,
     });
     this.client = createClient(RaftService, transport);
   }
@@ -214,7 +214,7 @@ export class PeerLink {
     assert(prev.kind === "probing" || prev.kind === "active", () => `peer ${this.id}: backoff from ${prev.kind}`);
     const failures = prev.kind === "probing" ? prev.failures + 1 : 1;
     const downSinceMs = prev.kind === "probing" && prev.downSinceMs !== undefined ? prev.downSinceMs : Date.now();
-    const delayMs = backoffDelayMs(failures, this.o.backoff.minMs, this.o.backoff.maxMs, this.o.random);
+    const delayMs = backoffDelayMs(failures, this.o.backoff.delayMsMin, this.o.backoff.delayMsMax, this.o.random);
     if (failures === 1) {
       // Logged once per outage; later failures only count, so a long outage does not flood the log.
       this.o.logger.warn("peer unreachable", { peer: this.id, url: this.url, ...describe(error), retryInMs: delayMs });
@@ -299,7 +299,7 @@ export class PeerLink {
   /**
    * For a message whose size bound exceeds the batch budget: does its exact encoding fit? If not it can
    * never be sent (the receiver would refuse it), so it is dropped here. The driver limits entry sizes to
-   * stay clear of this; reaching it means maxMsgBytes is set below the core's message size.
+   * stay clear of this; reaching it means msgBytesMax is set below the core's message size.
    */
   private fitsAlone(m: StepMessage): boolean {
     const bytes = toBinary(RaftMessageSchema, messageToProto(m)).byteLength + 6;
@@ -309,7 +309,7 @@ export class PeerLink {
       peer: this.id,
       type: m.type,
       bytes,
-      maxMsgBytes: this.o.maxMsgBytes,
+      msgBytesMax: this.o.msgBytesMax,
     });
     return false;
   }

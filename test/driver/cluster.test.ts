@@ -45,8 +45,8 @@ async function startCluster(size: number): Promise<void> {
       },
       deliver: (messages) => node.driver?.deliver(messages),
       deliverSnapshot: async (message) => node.driver?.deliverSnapshot(message),
-      maxSnapshotBytes: 64 * 1024 * 1024,
-      maxMsgBytes: 4 * 1024 * 1024,
+      snapshotBytesMax: 64 * 1024 * 1024,
+      msgBytesMax: 4 * 1024 * 1024,
       logger: quiet,
     });
     await server.listen({ host: "127.0.0.1", port: 0 });
@@ -72,7 +72,7 @@ async function open(node: TestNode): Promise<void> {
     tickMs: 10,
     electionTicks: 10,
     heartbeatTicks: 2,
-    maxMsgBytes: 4 * 1024 * 1024,
+    msgBytesMax: 4 * 1024 * 1024,
     snapshotEntries: 50,
     retainEntries: 10,
     logger: quiet,
@@ -193,7 +193,7 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
       tickMs: 10,
       electionTicks: 10,
       heartbeatTicks: 2,
-      maxMsgBytes: 4 * 1024 * 1024,
+      msgBytesMax: 4 * 1024 * 1024,
       logger: quiet,
       signal: stop.signal,
       bootstrapRetryMs: 20,

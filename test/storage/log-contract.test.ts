@@ -80,7 +80,7 @@ describe.each(subjects)("LogStorage contract: %s", (_name, make) => {
     expect(thrown(() => log.term(1))).toBeInstanceOf(UnavailableError);
   });
 
-  it("serves [lo, hi) up to maxBytes, always at least one entry", async () => {
+  it("serves [lo, hi) up to bytesMax, always at least one entry", async () => {
     const subject = await make();
     await subject.append(makeEntries(1, 6, 1, 100));
     const { log } = subject;
@@ -179,7 +179,7 @@ describe("durable log against MemoryStorage, random operations", () => {
   });
 });
 
-function compare(want: LogStorage, got: LogStorage, maxBytes: number, context: string): void {
+function compare(want: LogStorage, got: LogStorage, bytesMax: number, context: string): void {
   expect([got.firstIndex(), got.lastIndex()], context).toEqual([want.firstIndex(), want.lastIndex()]);
   expect(got.initialState(), context).toEqual(want.initialState());
   expect(got.snapshot().meta, context).toEqual(want.snapshot().meta);
@@ -189,6 +189,6 @@ function compare(want: LogStorage, got: LogStorage, maxBytes: number, context: s
     expect(b, `${context}: term(${i})`).toEqual(a);
   }
   const lo = want.firstIndex();
-  const entriesOf = (log: LogStorage): unknown => thrown(() => log.entries(lo, want.lastIndex() + 1, maxBytes)) ?? log.entries(lo, want.lastIndex() + 1, maxBytes);
+  const entriesOf = (log: LogStorage): unknown => thrown(() => log.entries(lo, want.lastIndex() + 1, bytesMax)) ?? log.entries(lo, want.lastIndex() + 1, bytesMax);
   expect(entriesOf(got), context).toEqual(entriesOf(want));
 }

@@ -39,9 +39,9 @@ export interface PeerServerOptions {
   readonly clusterId: string;
   readonly members: readonly NodeId[];
   readonly port?: number;
-  readonly maxMsgBytes?: number;
+  readonly msgBytesMax?: number;
   readonly readMsgBytesMax?: number;
-  readonly maxSnapshotBytes?: number;
+  readonly snapshotBytesMax?: number;
   readonly deliverSnapshot?: RaftServiceOptions["deliverSnapshot"];
 }
 
@@ -72,8 +72,8 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
       delivered.push(...messages);
     },
     deliverSnapshot: o.deliverSnapshot ?? (async (m) => void snapshots.push(m)),
-    maxSnapshotBytes: o.maxSnapshotBytes ?? 16 * 1024 * 1024,
-    maxMsgBytes: o.maxMsgBytes ?? 4 * 1024 * 1024,
+    snapshotBytesMax: o.snapshotBytesMax ?? 16 * 1024 * 1024,
+    msgBytesMax: o.msgBytesMax ?? 4 * 1024 * 1024,
     ...(o.readMsgBytesMax === undefined ? {} : { readMsgBytesMax: o.readMsgBytesMax }),
     logger: { info: () => undefined, warn: (_msg, fields) => void warnings.push({ ...fields }), error: (_msg, fields) => void warnings.push({ ...fields }) },
   });

@@ -19,7 +19,7 @@ it("a follower on the default --request-bytes-max takes the appends of a leader 
     id: 2,
     clusterId: "c",
     members: [1, 2, 3],
-    maxMsgBytes: peerMessageBytes(2 * 1024 * 1024),
+    msgBytesMax: peerMessageBytes(2 * 1024 * 1024),
     readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
   });
   cleanups.push(() => follower.close());
@@ -28,8 +28,8 @@ it("a follower on the default --request-bytes-max takes the appends of a leader 
     selfId: 1,
     incarnation: 1n,
     peers: new Map([[2, follower.url]]),
-    maxMsgBytes: leaderBytes,
-    backoff: { minMs: 20, maxMs: 100 },
+    msgBytesMax: leaderBytes,
+    backoff: { delayMsMin: 20, delayMsMax: 100 },
     onUnreachable: () => undefined,
     onSnapshotStatus: () => undefined,
     logger: recordingLogger(),

@@ -40,7 +40,7 @@ function transport(peers: Record<number, string>, overrides: Partial<PeerTranspo
     selfId: 1,
     incarnation: 1n,
     peers: new Map(Object.entries(peers).map(([id, url]) => [Number(id), url])),
-    backoff: { minMs: 20, maxMs: 200 },
+    backoff: { delayMsMin: 20, delayMsMax: 200 },
     onUnreachable: (id) => void events.unreachable.push({ id, at: Date.now() }),
     onSnapshotStatus: (id, ok) => void events.snapshotStatus.push({ id, ok }),
     logger,
@@ -100,8 +100,8 @@ describe("peer transport over real HTTP/2", () => {
   });
 
   it("keeps large pipelined batches in order (HTTP/2 would otherwise interleave and reorder them)", async () => {
-    const s2 = await server(2, { maxMsgBytes: 256 * 1024 });
-    const { t } = transport({ 2: s2.url }, { maxMsgBytes: 256 * 1024 });
+    const s2 = await server(2, { msgBytesMax: 256 * 1024 });
+    const { t } = transport({ 2: s2.url }, { msgBytesMax: 256 * 1024 });
     const data = new Uint8Array(60 * 1024);
     const appends: Message[] = range(0, 120).map((i) => ({
       type: "append",
@@ -270,7 +270,7 @@ describe("peer transport over real HTTP/2", () => {
   });
 
   it("reports a snapshot the peer refuses, and the peer refuses a bad checksum", async () => {
-    const small = await server(2, { maxSnapshotBytes: 1024 * 1024 });
+    const small = await server(2, { snapshotBytesMax: 1024 * 1024 });
     const { t, events } = transport({ 2: small.url }, { snapshotChunkBytes: 256 * 1024 });
     t.send([snapshotMessage(2, 2 * 1024 * 1024)]);
     await waitFor("snapshot status", () => events.snapshotStatus.length > 0);
@@ -355,7 +355,7 @@ describe("peer transport options", () => {
     };
     expect(() => createPeerTransport({ ...base, selfId: 0 })).toThrow(/peer id/);
     expect(() => createPeerTransport({ ...base, queueMessagesMax: 0 })).toThrow(/queueMessagesMax/);
-    expect(() => createPeerTransport({ ...base, backoff: { minMs: 500, maxMs: 100 } })).toThrow(/backoff.maxMs/);
+    expect(() => createPeerTransport({ ...base, backoff: { delayMsMin: 500, delayMsMax: 100 } })).toThrow(/backoff.delayMsMax/);
     expect(() => createPeerTransport({ ...base, snapshotChunkBytes: 4 * 1024 * 1024 })).toThrow(/snapshotChunkBytes/);
     expect(() => createPeerTransport({ ...base, peers: new Map([[2, "ftp://x"]]) })).toThrow(/http/);
   });

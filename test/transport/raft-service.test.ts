@@ -38,7 +38,7 @@ function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => void h.delivered.push(messages),
     deliverSnapshot: async (m) => void h.snapshots.push(m),
-    maxSnapshotBytes: 1024 * 1024,
+    snapshotBytesMax: 1024 * 1024,
     logger: { info: () => undefined, warn: (_msg, fields) => void h.warnings.push({ ...fields }), error: (_msg, fields) => void h.warnings.push({ ...fields }) },
     ...overrides,
   });
@@ -319,11 +319,11 @@ describe("registerRaftService", () => {
       probeState: () => ({ phase: "running" as const, term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
       deliver: () => undefined,
       deliverSnapshot: async () => undefined,
-      maxSnapshotBytes: 1024,
-      maxMsgBytes: 1024,
+      snapshotBytesMax: 1024,
+      msgBytesMax: 1024,
       logger: silentLogger,
     };
     await expect(registerRaftService(Fastify(), base)).rejects.toThrow(/http2: true/);
-    await expect(registerRaftService(Fastify({ http2: true }), { ...base, maxMsgBytes: 0 })).rejects.toThrow(/maxMsgBytes/);
+    await expect(registerRaftService(Fastify({ http2: true }), { ...base, msgBytesMax: 0 })).rejects.toThrow(/msgBytesMax/);
   });
 });

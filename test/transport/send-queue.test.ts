@@ -60,7 +60,7 @@ describe("SendQueue", () => {
 });
 
 describe("backoffDelayMs", () => {
-  it("grows exponentially from minMs, caps at maxMs, and keeps half of the delay fixed", () => {
+  it("grows exponentially from delayMsMin, caps at delayMsMax, and keeps half of the delay fixed", () => {
     expect(backoffDelayMs(1, 100, 5000, () => 0)).toBe(50);
     expect(backoffDelayMs(1, 100, 5000, () => 0.999999)).toBe(100);
     expect(backoffDelayMs(4, 100, 5000, () => 0)).toBe(400);

@@ -78,7 +78,7 @@ it("a snapshot stream cut by a partition does not block the leader's later snaps
     peers: new Map([[2, proxy.url]]),
     requestTimeoutMs: 300,
     snapshotChunkBytes: 64 * 1024,
-    backoff: { minMs: 20, maxMs: 100 },
+    backoff: { delayMsMin: 20, delayMsMax: 100 },
     onUnreachable: () => undefined,
     onSnapshotStatus: (_id, ok) => void statuses.push(ok),
     logger: recordingLogger(),
