@@ -1,4 +1,4 @@
-import { envName, settingSpecs } from "./settings.js";
+import { describeDefault, envName, settingSpecs } from "./settings.js";
 
 /** The text of `raftkv serve --help`: every setting with its flag, variable and default. */
 export function serveHelp(): string {
@@ -11,7 +11,7 @@ export function serveHelp(): string {
   for (const spec of settingSpecs) {
     lines.push(`  --${spec.flag} ${spec.placeholder}`);
     lines.push(`      ${spec.help}`);
-    lines.push(`      env ${envName(spec.flag)}; default: ${spec.defaultText}`);
+    lines.push(`      env ${envName(spec.flag)}; default: ${describeDefault(spec.default)}`);
   }
   lines.push(
     "",

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { formatHostPort, parseHostPort, parseServiceUrl, urlForListenAddress, type HostPort } from "./addresses.js";
 import { ConfigError } from "./config-error.js";
 import { defaultMemberName, parseInitialCluster, type InitialMember } from "./initial-cluster.js";
-import { describeSetting, envName, settingSpecs, type SettingFlag } from "./settings.js";
+import { GiB, KiB, MiB, describeSetting, envName, settingDefault, settingSpecs, type SettingFlag, type SettingFlagOf } from "./settings.js";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -49,16 +49,13 @@ export type ServeArgs = { readonly kind: "help" } | { readonly kind: "config"; r
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 
 /**
  * The largest --request-bytes-max. Every node reads peer messages up to what a leader with this
  * setting could send, whatever its own setting: a follower that read less would refuse an admitted
  * entry for good and stall replication during a rolling change of the flag.
  */
-export const requestBytesMaxCeiling = 16 * MiB;
-const GiB = 1024 * MiB;
+export const requestBytesMaxCeiling = settingDefault<"bytes">("request-bytes-max").max;
 
 /**
  * Reads `raftkv serve` flags, then RAFTKV_* environment variables, then defaults (a flag wins over
@@ -117,9 +114,9 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
   const initialCluster = initial ?? [{ id, name, peerUrl, clientUrl }];
 
   const timing: TimingConfig = {
-    tickMs: integer(raw, "tick-ms", 100, 1, 60_000),
-    electionTicks: integer(raw, "election-ticks", 10, 2, 1_000),
-    heartbeatTicks: integer(raw, "heartbeat-ticks", 1, 1, 1_000),
+    tickMs: integerSetting(raw, "tick-ms"),
+    electionTicks: integerSetting(raw, "election-ticks"),
+    heartbeatTicks: integerSetting(raw, "heartbeat-ticks"),
   };
   // A follower should see several heartbeats per election timeout, so that one late or lost
   // heartbeat does not start an election and depose a healthy leader.
@@ -131,13 +128,12 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
   }
 
   const limits: LimitsConfig = {
-    // The maxima are the limits the state machine applies with (defaultKvOptions in src/kv; test/config keeps them equal).
-    keyBytesMax: bytes(raw, "key-bytes-max", 4 * KiB, 1, 64 * KiB),
-    valueBytesMax: bytes(raw, "value-bytes-max", 1 * MiB, 0, 3 * MiB),
-    requestBytesMax: bytes(raw, "request-bytes-max", 2 * MiB, 1 * KiB, requestBytesMaxCeiling),
-    txnOpsMax: integer(raw, "txn-ops-max", 128, 1, 10_000),
-    watchersPerConnectionMax: integer(raw, "watchers-per-connection-max", 1_000, 1, 100_000),
-    requestTimeoutMs: integer(raw, "request-timeout-ms", 5_000, 1, 3_600_000),
+    keyBytesMax: bytesSetting(raw, "key-bytes-max"),
+    valueBytesMax: bytesSetting(raw, "value-bytes-max"),
+    requestBytesMax: bytesSetting(raw, "request-bytes-max"),
+    txnOpsMax: integerSetting(raw, "txn-ops-max"),
+    watchersPerConnectionMax: integerSetting(raw, "watchers-per-connection-max"),
+    requestTimeoutMs: integerSetting(raw, "request-timeout-ms"),
   };
   // A Put of the largest key and value must fit in one request, with room for the envelope.
   if (limits.requestBytesMax < limits.keyBytesMax + limits.valueBytesMax + 1 * KiB) {
@@ -159,10 +155,10 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     initialCluster,
     timing,
     limits,
-    shutdownTimeoutMs: integer(raw, "shutdown-timeout-ms", 10_000, 0, 600_000),
+    shutdownTimeoutMs: integerSetting(raw, "shutdown-timeout-ms"),
     logLevel: logLevel(raw),
     corsOrigins: corsOrigins(raw),
-    forwardWrites: boolean(raw, "forward-writes", true),
+    forwardWrites: booleanSetting(raw, "forward-writes"),
   };
 }
 
@@ -181,7 +177,7 @@ function resolveIdentity(raw: RawSettings, env: Env, initial: readonly InitialMe
   }
   let id: number;
   if (raw.id !== undefined) {
-    id = integer(raw, "id", 1, 1, Number.MAX_SAFE_INTEGER);
+    id = wholeNumber("id", raw.id, 1, Number.MAX_SAFE_INTEGER);
   } else if (givenName !== undefined && ordinalOf(givenName) !== undefined) {
     id = (ordinalOf(givenName) ?? 0) + 1;
   } else if (givenName !== undefined && initial?.some((m) => m.name === givenName) === true) {
@@ -213,7 +209,7 @@ function resolveListen(raw: RawSettings, flag: "listen-peer" | "listen-client", 
 }
 
 function clusterId(raw: RawSettings): string {
-  const value = raw["cluster-id"] ?? "raftkv";
+  const value = raw["cluster-id"] ?? settingDefault<"text">("cluster-id").value;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(value)) {
     throw new ConfigError("cluster-id", `${describeSetting("cluster-id")} must be 1-128 letters, digits, '.', '_' or '-'; got ${JSON.stringify(value)}`);
   }
@@ -221,7 +217,7 @@ function clusterId(raw: RawSettings): string {
 }
 
 function logLevel(raw: RawSettings): LogLevel {
-  const value = (raw["log-level"] ?? "info").toLowerCase();
+  const value = (raw["log-level"] ?? settingDefault<"text">("log-level").value).toLowerCase();
   const level = logLevels.find((l) => l === value);
   if (level === undefined) {
     throw new ConfigError("log-level", `${describeSetting("log-level")} must be one of ${logLevels.join(", ")}; got ${JSON.stringify(value)}`);
@@ -229,17 +225,17 @@ function logLevel(raw: RawSettings): LogLevel {
   return level;
 }
 
-function boolean(raw: RawSettings, flag: SettingFlag, fallback: boolean): boolean {
+function booleanSetting(raw: RawSettings, flag: SettingFlagOf<"boolean">): boolean {
   const text = raw[flag];
-  if (text === undefined) return fallback;
+  if (text === undefined) return settingDefault<"boolean">(flag).value;
   if (text === "true") return true;
   if (text === "false") return false;
   throw new ConfigError(flag, `${describeSetting(flag)} must be true or false, got ${JSON.stringify(text)}`);
 }
 
 function corsOrigins(raw: RawSettings): readonly string[] {
-  const text = raw["cors-origins"];
-  if (text === undefined || text === "none") return [];
+  const text = raw["cors-origins"] ?? settingDefault<"text">("cors-origins").value;
+  if (text === "none") return [];
   const origins = text.split(",").map((o) => o.trim()).filter((o) => o !== "");
   for (const origin of origins) {
     if (origin === "*") continue;
@@ -259,9 +255,13 @@ function corsOrigins(raw: RawSettings): readonly string[] {
   return origins;
 }
 
-function integer(raw: RawSettings, flag: SettingFlag, fallback: number, min: number, max: number): number {
+function integerSetting(raw: RawSettings, flag: SettingFlagOf<"integer">): number {
+  const d = settingDefault<"integer">(flag);
   const text = raw[flag];
-  if (text === undefined) return fallback;
+  return text === undefined ? d.value : wholeNumber(flag, text, d.min, d.max);
+}
+
+function wholeNumber(flag: SettingFlag, text: string, min: number, max: number): number {
   if (!/^\d+$/.test(text.replace(/_/g, ""))) {
     throw new ConfigError(flag, `${describeSetting(flag)} must be a whole number; got ${JSON.stringify(text)}`);
   }
@@ -278,14 +278,15 @@ export function parseBytes(text: string): number | undefined {
   return unit === undefined ? undefined : Number(match[1]) * unit;
 }
 
-function bytes(raw: RawSettings, flag: SettingFlag, fallback: number, min: number, max: number): number {
+function bytesSetting(raw: RawSettings, flag: SettingFlagOf<"bytes">): number {
+  const d = settingDefault<"bytes">(flag);
   const text = raw[flag];
-  if (text === undefined) return fallback;
+  if (text === undefined) return d.value;
   const value = parseBytes(text);
   if (value === undefined) {
     throw new ConfigError(flag, `${describeSetting(flag)} must be a byte count like 4096, 4KiB or 1MiB; got ${JSON.stringify(text)}`);
   }
-  return inRange(flag, value, min, max);
+  return inRange(flag, value, d.min, d.max);
 }
 
 function inRange(flag: SettingFlag, value: number, min: number, max: number): number {

@@ -161,6 +161,10 @@ describe("resolveServeArgs", () => {
       expect(help).toContain(`--${spec.flag} `);
       expect(help).toContain(envName(spec.flag));
     }
+    // Defaults and ranges are printed from the values the parser falls back to, never retyped.
+    expect(help).toContain("env RAFTKV_KEY_BYTES_MAX; default: 4KiB (allowed: 1 to 64KiB)");
+    expect(help).toContain("env RAFTKV_TICK_MS; default: 100 (allowed: 1 to 60000)");
+    expect(help).toContain("env RAFTKV_FORWARD_WRITES; default: true");
   });
 });
 
