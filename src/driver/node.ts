@@ -117,7 +117,7 @@ export class Driver implements KvNode {
   private lastSnapshotIndex: number;
   private conf: ConfState;
   /**
-   * The index of the last entry applied, counting no-op and config entries that the KV store never
+   * The index of the last entry applied, counting the no-op entries that the KV store never
    * sees (its own appliedIndex moves only with commands). Reads wait on this.
    */
   private applied: number;
