@@ -119,6 +119,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
       tickMs: config.timing.tickMs,
       electionTicks: config.timing.electionTicks,
       heartbeatTicks: config.timing.heartbeatTicks,
+      storageStallMs: config.timing.storageStallMs,
       msgBytesMax,
       logger: fromPino(logger),
       observer: metricsObserver(metrics),

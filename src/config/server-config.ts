@@ -12,6 +12,8 @@ export interface TimingConfig {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
+  /** A log write not on disk after this long makes the node not ready (and a leader step aside). */
+  readonly storageStallMs: number;
 }
 
 export interface LimitsConfig {
@@ -117,6 +119,7 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     tickMs: integerSetting(raw, "tick-ms"),
     electionTicks: integerSetting(raw, "election-ticks"),
     heartbeatTicks: integerSetting(raw, "heartbeat-ticks"),
+    storageStallMs: integerSetting(raw, "storage-stall-ms"),
   };
   // A follower should see several heartbeats per election timeout, so that one late or lost
   // heartbeat does not start an election and depose a healthy leader.

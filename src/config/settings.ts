@@ -54,6 +54,7 @@ export const settingSpecs = [
   { flag: "request-timeout-ms", placeholder: "MS", default: { kind: "integer", value: 5_000, min: 1, max: 3_600_000 }, help: "The deadline of a request whose client set none." },
   { flag: "shutdown-timeout-ms", placeholder: "MS", default: { kind: "integer", value: 10_000, min: 0, max: 600_000 }, help: "On SIGTERM, how long to hand off leadership and drain requests before closing them." },
   { flag: "log-level", placeholder: "LEVEL", default: { kind: "text", value: "info" }, help: "One of fatal, error, warn, info, debug, trace, silent." },
+  { flag: "storage-stall-ms", placeholder: "MS", default: { kind: "integer", value: 5_000, min: 100, max: 600_000 }, help: "A log write not on disk after this long marks the storage stalled: the node reports not ready and, if it leads, hands leadership to a follower." },
   { flag: "forward-writes", placeholder: "true|false", default: { kind: "boolean", value: true }, help: "Whether a follower hands a client's Put, Delete or Txn to the leader over the peer connection and answers it itself; false: it answers not-leader with the leader's URL." },
   { flag: "cors-origins", placeholder: "ORIGIN,...", default: { kind: "text", value: "none" }, help: "Browser origins allowed to call the client port (for example https://app.example.com), or * for any." },
 ] as const satisfies readonly SettingSpec[];

@@ -28,7 +28,7 @@ export interface NodeConfig {
   readonly readsMax?: number;
   readonly snapshotEntries?: number;
   readonly retainEntries?: number;
-  /** See DriverOptions.storageStallMs; default 5 s (a hung disk, not a slow one: etcd warns of fdatasync over 1 s). */
+  /** See DriverOptions.storageStallMs (`--storage-stall-ms`); absent: never reported stalled. */
   readonly storageStallMs?: number;
   readonly kv?: Partial<KvOptions>;
   readonly transport?: Partial<Omit<PeerTransportOptions, "clusterId" | "selfId" | "peers" | "onUnreachable" | "onSnapshotStatus" | "logger">>;
@@ -56,13 +56,12 @@ export interface OpenedNode {
   readonly forwardWrite: (leader: NodeId, command: Command, signal: AbortSignal) => Promise<CommandResult>;
 }
 
-const STORAGE_STALL_MS_DEFAULT = 5_000;
 /** The deadline of one Probe call of the bootstrap check. */
-const PROBE_TIMEOUT_MS = 2_000;
-const BOOTSTRAP_RETRY_MS_MAX = 5_000;
+const probeTimeoutMs = 2_000;
+const bootstrapRetryMsMax = 5_000;
 /** Pauses between rounds of learning the other members' incarnations. */
-const LEARN_RETRY_MS = 1_000;
-const LEARN_RETRY_MS_MAX = 10_000;
+const learnRetryMs = 1_000;
+const learnRetryMsMax = 10_000;
 
 /**
  * Opens a node from its data directory: recovers the WAL and the latest snapshot, restores the KV state
@@ -141,7 +140,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     readsMax: config.readsMax ?? 65_536,
     snapshotEntries: config.snapshotEntries ?? 10_000,
     retainEntries: config.retainEntries ?? 5_000,
-    storageStallMs: config.storageStallMs ?? STORAGE_STALL_MS_DEFAULT,
+    ...(config.storageStallMs === undefined ? {} : { storageStallMs: config.storageStallMs }),
     onStopped: async () => {
       learning.abort();
       await learned;
@@ -164,9 +163,9 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
 async function learnIncarnations(config: NodeConfig, peers: ReadonlyMap<NodeId, string>, incarnations: PeerIncarnations, signal: AbortSignal): Promise<void> {
   const unknown = new Set([...peers.keys()].filter((id) => incarnations.incarnationOf(id) === undefined));
   if (unknown.size === 0) return;
-  const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: PROBE_TIMEOUT_MS });
+  const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: probeTimeoutMs });
   try {
-    for (let pauseMs = LEARN_RETRY_MS; unknown.size > 0 && !signal.aborted; pauseMs = Math.min(LEARN_RETRY_MS_MAX, pauseMs * 2)) {
+    for (let pauseMs = learnRetryMs; unknown.size > 0 && !signal.aborted; pauseMs = Math.min(learnRetryMsMax, pauseMs * 2)) {
       await Promise.all(
         [...unknown].map(async (peer) => {
           const answer = await prober.probe(peer, signal);
@@ -205,7 +204,7 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
     if (peers.size > 0) {
       config.logger.info("the data directory is empty: asking the other members whether the cluster already exists", { members: [...peers.keys()] });
       config.onBootstrapping?.();
-      const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: PROBE_TIMEOUT_MS });
+      const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: probeTimeoutMs });
       try {
         await runBootstrapCheck({
           selfId: config.id,
@@ -213,7 +212,7 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
           probe: (peer, signal) => prober.probe(peer, signal),
           signal: config.signal ?? new AbortController().signal,
           retryMs: config.bootstrapRetryMs ?? 250,
-          retryMsMax: BOOTSTRAP_RETRY_MS_MAX,
+          retryMsMax: bootstrapRetryMsMax,
           onWait: (waiting, round) => {
             // Members of a new cluster starting together wait for each other for a few rounds (info);
             // past that, every tenth round is a warning: a member may wait here for hours.

@@ -87,7 +87,7 @@ describe("resolveServeArgs", () => {
 
   it("lets a flag win over its environment variable", () => {
     const config = resolve(["--tick-ms", "50"], { RAFTKV_TICK_MS: "20", RAFTKV_ELECTION_TICKS: "20" });
-    expect(config.timing).toEqual({ tickMs: 50, electionTicks: 20, heartbeatTicks: 1 });
+    expect(config.timing).toEqual({ tickMs: 50, electionTicks: 20, heartbeatTicks: 1, storageStallMs: 5_000 });
   });
 
   it("reads byte counts with units", () => {
