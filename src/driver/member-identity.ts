@@ -16,8 +16,8 @@ export interface MemberIdentity {
   readonly incarnation: bigint;
 }
 
-const IDENTITY_FILE = "member.json";
-const FORMAT_VERSION = 1;
+const identityFile = "member.json";
+const identityFormatVersion = 1;
 
 /** The data directory cannot be used as it is; the message says why and what to do. */
 export class DataDirError extends Error {
@@ -25,7 +25,7 @@ export class DataDirError extends Error {
 }
 
 export function identityPath(dataDir: string): string {
-  return join(dataDir, IDENTITY_FILE);
+  return join(dataDir, identityFile);
 }
 
 /** A fresh incarnation: 64 random bits, never 0. */
@@ -67,8 +67,8 @@ export async function readIdentity(dataDir: string, expected: { clusterId: strin
   }
   const record = parsed as { formatVersion?: unknown; clusterId?: unknown; memberId?: unknown; incarnation?: unknown };
   const incarnation = parseIncarnation(record.incarnation);
-  if (record.formatVersion !== FORMAT_VERSION || typeof record.clusterId !== "string" || typeof record.memberId !== "number" || incarnation === undefined) {
-    throw new DataDirError(`${path} is not a raftkv member identity (format version ${FORMAT_VERSION}); it was damaged or written by something else`);
+  if (record.formatVersion !== identityFormatVersion || typeof record.clusterId !== "string" || typeof record.memberId !== "number" || incarnation === undefined) {
+    throw new DataDirError(`${path} is not a raftkv member identity (format version ${identityFormatVersion}); it was damaged or written by something else`);
   }
   if (record.clusterId !== expected.clusterId) {
     throw new DataDirError(
@@ -85,7 +85,7 @@ export async function readIdentity(dataDir: string, expected: { clusterId: strin
 
 /** Writes member.json durably: a temporary file, fsync, rename, fsync of the directory. */
 export async function writeIdentity(dataDir: string, identity: MemberIdentity): Promise<void> {
-  const text = `${JSON.stringify({ formatVersion: FORMAT_VERSION, clusterId: identity.clusterId, memberId: identity.memberId, incarnation: formatIncarnation(identity.incarnation) })}\n`;
+  const text = `${JSON.stringify({ formatVersion: identityFormatVersion, clusterId: identity.clusterId, memberId: identity.memberId, incarnation: formatIncarnation(identity.incarnation) })}\n`;
   await writeFileDurably(identityPath(dataDir), text);
 }
 

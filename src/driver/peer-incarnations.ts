@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type { NodeId } from "../core/index.js";
 import { DataDirError, formatIncarnation, writeFileDurably } from "./member-identity.js";
 
-const PEERS_FILE = "peers.json";
+const peersFile = "peers.json";
 
 export type IncarnationVerdict = "accepted" | "changed";
 
@@ -42,7 +42,7 @@ export class PeerIncarnations {
     onChanged: (peer: NodeId, known: bigint, seen: bigint, firstTime: boolean) => void,
     onWriteError: (error: unknown) => void,
   ): Promise<PeerIncarnations> {
-    const path = join(dataDir, PEERS_FILE);
+    const path = join(dataDir, peersFile);
     const known = new Map<NodeId, bigint>();
     let text: string | undefined;
     try {

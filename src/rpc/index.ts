@@ -10,6 +10,6 @@ export {
 } from "./errors.js";
 export { createKvServiceImpl, type KvServiceOptions } from "./kv-service.js";
 export { createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "./kv-unary.js";
-export { servePipeline, PIPELINE_INFLIGHT_MAX } from "./pipeline.js";
+export { servePipeline, pipelineInflightMax } from "./pipeline.js";
 export { createClusterServiceImpl, toNodeRole, type ClusterServiceOptions } from "./cluster-service.js";
 export { connectionKey, requestSignal } from "./request-context.js";

@@ -10,7 +10,7 @@ import type { KvUnaryHandlers } from "./kv-unary.js";
  * (HTTP/2 flow control then holds the client back) until answers have gone out, so one stream pins at
  * most this many requests and answers.
  */
-export const PIPELINE_INFLIGHT_MAX = 1_024;
+export const pipelineInflightMax = 1_024;
 
 export interface PipelineOptions {
   readonly handlers: KvUnaryHandlers;
@@ -32,7 +32,7 @@ const streamEndedReason = new ConnectError("the pipeline stream ended", Code.Can
  * every request has been answered.
  */
 export async function* servePipeline(requests: AsyncIterable<PipelineRequest>, options: PipelineOptions): AsyncGenerator<PipelineResponse> {
-  const inflightMax = options.inflightMax ?? PIPELINE_INFLIGHT_MAX;
+  const inflightMax = options.inflightMax ?? pipelineInflightMax;
   // At most inflightMax answers wait here: a request is taken only when fewer than that are running.
   const ready = new Fifo<PipelineResponse>();
   let running = 0;

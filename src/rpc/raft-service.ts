@@ -284,13 +284,13 @@ export interface RaftServiceRegistration extends RaftServiceOptions {
 }
 
 /** Ceiling of an HTTP/2 flow-control window (RFC 9113, 6.9.1). */
-const WINDOW_BYTES_MAX = 2 ** 31 - 1;
+const windowBytesMax = 2 ** 31 - 1;
 /**
  * Concurrent streams a peer connection may open. A member's transport uses two Step streams plus one
  * snapshot stream and the start-up Probe; the rest is headroom for streams being torn down. It bounds
  * what one connection can pin (streams x readMaxBytes); HTTP/2's default is unbounded.
  */
-const PEER_STREAMS_MAX = 32;
+const peerStreamsMax = 32;
 
 /**
  * Registers RaftService on a Fastify instance: the peer listener, created with `http2: true` (and, on
@@ -316,11 +316,11 @@ export async function registerRaftService<Server extends RawServerBase>(
     // Peers call over HTTP/2 only (h2c): gRPC and client streaming need it.
     throw new RangeError("RaftService: the peer listener must be created with Fastify({ http2: true })");
   }
-  const streamWindowBytes = Math.min(options.msgBytesMax, WINDOW_BYTES_MAX);
-  const connectionWindowBytes = Math.min(2 * options.msgBytesMax, WINDOW_BYTES_MAX);
+  const streamWindowBytes = Math.min(options.msgBytesMax, windowBytesMax);
+  const connectionWindowBytes = Math.min(2 * options.msgBytesMax, windowBytesMax);
   // http2: true above makes the raw server an Http2Server (or Http2SecureServer); both emit "session".
   (app.server as unknown as http2.Http2Server).on("session", (session) => {
-    session.settings({ initialWindowSize: streamWindowBytes, maxConcurrentStreams: PEER_STREAMS_MAX });
+    session.settings({ initialWindowSize: streamWindowBytes, maxConcurrentStreams: peerStreamsMax });
     session.setLocalWindowSize(connectionWindowBytes);
   });
   const impl = createRaftServiceImpl(options);

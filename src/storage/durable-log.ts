@@ -8,10 +8,10 @@ import { snapDir, walDir } from "./layout.js";
 import { LogView } from "./log-view.js";
 import type { Logger } from "../lib/logger.js";
 import { createNodeFileSystem } from "./node-file-system.js";
-import { ENTRY_TYPES } from "./packed-entries.js";
-import { RECORD_PAYLOAD_BYTES_MAX } from "./record.js";
+import { entryTypesInOrder } from "./packed-entries.js";
+import { recordPayloadBytesMax } from "./record.js";
 import { SnapshotStore } from "./snapshot-store.js";
-import { CONF_MEMBERS_MAX, ENTRY_FIXED_BYTES } from "./wal-codec.js";
+import { confMembersMax, entryFixedBytes } from "./wal-codec.js";
 import { recoverWal } from "./wal-recovery.js";
 import type { WalWriter } from "./wal-writer.js";
 
@@ -71,24 +71,24 @@ export interface StorageOptions {
   readonly logger: Logger;
 }
 
-export const SEGMENT_BYTES_DEFAULT = 64 * 1024 * 1024;
+export const segmentBytesDefault = 64 * 1024 * 1024;
 /** Small segments are for tests; below this, rotation would dominate. */
-export const SEGMENT_BYTES_MIN = 1024;
+export const segmentBytesMin = 1024;
 const snapshotsKeptDefault = 2;
 const writeBatchBytesMaxDefault = 4 * 1024 * 1024;
 const pendingSavesMaxDefault = 65536;
 /** Entry data beyond this cannot be framed in one WAL record. */
-export const ENTRY_DATA_BYTES_MAX = RECORD_PAYLOAD_BYTES_MAX - ENTRY_FIXED_BYTES;
-const entryTypes: ReadonlySet<EntryType> = new Set(ENTRY_TYPES);
+export const entryDataBytesMax = recordPayloadBytesMax - entryFixedBytes;
+const entryTypes: ReadonlySet<EntryType> = new Set(entryTypesInOrder);
 
 /** Opens (or creates) the data directory, recovering the log. Rejects with CorruptLogError on damage. */
 export async function openStorage(options: StorageOptions): Promise<DurableLog> {
-  const segmentBytes = options.segmentBytes ?? SEGMENT_BYTES_DEFAULT;
+  const segmentBytes = options.segmentBytes ?? segmentBytesDefault;
   const snapshotsKept = options.snapshotsKept ?? snapshotsKeptDefault;
   const writeBatchBytesMax = options.writeBatchBytesMax ?? writeBatchBytesMaxDefault;
   const pendingSavesMax = options.pendingSavesMax ?? pendingSavesMaxDefault;
   const initialConf = options.initialConf ?? { voters: [], learners: [] };
-  checkOption("segmentBytes", segmentBytes, SEGMENT_BYTES_MIN);
+  checkOption("segmentBytes", segmentBytes, segmentBytesMin);
   checkOption("snapshotsKept", snapshotsKept, 1);
   checkOption("writeBatchBytesMax", writeBatchBytesMax, 1);
   checkOption("pendingSavesMax", pendingSavesMax, 1);
@@ -308,14 +308,14 @@ function checkEntry(entry: Entry, prev: Entry | undefined): void {
   assert(entry.index >= 1, "storage: entry index 0");
   assert(entryTypes.has(entry.type), () => `storage: unknown entry type ${String(entry.type)}`);
   assert(prev === undefined || entry.index === prev.index + 1, () => `storage: entries not contiguous at ${entry.index}`);
-  if (entry.data.byteLength > ENTRY_DATA_BYTES_MAX) {
-    throw new RangeError(`storage: entry ${entry.index} has ${entry.data.byteLength} bytes of data (limit ${ENTRY_DATA_BYTES_MAX})`);
+  if (entry.data.byteLength > entryDataBytesMax) {
+    throw new RangeError(`storage: entry ${entry.index} has ${entry.data.byteLength} bytes of data (limit ${entryDataBytesMax})`);
   }
 }
 
 function checkConf(conf: ConfState): void {
   const ids = [...conf.voters, ...conf.learners];
-  if (ids.length > CONF_MEMBERS_MAX || !ids.every((id) => Number.isSafeInteger(id) && id > 0)) {
-    throw new RangeError(`storage: a membership needs at most ${CONF_MEMBERS_MAX} positive integer ids`);
+  if (ids.length > confMembersMax || !ids.every((id) => Number.isSafeInteger(id) && id > 0)) {
+    throw new RangeError(`storage: a membership needs at most ${confMembersMax} positive integer ids`);
   }
 }

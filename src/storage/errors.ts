@@ -17,13 +17,13 @@ export class CorruptLogError extends Error {
     /** What is wrong, in words. */
     readonly reason: string,
     /** What the operator can do. */
-    readonly hint: string = CORRUPT_LOG_HINT,
+    readonly hint: string = corruptLogHint,
   ) {
     super(`corrupt storage: ${file} at byte ${offset}: ${reason}. ${hint}`);
   }
 }
 
-export const CORRUPT_LOG_HINT =
+export const corruptLogHint =
   "Acknowledged data may be damaged, so this node refuses to start rather than serve a log with a hole. " +
   "Keep a copy of the data directory for diagnosis, then either restore it from a backup or remove this " +
   "member from the cluster, wipe its data directory and add it back so that it catches up from the leader";

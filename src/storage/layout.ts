@@ -10,20 +10,20 @@ import { join } from "node:path";
  *
  * Fixed-width hex names sort in numeric order and say what a file holds without opening it.
  */
-export const WAL_DIR = "wal";
-export const SNAP_DIR = "snap";
-export const TMP_SUFFIX = ".tmp";
+export const walDirName = "wal";
+export const snapDirName = "snap";
+export const tmpSuffix = ".tmp";
 
 const hexDigits = 16;
 const segmentPattern = /^([0-9a-f]{16})\.wal$/;
 const snapshotPattern = /^([0-9a-f]{16})-([0-9a-f]{16})\.snap$/;
 
 export function walDir(dir: string): string {
-  return join(dir, WAL_DIR);
+  return join(dir, walDirName);
 }
 
 export function snapDir(dir: string): string {
-  return join(dir, SNAP_DIR);
+  return join(dir, snapDirName);
 }
 
 export function segmentName(seq: number): string {

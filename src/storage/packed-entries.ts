@@ -2,7 +2,7 @@ import { assert } from "../lib/assert.js";
 import type { Entry, EntryType } from "../core/types.js";
 
 /** Every entry type; PackedEntries stores an entry's type as its position here (not its WAL code). */
-export const ENTRY_TYPES: readonly EntryType[] = ["normal", "noop"];
+export const entryTypesInOrder: readonly EntryType[] = ["normal", "noop"];
 
 /** Grows typed arrays by this factor: amortised O(1) appends while replaying millions of entries. */
 const growthFactor = 2;
@@ -41,7 +41,7 @@ export class PackedEntries {
     if (this.end === this.terms.length) this.grow();
     const at = this.end++;
     this.terms[at] = term;
-    this.types[at] = ENTRY_TYPES.indexOf(type);
+    this.types[at] = entryTypesInOrder.indexOf(type);
     this.bufferIds[at] = bufferId;
     this.offsets[at] = offset;
     this.lengths[at] = bytes;
@@ -60,7 +60,7 @@ export class PackedEntries {
     return {
       index,
       term: this.terms[at] ?? 0,
-      type: ENTRY_TYPES[this.types[at] ?? 0] ?? "normal",
+      type: entryTypesInOrder[this.types[at] ?? 0] ?? "normal",
       data: buffer.subarray(offset, offset + (this.lengths[at] ?? 0)),
     };
   }

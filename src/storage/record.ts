@@ -8,7 +8,7 @@ import { assert } from "../lib/assert.js";
  *        0     4  crc32c of bytes [4, 20 + length): the rest of the header and the payload
  *        4     4  length of the payload in bytes
  *        8     8  batch id (float64 holding a safe integer): the write batch the record belongs to
- *       16     1  type (RECORD_TYPES)
+ *       16     1  type (recordTypes)
  *       17     1  flags: bit 0 = last record of its batch
  *       18     2  zero
  *       20     …  payload
@@ -19,27 +19,27 @@ import { assert } from "../lib/assert.js";
  * the damage) from damage in the middle (records of a later batch after the damage). An all-zero header
  * marks the end of the data: segments are zero-filled before use, and type 0 is not a valid type.
  */
-export const RECORD_HEADER_BYTES = 20;
+export const recordHeaderBytes = 20;
 
 /** The largest payload one record may carry; larger entries are refused rather than split. */
-export const RECORD_PAYLOAD_BYTES_MAX = 1 << 30;
+export const recordPayloadBytesMax = 1 << 30;
 
-export const RECORD_TYPES = {
+export const recordTypes = {
   segmentHeader: 1,
   hardState: 2,
   entry: 3,
   reset: 4,
 } as const;
-export type RecordType = keyof typeof RECORD_TYPES;
+export type RecordType = keyof typeof recordTypes;
 
 /** Record types by code (index); undefined for invalid codes. An array: this is replay's hottest path. */
 const typeByCode: readonly (RecordType | undefined)[] = (() => {
   const types: (RecordType | undefined)[] = new Array<RecordType | undefined>(256).fill(undefined);
-  for (const [name, code] of Object.entries(RECORD_TYPES)) types[code] = name as RecordType;
+  for (const [name, code] of Object.entries(recordTypes)) types[code] = name as RecordType;
   return types;
 })();
 
-const FLAG_BATCH_END = 1;
+const flagBatchEnd = 1;
 
 export interface RecordFrame {
   readonly kind: "record";
@@ -56,7 +56,7 @@ export interface RecordFrame {
 /** What readFrame finds: a record, zeros (the end of the data), or damage. */
 export type FrameRead = RecordFrame | { readonly kind: "zero" } | { readonly kind: "bad"; readonly reason: string };
 
-const ZERO: FrameRead = { kind: "zero" };
+const zeroRead: FrameRead = { kind: "zero" };
 
 /** Writes a complete record (header and payload) at `offset`; returns the offset past it. */
 export function writeRecord(
@@ -69,16 +69,16 @@ export function writeRecord(
   payloadBytes: number,
   writePayload: (payloadOffset: number) => void,
 ): number {
-  assert(payloadBytes <= RECORD_PAYLOAD_BYTES_MAX, () => `record payload of ${payloadBytes} bytes is too large`);
+  assert(payloadBytes <= recordPayloadBytesMax, () => `record payload of ${payloadBytes} bytes is too large`);
   assert(Number.isSafeInteger(batchId) && batchId >= 0, () => `bad batch id ${batchId}`);
-  const end = offset + RECORD_HEADER_BYTES + payloadBytes;
+  const end = offset + recordHeaderBytes + payloadBytes;
   assert(end <= buf.byteLength, "record does not fit its buffer");
   view.setUint32(offset + 4, payloadBytes, true);
   view.setFloat64(offset + 8, batchId, true);
-  view.setUint8(offset + 16, RECORD_TYPES[type]);
-  view.setUint8(offset + 17, batchEnd ? FLAG_BATCH_END : 0);
+  view.setUint8(offset + 16, recordTypes[type]);
+  view.setUint8(offset + 17, batchEnd ? flagBatchEnd : 0);
   view.setUint16(offset + 18, 0, true);
-  writePayload(offset + RECORD_HEADER_BYTES);
+  writePayload(offset + recordHeaderBytes);
   view.setUint32(offset, crc32c(buf.subarray(offset + 4, end)), true);
   return end;
 }
@@ -89,21 +89,21 @@ export function writeRecord(
  */
 export function readFrame(buf: Uint8Array, view: DataView, offset: number): FrameRead {
   const available = buf.byteLength - offset;
-  if (available < RECORD_HEADER_BYTES) {
-    return isZero(buf, offset, buf.byteLength) ? ZERO : { kind: "bad", reason: "truncated record header" };
+  if (available < recordHeaderBytes) {
+    return isZero(buf, offset, buf.byteLength) ? zeroRead : { kind: "bad", reason: "truncated record header" };
   }
   const flags = view.getUint8(offset + 17);
   const type = typeByCode[view.getUint8(offset + 16)];
-  if (type === undefined || flags > FLAG_BATCH_END || view.getUint16(offset + 18, true) !== 0) {
-    return isZero(buf, offset, offset + RECORD_HEADER_BYTES) ? ZERO : { kind: "bad", reason: "invalid record header" };
+  if (type === undefined || flags > flagBatchEnd || view.getUint16(offset + 18, true) !== 0) {
+    return isZero(buf, offset, offset + recordHeaderBytes) ? zeroRead : { kind: "bad", reason: "invalid record header" };
   }
   const payloadBytes = view.getUint32(offset + 4, true);
-  if (payloadBytes > available - RECORD_HEADER_BYTES) {
+  if (payloadBytes > available - recordHeaderBytes) {
     return { kind: "bad", reason: `record length ${payloadBytes} runs past the end of the file` };
   }
   const batchId = view.getFloat64(offset + 8, true);
   if (!Number.isSafeInteger(batchId) || batchId < 0) return { kind: "bad", reason: "invalid batch id" };
-  const end = offset + RECORD_HEADER_BYTES + payloadBytes;
+  const end = offset + recordHeaderBytes + payloadBytes;
   if (crc32c(buf.subarray(offset + 4, end)) !== view.getUint32(offset, true)) {
     return { kind: "bad", reason: "record checksum mismatch" };
   }
@@ -112,8 +112,8 @@ export function readFrame(buf: Uint8Array, view: DataView, offset: number): Fram
     offset,
     type,
     batchId,
-    batchEnd: (flags & FLAG_BATCH_END) !== 0,
-    payloadOffset: offset + RECORD_HEADER_BYTES,
+    batchEnd: (flags & flagBatchEnd) !== 0,
+    payloadOffset: offset + recordHeaderBytes,
     payloadBytes,
     end,
   };
@@ -132,10 +132,10 @@ export function readCheckedFrame(view: DataView, offset: number): RecordFrame {
     offset,
     type,
     batchId: view.getFloat64(offset + 8, true),
-    batchEnd: (view.getUint8(offset + 17) & FLAG_BATCH_END) !== 0,
-    payloadOffset: offset + RECORD_HEADER_BYTES,
+    batchEnd: (view.getUint8(offset + 17) & flagBatchEnd) !== 0,
+    payloadOffset: offset + recordHeaderBytes,
     payloadBytes,
-    end: offset + RECORD_HEADER_BYTES + payloadBytes,
+    end: offset + recordHeaderBytes + payloadBytes,
   };
 }
 

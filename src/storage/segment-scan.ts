@@ -31,7 +31,7 @@ export interface ScanOptions {
 }
 
 /** Every payload is longer than this, so a candidate record with a shorter length is noise. */
-const PAYLOAD_BYTES_MIN = 16;
+const payloadBytesMin = 16;
 
 /**
  * Checks the framing of one segment (pass 1 of replay): checksums, batch order, and what follows the
@@ -139,7 +139,7 @@ function checkNoLaterBatch(
       continue;
     }
     const frame = readFrame(buf, view, at);
-    if (frame.kind === "record" && frame.payloadBytes >= PAYLOAD_BYTES_MIN) {
+    if (frame.kind === "record" && frame.payloadBytes >= payloadBytesMin) {
       tornId ??= frame.batchId;
       if (frame.batchId !== tornId) {
         throw new CorruptLogError(

@@ -15,10 +15,10 @@ import { PayloadError, confBytes, readConf, writeConf } from "./wal-codec.js";
  *
  * One checksum over the whole file: a snapshot is read whole, and any damage makes it unusable.
  */
-const MAGIC = new TextEncoder().encode("RKVSNAP1");
-const PREFIX_BYTES = 16;
+const snapshotMagic = new TextEncoder().encode("RKVSNAP1");
+const prefixBytes = 16;
 
-export const SNAPSHOT_CORRUPT_HINT =
+export const snapshotCorruptHint =
   "Move this file out of the snap/ directory to fall back to the previous snapshot; the node then starts " +
   "only if its WAL still holds every entry after that one. Otherwise remove this member from the cluster, " +
   "wipe its data directory and add it back so that it receives a snapshot from the leader";
@@ -26,9 +26,9 @@ export const SNAPSHOT_CORRUPT_HINT =
 /** The bytes that precede the data: the data itself is written separately, never copied. */
 export function encodeSnapshotPrefix(snapshot: Snapshot): Uint8Array {
   const metaBytes = 16 + confBytes(snapshot.meta.conf);
-  const prefix = new Uint8Array(PREFIX_BYTES + metaBytes);
+  const prefix = new Uint8Array(prefixBytes + metaBytes);
   const view = new DataView(prefix.buffer);
-  prefix.set(MAGIC, 0);
+  prefix.set(snapshotMagic, 0);
   view.setUint32(12, metaBytes, true);
   view.setFloat64(16, snapshot.meta.index, true);
   view.setFloat64(24, snapshot.meta.term, true);
@@ -41,14 +41,14 @@ export function encodeSnapshotPrefix(snapshot: Snapshot): Uint8Array {
 /** Decodes and verifies a whole snapshot file. Throws CorruptLogError naming the file on any damage. */
 export function decodeSnapshotFile(file: string, buf: Uint8Array): Snapshot {
   const fail = (offset: number, reason: string): never => {
-    throw new CorruptLogError(file, offset, reason, SNAPSHOT_CORRUPT_HINT);
+    throw new CorruptLogError(file, offset, reason, snapshotCorruptHint);
   };
-  if (buf.byteLength < PREFIX_BYTES + 16) fail(0, `snapshot file too short (${buf.byteLength} bytes)`);
-  if (!MAGIC.every((byte, i) => buf[i] === byte)) fail(0, "not a snapshot file (bad magic)");
+  if (buf.byteLength < prefixBytes + 16) fail(0, `snapshot file too short (${buf.byteLength} bytes)`);
+  if (!snapshotMagic.every((byte, i) => buf[i] === byte)) fail(0, "not a snapshot file (bad magic)");
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   if (crc32c(buf.subarray(12)) !== view.getUint32(8, true)) fail(8, "snapshot checksum mismatch");
   const metaBytes = view.getUint32(12, true);
-  if (metaBytes < 16 || metaBytes > buf.byteLength - PREFIX_BYTES) fail(12, "snapshot meta length out of range");
+  if (metaBytes < 16 || metaBytes > buf.byteLength - prefixBytes) fail(12, "snapshot meta length out of range");
   const index = view.getFloat64(16, true);
   const term = view.getFloat64(24, true);
   if (![index, term].every((n) => Number.isSafeInteger(n) && n >= 0)) fail(16, "invalid snapshot index or term");
@@ -59,5 +59,5 @@ export function decodeSnapshotFile(file: string, buf: Uint8Array): Snapshot {
     if (!(error instanceof PayloadError)) throw error;
     return fail(32, `invalid snapshot membership: ${error.message}`);
   }
-  return { meta: { index, term, conf }, data: buf.subarray(PREFIX_BYTES + metaBytes) };
+  return { meta: { index, term, conf }, data: buf.subarray(prefixBytes + metaBytes) };
 }

@@ -3,9 +3,9 @@ import { assert } from "../lib/assert.js";
 import type { Snapshot } from "../core/types.js";
 import { CorruptLogError } from "./errors.js";
 import type { FileSystem } from "./file-system.js";
-import { TMP_SUFFIX, parseSnapshotName, snapshotName } from "./layout.js";
+import { tmpSuffix, parseSnapshotName, snapshotName } from "./layout.js";
 import type { Logger } from "../lib/logger.js";
-import { SNAPSHOT_CORRUPT_HINT, decodeSnapshotFile, encodeSnapshotPrefix } from "./snapshot-file.js";
+import { snapshotCorruptHint, decodeSnapshotFile, encodeSnapshotPrefix } from "./snapshot-file.js";
 
 /**
  * The snapshot directory, written the boring crash-safe way: write to a temporary name, fsync, rename,
@@ -27,7 +27,7 @@ export class SnapshotStore {
   async open(): Promise<Snapshot | undefined> {
     let removed = 0;
     for (const name of await this.fs.readdir(this.dir)) {
-      if (name.endsWith(TMP_SUFFIX)) {
+      if (name.endsWith(tmpSuffix)) {
         this.logger.warn("removing a snapshot file left by an interrupted write", {
           repair: "snapshot-temp-removed",
           reason: "a snapshot is renamed into place only once complete, so this one never was",
@@ -49,7 +49,7 @@ export class SnapshotStore {
         file,
         16,
         `the file holds the snapshot at index ${snapshot.meta.index} term ${snapshot.meta.term}, not the one its name says`,
-        SNAPSHOT_CORRUPT_HINT,
+        snapshotCorruptHint,
       );
     }
     return snapshot;
@@ -59,7 +59,7 @@ export class SnapshotStore {
   async write(snapshot: Snapshot): Promise<void> {
     const name = snapshotName(snapshot.meta.index, snapshot.meta.term);
     const path = join(this.dir, name);
-    const tmp = path + TMP_SUFFIX;
+    const tmp = path + tmpSuffix;
     const prefix = encodeSnapshotPrefix(snapshot);
     try {
       const handle = await this.fs.open(tmp, "create");

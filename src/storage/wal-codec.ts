@@ -1,13 +1,13 @@
 import { assert } from "../lib/assert.js";
 import type { ConfState, Entry, EntryType, HardState } from "../core/types.js";
-import { RECORD_HEADER_BYTES, writeRecord, type RecordFrame } from "./record.js";
+import { recordHeaderBytes, writeRecord, type RecordFrame } from "./record.js";
 
 /**
  * Payloads of WAL records. Numbers are float64 holding safe integers (indexes and terms are JS numbers
  * everywhere in raftkv); decoding checks every one, because a record that passed its checksum can still
  * have been written by a buggy or newer version.
  */
-export const FORMAT_VERSION = 1;
+export const walFormatVersion = 1;
 
 /**
  * The first record of every segment. It carries the state a reader needs to start replay from this
@@ -38,29 +38,29 @@ export class PayloadError extends Error {
   override readonly name = "PayloadError";
 }
 
-const F64 = 8;
-export const ENTRY_FIXED_BYTES = 2 * F64 + 1;
-const HARD_STATE_BYTES = 3 * F64;
-const RESET_BYTES = 2 * F64;
+const f64 = 8;
+export const entryFixedBytes = 2 * f64 + 1;
+const hardStateBytes = 3 * f64;
+const resetBytes = 2 * f64;
 /** An entry's type as the u8 in its record (docs/storage.md). */
-const ENTRY_TYPE_CODES: Readonly<Record<EntryType, number>> = { normal: 0, noop: 1 };
+const entryTypeCodes: Readonly<Record<EntryType, number>> = { normal: 0, noop: 1 };
 /** Entry types by code; an array, as decoding runs for every entry in replay. */
 const entryTypeByCode: readonly (EntryType | undefined)[] = ((): (EntryType | undefined)[] => {
   const types: (EntryType | undefined)[] = [];
-  for (const [type, code] of Object.entries(ENTRY_TYPE_CODES)) types[code] = type as EntryType;
+  for (const [type, code] of Object.entries(entryTypeCodes)) types[code] = type as EntryType;
   return types;
 })();
 /**
  * The code reserved for membership-change entries, which this build never writes: a record holding it
  * comes from a newer version (or a bug), and reading it as anything else would lose the change.
  */
-const CONFIG_ENTRY_CODE = 2;
+const configEntryCode = 2;
 
 /** More members than any Raft group has; bounds decoding of a damaged count. */
-export const CONF_MEMBERS_MAX = 1024;
+export const confMembersMax = 1024;
 
 export function recordBytes(record: WalRecord): number {
-  return RECORD_HEADER_BYTES + payloadBytes(record);
+  return recordHeaderBytes + payloadBytes(record);
 }
 
 /** Encodes records as one batch; the last record carries the batch-end flag. */
@@ -83,13 +83,13 @@ export function encodeBatch(batchId: number, records: readonly WalRecord[]): Uin
 function payloadBytes(record: WalRecord): number {
   switch (record.type) {
     case "segmentHeader":
-      return 4 + 3 * F64 + HARD_STATE_BYTES + confBytes(record.header.bootstrapConf);
+      return 4 + 3 * f64 + hardStateBytes + confBytes(record.header.bootstrapConf);
     case "hardState":
-      return HARD_STATE_BYTES;
+      return hardStateBytes;
     case "entry":
-      return ENTRY_FIXED_BYTES + record.entry.data.byteLength;
+      return entryFixedBytes + record.entry.data.byteLength;
     case "reset":
-      return RESET_BYTES;
+      return resetBytes;
   }
 }
 
@@ -109,7 +109,7 @@ function writePayload(record: WalRecord, buf: Uint8Array, view: DataView, at: nu
     case "entry": {
       const e = record.entry;
       at = putNumbers(view, at, [e.index, e.term]);
-      view.setUint8(at, ENTRY_TYPE_CODES[e.type]);
+      view.setUint8(at, entryTypeCodes[e.type]);
       buf.set(e.data, at + 1);
       return;
     }
@@ -132,43 +132,43 @@ export function decodeRecord(
   const bytes = frame.payloadBytes;
   switch (frame.type) {
     case "segmentHeader": {
-      const fixed = 4 + 3 * F64 + HARD_STATE_BYTES;
+      const fixed = 4 + 3 * f64 + hardStateBytes;
       if (bytes < fixed) throw new PayloadError("segment header too short");
       const formatVersion = view.getUint32(at, true);
-      if (formatVersion !== FORMAT_VERSION) {
-        throw new PayloadError(`unsupported format version ${formatVersion} (this build reads ${FORMAT_VERSION})`);
+      if (formatVersion !== walFormatVersion) {
+        throw new PayloadError(`unsupported format version ${formatVersion} (this build reads ${walFormatVersion})`);
       }
       const seq = getNumber(view, at + 4);
-      const prevIndex = getNumber(view, at + 4 + F64);
-      const prevTerm = getNumber(view, at + 4 + 2 * F64);
-      const hardState = getHardState(view, at + 4 + 3 * F64);
+      const prevIndex = getNumber(view, at + 4 + f64);
+      const prevTerm = getNumber(view, at + 4 + 2 * f64);
+      const hardState = getHardState(view, at + 4 + 3 * f64);
       const bootstrapConf = readConf(view, at + fixed, bytes - fixed);
       return { type: "segmentHeader", header: { formatVersion, seq, prevIndex, prevTerm, hardState, bootstrapConf } };
     }
     case "hardState":
-      if (bytes !== HARD_STATE_BYTES) throw new PayloadError("hard state record of the wrong size");
+      if (bytes !== hardStateBytes) throw new PayloadError("hard state record of the wrong size");
       return { type: "hardState", hardState: getHardState(view, at) };
     case "entry": {
-      if (bytes < ENTRY_FIXED_BYTES) throw new PayloadError("entry record too short");
+      if (bytes < entryFixedBytes) throw new PayloadError("entry record too short");
       const index = getNumber(view, at);
-      const term = getNumber(view, at + F64);
-      const code = view.getUint8(at + 2 * F64);
+      const term = getNumber(view, at + f64);
+      const code = view.getUint8(at + 2 * f64);
       const type = entryTypeByCode[code];
-      if (code === CONFIG_ENTRY_CODE) throw new PayloadError("config entry (a membership change), which this build does not support");
+      if (code === configEntryCode) throw new PayloadError("config entry (a membership change), which this build does not support");
       if (type === undefined) throw new PayloadError(`unknown entry type ${code}`);
       if (index < 1) throw new PayloadError("entry index 0");
-      const data = entryData(at + ENTRY_FIXED_BYTES, bytes - ENTRY_FIXED_BYTES);
+      const data = entryData(at + entryFixedBytes, bytes - entryFixedBytes);
       return { type: "entry", entry: { index, term, type, data } };
     }
     case "reset": {
-      if (bytes !== RESET_BYTES) throw new PayloadError("reset record of the wrong size");
-      return { type: "reset", index: getNumber(view, at), term: getNumber(view, at + F64) };
+      if (bytes !== resetBytes) throw new PayloadError("reset record of the wrong size");
+      return { type: "reset", index: getNumber(view, at), term: getNumber(view, at + f64) };
     }
   }
 }
 
 export function confBytes(conf: ConfState): number {
-  return 8 + (conf.voters.length + conf.learners.length) * F64;
+  return 8 + (conf.voters.length + conf.learners.length) * f64;
 }
 
 /** Writes a membership (voters then learners, each a u32 count and the ids). Returns the offset past it. */
@@ -187,11 +187,11 @@ export function readConf(view: DataView, at: number, bytes: number): ConfState {
   for (let i = 0; i < 2; i++) {
     if (end - at < 4) throw new PayloadError("membership truncated");
     const count = view.getUint32(at, true);
-    if (count > CONF_MEMBERS_MAX || end - at - 4 < count * F64) throw new PayloadError("membership count out of range");
+    if (count > confMembersMax || end - at - 4 < count * f64) throw new PayloadError("membership count out of range");
     const ids: number[] = [];
-    for (let k = 0; k < count; k++) ids.push(getNumber(view, at + 4 + k * F64));
+    for (let k = 0; k < count; k++) ids.push(getNumber(view, at + 4 + k * f64));
     lists.push(ids);
-    at += 4 + count * F64;
+    at += 4 + count * f64;
   }
   if (at !== end) throw new PayloadError("membership has trailing bytes");
   const [voters = [], learners = []] = lists;
@@ -203,14 +203,14 @@ function putHardState(view: DataView, at: number, hs: HardState): number {
 }
 
 function getHardState(view: DataView, at: number): HardState {
-  return { term: getNumber(view, at), vote: getNumber(view, at + F64), commit: getNumber(view, at + 2 * F64) };
+  return { term: getNumber(view, at), vote: getNumber(view, at + f64), commit: getNumber(view, at + 2 * f64) };
 }
 
 function putNumbers(view: DataView, at: number, values: readonly number[]): number {
   for (const value of values) {
     assert(Number.isSafeInteger(value) && value >= 0, () => `storage can only encode safe non-negative integers, got ${value}`);
     view.setFloat64(at, value, true);
-    at += F64;
+    at += f64;
   }
   return at;
 }

@@ -3,7 +3,7 @@ import { assert } from "../lib/assert.js";
 import type { ConfState, HardState, Snapshot } from "../core/types.js";
 import { CorruptLogError } from "./errors.js";
 import type { FileHandle } from "./file-system.js";
-import { TMP_SUFFIX, parseSegmentName, segmentName } from "./layout.js";
+import { tmpSuffix, parseSegmentName, segmentName } from "./layout.js";
 import { LogReplay } from "./log-replay.js";
 import { PackedEntries } from "./packed-entries.js";
 import type { Logger } from "../lib/logger.js";
@@ -169,7 +169,7 @@ async function listSegments(options: WalWriterOptions, logger: Logger): Promise<
   for (const name of await fs.readdir(dir)) {
     const seq = parseSegmentName(name);
     if (seq !== undefined) seqs.push(seq);
-    else if (name.endsWith(TMP_SUFFIX)) {
+    else if (name.endsWith(tmpSuffix)) {
       logger.warn("removing a prepared segment left behind", {
         repair: "prepared-segment-removed",
         reason: "a clean close removes it, so the previous process stopped without closing the log",

@@ -3,9 +3,9 @@ import { assert } from "../lib/assert.js";
 import { sameHardState, type ConfState, type Entry, type HardState } from "../core/types.js";
 import { StorageClosedError, StorageFailedError, StorageOverloadedError, errorCode } from "./errors.js";
 import type { FileHandle, FileSystem } from "./file-system.js";
-import { TMP_SUFFIX, segmentName } from "./layout.js";
-import { RECORD_HEADER_BYTES } from "./record.js";
-import { ENTRY_FIXED_BYTES, FORMAT_VERSION, encodeBatch, recordBytes, type WalRecord } from "./wal-codec.js";
+import { tmpSuffix, segmentName } from "./layout.js";
+import { recordHeaderBytes } from "./record.js";
+import { entryFixedBytes, walFormatVersion, encodeBatch, recordBytes, type WalRecord } from "./wal-codec.js";
 
 /** A segment file the writer knows about, oldest first. */
 export interface WalSegment {
@@ -168,7 +168,7 @@ export class WalWriter {
   /** Queues entries and/or a hard state; resolves once they are durable. An empty save is a barrier. */
   save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
     let bytes = 0;
-    for (const entry of entries) bytes += RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES + entry.data.byteLength;
+    for (const entry of entries) bytes += recordHeaderBytes + entryFixedBytes + entry.data.byteLength;
     return this.enqueue((done) => ({ kind: "save", hardState, entries, bytes, done }));
   }
 
@@ -248,7 +248,7 @@ export class WalWriter {
     let count = 0;
     let bytes = 0;
     for (const op of this.queue) {
-      const opBytes = op.kind === "save" ? op.bytes : RECORD_HEADER_BYTES;
+      const opBytes = op.kind === "save" ? op.bytes : recordHeaderBytes;
       if (count > 0 && (op.kind === "reset" || bytes + opBytes > this.options.writeBatchBytesMax)) break;
       count++;
       bytes += opBytes;
@@ -338,7 +338,7 @@ export class WalWriter {
     return {
       type: "segmentHeader",
       header: {
-        formatVersion: FORMAT_VERSION,
+        formatVersion: walFormatVersion,
         seq: this.active().seq,
         prevIndex: this.lastIndex,
         prevTerm: this.lastTerm,
@@ -385,7 +385,7 @@ export class WalWriter {
 
 /** Creates `<seq>.wal.tmp` and fills it with zeros, synced. Never rejects: an error is a result. */
 async function prepareSegment(options: WalWriterOptions, seq: number): Promise<Prepared> {
-  const tmpPath = join(options.dir, segmentName(seq) + TMP_SUFFIX);
+  const tmpPath = join(options.dir, segmentName(seq) + tmpSuffix);
   let operation = `create ${tmpPath}`;
   let handle: FileHandle | undefined;
   try {

@@ -1,7 +1,7 @@
 import { assert } from "../lib/assert.js";
 
 /** Exponent cap: 2^30 times delayMsMin is beyond any sane delayMsMax, and keeps the arithmetic finite. */
-const ATTEMPT_EXPONENT_MAX = 30;
+const attemptExponentMax = 30;
 
 /**
  * The wait before retry number `attempt` (1 for the first retry): exponential from delayMsMin, capped at
@@ -13,7 +13,7 @@ const ATTEMPT_EXPONENT_MAX = 30;
 export function backoffDelayMs(attempt: number, delayMsMin: number, delayMsMax: number, random: () => number): number {
   assert(Number.isSafeInteger(attempt) && attempt >= 1, "backoff: attempt must be >= 1");
   assert(delayMsMin > 0 && delayMsMax >= delayMsMin, "backoff: need 0 < delayMsMin <= delayMsMax");
-  const exponent = Math.min(attempt - 1, ATTEMPT_EXPONENT_MAX);
+  const exponent = Math.min(attempt - 1, attemptExponentMax);
   const ceiling = Math.min(delayMsMax, delayMsMin * 2 ** exponent);
   const half = ceiling / 2;
   return Math.round(half + random() * half);

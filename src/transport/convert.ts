@@ -29,7 +29,7 @@ export class ConvertError extends Error {
 
 export type Converted<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: ConvertError };
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const safeIntegerMax = BigInt(Number.MAX_SAFE_INTEGER);
 
 // ---------------------------------------------------------------------------------------------------
 // core -> protobuf
@@ -160,7 +160,7 @@ export function messageToProto(m: StepMessage): pb.RaftMessage {
 function num(v: bigint, path: string): number {
   // Generated code only yields uint64 values in [0, 2^64), but a message built in-process could hold any bigint.
   if (typeof v !== "bigint" || v < 0n) throw new ConvertError(path, `${String(v)} is not a uint64`);
-  if (v > MAX_SAFE) throw new ConvertError(path, `${v} exceeds 2^53-1, the largest index, term or id raftkv accepts`);
+  if (v > safeIntegerMax) throw new ConvertError(path, `${v} exceeds 2^53-1, the largest index, term or id raftkv accepts`);
   return Number(v);
 }
 

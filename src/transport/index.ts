@@ -29,6 +29,6 @@ export {
   type Converted,
   type StepMessage,
 } from "./convert.js";
-export { stepMessageBytesMax, stepEnvelopeBytesMax, SNAPSHOT_CHUNK_OVERHEAD_MAX } from "./message-size.js";
+export { stepMessageBytesMax, stepEnvelopeBytesMax, snapshotChunkOverheadMax } from "./message-size.js";
 export { snapshotHeaderFromProto, SnapshotAssembler, type SnapshotHeaderInfo } from "./snapshot-assembler.js";
 export { createMemberProber, type MemberProber, type MemberProberOptions, type ProbeAnswer } from "./probe.js";

@@ -1,6 +1,6 @@
 import type { NodeId } from "../core/index.js";
 import type { Logger } from "../lib/logger.js";
-import { SNAPSHOT_CHUNK_OVERHEAD_MAX, stepEnvelopeBytesMax } from "./message-size.js";
+import { snapshotChunkOverheadMax, stepEnvelopeBytesMax } from "./message-size.js";
 
 export interface KeepaliveOptions {
   /**
@@ -155,7 +155,7 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
   if (resolved.msgBytesMax < 4 * envelope) {
     throw new RangeError(`peer transport: msgBytesMax (${resolved.msgBytesMax}) leaves no room for messages`);
   }
-  if (resolved.snapshotChunkBytes + SNAPSHOT_CHUNK_OVERHEAD_MAX > resolved.msgBytesMax) {
+  if (resolved.snapshotChunkBytes + snapshotChunkOverheadMax > resolved.msgBytesMax) {
     throw new RangeError(
       `peer transport: snapshotChunkBytes (${resolved.snapshotChunkBytes}) plus framing must fit in msgBytesMax (${resolved.msgBytesMax}), ` +
         "the receiver's limit per stream message",

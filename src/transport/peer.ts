@@ -37,8 +37,8 @@ export interface PeerStats {
 const transportFailureCodes: ReadonlySet<Code> = new Set([Code.DeadlineExceeded, Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal]);
 
 /** Slack on top of the bytes the pipeline can hold, for headers, flow-control frames and responses. */
-const SESSION_MEMORY_SLACK_MB = 10;
-const MB = 1024 * 1024;
+const sessionMemorySlackMb = 10;
+const MiB = 1024 * 1024;
 
 function describe(error: ConnectError): { code: string; message: string } {
   return { code: Code[error.code], message: error.rawMessage };
@@ -97,8 +97,8 @@ export class PeerLink {
     this.batchBytesMax = o.msgBytesMax - stepEnvelopeBytesMax(o.clusterId);
     // One HTTP/2 connection per peer, kept alive by PINGs so that a peer that stops answering is noticed
     // within pingIntervalMs + pingTimeoutMs although its streams never end. Node's default budget of
-    // 10 MB per session would refuse new streams once two lanes' batches and a snapshot chunk are buffered.
-    const bufferedMb = Math.ceil((2 * o.msgBytesMax + o.snapshotChunkBytes) / MB);
+    // 10 MiB per session would refuse new streams once two lanes' batches and a snapshot chunk are buffered.
+    const bufferedMb = Math.ceil((2 * o.msgBytesMax + o.snapshotChunkBytes) / MiB);
     this.session = new Http2SessionManager(
       url,
       {
@@ -106,7 +106,7 @@ export class PeerLink {
         pingTimeoutMs: o.keepalive.pingTimeoutMs,
         idleConnectionTimeoutMs: o.keepalive.idleConnectionTimeoutMs,
       },
-      { maxSessionMemory: bufferedMb + SESSION_MEMORY_SLACK_MB },
+      { maxSessionMemory: bufferedMb + sessionMemorySlackMb },
     );
     const transport = createGrpcTransport({
       baseUrl: url,

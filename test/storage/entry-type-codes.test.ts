@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { CorruptLogError } from "../../src/storage/errors.js";
-import { RECORD_HEADER_BYTES, writeRecord } from "../../src/storage/record.js";
+import { recordHeaderBytes, writeRecord } from "../../src/storage/record.js";
 import { forEachRecord } from "../../src/storage/segment-scan.js";
-import { ENTRY_FIXED_BYTES, encodeBatch } from "../../src/storage/wal-codec.js";
+import { entryFixedBytes, encodeBatch } from "../../src/storage/wal-codec.js";
 
 /** One checksummed entry record (index 1, term 1, no data) whose type byte is `code`. */
 function entryRecordWithCode(code: number): Uint8Array {
-  const buf = new Uint8Array(RECORD_HEADER_BYTES + ENTRY_FIXED_BYTES);
+  const buf = new Uint8Array(recordHeaderBytes + entryFixedBytes);
   const view = new DataView(buf.buffer);
-  writeRecord(buf, view, 0, "entry", 0, true, ENTRY_FIXED_BYTES, (at) => {
+  writeRecord(buf, view, 0, "entry", 0, true, entryFixedBytes, (at) => {
     view.setFloat64(at, 1, true);
     view.setFloat64(at + 8, 1, true);
     view.setUint8(at + 16, code);
@@ -29,7 +29,7 @@ describe("entry type codes in the WAL", () => {
     expect(decodeEntryTypes(entryRecordWithCode(0))).toEqual(["normal"]);
     expect(decodeEntryTypes(entryRecordWithCode(1))).toEqual(["noop"]);
     const encoded = encodeBatch(0, [{ type: "entry", entry: { index: 1, term: 1, type: "noop", data: new Uint8Array(0) } }]);
-    expect(encoded[RECORD_HEADER_BYTES + 16]).toBe(1);
+    expect(encoded[recordHeaderBytes + 16]).toBe(1);
   });
 
   it("refuses a config entry (code 2, membership changes) by name, with the file and offset", () => {

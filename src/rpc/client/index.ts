@@ -9,4 +9,4 @@ export {
   type RaftkvClientOptions,
 } from "./raftkv-client.js";
 export { SessionPool, type Session } from "./session-pool.js";
-export { PipelineCallError, PIPELINE_CLIENT_INFLIGHT_MAX, type KvPipeline } from "./pipeline-client.js";
+export { PipelineCallError, pipelineClientInflightMax, type KvPipeline } from "./pipeline-client.js";

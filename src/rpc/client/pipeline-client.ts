@@ -50,7 +50,7 @@ export class PipelineCallError extends Error {
 }
 
 /** Requests a pipeline keeps in flight; a request beyond it waits for an answer (the queue is bounded). */
-export const PIPELINE_CLIENT_INFLIGHT_MAX = 1_024;
+export const pipelineClientInflightMax = 1_024;
 
 interface Pending {
   readonly mutation: boolean;
@@ -70,7 +70,7 @@ const notApplied: ReadonlySet<string> = new Set([
   "stale-sequence",
 ]);
 
-export function openPipeline(endpoint: string, kv: Client<typeof KvService>, inflightMax = PIPELINE_CLIENT_INFLIGHT_MAX): KvPipeline {
+export function openPipeline(endpoint: string, kv: Client<typeof KvService>, inflightMax = pipelineClientInflightMax): KvPipeline {
   const pending = new Map<bigint, Pending>();
   // Both bounded: the outbox by inflightMax (a request is queued only once it has a slot), the waiters
   // by the caller's own concurrency (each is one of its pending calls).
