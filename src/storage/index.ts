@@ -2,7 +2,7 @@
  * Durable storage: a segmented write-ahead log with group commit, snapshot files, crash recovery, and
  * the core's synchronous read view of the log. See docs/storage.md for the on-disk layout.
  */
-export { openStorage, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MIN, ENTRY_DATA_BYTES_MAX } from "./durable-log.js";
+export { openStorage, segmentBytesDefault, segmentBytesMin, entryDataBytesMax } from "./durable-log.js";
 export type { DurableLog, StorageOptions } from "./durable-log.js";
 export { CorruptLogError, StorageClosedError, StorageFailedError, StorageOverloadedError } from "./errors.js";
 export type { FileHandle, FileSystem } from "./file-system.js";
