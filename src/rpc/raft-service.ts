@@ -64,29 +64,52 @@ export type ProbeState =
  * A refused batch is refused whole: nothing of it is delivered.
  */
 export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof RaftService> {
-  /**
-   * The open snapshot stream of each sender: one each, so a confused peer cannot pin many buffers. A
-   * newer stream from the same sender replaces an older one still receiving chunks (aborts it): a
-   * sender streams one snapshot to a node at a time, so such a stream is one whose end was lost (a
-   * partition ate the close). Refusing the newer one instead left a follower unable to take any
-   * snapshot from that leader ever again (found by review). An older stream already handing its
-   * snapshot to the driver is alive and keeps the slot; the newer one is refused.
-   */
-  const receivingFrom = new Map<NodeId, { readonly abort: AbortController; delivering: boolean }>();
-  const chunkIdleMs = o.snapshotChunkIdleMs ?? 30_000;
+  const gate = new RequestGate(o);
+  const snapshots = new SnapshotReceiver(o, gate);
+  return {
+    async step(requests) {
+      // A long-lived stream (see raft.proto): each request is a batch, checked and delivered in order. A
+      // refused batch ends the stream with its error; nothing of that batch is delivered.
+      for await (const request of requests) gate.deliverBatch(request);
+      return {};
+    },
+
+    async forward(request, context) {
+      gate.checkEnvelope("Forward", request.clusterId, request.from, request.to);
+      gate.requireRunning();
+      if (request.command === undefined) throw new ConnectError("malformed request: command is missing", Code.InvalidArgument);
+      if (o.forwarded === undefined) throw new ConnectError(`node ${o.selfId} does not take forwarded writes`, Code.Unimplemented);
+      return { result: await o.forwarded(request.command, context.signal) };
+    },
+
+    probe(request) {
+      gate.checkEnvelope("Probe", request.clusterId, request.from, request.to);
+      return probeResponse(o.probeState());
+    },
+
+    installSnapshot: (requests, context) => snapshots.receive(requests, context.signal),
+  };
+}
+
+/** Checks 1 to 4 above, shared by every call; each refusal is logged with what was refused and why. */
+class RequestGate {
+  constructor(private readonly o: RaftServiceOptions) {}
 
   /** A node that is still opening its storage takes no message; senders retry (and back off). */
-  function notRunning(): ConnectError {
-    return new ConnectError(`node ${o.selfId} is starting and takes no Raft messages yet`, Code.Unavailable);
+  requireRunning(): void {
+    if (this.o.probeState().phase !== "running") {
+      throw new ConnectError(`node ${this.o.selfId} is starting and takes no Raft messages yet`, Code.Unavailable);
+    }
   }
 
-  function invalid(error: ConvertError, call: string, from: string): ConnectError {
-    o.logger.warn("malformed peer request refused", { call, from, field: error.path, reason: error.reason });
+  invalid(error: ConvertError, call: string, from: string): ConnectError {
+    this.o.logger.warn("malformed peer request refused", { call, from, field: error.path, reason: error.reason });
     return new ConnectError(`malformed request: ${error.message}`, Code.InvalidArgument);
   }
 
   /** Checks 1 and 2 above; returns the sender's id. */
-  function checkEnvelope(call: string, clusterId: string, fromWire: bigint, toWire: bigint): NodeId {
+  checkEnvelope(call: string, clusterId: string, fromWire: bigint, toWire: bigint): NodeId {
+    const o = this.o;
     if (clusterId !== o.clusterId) {
       o.logger.warn("request from another cluster refused", { call, from: String(fromWire), ourClusterId: o.clusterId, theirClusterId: clusterId });
       throw new ConnectError(
@@ -95,9 +118,9 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       );
     }
     const from = nodeIdFromProto(fromWire, "from");
-    if (!from.ok) throw invalid(from.error, call, String(fromWire));
+    if (!from.ok) throw this.invalid(from.error, call, String(fromWire));
     const to = nodeIdFromProto(toWire, "to");
-    if (!to.ok) throw invalid(to.error, call, String(fromWire));
+    if (!to.ok) throw this.invalid(to.error, call, String(fromWire));
     if (from.value === o.selfId) {
       o.logger.warn("request claiming to come from this node refused", { call, from: from.value });
       throw new ConnectError(`node ${o.selfId} does not send requests to itself`, Code.FailedPrecondition);
@@ -113,11 +136,13 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     return from.value;
   }
 
-  function deliverBatch(request: StepRequest): void {
-    const from = checkEnvelope("Step", request.clusterId, request.from, request.to);
-    if (o.probeState().phase !== "running") throw notRunning();
+  /** Checks all of a Step batch (1 to 4), then hands it to the driver. */
+  deliverBatch(request: StepRequest): void {
+    const o = this.o;
+    const from = this.checkEnvelope("Step", request.clusterId, request.from, request.to);
+    this.requireRunning();
     const messages = stepMessagesFromProto(request.messages, from, o.selfId);
-    if (!messages.ok) throw invalid(messages.error, "Step", String(from));
+    if (!messages.ok) throw this.invalid(messages.error, "Step", String(from));
     if (!o.checkIncarnation(from, request.incarnation)) {
       throw new ConnectError(
         `node ${o.selfId} refuses messages from member ${from}: it knew another incarnation of that member, so member ${from} lost its data directory ` +
@@ -132,22 +157,74 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       throw new ConnectError("this node cannot take messages right now", Code.Unavailable, undefined, undefined, e);
     }
   }
+}
 
-  function checkSnapshotHeader(first: InstallSnapshotRequest | undefined): SnapshotHeaderInfo {
+/** InstallSnapshot: a header, then chunks, assembled and verified before the driver sees the snapshot. */
+class SnapshotReceiver {
+  /**
+   * The open snapshot stream of each sender: one each, so a confused peer cannot pin many buffers. A
+   * newer stream from the same sender replaces an older one still receiving chunks (aborts it): a
+   * sender streams one snapshot to a node at a time, so such a stream is one whose end was lost (a
+   * partition ate the close). Refusing the newer one instead left a follower unable to take any
+   * snapshot from that leader ever again (found by review). An older stream already handing its
+   * snapshot to the driver is alive and keeps the slot; the newer one is refused.
+   */
+  private readonly receivingFrom = new Map<NodeId, { readonly abort: AbortController; delivering: boolean }>();
+  private readonly chunkIdleMs: number;
+
+  constructor(
+    private readonly o: RaftServiceOptions,
+    private readonly gate: RequestGate,
+  ) {
+    this.chunkIdleMs = o.snapshotChunkIdleMs ?? 30_000;
+  }
+
+  async receive(requests: AsyncIterable<InstallSnapshotRequest>, signal: AbortSignal): Promise<{ accepted: boolean }> {
+    const stream = requests[Symbol.asyncIterator]();
+    const first = await nextChunk(stream, signal, this.chunkIdleMs);
+    const header = this.checkHeader(first.done === true ? undefined : first.value);
+    this.gate.requireRunning();
+    const older = this.receivingFrom.get(header.from);
+    if (older?.delivering === true) {
+      throw new ConnectError(`a snapshot from node ${header.from} is already being installed`, Code.Aborted);
+    }
+    if (older !== undefined) {
+      this.o.logger.warn("a newer snapshot stream replaces one still open from the same node", { from: header.from });
+      older.abort.abort();
+    }
+    const mine = { abort: new AbortController(), delivering: false };
+    this.receivingFrom.set(header.from, mine);
+    const abortMine = (): void => mine.abort.abort();
+    signal.addEventListener("abort", abortMine, { once: true });
+    try {
+      const snapshot = await this.assemble(header, stream, mine.abort.signal);
+      mine.delivering = true;
+      try {
+        await this.o.deliverSnapshot(snapshot);
+      } catch (e) {
+        this.o.logger.error("the driver refused a snapshot", { err: e, from: header.from, index: header.meta.index });
+        throw new ConnectError("this node cannot install the snapshot right now", Code.Unavailable, undefined, undefined, e);
+      }
+      return { accepted: true };
+    } finally {
+      signal.removeEventListener("abort", abortMine);
+      if (this.receivingFrom.get(header.from) === mine) this.receivingFrom.delete(header.from);
+    }
+  }
+
+  private checkHeader(first: InstallSnapshotRequest | undefined): SnapshotHeaderInfo {
     if (first === undefined || first.payload.case !== "header") {
       const got = first === undefined ? "an empty stream" : (first.payload.case ?? "an empty message");
       throw new ConnectError(`malformed request: a snapshot stream starts with a header, got ${got}`, Code.InvalidArgument);
     }
     const wire = first.payload.value;
-    checkEnvelope("InstallSnapshot", wire.clusterId, wire.from, wire.to);
+    this.gate.checkEnvelope("InstallSnapshot", wire.clusterId, wire.from, wire.to);
     const header = snapshotHeaderFromProto(wire);
-    if (!header.ok) throw invalid(header.error, "InstallSnapshot", String(wire.from));
-    if (header.value.totalBytes > o.snapshotBytesMax) {
-      o.logger.warn("snapshot too large, refused", { from: header.value.from, bytes: header.value.totalBytes, limit: o.snapshotBytesMax });
-      throw new ConnectError(
-        `snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${o.snapshotBytesMax} bytes`,
-        Code.ResourceExhausted,
-      );
+    if (!header.ok) throw this.gate.invalid(header.error, "InstallSnapshot", String(wire.from));
+    const limit = this.o.snapshotBytesMax;
+    if (header.value.totalBytes > limit) {
+      this.o.logger.warn("snapshot too large, refused", { from: header.value.from, bytes: header.value.totalBytes, limit });
+      throw new ConnectError(`snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${limit} bytes`, Code.ResourceExhausted);
     }
     return header.value;
   }
@@ -156,10 +233,10 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
    * Reads chunks up to the end of the stream; every chunk carries data, so the loop is bounded by
    * totalBytes, and each wait for a chunk is bounded by chunkIdleMs and ends when `signal` aborts.
    */
-  async function assemble(header: SnapshotHeaderInfo, rest: AsyncIterator<InstallSnapshotRequest>, signal: AbortSignal): Promise<SnapshotRequest> {
+  private async assemble(header: SnapshotHeaderInfo, rest: AsyncIterator<InstallSnapshotRequest>, signal: AbortSignal): Promise<SnapshotRequest> {
     const assembler = new SnapshotAssembler(header);
     for (let i = 1; ; i++) {
-      const next = await nextChunk(rest, signal, chunkIdleMs);
+      const next = await nextChunk(rest, signal, this.chunkIdleMs);
       if (next.done === true) break;
       const payload = next.value.payload;
       const path = `messages[${i}]`;
@@ -170,67 +247,12 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
         throw new ConnectError(`malformed request: ${path}.chunk.data is empty`, Code.InvalidArgument);
       }
       const added = assembler.addChunk(payload.value, `${path}.chunk`);
-      if (!added.ok) throw invalid(added.error, "InstallSnapshot", String(header.from));
+      if (!added.ok) throw this.gate.invalid(added.error, "InstallSnapshot", String(header.from));
     }
     const done = assembler.finish();
-    if (!done.ok) throw invalid(done.error, "InstallSnapshot", String(header.from));
+    if (!done.ok) throw this.gate.invalid(done.error, "InstallSnapshot", String(header.from));
     return done.value;
   }
-
-  return {
-    async step(requests) {
-      // A long-lived stream (see raft.proto): each request is a batch, checked and delivered in order. A
-      // refused batch ends the stream with its error; nothing of that batch is delivered.
-      for await (const request of requests) deliverBatch(request);
-      return {};
-    },
-
-    async forward(request, context) {
-      checkEnvelope("Forward", request.clusterId, request.from, request.to);
-      if (o.probeState().phase !== "running") throw notRunning();
-      if (request.command === undefined) throw new ConnectError("malformed request: command is missing", Code.InvalidArgument);
-      if (o.forwarded === undefined) throw new ConnectError(`node ${o.selfId} does not take forwarded writes`, Code.Unimplemented);
-      return { result: await o.forwarded(request.command, context.signal) };
-    },
-
-    probe(request) {
-      checkEnvelope("Probe", request.clusterId, request.from, request.to);
-      return probeResponse(o.probeState());
-    },
-
-    async installSnapshot(requests, context) {
-      const stream = requests[Symbol.asyncIterator]();
-      const first = await nextChunk(stream, context.signal, chunkIdleMs);
-      const header = checkSnapshotHeader(first.done === true ? undefined : first.value);
-      if (o.probeState().phase !== "running") throw notRunning();
-      const older = receivingFrom.get(header.from);
-      if (older?.delivering === true) {
-        throw new ConnectError(`a snapshot from node ${header.from} is already being installed`, Code.Aborted);
-      }
-      if (older !== undefined) {
-        o.logger.warn("a newer snapshot stream replaces one still open from the same node", { from: header.from });
-        older.abort.abort();
-      }
-      const mine = { abort: new AbortController(), delivering: false };
-      receivingFrom.set(header.from, mine);
-      const abortMine = (): void => mine.abort.abort();
-      context.signal.addEventListener("abort", abortMine, { once: true });
-      try {
-        const snapshot = await assemble(header, stream, mine.abort.signal);
-        mine.delivering = true;
-        try {
-          await o.deliverSnapshot(snapshot);
-        } catch (e) {
-          o.logger.error("the driver refused a snapshot", { err: e, from: header.from, index: header.meta.index });
-          throw new ConnectError("this node cannot install the snapshot right now", Code.Unavailable, undefined, undefined, e);
-        }
-        return { accepted: true };
-      } finally {
-        context.signal.removeEventListener("abort", abortMine);
-        if (receivingFrom.get(header.from) === mine) receivingFrom.delete(header.from);
-      }
-    },
-  };
 }
 
 function probeResponse(state: ProbeState): ProbeResponse {
