@@ -11,6 +11,8 @@ const allowed = {
   rpc: ["lib", "core", "driver", "kv", "metrics", "transport"],
   server: ["lib", "rpc", "metrics", "driver", "config"],
   cli: ["lib", "core", "storage", "transport", "kv", "driver", "rpc", "server", "metrics", "config"],
+  // The cluster page's browser script: generated messages and connect-web only; the server serves its bundle, never imports it.
+  page: [],
 };
 const noGen = ["lib", "core", "storage", "metrics", "config"];
 

@@ -3,13 +3,19 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type {
   ClusterService} from "../../gen/raftkv/v1/cluster_pb.js";
 import {
+  ClusterStatusResponseSchema,
   MemberListResponseSchema,
   MemberSchema,
+  MemberStatusSchema,
   NodeRole,
+  NodeStatusSchema,
   StatusResponseSchema,
   TransferLeadershipResponseSchema,
+  type ClusterStatusResponse,
   type Member,
   type MemberListResponse,
+  type MemberStatus,
+  type NodeStatus,
   type StatusResponse,
   type TransferLeadershipResponse,
 } from "../../gen/raftkv/v1/cluster_pb.js";
@@ -32,10 +38,37 @@ export interface ClusterServiceOptions {
   readonly version?: string;
   /** The bytes the node's data directory takes on disk; Status reports 0 without it. */
   readonly dataBytes?: () => Promise<number>;
+  /** Client writes and reads this node answered successfully so far; Status reports 0 without it. */
+  readonly requestCounts?: () => Promise<RequestCounts>;
+  /** The leader changes this node saw, oldest first; ClusterStatus reports none without it. */
+  readonly leaderChanges?: () => readonly LeaderChangeView[];
+  /** Asks another member for its own Status (ClusterStatus); without it, other members show an error. */
+  readonly memberStatus?: (member: MemberView, signal: AbortSignal) => Promise<NodeStatus>;
 }
 
+export interface RequestCounts {
+  readonly writes: number;
+  readonly reads: number;
+}
+
+export interface LeaderChangeView {
+  readonly term: number;
+  /** 0 when the node lost its leader. */
+  readonly leader: number;
+  readonly seenUnixMs: number;
+}
+
+/** How long one member may take to answer ClusterStatus's question: a dead member must not stall the page. */
+const memberStatusTimeoutMs = 1_000;
 /**
- * ClusterService over a node: status, the member list, leadership transfer. Membership changes answer
+ * How long a ClusterStatus answer is reused: every open cluster page asks once a second, and each answer
+ * costs a call to every member, so concurrent viewers share one round of calls.
+ */
+const clusterStatusReuseMs = 500;
+
+/**
+ * ClusterService over a node: status (its own, and every member's for the cluster page), the member
+ * list, leadership transfer. Membership changes answer
  * Unimplemented until the driver supports configuration changes: the cluster keeps the members it was
  * started with, and saying so plainly beats a change that half happens.
  */
@@ -53,32 +86,66 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
     );
   };
 
+  const ownStatus = async (): Promise<NodeStatus> => {
+    const dataBytes = (await options.dataBytes?.()) ?? 0;
+    const counts = (await options.requestCounts?.()) ?? { writes: 0, reads: 0 };
+    const status = node.status();
+    const health = node.health();
+    const self = status.members.find((m) => m.id === status.id);
+    return create(NodeStatusSchema, {
+      id: BigInt(status.id),
+      name: status.name,
+      role: toNodeRole(status.role),
+      learner: self?.learner ?? false,
+      term: BigInt(status.term),
+      leader: BigInt(status.leader),
+      commitIndex: BigInt(status.commitIndex),
+      appliedIndex: BigInt(status.appliedIndex),
+      lastLogIndex: BigInt(status.lastIndex),
+      snapshotIndex: BigInt(status.snapshotIndex),
+      peerUrls: self === undefined ? [] : [self.peerUrl],
+      clientUrls: self === undefined ? [] : [self.clientUrl],
+      version: options.version ?? "",
+      dataBytes: BigInt(dataBytes),
+      alarms: health.ready ? [] : [health.reason],
+      writesTotal: BigInt(counts.writes),
+      readsTotal: BigInt(counts.reads),
+      progress: [...(status.matchIndex ?? [])].sort(([a], [b]) => a - b).map(([id, match]) => ({ id: BigInt(id), matchIndex: BigInt(match) })),
+    });
+  };
+
+  const memberStatus = async (member: MemberView): Promise<MemberStatus> => {
+    const base = { member: toMember(member) };
+    try {
+      if (member.id === node.id) return create(MemberStatusSchema, { ...base, status: await ownStatus() });
+      if (options.memberStatus === undefined) return create(MemberStatusSchema, { ...base, error: "not asked" });
+      const status = await options.memberStatus(member, AbortSignal.timeout(memberStatusTimeoutMs));
+      return create(MemberStatusSchema, { ...base, status });
+    } catch (error) {
+      return create(MemberStatusSchema, { ...base, error: ConnectError.from(error).rawMessage });
+    }
+  };
+
+  let lastClusterStatus: { readonly at: number; readonly answer: Promise<ClusterStatusResponse> } | undefined;
+  const clusterStatus = async (): Promise<ClusterStatusResponse> => {
+    const members = await Promise.all([...node.status().members].sort((a, b) => a.id - b.id).map(memberStatus));
+    return create(ClusterStatusResponseSchema, {
+      header: header(node.status().term),
+      members,
+      leaderChanges: (options.leaderChanges?.() ?? []).map((c) => ({ term: BigInt(c.term), leader: BigInt(c.leader), seenUnixMs: BigInt(c.seenUnixMs) })),
+    });
+  };
+
   return {
     async status(): Promise<StatusResponse> {
-      const dataBytes = (await options.dataBytes?.()) ?? 0;
-      const status = node.status();
-      const health = node.health();
-      const self = status.members.find((m) => m.id === status.id);
-      return create(StatusResponseSchema, {
-        header: header(status.term),
-        status: {
-          id: BigInt(status.id),
-          name: status.name,
-          role: toNodeRole(status.role),
-          learner: self?.learner ?? false,
-          term: BigInt(status.term),
-          leader: BigInt(status.leader),
-          commitIndex: BigInt(status.commitIndex),
-          appliedIndex: BigInt(status.appliedIndex),
-          lastLogIndex: BigInt(status.lastIndex),
-          snapshotIndex: BigInt(status.snapshotIndex),
-          peerUrls: self === undefined ? [] : [self.peerUrl],
-          clientUrls: self === undefined ? [] : [self.clientUrl],
-          version: options.version ?? "",
-          dataBytes: BigInt(dataBytes),
-          alarms: health.ready ? [] : [health.reason],
-        },
-      });
+      const status = await ownStatus();
+      return create(StatusResponseSchema, { header: header(Number(status.term)), status });
+    },
+
+    clusterStatus(): Promise<ClusterStatusResponse> {
+      const now = performance.now();
+      if (lastClusterStatus === undefined || now - lastClusterStatus.at > clusterStatusReuseMs) lastClusterStatus = { at: now, answer: clusterStatus() };
+      return lastClusterStatus.answer;
     },
 
     async memberList(request, context): Promise<MemberListResponse> {

@@ -6,15 +6,21 @@ import type { RaftkvMetrics } from "../metrics/index.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
+import { MaintenanceService } from "../../gen/raftkv/v1/maintenance_pb.js";
 import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "../rpc/index.js";
 import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.js";
 import { registerCors } from "./cors.js";
+import { registerClusterPage } from "./cluster-page-route.js";
 import { createDataSize } from "./data-size.js";
 import { registerHealthRoutes } from "./health-routes.js";
+import { startLeaderHistory } from "./leader-history.js";
 import { registerMetricsRoute } from "./metrics-route.js";
 import { packageVersion } from "./package-info.js";
+import { requestCounts } from "./request-counts.js";
 import { rpcMetricsInterceptor } from "./rpc-metrics.js";
 import { createHealthServiceImpl } from "../rpc/health-service.js";
+import { createMaintenanceServiceImpl, type SnapshotSource } from "../rpc/maintenance-service.js";
+import { createMemberStatusClient } from "../rpc/member-status-client.js";
 
 export interface AppLimits {
   /** The largest request message (Connect readMaxBytes); larger ones get ResourceExhausted. */
@@ -31,7 +37,7 @@ export interface AppLimits {
 
 export interface AppOptions {
   readonly node: KvNode;
-  readonly store: KvReadStore;
+  readonly store: KvReadStore & SnapshotSource;
   readonly metrics: RaftkvMetrics;
   readonly logger: FastifyBaseLogger;
   readonly limits: AppLimits;
@@ -47,15 +53,25 @@ export interface AppOptions {
 
 /**
  * The client-port application: KvService, ClusterService and grpc.health.v1.Health (Connect, gRPC,
- * gRPC-web), /metrics, /healthz, /livez, /readyz and CORS, each a small plugin. It never listens:
- * `listenClient` serves it on a port, tests call `inject()`. Draining on shutdown is the listener's job
- * (`ClientListener.close`), so that one deadline covers every connection, HTTP/1.1 and HTTP/2 alike.
+ * gRPC-web), the cluster page at /, /metrics, /healthz, /livez, /readyz and CORS, each a small plugin.
+ * It never listens: `listenClient` serves it on a port, tests call `inject()`. Draining on shutdown is
+ * the listener's job (`ClientListener.close`), so that one deadline covers every connection, HTTP/1.1
+ * and HTTP/2 alike.
  */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) });
   registerCors(app, options.corsOrigins);
   registerHealthRoutes(app, options.node);
   registerMetricsRoute(app, options.metrics, options.node);
+  registerClusterPage(app);
+  const leaderHistory = startLeaderHistory(options.node);
+  const members = createMemberStatusClient();
+  const stopClusterViews = (): void => {
+    leaderHistory.stop();
+    members.close();
+  };
+  options.shutdown.addEventListener("abort", stopClusterViews, { once: true });
+  app.addHook("onClose", async () => stopClusterViews());
   const rpcLogger = options.logger.child({ component: "rpc" });
   await app.register(fastifyConnectPlugin, {
     readMaxBytes: options.limits.requestBytesMax,
@@ -86,8 +102,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           requestTimeoutMs: options.limits.requestTimeoutMs,
           version: packageVersion(),
           ...(options.dataDir === undefined ? {} : { dataBytes: createDataSize(options.dataDir) }),
+          requestCounts: requestCounts(options.metrics),
+          leaderChanges: () => leaderHistory.changes(),
+          memberStatus: (member, signal) => members.status(member, signal),
         }),
       );
+      router.service(MaintenanceService, createMaintenanceServiceImpl({ node: options.node, store: options.store, logger: rpcLogger, requestTimeoutMs: options.limits.requestTimeoutMs }));
     },
   });
   // The gRPC health service in a registration of its own, outside the RPC metrics interceptor: probes

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raftkv/v1/cluster.proto.
  */
 export const file_raftkv_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChdyYWZ0a3YvdjEvY2x1c3Rlci5wcm90bxIJcmFmdGt2LnYxIrICCgpOb2RlU3RhdHVzEgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSIQoEcm9sZRgDIAEoDjITLnJhZnRrdi52MS5Ob2RlUm9sZRIPCgdsZWFybmVyGAQgASgIEgwKBHRlcm0YBSABKAQSDgoGbGVhZGVyGAYgASgEEhQKDGNvbW1pdF9pbmRleBgHIAEoBBIVCg1hcHBsaWVkX2luZGV4GAggASgEEhYKDmxhc3RfbG9nX2luZGV4GAkgASgEEhYKDnNuYXBzaG90X2luZGV4GAogASgEEhEKCXBlZXJfdXJscxgLIAMoCRITCgtjbGllbnRfdXJscxgMIAMoCRIPCgd2ZXJzaW9uGA0gASgJEhIKCmRhdGFfYnl0ZXMYDiABKAQSDgoGYWxhcm1zGA8gAygJIg8KDVN0YXR1c1JlcXVlc3QiYgoOU3RhdHVzUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiUKBnN0YXR1cxgCIAEoCzIVLnJhZnRrdi52MS5Ob2RlU3RhdHVzIlsKBk1lbWJlchIKCgJpZBgBIAEoBBIMCgRuYW1lGAIgASgJEhEKCXBlZXJfdXJscxgDIAMoCRITCgtjbGllbnRfdXJscxgEIAMoCRIPCgdsZWFybmVyGAUgASgIIikKEU1lbWJlckxpc3RSZXF1ZXN0EhQKDHNlcmlhbGl6YWJsZRgBIAEoCCJjChJNZW1iZXJMaXN0UmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiIKB21lbWJlcnMYAiADKAsyES5yYWZ0a3YudjEuTWVtYmVyImUKEE1lbWJlckFkZFJlcXVlc3QSCgoCaWQYASABKAQSDAoEbmFtZRgCIAEoCRIRCglwZWVyX3VybHMYAyADKAkSEwoLY2xpZW50X3VybHMYBCADKAkSDwoHbGVhcm5lchgFIAEoCCKFAQoRTWVtYmVyQWRkUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEiEKBm1lbWJlchgCIAEoCzIRLnJhZnRrdi52MS5NZW1iZXISIgoHbWVtYmVycxgDIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiIgoUTWVtYmVyUHJvbW90ZVJlcXVlc3QSCgoCaWQYASABKAQiZgoVTWVtYmVyUHJvbW90ZVJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIiCgdtZW1iZXJzGAIgAygLMhEucmFmdGt2LnYxLk1lbWJlciIhChNNZW1iZXJSZW1vdmVSZXF1ZXN0EgoKAmlkGAEgASgEImUKFE1lbWJlclJlbW92ZVJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIiCgdtZW1iZXJzGAIgAygLMhEucmFmdGt2LnYxLk1lbWJlciIuChlUcmFuc2ZlckxlYWRlcnNoaXBSZXF1ZXN0EhEKCXRhcmdldF9pZBgBIAEoBCJXChpUcmFuc2ZlckxlYWRlcnNoaXBSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISDgoGbGVhZGVyGAIgASgEKogBCghOb2RlUm9sZRIZChVOT0RFX1JPTEVfVU5TUEVDSUZJRUQQABIWChJOT0RFX1JPTEVfRk9MTE9XRVIQARIaChZOT0RFX1JPTEVfUFJFQ0FORElEQVRFEAISFwoTTk9ERV9ST0xFX0NBTkRJREFURRADEhQKEE5PREVfUk9MRV9MRUFERVIQBDLqAwoOQ2x1c3RlclNlcnZpY2USPQoGU3RhdHVzEhgucmFmdGt2LnYxLlN0YXR1c1JlcXVlc3QaGS5yYWZ0a3YudjEuU3RhdHVzUmVzcG9uc2USSQoKTWVtYmVyTGlzdBIcLnJhZnRrdi52MS5NZW1iZXJMaXN0UmVxdWVzdBodLnJhZnRrdi52MS5NZW1iZXJMaXN0UmVzcG9uc2USRgoJTWVtYmVyQWRkEhsucmFmdGt2LnYxLk1lbWJlckFkZFJlcXVlc3QaHC5yYWZ0a3YudjEuTWVtYmVyQWRkUmVzcG9uc2USUgoNTWVtYmVyUHJvbW90ZRIfLnJhZnRrdi52MS5NZW1iZXJQcm9tb3RlUmVxdWVzdBogLnJhZnRrdi52MS5NZW1iZXJQcm9tb3RlUmVzcG9uc2USTwoMTWVtYmVyUmVtb3ZlEh4ucmFmdGt2LnYxLk1lbWJlclJlbW92ZVJlcXVlc3QaHy5yYWZ0a3YudjEuTWVtYmVyUmVtb3ZlUmVzcG9uc2USYQoSVHJhbnNmZXJMZWFkZXJzaGlwEiQucmFmdGt2LnYxLlRyYW5zZmVyTGVhZGVyc2hpcFJlcXVlc3QaJS5yYWZ0a3YudjEuVHJhbnNmZXJMZWFkZXJzaGlwUmVzcG9uc2ViBnByb3RvMw", [file_raftkv_v1_kv]);
+  fileDesc("ChdyYWZ0a3YvdjEvY2x1c3Rlci5wcm90bxIJcmFmdGt2LnYxIoQDCgpOb2RlU3RhdHVzEgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSIQoEcm9sZRgDIAEoDjITLnJhZnRrdi52MS5Ob2RlUm9sZRIPCgdsZWFybmVyGAQgASgIEgwKBHRlcm0YBSABKAQSDgoGbGVhZGVyGAYgASgEEhQKDGNvbW1pdF9pbmRleBgHIAEoBBIVCg1hcHBsaWVkX2luZGV4GAggASgEEhYKDmxhc3RfbG9nX2luZGV4GAkgASgEEhYKDnNuYXBzaG90X2luZGV4GAogASgEEhEKCXBlZXJfdXJscxgLIAMoCRITCgtjbGllbnRfdXJscxgMIAMoCRIPCgd2ZXJzaW9uGA0gASgJEhIKCmRhdGFfYnl0ZXMYDiABKAQSDgoGYWxhcm1zGA8gAygJEhQKDHdyaXRlc190b3RhbBgQIAEoBBITCgtyZWFkc190b3RhbBgRIAEoBBIlCghwcm9ncmVzcxgSIAMoCzITLnJhZnRrdi52MS5Qcm9ncmVzcyIrCghQcm9ncmVzcxIKCgJpZBgBIAEoBBITCgttYXRjaF9pbmRleBgCIAEoBCIPCg1TdGF0dXNSZXF1ZXN0ImIKDlN0YXR1c1Jlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIlCgZzdGF0dXMYAiABKAsyFS5yYWZ0a3YudjEuTm9kZVN0YXR1cyJbCgZNZW1iZXISCgoCaWQYASABKAQSDAoEbmFtZRgCIAEoCRIRCglwZWVyX3VybHMYAyADKAkSEwoLY2xpZW50X3VybHMYBCADKAkSDwoHbGVhcm5lchgFIAEoCCIpChFNZW1iZXJMaXN0UmVxdWVzdBIUCgxzZXJpYWxpemFibGUYASABKAgiYwoSTWVtYmVyTGlzdFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIiCgdtZW1iZXJzGAIgAygLMhEucmFmdGt2LnYxLk1lbWJlciJlChBNZW1iZXJBZGRSZXF1ZXN0EgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSEQoJcGVlcl91cmxzGAMgAygJEhMKC2NsaWVudF91cmxzGAQgAygJEg8KB2xlYXJuZXIYBSABKAgihQEKEU1lbWJlckFkZFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIhCgZtZW1iZXIYAiABKAsyES5yYWZ0a3YudjEuTWVtYmVyEiIKB21lbWJlcnMYAyADKAsyES5yYWZ0a3YudjEuTWVtYmVyIiIKFE1lbWJlclByb21vdGVSZXF1ZXN0EgoKAmlkGAEgASgEImYKFU1lbWJlclByb21vdGVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiIQoTTWVtYmVyUmVtb3ZlUmVxdWVzdBIKCgJpZBgBIAEoBCJlChRNZW1iZXJSZW1vdmVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiLgoZVHJhbnNmZXJMZWFkZXJzaGlwUmVxdWVzdBIRCgl0YXJnZXRfaWQYASABKAQiVwoaVHJhbnNmZXJMZWFkZXJzaGlwUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEg4KBmxlYWRlchgCIAEoBCIWChRDbHVzdGVyU3RhdHVzUmVxdWVzdCJnCgxNZW1iZXJTdGF0dXMSIQoGbWVtYmVyGAEgASgLMhEucmFmdGt2LnYxLk1lbWJlchIlCgZzdGF0dXMYAiABKAsyFS5yYWZ0a3YudjEuTm9kZVN0YXR1cxINCgVlcnJvchgDIAEoCSJCCgxMZWFkZXJDaGFuZ2USDAoEdGVybRgBIAEoBBIOCgZsZWFkZXIYAiABKAQSFAoMc2Vlbl91bml4X21zGAMgASgDIp0BChVDbHVzdGVyU3RhdHVzUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEigKB21lbWJlcnMYAiADKAsyFy5yYWZ0a3YudjEuTWVtYmVyU3RhdHVzEi8KDmxlYWRlcl9jaGFuZ2VzGAMgAygLMhcucmFmdGt2LnYxLkxlYWRlckNoYW5nZSqIAQoITm9kZVJvbGUSGQoVTk9ERV9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSTk9ERV9ST0xFX0ZPTExPV0VSEAESGgoWTk9ERV9ST0xFX1BSRUNBTkRJREFURRACEhcKE05PREVfUk9MRV9DQU5ESURBVEUQAxIUChBOT0RFX1JPTEVfTEVBREVSEAQyvgQKDkNsdXN0ZXJTZXJ2aWNlEj0KBlN0YXR1cxIYLnJhZnRrdi52MS5TdGF0dXNSZXF1ZXN0GhkucmFmdGt2LnYxLlN0YXR1c1Jlc3BvbnNlEkkKCk1lbWJlckxpc3QSHC5yYWZ0a3YudjEuTWVtYmVyTGlzdFJlcXVlc3QaHS5yYWZ0a3YudjEuTWVtYmVyTGlzdFJlc3BvbnNlEkYKCU1lbWJlckFkZBIbLnJhZnRrdi52MS5NZW1iZXJBZGRSZXF1ZXN0GhwucmFmdGt2LnYxLk1lbWJlckFkZFJlc3BvbnNlElIKDU1lbWJlclByb21vdGUSHy5yYWZ0a3YudjEuTWVtYmVyUHJvbW90ZVJlcXVlc3QaIC5yYWZ0a3YudjEuTWVtYmVyUHJvbW90ZVJlc3BvbnNlEk8KDE1lbWJlclJlbW92ZRIeLnJhZnRrdi52MS5NZW1iZXJSZW1vdmVSZXF1ZXN0Gh8ucmFmdGt2LnYxLk1lbWJlclJlbW92ZVJlc3BvbnNlEmEKElRyYW5zZmVyTGVhZGVyc2hpcBIkLnJhZnRrdi52MS5UcmFuc2ZlckxlYWRlcnNoaXBSZXF1ZXN0GiUucmFmdGt2LnYxLlRyYW5zZmVyTGVhZGVyc2hpcFJlc3BvbnNlElIKDUNsdXN0ZXJTdGF0dXMSHy5yYWZ0a3YudjEuQ2x1c3RlclN0YXR1c1JlcXVlc3QaIC5yYWZ0a3YudjEuQ2x1c3RlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_raftkv_v1_kv]);
 
 /**
  * One node's view of itself.
@@ -133,6 +133,28 @@ export type NodeStatus = Message<"raftkv.v1.NodeStatus"> & {
    * @generated from field: repeated string alarms = 15;
    */
   alarms: string[];
+
+  /**
+   * Client writes (Put, Delete, Txn) this node answered successfully since it started; a rate of it is
+   * the node's write throughput.
+   *
+   * @generated from field: uint64 writes_total = 16;
+   */
+  writesTotal: bigint;
+
+  /**
+   * Client reads (Get, Range) this node answered successfully since it started.
+   *
+   * @generated from field: uint64 reads_total = 17;
+   */
+  readsTotal: bigint;
+
+  /**
+   * On the leader only: each voter's and learner's replication progress. Empty on other nodes.
+   *
+   * @generated from field: repeated raftkv.v1.Progress progress = 18;
+   */
+  progress: Progress[];
 };
 
 /**
@@ -141,6 +163,35 @@ export type NodeStatus = Message<"raftkv.v1.NodeStatus"> & {
  */
 export const NodeStatusSchema: GenMessage<NodeStatus> = /*@__PURE__*/
   messageDesc(file_raftkv_v1_cluster, 0);
+
+/**
+ * How far the leader knows one member's log matches its own.
+ *
+ * @generated from message raftkv.v1.Progress
+ */
+export type Progress = Message<"raftkv.v1.Progress"> & {
+  /**
+   * The member's id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The highest log index known to be replicated on the member (the leader's own last index for
+   * itself); the leader's last_log_index minus this is how far the member lags.
+   *
+   * @generated from field: uint64 match_index = 2;
+   */
+  matchIndex: bigint;
+};
+
+/**
+ * Describes the message raftkv.v1.Progress.
+ * Use `create(ProgressSchema)` to create a new message.
+ */
+export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 1);
 
 /**
  * Asks for the answering node's status.
@@ -155,7 +206,7 @@ export type StatusRequest = Message<"raftkv.v1.StatusRequest"> & {
  * Use `create(StatusRequestSchema)` to create a new message.
  */
 export const StatusRequestSchema: GenMessage<StatusRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 1);
+  messageDesc(file_raftkv_v1_cluster, 2);
 
 /**
  * The answering node's status.
@@ -183,7 +234,7 @@ export type StatusResponse = Message<"raftkv.v1.StatusResponse"> & {
  * Use `create(StatusResponseSchema)` to create a new message.
  */
 export const StatusResponseSchema: GenMessage<StatusResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 2);
+  messageDesc(file_raftkv_v1_cluster, 3);
 
 /**
  * One member of the cluster.
@@ -232,7 +283,7 @@ export type Member = Message<"raftkv.v1.Member"> & {
  * Use `create(MemberSchema)` to create a new message.
  */
 export const MemberSchema: GenMessage<Member> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 3);
+  messageDesc(file_raftkv_v1_cluster, 4);
 
 /**
  * Asks for the member list.
@@ -254,7 +305,7 @@ export type MemberListRequest = Message<"raftkv.v1.MemberListRequest"> & {
  * Use `create(MemberListRequestSchema)` to create a new message.
  */
 export const MemberListRequestSchema: GenMessage<MemberListRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 4);
+  messageDesc(file_raftkv_v1_cluster, 5);
 
 /**
  * The member list.
@@ -282,7 +333,7 @@ export type MemberListResponse = Message<"raftkv.v1.MemberListResponse"> & {
  * Use `create(MemberListResponseSchema)` to create a new message.
  */
 export const MemberListResponseSchema: GenMessage<MemberListResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 5);
+  messageDesc(file_raftkv_v1_cluster, 6);
 
 /**
  * Adds a node to the cluster.
@@ -331,7 +382,7 @@ export type MemberAddRequest = Message<"raftkv.v1.MemberAddRequest"> & {
  * Use `create(MemberAddRequestSchema)` to create a new message.
  */
 export const MemberAddRequestSchema: GenMessage<MemberAddRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 6);
+  messageDesc(file_raftkv_v1_cluster, 7);
 
 /**
  * The result of MemberAdd.
@@ -366,7 +417,7 @@ export type MemberAddResponse = Message<"raftkv.v1.MemberAddResponse"> & {
  * Use `create(MemberAddResponseSchema)` to create a new message.
  */
 export const MemberAddResponseSchema: GenMessage<MemberAddResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 7);
+  messageDesc(file_raftkv_v1_cluster, 8);
 
 /**
  * Turns a learner into a voter.
@@ -387,7 +438,7 @@ export type MemberPromoteRequest = Message<"raftkv.v1.MemberPromoteRequest"> & {
  * Use `create(MemberPromoteRequestSchema)` to create a new message.
  */
 export const MemberPromoteRequestSchema: GenMessage<MemberPromoteRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 8);
+  messageDesc(file_raftkv_v1_cluster, 9);
 
 /**
  * The result of MemberPromote.
@@ -415,7 +466,7 @@ export type MemberPromoteResponse = Message<"raftkv.v1.MemberPromoteResponse"> &
  * Use `create(MemberPromoteResponseSchema)` to create a new message.
  */
 export const MemberPromoteResponseSchema: GenMessage<MemberPromoteResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 9);
+  messageDesc(file_raftkv_v1_cluster, 10);
 
 /**
  * Removes a member.
@@ -436,7 +487,7 @@ export type MemberRemoveRequest = Message<"raftkv.v1.MemberRemoveRequest"> & {
  * Use `create(MemberRemoveRequestSchema)` to create a new message.
  */
 export const MemberRemoveRequestSchema: GenMessage<MemberRemoveRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 10);
+  messageDesc(file_raftkv_v1_cluster, 11);
 
 /**
  * The result of MemberRemove.
@@ -464,7 +515,7 @@ export type MemberRemoveResponse = Message<"raftkv.v1.MemberRemoveResponse"> & {
  * Use `create(MemberRemoveResponseSchema)` to create a new message.
  */
 export const MemberRemoveResponseSchema: GenMessage<MemberRemoveResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 11);
+  messageDesc(file_raftkv_v1_cluster, 12);
 
 /**
  * Asks the leader to hand leadership to another voter.
@@ -485,7 +536,7 @@ export type TransferLeadershipRequest = Message<"raftkv.v1.TransferLeadershipReq
  * Use `create(TransferLeadershipRequestSchema)` to create a new message.
  */
 export const TransferLeadershipRequestSchema: GenMessage<TransferLeadershipRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 12);
+  messageDesc(file_raftkv_v1_cluster, 13);
 
 /**
  * The result of TransferLeadership, sent once the target has become leader.
@@ -513,7 +564,128 @@ export type TransferLeadershipResponse = Message<"raftkv.v1.TransferLeadershipRe
  * Use `create(TransferLeadershipResponseSchema)` to create a new message.
  */
 export const TransferLeadershipResponseSchema: GenMessage<TransferLeadershipResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 13);
+  messageDesc(file_raftkv_v1_cluster, 14);
+
+/**
+ * Asks for every member's status.
+ *
+ * @generated from message raftkv.v1.ClusterStatusRequest
+ */
+export type ClusterStatusRequest = Message<"raftkv.v1.ClusterStatusRequest"> & {
+};
+
+/**
+ * Describes the message raftkv.v1.ClusterStatusRequest.
+ * Use `create(ClusterStatusRequestSchema)` to create a new message.
+ */
+export const ClusterStatusRequestSchema: GenMessage<ClusterStatusRequest> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 15);
+
+/**
+ * One member as the answering node could see it.
+ *
+ * @generated from message raftkv.v1.MemberStatus
+ */
+export type MemberStatus = Message<"raftkv.v1.MemberStatus"> & {
+  /**
+   * The member, as configured.
+   *
+   * @generated from field: raftkv.v1.Member member = 1;
+   */
+  member?: Member | undefined;
+
+  /**
+   * The member's own Status; unset when it did not answer in time.
+   *
+   * @generated from field: raftkv.v1.NodeStatus status = 2;
+   */
+  status?: NodeStatus | undefined;
+
+  /**
+   * Why the member's status is missing (unreachable, deadline), when it is.
+   *
+   * @generated from field: string error = 3;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message raftkv.v1.MemberStatus.
+ * Use `create(MemberStatusSchema)` to create a new message.
+ */
+export const MemberStatusSchema: GenMessage<MemberStatus> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 16);
+
+/**
+ * A leader change the answering node saw.
+ *
+ * @generated from message raftkv.v1.LeaderChange
+ */
+export type LeaderChange = Message<"raftkv.v1.LeaderChange"> & {
+  /**
+   * The term the leader leads (or the term in which the node knew no leader).
+   *
+   * @generated from field: uint64 term = 1;
+   */
+  term: bigint;
+
+  /**
+   * The new leader's id, or 0 when the node lost its leader.
+   *
+   * @generated from field: uint64 leader = 2;
+   */
+  leader: bigint;
+
+  /**
+   * When the answering node saw it, in milliseconds since the Unix epoch (its own clock, sampled four
+   * times a second).
+   *
+   * @generated from field: int64 seen_unix_ms = 3;
+   */
+  seenUnixMs: bigint;
+};
+
+/**
+ * Describes the message raftkv.v1.LeaderChange.
+ * Use `create(LeaderChangeSchema)` to create a new message.
+ */
+export const LeaderChangeSchema: GenMessage<LeaderChange> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 17);
+
+/**
+ * Every member's status.
+ *
+ * @generated from message raftkv.v1.ClusterStatusResponse
+ */
+export type ClusterStatusResponse = Message<"raftkv.v1.ClusterStatusResponse"> & {
+  /**
+   * The answering node's revision, term and id.
+   *
+   * @generated from field: raftkv.v1.ResponseHeader header = 1;
+   */
+  header?: ResponseHeader | undefined;
+
+  /**
+   * Every member, ordered by id.
+   *
+   * @generated from field: repeated raftkv.v1.MemberStatus members = 2;
+   */
+  members: MemberStatus[];
+
+  /**
+   * The latest leader changes the answering node saw since it started, oldest first (at most 20).
+   *
+   * @generated from field: repeated raftkv.v1.LeaderChange leader_changes = 3;
+   */
+  leaderChanges: LeaderChange[];
+};
+
+/**
+ * Describes the message raftkv.v1.ClusterStatusResponse.
+ * Use `create(ClusterStatusResponseSchema)` to create a new message.
+ */
+export const ClusterStatusResponseSchema: GenMessage<ClusterStatusResponse> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 18);
 
 /**
  * A node's Raft role (core Role).
@@ -628,6 +800,18 @@ export const ClusterService: GenService<{
     methodKind: "unary";
     input: typeof TransferLeadershipRequestSchema;
     output: typeof TransferLeadershipResponseSchema;
+  },
+  /**
+   * ClusterStatus reports every member at once, as the answering node can see it: each member's own
+   * Status (asked on its client port, with a short deadline), and the leader changes the answering node
+   * saw. It is what the cluster page at `/` shows; answers are reused for up to half a second.
+   *
+   * @generated from rpc raftkv.v1.ClusterService.ClusterStatus
+   */
+  clusterStatus: {
+    methodKind: "unary";
+    input: typeof ClusterStatusRequestSchema;
+    output: typeof ClusterStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_raftkv_v1_cluster, 0);
