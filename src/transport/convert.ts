@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as pb from "../../gen/raftkv/v1/raft_pb.js";
 import type { ConfState, Entry, EntryType, Message, NodeId, SnapshotMeta, SnapshotRequest } from "../core/index.js";
 import { assert, unreachable } from "../lib/assert.js";
@@ -69,83 +69,39 @@ export function snapshotMetaToProto(meta: SnapshotMeta): pb.SnapshotMeta {
 }
 
 export function messageToProto(m: StepMessage): pb.RaftMessage {
-  const from = u64(m.from, "from");
-  const to = u64(m.to, "to");
-  const term = u64(m.term, "term");
+  return create(pb.RaftMessageSchema, { message: messageBodyToProto(m) });
+}
+
+/** The oneof of a RaftMessage: which kind of message, and its fields. */
+type MessageBody = NonNullable<MessageInitShape<typeof pb.RaftMessageSchema>["message"]>;
+
+function messageBodyToProto(m: StepMessage): MessageBody {
+  const envelope = { from: u64(m.from, "from"), to: u64(m.to, "to"), term: u64(m.term, "term") };
   switch (m.type) {
-    case "vote":
-      return create(pb.RaftMessageSchema, {
-        message: {
-          case: "vote",
-          value: {
-            from,
-            to,
-            term,
-            preVote: m.preVote,
-            lastLogIndex: u64(m.lastLogIndex, "lastLogIndex"),
-            lastLogTerm: u64(m.lastLogTerm, "lastLogTerm"),
-            transfer: m.transfer,
-          },
-        },
-      });
+    case "vote": {
+      const lastLog = { lastLogIndex: u64(m.lastLogIndex, "lastLogIndex"), lastLogTerm: u64(m.lastLogTerm, "lastLogTerm") };
+      return { case: "vote", value: { ...envelope, preVote: m.preVote, ...lastLog, transfer: m.transfer } };
+    }
     case "voteResp":
-      return create(pb.RaftMessageSchema, {
-        message: { case: "voteResponse", value: { from, to, term, preVote: m.preVote, granted: m.granted } },
-      });
-    case "append":
-      return create(pb.RaftMessageSchema, {
-        message: {
-          case: "appendEntries",
-          value: {
-            from,
-            to,
-            term,
-            prevIndex: u64(m.prevIndex, "prevIndex"),
-            prevTerm: u64(m.prevTerm, "prevTerm"),
-            entries: m.entries.map(entryToProto),
-            commit: u64(m.commit, "commit"),
-          },
-        },
-      });
-    case "appendResp":
-      return create(pb.RaftMessageSchema, {
-        message: {
-          case: "appendEntriesResponse",
-          value: {
-            from,
-            to,
-            term,
-            reject: m.reject,
-            index: u64(m.index, "index"),
-            hintIndex: u64(m.hintIndex, "hintIndex"),
-            hintTerm: u64(m.hintTerm, "hintTerm"),
-          },
-        },
-      });
+      return { case: "voteResponse", value: { ...envelope, preVote: m.preVote, granted: m.granted } };
+    case "append": {
+      const prev = { prevIndex: u64(m.prevIndex, "prevIndex"), prevTerm: u64(m.prevTerm, "prevTerm") };
+      return { case: "appendEntries", value: { ...envelope, ...prev, entries: m.entries.map(entryToProto), commit: u64(m.commit, "commit") } };
+    }
+    case "appendResp": {
+      const hint = { hintIndex: u64(m.hintIndex, "hintIndex"), hintTerm: u64(m.hintTerm, "hintTerm") };
+      return { case: "appendEntriesResponse", value: { ...envelope, reject: m.reject, index: u64(m.index, "index"), ...hint } };
+    }
     case "heartbeat":
-      return create(pb.RaftMessageSchema, {
-        message: {
-          case: "heartbeat",
-          value: { from, to, term, commit: u64(m.commit, "commit"), readRound: u64(m.readRound, "readRound") },
-        },
-      });
+      return { case: "heartbeat", value: { ...envelope, commit: u64(m.commit, "commit"), readRound: u64(m.readRound, "readRound") } };
     case "heartbeatResp":
-      return create(pb.RaftMessageSchema, {
-        message: { case: "heartbeatResponse", value: { from, to, term, readRound: u64(m.readRound, "readRound") } },
-      });
+      return { case: "heartbeatResponse", value: { ...envelope, readRound: u64(m.readRound, "readRound") } };
     case "timeoutNow":
-      return create(pb.RaftMessageSchema, { message: { case: "timeoutNow", value: { from, to, term } } });
+      return { case: "timeoutNow", value: envelope };
     case "readIndex":
-      return create(pb.RaftMessageSchema, {
-        message: { case: "readIndex", value: { from, to, term, requestIds: m.requestIds.map((r) => u64(r, "requestIds")) } },
-      });
+      return { case: "readIndex", value: { ...envelope, requestIds: m.requestIds.map((r) => u64(r, "requestIds")) } };
     case "readIndexResp":
-      return create(pb.RaftMessageSchema, {
-        message: {
-          case: "readIndexResponse",
-          value: { from, to, term, requestIds: m.requestIds.map((r) => u64(r, "requestIds")), index: u64(m.index, "index") },
-        },
-      });
+      return { case: "readIndexResponse", value: { ...envelope, requestIds: m.requestIds.map((r) => u64(r, "requestIds")), index: u64(m.index, "index") } };
     default:
       return unreachable(m, "message type");
   }
@@ -225,125 +181,94 @@ function snapshotMetaFromProtoUnchecked(meta: pb.SnapshotMeta | undefined, path:
 function stepMessageFromProto(p: pb.RaftMessage, path: string): StepMessage {
   const body = p.message;
   switch (body.case) {
-    case "vote": {
-      const v = body.value;
-      const at = `${path}.vote`;
-      return {
-        type: "vote",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        preVote: v.preVote,
-        lastLogIndex: num(v.lastLogIndex, `${at}.last_log_index`),
-        lastLogTerm: num(v.lastLogTerm, `${at}.last_log_term`),
-        transfer: v.transfer,
-      };
-    }
-    case "voteResponse": {
-      const v = body.value;
-      const at = `${path}.vote_response`;
-      return {
-        type: "voteResp",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        preVote: v.preVote,
-        granted: v.granted,
-      };
-    }
-    case "appendEntries": {
-      const v = body.value;
-      const at = `${path}.append_entries`;
-      const prevIndex = num(v.prevIndex, `${at}.prev_index`);
-      const entries = v.entries.map((e, i) => entryFromProto(e, `${at}.entries[${i}]`));
-      // The wire contract (raft.proto): entries are consecutive from prev_index + 1. The core relies on it
-      // when it splices them into its log, so a gap or an overlap never gets past this point.
-      entries.forEach((e, i) => {
-        if (e.index !== prevIndex + 1 + i) {
-          throw new ConvertError(`${at}.entries[${i}].index`, `is ${e.index}, expected ${prevIndex + 1 + i} (prev_index + ${i + 1})`);
-        }
-      });
-      return {
-        type: "append",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        prevIndex,
-        prevTerm: num(v.prevTerm, `${at}.prev_term`),
-        entries,
-        commit: num(v.commit, `${at}.commit`),
-      };
-    }
-    case "appendEntriesResponse": {
-      const v = body.value;
-      const at = `${path}.append_entries_response`;
-      return {
-        type: "appendResp",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        reject: v.reject,
-        index: num(v.index, `${at}.index`),
-        hintIndex: num(v.hintIndex, `${at}.hint_index`),
-        hintTerm: num(v.hintTerm, `${at}.hint_term`),
-      };
-    }
+    case "vote":
+      return voteFromProto(body.value, `${path}.vote`);
+    case "voteResponse":
+      return voteResponseFromProto(body.value, `${path}.vote_response`);
+    case "appendEntries":
+      return appendFromProto(body.value, `${path}.append_entries`);
+    case "appendEntriesResponse":
+      return appendResponseFromProto(body.value, `${path}.append_entries_response`);
     case "heartbeat": {
       const v = body.value;
       const at = `${path}.heartbeat`;
-      return {
-        type: "heartbeat",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        commit: num(v.commit, `${at}.commit`),
-        readRound: num(v.readRound, `${at}.read_round`),
-      };
+      return { type: "heartbeat", ...envelopeFromProto(v, at), commit: num(v.commit, `${at}.commit`), readRound: num(v.readRound, `${at}.read_round`) };
     }
     case "heartbeatResponse": {
-      const v = body.value;
       const at = `${path}.heartbeat_response`;
-      return {
-        type: "heartbeatResp",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        readRound: num(v.readRound, `${at}.read_round`),
-      };
+      return { type: "heartbeatResp", ...envelopeFromProto(body.value, at), readRound: num(body.value.readRound, `${at}.read_round`) };
     }
-    case "timeoutNow": {
-      const v = body.value;
-      const at = `${path}.timeout_now`;
-      return { type: "timeoutNow", from: nodeId(v.from, `${at}.from`), to: nodeId(v.to, `${at}.to`), term: num(v.term, `${at}.term`) };
-    }
+    case "timeoutNow":
+      return { type: "timeoutNow", ...envelopeFromProto(body.value, `${path}.timeout_now`) };
     case "readIndex": {
-      const v = body.value;
       const at = `${path}.read_index`;
-      return {
-        type: "readIndex",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        requestIds: v.requestIds.map((r, i) => num(r, `${at}.request_ids[${i}]`)),
-      };
+      return { type: "readIndex", ...envelopeFromProto(body.value, at), requestIds: requestIdsFromProto(body.value.requestIds, at) };
     }
     case "readIndexResponse": {
       const v = body.value;
       const at = `${path}.read_index_response`;
-      return {
-        type: "readIndexResp",
-        from: nodeId(v.from, `${at}.from`),
-        to: nodeId(v.to, `${at}.to`),
-        term: num(v.term, `${at}.term`),
-        requestIds: v.requestIds.map((r, i) => num(r, `${at}.request_ids[${i}]`)),
-        index: num(v.index, `${at}.index`),
-      };
+      return { type: "readIndexResp", ...envelopeFromProto(v, at), requestIds: requestIdsFromProto(v.requestIds, at), index: num(v.index, `${at}.index`) };
     }
     case undefined:
       throw new ConvertError(path, "no message set (the oneof is empty, or holds a kind this build does not know)");
     default:
       throw new ConvertError(path, `unknown message kind ${String((body as { case: unknown }).case)}`);
   }
+}
+
+/** The fields every message kind starts with. */
+function envelopeFromProto(v: { readonly from: bigint; readonly to: bigint; readonly term: bigint }, at: string): { from: NodeId; to: NodeId; term: number } {
+  return { from: nodeId(v.from, `${at}.from`), to: nodeId(v.to, `${at}.to`), term: num(v.term, `${at}.term`) };
+}
+
+function requestIdsFromProto(ids: readonly bigint[], at: string): number[] {
+  return ids.map((r, i) => num(r, `${at}.request_ids[${i}]`));
+}
+
+function voteFromProto(v: pb.VoteRequest, at: string): StepMessage {
+  return {
+    type: "vote",
+    ...envelopeFromProto(v, at),
+    preVote: v.preVote,
+    lastLogIndex: num(v.lastLogIndex, `${at}.last_log_index`),
+    lastLogTerm: num(v.lastLogTerm, `${at}.last_log_term`),
+    transfer: v.transfer,
+  };
+}
+
+function voteResponseFromProto(v: pb.VoteResponse, at: string): StepMessage {
+  return { type: "voteResp", ...envelopeFromProto(v, at), preVote: v.preVote, granted: v.granted };
+}
+
+function appendFromProto(v: pb.AppendEntriesRequest, at: string): StepMessage {
+  const prevIndex = num(v.prevIndex, `${at}.prev_index`);
+  const entries = v.entries.map((e, i) => entryFromProto(e, `${at}.entries[${i}]`));
+  // The wire contract (raft.proto): entries are consecutive from prev_index + 1. The core relies on it
+  // when it splices them into its log, so a gap or an overlap never gets past this point.
+  entries.forEach((e, i) => {
+    if (e.index !== prevIndex + 1 + i) {
+      throw new ConvertError(`${at}.entries[${i}].index`, `is ${e.index}, expected ${prevIndex + 1 + i} (prev_index + ${i + 1})`);
+    }
+  });
+  return {
+    type: "append",
+    ...envelopeFromProto(v, at),
+    prevIndex,
+    prevTerm: num(v.prevTerm, `${at}.prev_term`),
+    entries,
+    commit: num(v.commit, `${at}.commit`),
+  };
+}
+
+function appendResponseFromProto(v: pb.AppendEntriesResponse, at: string): StepMessage {
+  return {
+    type: "appendResp",
+    ...envelopeFromProto(v, at),
+    reject: v.reject,
+    index: num(v.index, `${at}.index`),
+    hintIndex: num(v.hintIndex, `${at}.hint_index`),
+    hintTerm: num(v.hintTerm, `${at}.hint_term`),
+  };
 }
 
 function converted<T>(decode: () => T): Converted<T> {
