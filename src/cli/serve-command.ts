@@ -150,6 +150,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     limits: config.limits,
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
+    dataDir: config.dataDir,
     ...(config.forwardWrites ? { forwardWrite: opened.forwardWrite } : {}),
   };
   forwardedWrites = buildForwardedWrites(appOptions);

@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,10 +33,7 @@ describe.skipIf(!chromiumAvailable())(`the cluster page in headless Chromium (sk
   let load: Promise<void> = Promise.resolve();
 
   beforeAll(async () => {
-    // The page's script, as `npm run build` makes it (the test setup compiles the TypeScript only).
-    await timings.time("bundle the page (npm run build:page)", async () => {
-      execFileSync("npm", ["run", "--silent", "build:page"], { cwd: repoRoot, stdio: "inherit" });
-    });
+    // The page's script comes from `npm run build`, which the test setup (test/build-once.ts) runs.
     cluster = await timings.time("start a 3-node cluster", () => startE2eCluster());
     const client = cluster.client;
     // A light, steady load so that the write and read rates have something to show.

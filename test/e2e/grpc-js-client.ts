@@ -65,7 +65,7 @@ export function callRawUnary(baseUrl: string, path: string, body: Uint8Array): P
       (bytes: Uint8Array) => Buffer.from(bytes),
       (bytes: Buffer) => bytes,
       body,
-      (error, response) => (error === null || response === undefined ? reject(error ?? new Error("no response")) : resolve(response)),
+      (error, response) => (error !== null ? reject(error) : response === undefined ? reject(new Error("no response")) : resolve(response)),
     );
   }).finally(() => client.close());
 }
