@@ -8,6 +8,7 @@ import { membersCommand, moveLeaderCommand, statusCommand } from "./cluster-comm
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 import { delCommand, getCommand, putCommand, rangeCommand } from "./kv-commands.js";
 import { runServe } from "./serve-command.js";
+import { runSnapshot, snapshotUsage } from "./snapshot-command.js";
 import { txnCommand } from "./txn-command.js";
 import { UsageError } from "./usage-error.js";
 import { watchCommand } from "./watch-command.js";
@@ -25,15 +26,16 @@ const clientCommands: readonly ClientCommand[] = [
 ];
 
 export function usage(): string {
-  const width = Math.max(...clientCommands.map((c) => `${c.name} ${c.args}`.length), "serve [flags]".length);
+  const width = Math.max(...clientCommands.map((c) => `${c.name} ${c.args}`.length), "serve [flags]".length, `snapshot ${snapshotUsage.args}`.length);
   return [
     "Usage: raftkv <command> [arguments] [flags]",
     "",
     "Commands:",
     `  ${"serve [flags]".padEnd(width)}  Run a node (raftkv serve --help lists its settings).`,
     ...clientCommands.map((c) => `  ${`${c.name} ${c.args}`.trimEnd().padEnd(width)}  ${c.summary}`),
+    `  ${`snapshot ${snapshotUsage.args}`.padEnd(width)}  ${snapshotUsage.summary}`,
     "",
-    "Client flags (every command but serve):",
+    "Client flags (every command but serve, snapshot status and snapshot restore):",
     ...describeOptions(clientOptionSpecs),
     "",
     "Exit codes: 0 ok, 1 failed (not applied), 2 usage, 3 not found / txn conditions false,",
@@ -65,6 +67,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<ExitCo
     return verb === undefined ? exitCodes.usage : exitCodes.ok;
   }
   if (verb === "serve") return runServe(rest, io);
+  if (verb === "snapshot") return runSnapshot(rest, io);
   const command = clientCommands.find((c) => c.name === verb);
   if (command === undefined) {
     io.stderr(`raftkv: unknown command ${JSON.stringify(verb)}\n\n${usage()}`);

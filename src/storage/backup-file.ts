@@ -33,13 +33,13 @@ import { createNodeFileSystem } from "./node-file-system.js";
  * the end, last, in place. The data is opaque here: the storage layer neither decodes nor depends on
  * the state machine's format.
  */
-const MAGIC = new TextEncoder().encode("RAFTKVBK");
-export const BACKUP_FORMAT_VERSION = 1;
-export const BACKUP_HEADER_BYTES = 128;
-const SHA256_BYTES = 32;
-const CRC_OFFSET = 124;
+const magic = new TextEncoder().encode("RAFTKVBK");
+export const backupFormatVersion = 1;
+export const backupHeaderBytes = 128;
+const sha256Bytes = 32;
+const crcOffset = 124;
 /** Where bytes are read per call when a file is verified without being held in memory. */
-const READ_CHUNK_BYTES = 1 << 20;
+const readChunkBytes = 1 << 20;
 
 /** What a backup holds, as the node that served it described it. */
 export interface BackupMeta {
@@ -72,11 +72,11 @@ export class BackupFileError extends Error {
 }
 
 export function encodeBackupHeader(info: Omit<BackupInfo, "fileBytes">): Uint8Array {
-  const header = new Uint8Array(BACKUP_HEADER_BYTES);
+  const header = new Uint8Array(backupHeaderBytes);
   const view = new DataView(header.buffer);
-  header.set(MAGIC, 0);
-  view.setUint32(8, BACKUP_FORMAT_VERSION, true);
-  view.setUint32(12, BACKUP_HEADER_BYTES, true);
+  header.set(magic, 0);
+  view.setUint32(8, backupFormatVersion, true);
+  view.setUint32(12, backupHeaderBytes, true);
   const numbers: readonly [number, number][] = [
     [16, info.revision],
     [24, info.appliedIndex],
@@ -92,9 +92,9 @@ export function encodeBackupHeader(info: Omit<BackupInfo, "fileBytes">): Uint8Ar
   }
   view.setUint32(72, info.kvFormatVersion, true);
   const digest = Buffer.from(info.sha256, "hex");
-  if (digest.byteLength !== SHA256_BYTES) throw new RangeError("backup header: the SHA-256 must be 64 hex digits");
+  if (digest.byteLength !== sha256Bytes) throw new RangeError("backup header: the SHA-256 must be 64 hex digits");
   header.set(digest, 80);
-  view.setUint32(CRC_OFFSET, crc32c(header.subarray(0, CRC_OFFSET)), true);
+  view.setUint32(crcOffset, crc32c(header.subarray(0, crcOffset)), true);
   return header;
 }
 
@@ -106,21 +106,21 @@ export function decodeBackupHeader(file: string, header: Uint8Array, fileBytes: 
   const fail = (reason: string): never => {
     throw new BackupFileError(file, reason);
   };
-  if (fileBytes < MAGIC.byteLength || !MAGIC.every((byte, i) => header[i] === byte)) fail("not a raftkv backup file (bad magic)");
-  if (fileBytes < BACKUP_HEADER_BYTES || header.byteLength < BACKUP_HEADER_BYTES) fail(`truncated: ${fileBytes} bytes is shorter than the ${BACKUP_HEADER_BYTES}-byte header`);
-  const view = new DataView(header.buffer, header.byteOffset, BACKUP_HEADER_BYTES);
+  if (fileBytes < magic.byteLength || !magic.every((byte, i) => header[i] === byte)) fail("not a raftkv backup file (bad magic)");
+  if (fileBytes < backupHeaderBytes || header.byteLength < backupHeaderBytes) fail(`truncated: ${fileBytes} bytes is shorter than the ${backupHeaderBytes}-byte header`);
+  const view = new DataView(header.buffer, header.byteOffset, backupHeaderBytes);
   const version = view.getUint32(8, true);
-  if (version !== BACKUP_FORMAT_VERSION) fail(`backup format version ${version} is not supported (this build reads version ${BACKUP_FORMAT_VERSION})`);
-  if (crc32c(header.subarray(0, CRC_OFFSET)) !== view.getUint32(CRC_OFFSET, true)) fail("the header checksum does not match: the file is damaged");
-  if (view.getUint32(12, true) !== BACKUP_HEADER_BYTES) fail(`header length ${view.getUint32(12, true)} is not ${BACKUP_HEADER_BYTES}`);
+  if (version !== backupFormatVersion) fail(`backup format version ${version} is not supported (this build reads version ${backupFormatVersion})`);
+  if (crc32c(header.subarray(0, crcOffset)) !== view.getUint32(crcOffset, true)) fail("the header checksum does not match: the file is damaged");
+  if (view.getUint32(12, true) !== backupHeaderBytes) fail(`header length ${view.getUint32(12, true)} is not ${backupHeaderBytes}`);
   const number = (offset: number, field: string): number => {
     const value = view.getBigUint64(offset, true);
     if (value > BigInt(Number.MAX_SAFE_INTEGER)) fail(`${field} ${value} is out of range`);
     return Number(value);
   };
   const dataBytes = number(56, "data length");
-  if (fileBytes !== BACKUP_HEADER_BYTES + dataBytes) {
-    fail(`the header announces ${dataBytes} bytes of data but the file holds ${fileBytes - BACKUP_HEADER_BYTES}: it is truncated or has bytes appended`);
+  if (fileBytes !== backupHeaderBytes + dataBytes) {
+    fail(`the header announces ${dataBytes} bytes of data but the file holds ${fileBytes - backupHeaderBytes}: it is truncated or has bytes appended`);
   }
   return {
     revision: number(16, "revision"),
@@ -131,7 +131,7 @@ export function decodeBackupHeader(file: string, header: Uint8Array, fileBytes: 
     dataBytes,
     createdAtMs: number(64, "creation time"),
     kvFormatVersion: view.getUint32(72, true),
-    sha256: Buffer.from(header.subarray(80, 80 + SHA256_BYTES)).toString("hex"),
+    sha256: Buffer.from(header.subarray(80, 80 + sha256Bytes)).toString("hex"),
     fileBytes,
   };
 }
@@ -151,12 +151,12 @@ export async function inspectBackupFile(file: string, fs: FileSystem = createNod
   const handle = await fs.open(file, "existing");
   try {
     const fileBytes = await handle.size();
-    const header = new Uint8Array(BACKUP_HEADER_BYTES);
+    const header = new Uint8Array(backupHeaderBytes);
     await handle.read(header, 0);
     const info = decodeBackupHeader(file, header, fileBytes);
     const hash = createHash("sha256");
-    const buffer = new Uint8Array(Math.min(READ_CHUNK_BYTES, Math.max(1, info.dataBytes)));
-    for (let position = BACKUP_HEADER_BYTES; position < fileBytes; ) {
+    const buffer = new Uint8Array(Math.min(readChunkBytes, Math.max(1, info.dataBytes)));
+    for (let position = backupHeaderBytes; position < fileBytes; ) {
       const n = await handle.read(buffer.subarray(0, Math.min(buffer.byteLength, fileBytes - position)), position);
       if (n === 0) throw new BackupFileError(file, `the file ended at byte ${position} while it was being read`);
       hash.update(buffer.subarray(0, n));
@@ -172,8 +172,8 @@ export async function inspectBackupFile(file: string, fs: FileSystem = createNod
 /** Reads and verifies a whole backup file; `data` is the KvSnapshot it holds. */
 export async function readBackupFile(file: string, fs: FileSystem = createNodeFileSystem()): Promise<{ readonly info: BackupInfo; readonly data: Uint8Array }> {
   const bytes = await fs.readFile(file);
-  const info = decodeBackupHeader(file, bytes.subarray(0, BACKUP_HEADER_BYTES), bytes.byteLength);
-  const data = bytes.subarray(BACKUP_HEADER_BYTES);
+  const info = decodeBackupHeader(file, bytes.subarray(0, backupHeaderBytes), bytes.byteLength);
+  const data = bytes.subarray(backupHeaderBytes);
   const hash = createHash("sha256").update(data);
   checkDigest(file, info, hash);
   return { info, data };
@@ -203,7 +203,7 @@ export class BackupFileWriter {
 
   /** Appends the next bytes of the data; the caller awaits each call, which bounds what is buffered. */
   async write(chunk: Uint8Array): Promise<void> {
-    await this.handle.write(chunk, BACKUP_HEADER_BYTES + this.dataBytes);
+    await this.handle.write(chunk, backupHeaderBytes + this.dataBytes);
     this.hash.update(chunk);
     this.dataBytes += chunk.byteLength;
   }
@@ -220,7 +220,7 @@ export class BackupFileWriter {
         `received ${this.dataBytes} bytes with SHA-256 ${sha256}, but the node sent ${expected.dataBytes} bytes with SHA-256 ${expected.sha256}`,
       );
     }
-    const info: BackupInfo = { ...this.meta, dataBytes: this.dataBytes, sha256, fileBytes: BACKUP_HEADER_BYTES + this.dataBytes };
+    const info: BackupInfo = { ...this.meta, dataBytes: this.dataBytes, sha256, fileBytes: backupHeaderBytes + this.dataBytes };
     await this.handle.write(encodeBackupHeader(info), 0);
     await this.handle.sync();
     await this.handle.close();

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/lib/logger.js";
-import { BACKUP_HEADER_BYTES, encodeBackupHeader } from "../../src/storage/backup-file.js";
+import { backupHeaderBytes, encodeBackupHeader } from "../../src/storage/backup-file.js";
 import { BackupFileError, BackupFileWriter, inspectBackupFile, openStorage, readBackupFile, seedStorage, type BackupMeta } from "../../src/storage/index.js";
 import { entryData } from "./helpers.js";
 
@@ -34,7 +34,7 @@ describe("backup file", () => {
     await writeBackup(file, data);
     expect(readdirSync(dir)).toEqual(["backup.db"]);
     const info = await inspectBackupFile(file);
-    expect(info).toEqual({ ...meta, dataBytes: 3000, sha256: sha256(data), fileBytes: BACKUP_HEADER_BYTES + 3000 });
+    expect(info).toEqual({ ...meta, dataBytes: 3000, sha256: sha256(data), fileBytes: backupHeaderBytes + 3000 });
     const read = await readBackupFile(file);
     expect(read.info).toEqual(info);
     expect(Buffer.from(read.data).equals(Buffer.from(data))).toBe(true);
@@ -46,9 +46,9 @@ describe("backup file", () => {
     const bytes = readFileSync(file);
     expect(bytes.subarray(0, 8).toString("latin1")).toBe("RAFTKVBK");
     expect(bytes.readUInt32LE(8)).toBe(1);
-    expect(bytes.readUInt32LE(12)).toBe(BACKUP_HEADER_BYTES);
+    expect(bytes.readUInt32LE(12)).toBe(backupHeaderBytes);
     expect(bytes.readBigUInt64LE(16)).toBe(42n);
-    expect(bytes.byteLength).toBe(BACKUP_HEADER_BYTES + 1000);
+    expect(bytes.byteLength).toBe(backupHeaderBytes + 1000);
   });
 
   it("refuses a file with any single byte flipped, in the header or the data, both when inspecting and reading", async () => {
@@ -71,7 +71,7 @@ describe("backup file", () => {
     await writeBackup(file, entryData(4, 1, 1000));
     const good = readFileSync(file);
     const cases: [string, (b: Buffer) => Buffer, RegExp][] = [
-      ["data", (b) => flip(b, BACKUP_HEADER_BYTES + 500), /SHA-256 is [0-9a-f]{64}, but the header says [0-9a-f]{64}: the file is damaged/],
+      ["data", (b) => flip(b, backupHeaderBytes + 500), /SHA-256 is [0-9a-f]{64}, but the header says [0-9a-f]{64}: the file is damaged/],
       ["header", (b) => flip(b, 20), /the header checksum does not match: the file is damaged/],
       ["truncated", (b) => b.subarray(0, b.byteLength - 1), /announces 1000 bytes of data but the file holds 999: it is truncated/],
       ["appended", (b) => Buffer.concat([b, Buffer.from([0])]), /holds 1001: it is truncated or has bytes appended/],
