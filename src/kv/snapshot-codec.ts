@@ -127,15 +127,15 @@ export function encodeKvSnapshot(state: SnapshotState): Uint8Array {
   return bytes;
 }
 
-/**
- * Decodes and checks a snapshot completely before anything uses it, so a bad snapshot is refused as a
- * whole (typed "invalidSnapshot") and the store keeps its state.
- */
 /** A decoded snapshot, with the key string of each record (same order) so the store need not convert again. */
 export interface DecodedSnapshot extends SnapshotState {
   readonly keys: readonly string[];
 }
 
+/**
+ * Decodes and checks a snapshot completely before anything uses it, so a bad snapshot is refused as a
+ * whole (typed "invalidSnapshot") and the store keeps its state.
+ */
 export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
   let snapshot: KvSnapshot;
   try {
@@ -152,11 +152,18 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
   if (compactRevision < 1 || compactRevision > revision + 1) {
     bad(`compact_revision ${compactRevision} is outside [1, revision + 1 = ${revision + 1}]`);
   }
+  const { records, keys } = decodeRecords(snapshot.kvs, revision);
+  const sessions = decodeSessions(snapshot.sessions, appliedIndex);
+  const history = decodeHistory(snapshot.history, compactRevision, revision);
+  return { appliedIndex, revision, compactRevision, records, keys, sessions, history };
+}
 
+/** The live keys, which must come in strictly ascending order. */
+function decodeRecords(kvs: readonly KeyValue[], revision: number): { records: KeyRecord[]; keys: string[] } {
   const records: KeyRecord[] = [];
   const keys: string[] = [];
   let previousKey: string | undefined;
-  snapshot.kvs.forEach((kv, i) => {
+  kvs.forEach((kv, i) => {
     const record = liveRecord(kv, `kvs[${i}]`, revision);
     const key = keyToString(record.key);
     if (previousKey !== undefined && key <= previousKey) bad(`kvs[${i}]: keys are not in strictly ascending order`);
@@ -164,11 +171,15 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
     records.push(record);
     keys.push(key);
   });
+  return { records, keys };
+}
 
+/** Client sessions: unique ids, least recently seen first, none seen after the applied index. */
+function decodeSessions(wire: KvSnapshot["sessions"], appliedIndex: number): Session[] {
   const sessions: Session[] = [];
   const clientIds = new Set<string>();
   let previousSeen = 0;
-  snapshot.sessions.forEach((s, i) => {
+  wire.forEach((s, i) => {
     const at = `sessions[${i}]`;
     if (s.clientId === "") bad(`${at}: empty client_id`);
     if (clientIds.has(s.clientId)) bad(`${at}: client_id ${JSON.stringify(s.clientId)} appears twice`);
@@ -192,10 +203,14 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
       resultDropped: s.resultDropped,
     });
   });
+  return sessions;
+}
 
-  const history: Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">[] = [];
+/** The watch history: puts and deletes, oldest first, none older than the compact revision. */
+function decodeHistory(wire: KvSnapshot["history"], compactRevision: number, revision: number): SnapshotState["history"] {
+  const history: SnapshotState["history"][number][] = [];
   let previousRevision = compactRevision;
-  snapshot.history.forEach((event, i) => {
+  wire.forEach((event, i) => {
     const at = `history[${i}]`;
     if (event.kv === undefined) bad(`${at}: no kv`);
     let kind: EventKind;
@@ -214,8 +229,7 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
     const prevKv = event.prevKv === undefined ? undefined : liveRecord(event.prevKv, `${at}.prev_kv`, revision);
     history.push({ revision: kv.modRevision, kind, key: keyToString(kv.key), kv, prevKv });
   });
-
-  return { appliedIndex, revision, compactRevision, records, keys, sessions, history };
+  return history;
 }
 
 function liveRecord(kv: KeyValue, at: string, revision: number): KeyRecord {
