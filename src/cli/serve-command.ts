@@ -171,6 +171,17 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
       for (let i = snapshotsSent.get(peerId) ?? 0; i < stats.snapshotsSent; i++) metrics.snapshot("sent", node.snapshotBytes());
       snapshotsSent.set(peerId, stats.snapshotsSent);
     }
+    const status = node.status();
+    const pending = node.pendingCounts();
+    metrics.sample({
+      matchIndex: status.role === "leader" ? status.matchIndex : undefined,
+      lastIndex: status.lastIndex,
+      pendingProposals: pending.proposals,
+      pendingReads: pending.reads,
+      keys: node.store.keyCount,
+      sessions: node.store.sessionCount,
+      storageStalled: node.storageStalled,
+    });
   }, 1_000);
   peerMetrics.unref();
   signal.addEventListener("abort", () => clearInterval(peerMetrics), { once: true });
@@ -233,7 +244,10 @@ function metricsObserver(metrics: RaftkvMetrics): DriverObserver {
       for (const entry of rd.entries) bytes += entry.data.byteLength;
       metrics.walFsync(persistMs, bytes, rd.entries.length);
     },
-    onApplied: (applied, commit) => metrics.raftIndexes(commit, applied),
+    onApplied(applied, commit, applyMs) {
+      metrics.raftIndexes(commit, applied);
+      if (applyMs !== undefined) metrics.applyDuration(applyMs);
+    },
     onSoftState(role, term, leader) {
       if (isRaftRole(role)) metrics.raftState(role, term, leader);
     },

@@ -33,7 +33,8 @@ export type DriverLogger = Logger;
 /** Hooks for metrics; every one optional so tests can leave them out. */
 export interface DriverObserver {
   onPersisted?(rd: Ready, persistMs: number): void;
-  onApplied?(appliedIndex: number, commitIndex: number): void;
+  /** After each Ready; `applyMs` is how long its committed entries took to apply (undefined: it had none). */
+  onApplied?(appliedIndex: number, commitIndex: number, applyMs: number | undefined): void;
   onSoftState?(role: string, term: number, leader: NodeId): void;
   onProposal?(outcome: "ok" | "failed", ms: number): void;
   onReadBarrier?(outcome: "ok" | "failed", ms: number): void;
@@ -193,6 +194,16 @@ export class Driver implements KvNode {
   /** The transport's cumulative counters per peer (messages sent and dropped, snapshots sent). */
   peerStats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }> {
     return this.options.transport.stats();
+  }
+
+  /** Proposals and reads waiting for an answer (bounded by proposalsMax and readsMax). */
+  pendingCounts(): { readonly proposals: number; readonly reads: number } {
+    return { proposals: this.proposals.size, reads: this.reads.size + this.readsWaitingApply.length };
+  }
+
+  /** Whether a log write has waited longer than storageStallMs (the node then reports not ready). */
+  get storageStalled(): boolean {
+    return this.stalled;
   }
 
   /** The size of the latest snapshot's state machine data (what a leader sends a lagging follower). */
@@ -474,9 +485,11 @@ export class Driver implements KvNode {
     }
     if (late.length > 0) transport.send(late);
 
+    const applyStarted = this.clock.now();
     for (const entry of rd.committedEntries) this.apply(entry);
     this.answerReads(rd.readStates);
-    this.options.observer?.onApplied?.(this.applied, this.raft.status().commit);
+    const applyMs = rd.committedEntries.length === 0 ? undefined : this.clock.now() - applyStarted;
+    this.options.observer?.onApplied?.(this.applied, this.raft.status().commit, applyMs);
   }
 
   private apply(entry: Entry): void {

@@ -12,6 +12,10 @@ export interface RaftkvMetrics {
   raftState(role: RaftRole, term: number, leader: number): void;
   /** Commit and applied index, after each Ready. */
   raftIndexes(commitIndex: number, appliedIndex: number): void;
+  /** How long applying one Ready's committed entries took. */
+  applyDuration(ms: number): void;
+  /** The node's state sampled once a second (gauges that no event moves). */
+  sample(state: NodeSample): void;
   /** One finished proposal: applied ("ok") or rejected/unknown ("failed"), and its latency. */
   proposal(outcome: Outcome, ms: number): void;
   /** One finished linearizable read barrier and its latency. */
@@ -33,6 +37,19 @@ export interface RaftkvMetrics {
 }
 
 export type RaftRole = "follower" | "precandidate" | "candidate" | "leader";
+
+/** What `sample` reads off a running node. */
+export interface NodeSample {
+  /** On the leader, each member's match index (itself included); undefined on every other role. */
+  readonly matchIndex: ReadonlyMap<number, number> | undefined;
+  readonly lastIndex: number;
+  readonly pendingProposals: number;
+  readonly pendingReads: number;
+  readonly keys: number;
+  readonly sessions: number;
+  /** A log write has waited longer than --storage-stall-ms. */
+  readonly storageStalled: boolean;
+}
 export type Outcome = "ok" | "failed";
 export type SnapshotKind = "created" | "installed" | "sent";
 
@@ -107,9 +124,43 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
   const rpcRequests = new Counter({ name: "raftkv_rpc_requests_total", help: "Client RPCs finished, by method and Connect code.", labelNames: ["method", "code"], registers });
   const rpcSeconds = new Histogram({ name: "raftkv_rpc_duration_seconds", help: "Client RPC latency (streams: until they end), by method.", labelNames: ["method"], buckets: latencyBuckets, registers });
   const watchers = new Gauge({ name: "raftkv_watchers", help: "Open Watch streams.", registers });
+  const hasLeader = new Gauge({ name: "raftkv_raft_has_leader", help: "1 when this node knows a leader, 0 during an election.", registers });
+  const leaderChanges = new Counter({
+    name: "raftkv_raft_leader_changes_total",
+    help: "Times this node saw the leader change to another node (a first leader counts once).",
+    registers,
+  });
+  const applySeconds = new Histogram({
+    name: "raftkv_apply_duration_seconds",
+    help: "Time to apply one batch of committed entries to the state machine.",
+    buckets: latencyBuckets,
+    registers,
+  });
+  const followerMatch = new Gauge({
+    name: "raftkv_follower_match_index",
+    help: "On the leader: the highest log index known replicated on each follower (absent on other roles).",
+    labelNames: ["peer"],
+    registers,
+  });
+  const followerLag = new Gauge({
+    name: "raftkv_follower_lag_entries",
+    help: "On the leader: how many entries each follower's log is behind the leader's (absent on other roles).",
+    labelNames: ["peer"],
+    registers,
+  });
+  const proposalsPending = new Gauge({ name: "raftkv_proposals_pending", help: "Proposals waiting to apply through this node.", registers });
+  const readsPending = new Gauge({ name: "raftkv_read_barriers_pending", help: "Linearizable reads waiting for their read index.", registers });
+  const keys = new Gauge({ name: "raftkv_kv_keys", help: "Keys in the store.", registers });
+  const sessions = new Gauge({ name: "raftkv_kv_sessions", help: "Client sessions (exactly-once) the store remembers.", registers });
+  const storageStalled = new Gauge({
+    name: "raftkv_storage_stalled",
+    help: "1 while a log write has waited longer than --storage-stall-ms for the disk (the node is then not ready).",
+    registers,
+  });
 
   for (const r of roles) role.set({ role: r }, r === "follower" ? 1 : 0);
   const peerTotals = new Map<number, { sent: number; dropped: number; batches: number }>();
+  let lastLeader = 0;
 
   return {
     registry,
@@ -117,10 +168,31 @@ export function createMetrics(options: MetricsOptions = {}): RaftkvMetrics {
       for (const r of roles) role.set({ role: r }, r === current ? 1 : 0);
       term.set(currentTerm);
       leader.set(currentLeader);
+      hasLeader.set(currentLeader === 0 ? 0 : 1);
+      if (currentLeader !== 0 && currentLeader !== lastLeader) {
+        leaderChanges.inc();
+        lastLeader = currentLeader;
+      }
     },
     raftIndexes(commit, applied) {
       commitIndex.set(commit);
       appliedIndex.set(applied);
+    },
+    applyDuration(ms) {
+      applySeconds.observe(ms / 1000);
+    },
+    sample(state) {
+      followerMatch.reset();
+      followerLag.reset();
+      for (const [peer, match] of state.matchIndex ?? []) {
+        followerMatch.set({ peer: String(peer) }, match);
+        followerLag.set({ peer: String(peer) }, Math.max(0, state.lastIndex - match));
+      }
+      proposalsPending.set(state.pendingProposals);
+      readsPending.set(state.pendingReads);
+      keys.set(state.keys);
+      sessions.set(state.sessions);
+      storageStalled.set(state.storageStalled ? 1 : 0);
     },
     proposal(outcome, ms) {
       proposals.inc();
