@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
 import { MemberDataLostError, openNode, type Driver, type DriverObserver, type OpenedNode } from "../driver/index.js";
-import { createMetrics, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
+import { createMetrics, raftRoles, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService, type ProbeState } from "../rpc/raft-service.js";
 import { buildApp, buildForwardedWrites, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
 import { fromPino } from "../lib/logger.js";
@@ -231,8 +231,7 @@ async function stopAll(
   return exitCodes.ok;
 }
 
-const raftRoles: readonly RaftRole[] = ["follower", "precandidate", "candidate", "leader"];
-
+/** The driver reports its role as a string (DriverObserver.onSoftState); metrics takes only the four it knows. */
 function isRaftRole(role: string): role is RaftRole {
   return (raftRoles as readonly string[]).includes(role);
 }

@@ -1,1 +1,1 @@
-export { createMetrics, type MetricsOptions, type NodeSample, type Outcome, type RaftRole, type RaftkvMetrics, type SnapshotKind } from "./raftkv-metrics.js";
+export { createMetrics, raftRoles, type MetricsOptions, type NodeSample, type Outcome, type RaftRole, type RaftkvMetrics, type SnapshotKind } from "./raftkv-metrics.js";
