@@ -1,10 +1,10 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import { CommandResultSchema, CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { NONE, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import type { Logger } from "../lib/logger.js";
 import { createPrng } from "../lib/prng.js";
-import type { ApplyResult, KvStore } from "../kv/index.js";
+import type { KvStore } from "../kv/index.js";
 import { systemClock, type DriverClock } from "./clock.js";
 import { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
 import type { KvNode, MemberView, NodeStatusView } from "./types.js";
@@ -510,7 +510,7 @@ export class Driver implements KvNode {
     } else if (outcome.kind === "error") {
       pending.reject(outcome.error);
     } else {
-      pending.resolve(toCommandResult(outcome));
+      pending.resolve(outcome.result);
     }
   }
 
@@ -680,17 +680,6 @@ export class Driver implements KvNode {
     for (const w of this.readsWaitingApply) w.read.reject(error);
     this.reads.clear();
     this.readsWaitingApply = [];
-  }
-}
-
-function toCommandResult(outcome: Exclude<ApplyResult, { kind: "error" }>): CommandResult {
-  switch (outcome.kind) {
-    case "put":
-      return create(CommandResultSchema, { result: { case: "put", value: outcome.response } });
-    case "delete":
-      return create(CommandResultSchema, { result: { case: "delete", value: outcome.response } });
-    case "txn":
-      return create(CommandResultSchema, { result: { case: "txn", value: outcome.response } });
   }
 }
 

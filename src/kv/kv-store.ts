@@ -47,15 +47,14 @@ import { WatchHub, toEvent } from "./watch-hub.js";
 import type { Watcher } from "./watch-hub.js";
 
 /**
- * The outcome of applying one entry: the response of the mutation it carried, or a typed error.
- * `replayed` is true when the entry was a retry of an already applied (client_id, sequence) and the
- * remembered first result is returned without applying again. Response headers carry the revision
- * only; the rpc layer fills in raft_term and member_id. Every response is the caller's to keep.
+ * The outcome of applying one entry: the result of the mutation it carried (what the client is
+ * answered, and what its session remembers), or a typed error. `replayed` is true when the entry was a
+ * retry of an already applied (client_id, sequence) and the remembered first result is returned without
+ * applying again. Response headers carry the revision only; the rpc layer fills in raft_term and
+ * member_id. Every result is the caller's to keep.
  */
 export type ApplyResult =
-  | { readonly kind: "put"; readonly response: PutResponse; readonly replayed: boolean }
-  | { readonly kind: "delete"; readonly response: DeleteResponse; readonly replayed: boolean }
-  | { readonly kind: "txn"; readonly response: TxnResponse; readonly replayed: boolean }
+  | { readonly kind: "applied"; readonly result: CommandResult; readonly replayed: boolean }
   | { readonly kind: "error"; readonly error: KvError };
 
 /** Retained events from a revision on, or the oldest revision still retained when that is too old. */
@@ -192,7 +191,7 @@ class Store implements KvStore {
           const revision = resultRevision(session.result);
           return errorResult(new KvError({ kind: "resultNotRetained", clientId, sequence, revision }));
         }
-        return toApplyResult(clone(CommandResultSchema, session.result), true);
+        return { kind: "applied", result: clone(CommandResultSchema, session.result), replayed: true };
       }
       if (session !== undefined && sequence < session.sequence) {
         return errorResult(new KvError({ kind: "staleSequence", clientId, sequence, latest: session.sequence }));
@@ -226,7 +225,7 @@ class Store implements KvStore {
         resultDropped: false,
       });
     }
-    return toApplyResult(result, false);
+    return { kind: "applied", result, replayed: false };
   }
 
   get(request: GetRequest): GetResponse {
@@ -494,20 +493,6 @@ function stampHeaders(result: CommandResult, revision: number): void {
 /** The revision a stored result was applied at (its header; every stored result has one). */
 function resultRevision(result: CommandResult): number {
   return Number(result.result.value?.header?.revision ?? 0n);
-}
-
-function toApplyResult(result: CommandResult, replayed: boolean): ApplyResult {
-  const r = result.result;
-  switch (r.case) {
-    case "put":
-      return { kind: "put", response: r.value, replayed };
-    case "delete":
-      return { kind: "delete", response: r.value, replayed };
-    case "txn":
-      return { kind: "txn", response: r.value, replayed };
-    case undefined:
-      assert(false, "a command result holds no response");
-  }
 }
 
 /** Domain errors become results; anything else is a bug and propagates. */

@@ -21,6 +21,7 @@ import { rpcMetricsInterceptor } from "./rpc-metrics.js";
 import { createHealthServiceImpl } from "../rpc/health-service.js";
 import { createMaintenanceServiceImpl, type SnapshotSource } from "../rpc/maintenance-service.js";
 import { createMemberStatusClient } from "../rpc/member-status-client.js";
+import { fromPino } from "../lib/logger.js";
 
 export interface AppLimits {
   /** The largest request message (Connect readMaxBytes); larger ones get ResourceExhausted. */
@@ -72,7 +73,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   };
   options.shutdown.addEventListener("abort", stopClusterViews, { once: true });
   app.addHook("onClose", async () => stopClusterViews());
-  const rpcLogger = options.logger.child({ component: "rpc" });
+  const rpcLogger = fromPino(options.logger.child({ component: "rpc" }));
   await app.register(fastifyConnectPlugin, {
     readMaxBytes: options.limits.requestBytesMax,
     interceptors: [rpcMetricsInterceptor(options.metrics)],
@@ -147,7 +148,7 @@ function unaryHandlers(options: AppOptions): KvUnaryHandlers {
   return createKvUnaryHandlers({
     node: options.node,
     store: options.store,
-    logger: options.logger.child({ component: "rpc" }),
+    logger: fromPino(options.logger.child({ component: "rpc" })),
     admission: admissionLimits(options),
     ...(options.forwardWrite === undefined ? {} : { forwardWrite: options.forwardWrite }),
   });

@@ -7,7 +7,7 @@ import {
   RangeRequestSchema,
   WatchRequestSchema,
 } from "../../gen/raftkv/v1/kv_pb.js";
-import type { CompareSchema, KeyValue, RequestOpSchema } from "../../gen/raftkv/v1/kv_pb.js";
+import type { CompareSchema, DeleteResponse, KeyValue, PutResponse, RequestOpSchema, TxnResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import { encodeCommand } from "../../src/kv/index.js";
 import type { ApplyResult, KvStore } from "../../src/kv/index.js";
 
@@ -101,11 +101,14 @@ export function applyAll(store: KvStore, ...commands: Uint8Array[]): ApplyResult
   return commands.map((command) => store.apply(store.appliedIndex + 1, command));
 }
 
-export function expectKind<K extends ApplyResult["kind"]>(result: ApplyResult, kind: K): Extract<ApplyResult, { kind: K }> {
-  if (result.kind !== kind) {
-    throw new Error(`expected a ${kind} result, got ${result.kind}${result.kind === "error" ? `: ${result.error.message}` : ""}`);
-  }
-  return result as Extract<ApplyResult, { kind: K }>;
+/** The response a mutation answered, of the kind the test expects, with whether it was a replay. */
+type Applied = { readonly put: PutResponse; readonly delete: DeleteResponse; readonly txn: TxnResponse };
+
+export function expectKind<K extends keyof Applied>(outcome: ApplyResult, kind: K): { readonly response: Applied[K]; readonly replayed: boolean } {
+  if (outcome.kind === "error") throw new Error(`expected a ${kind} result, got error: ${outcome.error.message}`);
+  const { result } = outcome.result;
+  if (result.case !== kind) throw new Error(`expected a ${kind} result, got ${result.case ?? "none"}`);
+  return { response: result.value as Applied[K], replayed: outcome.replayed };
 }
 
 /** Every key of the store as "key=value@mod/version". */

@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { CommandResultSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { Role } from "../../src/core/index.js";
 import type { KvNode, MemberView, NodeStatusView } from "../../src/driver/types.js";
 import { createKvStore, encodeCommand, type KvOptions, type KvStore } from "../../src/kv/index.js";
@@ -48,16 +47,8 @@ export class FakeNode implements KvNode {
     }
     this.index++;
     const result = this.store.apply(this.index, encodeCommand(command));
-    switch (result.kind) {
-      case "error":
-        throw result.error;
-      case "put":
-        return create(CommandResultSchema, { result: { case: "put", value: result.response } });
-      case "delete":
-        return create(CommandResultSchema, { result: { case: "delete", value: result.response } });
-      case "txn":
-        return create(CommandResultSchema, { result: { case: "txn", value: result.response } });
-    }
+    if (result.kind === "error") throw result.error;
+    return result.result;
   }
 
   async readBarrier(): Promise<void> {
