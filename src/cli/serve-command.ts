@@ -1,10 +1,9 @@
 import { pino, type Logger } from "pino";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
 import { MemberDataLostError, openNode, type Driver, type DriverObserver, type OpenedNode } from "../driver/index.js";
 import { createMetrics, raftRoles, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
-import { registerRaftService, type ProbeState } from "../rpc/raft-service.js";
+import { registerRaftService, type ForwardedWrites, type ProbeState } from "../rpc/raft-service.js";
+import { createWriteForwarder } from "../rpc/write-forwarder.js";
 import { buildApp, buildForwardedWrites, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
 import { fromPino } from "../lib/logger.js";
 import type { CliIo } from "./cli-io.js";
@@ -78,7 +77,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   // whether the cluster exists, and they must be able to answer while they start too.
   let startup: ProbeState = { phase: "starting" };
   let opened: OpenedNode | undefined;
-  let forwardedWrites: ((command: Command, signal: AbortSignal) => Promise<CommandResult>) | undefined = undefined;
+  let forwardedWrites: ForwardedWrites | undefined = undefined;
   const initialMembers = new Set(config.initialCluster.map((m) => m.id));
   const peerApp = await buildPeerApp({
     logger: logger.child({ component: "peer" }),
@@ -91,11 +90,8 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
         probeState: () => (opened === undefined ? startup : runningProbeState(opened)),
         deliver: (messages) => opened?.driver.deliver(messages),
         deliverSnapshot: async (message) => opened?.driver.deliverSnapshot(message),
-        forwarded: (command, signal) => {
-          // Forward is refused until the node runs (probeState), and the client port's handlers exist by then.
-          if (forwardedWrites === undefined) return Promise.reject(new ConnectError("this node is starting", Code.Unavailable));
-          return forwardedWrites(command, signal);
-        },
+        // Undefined until the client port's handlers exist (Forward answers Unavailable until then).
+        forwarded: () => forwardedWrites,
         snapshotBytesMax,
         msgBytesMax,
         readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
@@ -141,6 +137,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   }
   const node = opened.driver;
   const shutdown = new AbortController();
+  const writeForwarder = createWriteForwarder(opened.forwardStream);
   let client: ClientListener | undefined;
   const appOptions = {
     node,
@@ -151,9 +148,9 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     corsOrigins: config.corsOrigins,
     shutdown: shutdown.signal,
     dataDir: config.dataDir,
-    ...(config.forwardWrites ? { forwardWrite: opened.forwardWrite } : {}),
+    ...(config.forwardWrites ? { forwardWrite: writeForwarder.forward } : {}),
   };
-  forwardedWrites = buildForwardedWrites(appOptions);
+  forwardedWrites = { handlers: buildForwardedWrites(appOptions), requestTimeoutMs: config.limits.requestTimeoutMs };
   const app = await buildApp(appOptions);
   try {
     client = await listenClient(app, config.listenClient, { grpcFastPath: buildGrpcFastPath(appOptions) });

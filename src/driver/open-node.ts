@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import type { PipelineRequest, PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import type { NodeId } from "../core/index.js";
 import { createKvStore, type KvOptions } from "../kv/index.js";
 import { withFields } from "../lib/logger.js";
@@ -49,11 +49,8 @@ export interface OpenedNode {
   readonly driver: Driver;
   readonly identity: MemberIdentity;
   readonly incarnations: PeerIncarnations;
-  /**
-   * Runs a client's write on the leader over the peer connection (RaftService.Forward); rejects with
-   * the leader's ConnectError or the one that ended the call (see PeerTransport.forward).
-   */
-  readonly forwardWrite: (leader: NodeId, command: Command, signal: AbortSignal) => Promise<CommandResult>;
+  /** A Forward stream of client writes to the leader over the peer connection (PeerTransport.forwardStream). */
+  readonly forwardStream: (leader: NodeId, requests: AsyncIterable<PipelineRequest>, signal: AbortSignal) => AsyncIterable<PipelineResponse>;
 }
 
 /** The deadline of one Probe call of the bootstrap check. */
@@ -150,7 +147,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
   driver.start();
   const learning = new AbortController();
   const learned = learnIncarnations(config, peers, incarnations, learning.signal);
-  return { driver, identity, incarnations, forwardWrite: (leader, command, signal) => transport.forward(leader, command, signal) };
+  return { driver, identity, incarnations, forwardStream: (leader, requests, signal) => transport.forwardStream(leader, requests, signal) };
 }
 
 /**

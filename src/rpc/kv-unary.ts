@@ -49,11 +49,6 @@ export interface KvUnaryOptions {
  */
 export interface KvUnaryHandlers {
   put(request: PutRequest, signal: AbortSignal): Promise<PutResponse>;
-  /**
-   * A write proposed on this node, never forwarded: what RaftService.Forward runs on the leader. Every
-   * failure is a ConnectError mapped by failRequest, which the forwarding follower passes on unchanged.
-   */
-  mutateHere(command: Command, signal: AbortSignal): Promise<CommandResult>;
   delete(request: DeleteRequest, signal: AbortSignal): Promise<DeleteResponse>;
   txn(request: TxnRequest, signal: AbortSignal): Promise<TxnResponse>;
   get(request: GetRequest, signal: AbortSignal): Promise<GetResponse>;
@@ -110,8 +105,6 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
   }
 
   return {
-    mutateHere: (command, signal) => mutate(command, "Forward", signal, false),
-
     async put(request, signal) {
       const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "put", value: request } });
       const result = await mutate(command, "Put", signal, true);

@@ -3,8 +3,16 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import type * as http2 from "node:http2";
 import type { FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerBase } from "fastify";
 import { create } from "@bufbuild/protobuf";
-import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import { MemberPhase, ProbeResponseSchema, RaftService, type InstallSnapshotRequest, type ProbeResponse, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import type { PipelineRequest } from "../../gen/raftkv/v1/kv_pb.js";
+import {
+  MemberPhase,
+  ProbeResponseSchema,
+  RaftService,
+  type ForwardRequest,
+  type InstallSnapshotRequest,
+  type ProbeResponse,
+  type StepRequest,
+} from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import type { Logger } from "../lib/logger.js";
 import {
@@ -15,6 +23,8 @@ import {
   type ConvertError,
   type SnapshotHeaderInfo,
 } from "../transport/index.js";
+import type { KvUnaryHandlers } from "./kv-unary.js";
+import { servePipeline } from "./pipeline.js";
 
 export interface RaftServiceOptions {
   readonly clusterId: string;
@@ -36,15 +46,21 @@ export interface RaftServiceOptions {
   /** Hands a complete, checksum-verified snapshot to the driver; resolves once the driver has taken it. */
   deliverSnapshot(message: SnapshotRequest): Promise<void>;
   /**
-   * Runs a write a follower forwarded (RaftService.Forward) exactly as the client port runs one sent
-   * here, never forwarding it again; fails with the client port's ConnectError.
+   * What runs the writes followers forward (RaftService.Forward): the client port's own handlers, built
+   * without forwarding so a write is never forwarded twice, and its request deadline. Undefined until
+   * the client port exists, or when this node takes no forwarded writes.
    */
-  forwarded?(command: Command, signal: AbortSignal): Promise<CommandResult>;
+  forwarded?(): ForwardedWrites | undefined;
   /** The largest snapshot this node accepts (the receive buffer is allocated up front). */
   readonly snapshotBytesMax: number;
   /** How long a snapshot stream may wait for its next chunk before it is dropped. Default 30 s. */
   readonly snapshotChunkIdleMs?: number;
   readonly logger: Logger;
+}
+
+export interface ForwardedWrites {
+  readonly handlers: KvUnaryHandlers;
+  readonly requestTimeoutMs: number;
 }
 
 /** What Probe answers (see ProbeResponse in raft.proto). */
@@ -74,12 +90,12 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       return {};
     },
 
-    async forward(request, context) {
-      gate.checkEnvelope("Forward", request.clusterId, request.from, request.to);
+    async *forward(requests, context) {
       gate.requireRunning();
-      if (request.command === undefined) throw new ConnectError("malformed request: command is missing", Code.InvalidArgument);
-      if (o.forwarded === undefined) throw new ConnectError(`node ${o.selfId} does not take forwarded writes`, Code.Unimplemented);
-      return { result: await o.forwarded(request.command, context.signal) };
+      const target = o.forwarded?.();
+      if (target === undefined) throw new ConnectError(`node ${o.selfId} takes no forwarded writes right now`, Code.Unavailable);
+      const answers = servePipeline(forwardedRequests(gate, requests), { handlers: target.handlers, requestTimeoutMs: target.requestTimeoutMs, signal: context.signal });
+      for await (const response of answers) yield { response };
     },
 
     probe(request) {
@@ -89,6 +105,22 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
 
     installSnapshot: (requests, context) => snapshots.receive(requests, context.signal),
   };
+}
+
+/**
+ * The writes of a Forward stream, each checked like any peer request (cluster, sender, addressee) and
+ * refused unless it is a write: a follower answers reads itself. A refusal ends the stream with its
+ * error once the writes already taken have been answered.
+ */
+async function* forwardedRequests(gate: RequestGate, requests: AsyncIterable<ForwardRequest>): AsyncGenerator<PipelineRequest> {
+  for await (const r of requests) {
+    gate.checkEnvelope("Forward", r.clusterId, r.from, r.to);
+    const kind = r.request?.request.case;
+    if (r.request === undefined || (kind !== "put" && kind !== "delete" && kind !== "txn")) {
+      throw new ConnectError(`malformed request: a forwarded request must be a put, delete or txn, got ${kind ?? "nothing"}`, Code.InvalidArgument);
+    }
+    yield r.request;
+  }
 }
 
 /** Checks 1 to 4 above, shared by every call; each refusal is logged with what was refused and why. */

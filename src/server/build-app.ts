@@ -137,11 +137,12 @@ export function buildGrpcFastPath(options: AppOptions): GrpcFastPath {
 }
 
 /**
- * The write path RaftService.Forward runs on the leader: the client port's own validation, proposal and
- * error mapping, without forwarding again.
+ * What RaftService.Forward runs on the leader: the client port's own validation, proposals and error
+ * mapping, built without forwarding so that a forwarded write is never forwarded again.
  */
-export function buildForwardedWrites(options: AppOptions): KvUnaryHandlers["mutateHere"] {
-  return unaryHandlers(options).mutateHere;
+export function buildForwardedWrites(options: AppOptions): KvUnaryHandlers {
+  const { forwardWrite: _never, ...local } = options;
+  return unaryHandlers(local);
 }
 
 function unaryHandlers(options: AppOptions): KvUnaryHandlers {

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import type { PipelineRequest, PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import type { Message, NodeId } from "../core/index.js";
 import { parsePeerUrl, resolvePeerTransportOptions, validatePeerId, type PeerTransportOptions } from "./options.js";
 import { PeerLink, type PeerStats } from "./peer.js";
@@ -18,12 +18,8 @@ export interface PeerTransport {
    */
   setPeers(peers: ReadonlyMap<NodeId, string>): void;
   stats(): ReadonlyMap<NodeId, PeerStats>;
-  /**
-   * Runs a client's write on peer `to` (the leader) and resolves with its applied result. Rejects with a
-   * ConnectError: the leader's own answer (it carries raftkv-error metadata: pass it on unchanged), or
-   * a failure on the way (none: the outcome is unknown).
-   */
-  forward(to: NodeId, command: Command, signal: AbortSignal): Promise<CommandResult>;
+  /** A Forward stream of client writes to peer `to`, the leader (see PeerLink.forwardStream). */
+  forwardStream(to: NodeId, requests: AsyncIterable<PipelineRequest>, signal: AbortSignal): AsyncIterable<PipelineResponse>;
   /** Closes every link and resolves once their calls have settled. No callback runs after it is called. */
   close(): Promise<void>;
 }
@@ -87,10 +83,10 @@ export function createPeerTransport(options: PeerTransportOptions): PeerTranspor
     stats() {
       return new Map([...links].map(([id, link]) => [id, link.stats()]));
     },
-    forward(to, command, signal) {
+    forwardStream(to, requests, signal) {
       const link = closed ? undefined : links.get(to);
-      if (link === undefined) return Promise.reject(new ConnectError(`node ${to} is not a peer of this node`, Code.Unavailable));
-      return link.forward(command, signal);
+      if (link === undefined) return refusedStream(new ConnectError(`node ${to} is not a peer of this node`, Code.Unavailable));
+      return link.forwardStream(requests, signal);
     },
     async close() {
       if (!closed) {
@@ -101,4 +97,9 @@ export function createPeerTransport(options: PeerTransportOptions): PeerTranspor
       await Promise.all([...retiring]);
     },
   };
+}
+
+// eslint-disable-next-line require-yield -- a stream that fails at once, like a refused call
+async function* refusedStream(error: ConnectError): AsyncGenerator<PipelineResponse> {
+  throw error;
 }

@@ -1,8 +1,8 @@
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import { RaftMessageSchema, RaftService, StepRequestSchema, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import type { PipelineRequest, PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
+import { ForwardRequestSchema, RaftMessageSchema, RaftService, StepRequestSchema, type ForwardRequest, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { backoffDelayMs } from "./backoff.js";
@@ -149,30 +149,31 @@ export class PeerLink {
   }
 
   /**
-   * Runs a client's write on this peer, the leader, over the link's HTTP/2 connection (RaftService.Forward).
-   * Rejects with the peer's ConnectError (its client-port error, with raftkv-error metadata) or with the
-   * error that ended the call on the way (no raftkv-error: the write's outcome is unknown). Not queued:
-   * the client's own deadline bounds it, and the client port bounds the requests in flight.
+   * A Forward stream to this peer, the leader, over the link's HTTP/2 connection: the follower's client
+   * writes go out as they come, each with the envelope every peer request carries, and the answers come
+   * back in any order. Ends with the error that broke the call; close() cancels it.
    */
-  async forward(command: Command, signal: AbortSignal): Promise<CommandResult> {
+  async *forwardStream(requests: AsyncIterable<PipelineRequest>, signal: AbortSignal): AsyncGenerator<PipelineResponse> {
     if (this.state.kind === "closed") throw new ConnectError(`the link to node ${this.id} is closed`, Code.Unavailable);
+    const envelope = { clusterId: this.o.clusterId, from: BigInt(this.o.selfId), to: BigInt(this.id) };
+    async function* withEnvelope(): AsyncGenerator<ForwardRequest> {
+      for await (const request of requests) yield create(ForwardRequestSchema, { ...envelope, request });
+    }
     const controller = new AbortController();
     const abort = (): void => controller.abort(signal.reason);
     if (signal.aborted) abort();
     else signal.addEventListener("abort", abort, { once: true });
-    const call = this.client.forward({ clusterId: this.o.clusterId, from: BigInt(this.o.selfId), to: BigInt(this.id), command }, { signal: controller.signal });
-    const settled = call.then(
-      () => undefined,
-      () => undefined,
-    );
+    let ended: () => void = () => {};
+    const settled = new Promise<void>((resolve) => (ended = resolve));
     this.calls.set(settled, controller);
     try {
-      const response = await call;
-      if (response.result === undefined) throw new ConnectError(`node ${this.id} answered a forwarded write without a result`, Code.Internal);
-      return response.result;
+      for await (const answer of this.client.forward(withEnvelope(), { signal: controller.signal })) {
+        if (answer.response !== undefined) yield answer.response;
+      }
     } finally {
       signal.removeEventListener("abort", abort);
       this.calls.delete(settled);
+      ended();
     }
   }
 

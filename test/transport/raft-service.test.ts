@@ -2,9 +2,10 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
-import { CommandResultSchema } from "../../gen/raftkv/v1/command_pb.js";
+import { PutResponseSchema, type PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
+import type { KvUnaryHandlers } from "../../src/rpc/kv-unary.js";
 import type { StepRequestSchema} from "../../gen/raftkv/v1/raft_pb.js";
-import { InstallSnapshotRequestSchema, MemberPhase, RaftService, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import { InstallSnapshotRequestSchema, MemberPhase, RaftService, type ForwardRequestSchema, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, SnapshotRequest } from "../../src/core/index.js";
 import { createPrng } from "../../src/lib/prng.js";
 import Fastify from "fastify";
@@ -176,32 +177,49 @@ describe("RaftService: incarnations and Probe", () => {
     expect(h.delivered).toEqual([]);
   });
 
-  it("runs a forwarded write through the node's own write path after the envelope checks, and passes its errors on", async () => {
+  it("runs forwarded writes through the node's own handlers after the envelope checks, answering each by id, errors included", async () => {
     const ran: string[] = [];
-    const h = harness({
-      forwarded: async (command) => {
-        if (command.op.case !== "put") throw new ConnectError("stale", Code.FailedPrecondition, { "raftkv-error": "stale-sequence" });
-        ran.push(new TextDecoder().decode(command.op.value.key));
-        return create(CommandResultSchema, { result: { case: "put", value: {} } });
+    const refuse = (): never => {
+      throw new ConnectError("stale", Code.FailedPrecondition, { "raftkv-error": "stale-sequence" });
+    };
+    const handlers: KvUnaryHandlers = {
+      put: async (request) => {
+        ran.push(new TextDecoder().decode(request.key));
+        return create(PutResponseSchema, {});
       },
-    });
-    const put = { op: { case: "put" as const, value: { key: new TextEncoder().encode("k"), value: new Uint8Array([1]) } } };
-    const answer = await h.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n, command: put });
-    expect(answer.result?.result.case).toBe("put");
+      delete: async () => refuse(),
+      txn: async () => refuse(),
+      get: async () => refuse(),
+      range: async () => refuse(),
+    };
+    const h = harness({ forwarded: () => ({ handlers, requestTimeoutMs: 1_000 }) });
+    const envelope = { clusterId: CLUSTER, from: 1n, to: 2n };
+    const put = { id: 7n, request: { case: "put" as const, value: { key: new TextEncoder().encode("k"), value: new Uint8Array([1]) } } };
+    const del = { id: 8n, request: { case: "delete" as const, value: { key: new Uint8Array([1]) } } };
+    async function* stream(...requests: MessageInitShape<typeof ForwardRequestSchema>[]): AsyncGenerator<MessageInitShape<typeof ForwardRequestSchema>> {
+      yield* requests;
+    }
+    const answers = new Map<bigint, PipelineResponse["response"]>();
+    for await (const a of h.client.forward(stream({ ...envelope, request: put }, { ...envelope, request: del }))) answers.set(a.response?.id ?? 0n, a.response?.response ?? { case: undefined });
+    expect(answers.get(7n)?.case).toBe("put");
     expect(ran).toEqual(["k"]);
-    // The node's own error, code and metadata unchanged: the follower hands it to its client as is.
-    const refused = await h.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n, command: { op: { case: "delete", value: { key: new Uint8Array([1]) } } } }).then(
-      () => undefined,
-      (e: unknown) => ConnectError.from(e),
-    );
-    expect(refused?.code).toBe(Code.FailedPrecondition);
-    expect(refused?.metadata.get("raftkv-error")).toBe("stale-sequence");
-    expect((await codeOf(h.client.forward({ clusterId: "cluster-b", from: 1n, to: 2n, command: put }))).code).toBe(Code.FailedPrecondition);
-    expect((await codeOf(h.client.forward({ clusterId: CLUSTER, from: 9n, to: 2n, command: put }))).code).toBe(Code.FailedPrecondition);
-    expect((await codeOf(h.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n }))).code).toBe(Code.InvalidArgument);
+    // The node's own error, code and reason unchanged: the follower hands it to its client as is.
+    const refused = answers.get(8n);
+    expect(refused?.case).toBe("error");
+    if (refused?.case === "error") {
+      expect(refused.value.code).toBe(Code.FailedPrecondition);
+      expect(refused.value.reason).toBe("stale-sequence");
+    }
+    const drain = async (requests: AsyncIterable<MessageInitShape<typeof ForwardRequestSchema>>, client = h.client): Promise<void> => {
+      for await (const _ of client.forward(requests)) void _;
+    };
+    expect((await codeOf(drain(stream({ ...envelope, clusterId: "cluster-b", request: put })))).code).toBe(Code.FailedPrecondition);
+    expect((await codeOf(drain(stream({ ...envelope, from: 9n, request: put })))).code).toBe(Code.FailedPrecondition);
+    expect((await codeOf(drain(stream({ ...envelope, request: { id: 9n, request: { case: "get", value: { key: new Uint8Array([1]) } } } })))).code).toBe(Code.InvalidArgument);
     expect(ran).toEqual(["k"]);
-    const starting = harness({ probeState: () => ({ phase: "starting" }), forwarded: async () => create(CommandResultSchema) });
-    expect((await codeOf(starting.client.forward({ clusterId: CLUSTER, from: 1n, to: 2n, command: put }))).code).toBe(Code.Unavailable);
+    const starting = harness({ probeState: () => ({ phase: "starting" }), forwarded: () => ({ handlers, requestTimeoutMs: 1_000 }) });
+    expect((await codeOf(drain(stream({ ...envelope, request: put }), starting.client))).code).toBe(Code.Unavailable);
+    expect((await codeOf(drain(stream({ ...envelope, request: put }), harness().client))).code).toBe(Code.Unavailable);
   });
 
   it("answers Probe with what the node holds in every phase, after the envelope checks", async () => {

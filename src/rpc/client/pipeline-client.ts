@@ -36,7 +36,12 @@ export interface KvPipeline {
   range(request: MessageInitShape<typeof RangeRequestSchema>): Promise<RangeResponse>;
   /** Ends the stream once every request sent has its answer. */
   close(): Promise<void>;
+  /** The stream broke or was closed: every later request fails at once (open a new pipeline). */
+  readonly ended: boolean;
 }
+
+/** Opens the stream a pipeline runs on (KvService.Pipeline, or the peer port's RaftService.Forward). */
+export type OpenPipelineStream = (requests: AsyncIterable<PipelineRequest>, options: { signal: AbortSignal }) => AsyncIterable<PipelineResponse>;
 
 /** One failed request of a pipeline. `outcomeUnknown`: a write that may or may not have applied. */
 export class PipelineCallError extends Error {
@@ -71,6 +76,10 @@ const notApplied: ReadonlySet<string> = new Set([
 ]);
 
 export function openPipeline(endpoint: string, kv: Client<typeof KvService>, inflightMax = pipelineClientInflightMax): KvPipeline {
+  return openStreamPipeline(endpoint, (requests, options) => kv.pipeline(requests, options), inflightMax);
+}
+
+export function openStreamPipeline(endpoint: string, open: OpenPipelineStream, inflightMax = pipelineClientInflightMax): KvPipeline {
   const pending = new Map<bigint, Pending>();
   // Both bounded: the outbox by inflightMax (a request is queued only once it has a slot), the waiters
   // by the caller's own concurrency (each is one of its pending calls).
@@ -97,7 +106,7 @@ export function openPipeline(endpoint: string, kv: Client<typeof KvService>, inf
   const abort = new AbortController();
   const done = (async () => {
     try {
-      for await (const answer of kv.pipeline(requests(), { signal: abort.signal })) {
+      for await (const answer of open(requests(), { signal: abort.signal })) {
         const waiting = pending.get(answer.id);
         if (waiting === undefined) continue;
         pending.delete(answer.id);
@@ -130,6 +139,9 @@ export function openPipeline(endpoint: string, kv: Client<typeof KvService>, inf
 
   return {
     endpoint,
+    get ended() {
+      return closing || failed !== undefined;
+    },
     put: (r) => send(true, { case: "put", value: create(PutRequestSchema, r) }, "put"),
     delete: (r) => send(true, { case: "delete", value: create(DeleteRequestSchema, r) }, "delete"),
     txn: (r) => send(true, { case: "txn", value: create(TxnRequestSchema, r) }, "txn"),
