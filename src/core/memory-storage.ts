@@ -2,7 +2,7 @@ import { assert } from "../lib/assert.js";
 import { CompactedError, UnavailableError, entrySize, type LogStorage } from "./storage.js";
 import type { ConfState, Entry, HardState, Snapshot } from "./types.js";
 
-const EMPTY_CONF: ConfState = { voters: [], learners: [] };
+const emptyConf: ConfState = { voters: [], learners: [] };
 
 /**
  * An in-memory LogStorage: the deterministic twin of the WAL for scenario tests and the simulator.
@@ -17,7 +17,7 @@ export class MemoryStorage implements LogStorage {
   private snap: Snapshot;
   private ents: Entry[];
 
-  constructor(conf: ConfState = EMPTY_CONF) {
+  constructor(conf: ConfState = emptyConf) {
     this.snap = { meta: { index: 0, term: 0, conf }, data: new Uint8Array(0) };
     this.ents = [{ index: 0, term: 0, type: "noop", data: new Uint8Array(0) }];
   }
@@ -42,7 +42,7 @@ export class MemoryStorage implements LogStorage {
     return entry.term;
   }
 
-  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+  entries(lo: number, hi: number, bytesMax: number): Entry[] {
     const offset = this.dummy().index;
     if (lo <= offset) throw new CompactedError(lo, offset + 1);
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1, this.lastIndex());
@@ -52,7 +52,7 @@ export class MemoryStorage implements LogStorage {
       const entry = this.ents[i - offset];
       assert(entry !== undefined, "memory storage: hole in the log");
       bytes += entrySize(entry);
-      if (out.length > 0 && bytes > maxBytes) break;
+      if (out.length > 0 && bytes > bytesMax) break;
       out.push(entry);
     }
     return out;

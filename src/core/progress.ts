@@ -4,7 +4,7 @@ import { assert } from "../lib/assert.js";
  * Inflights drops its consumed prefix only once it is longer than this: below it the arrays stay small
  * anyway, and splicing on every acknowledgement of a short window would cost more than it saves.
  */
-const CONSUMED_SLOTS_COMPACT_MIN = 64;
+const consumedSlotsCompactMin = 64;
 
 /**
  * A bounded window of in-flight append messages to one follower, limited by message count and by bytes.
@@ -46,7 +46,7 @@ export class Inflights {
       this.head++;
     }
     // Compact once the consumed prefix dominates, so the arrays stay O(countMax).
-    if (this.head > CONSUMED_SLOTS_COMPACT_MIN && this.head * 2 > this.lastIndexes.length) {
+    if (this.head > consumedSlotsCompactMin && this.head * 2 > this.lastIndexes.length) {
       this.lastIndexes.splice(0, this.head);
       this.sizes.splice(0, this.head);
       this.head = 0;

@@ -151,10 +151,10 @@ export class RaftLog {
   }
 
   /**
-   * Entries [lo, hi) limited to about maxBytes (at least one entry). Returns undefined when lo is
+   * Entries [lo, hi) limited to about bytesMax (at least one entry). Returns undefined when lo is
    * compacted (the caller sends a snapshot instead).
    */
-  slice(lo: number, hi: number, maxBytes: number): Entry[] | undefined {
+  slice(lo: number, hi: number, bytesMax: number): Entry[] | undefined {
     assert(lo <= hi, () => `raft log: invalid slice [${lo}, ${hi})`);
     assert(hi <= this.lastIndex() + 1, () => `raft log: slice [${lo}, ${hi}) beyond the last index ${this.lastIndex()}`);
     if (lo < this.firstIndex()) return undefined;
@@ -162,7 +162,7 @@ export class RaftLog {
     if (lo === hi) return out;
     let bytes = 0;
     if (lo < this.offset) {
-      const stored = this.storage.entries(lo, Math.min(hi, this.offset), maxBytes);
+      const stored = this.storage.entries(lo, Math.min(hi, this.offset), bytesMax);
       for (const entry of stored) {
         bytes += entrySize(entry);
         out.push(entry);
@@ -175,7 +175,7 @@ export class RaftLog {
       const entry = this.unstableEntries[i - this.offset];
       assert(entry !== undefined, "raft log: hole in the unstable tail");
       bytes += entrySize(entry);
-      if (out.length > 0 && bytes > maxBytes) break;
+      if (out.length > 0 && bytes > bytesMax) break;
       out.push(entry);
     }
     return out;
@@ -200,10 +200,10 @@ export class RaftLog {
     return this.committed > Math.max(this.applied, this.firstIndex() - 1) && this.unstableSnapshot === undefined;
   }
 
-  nextCommittedEntries(maxBytes: number): Entry[] {
+  nextCommittedEntries(bytesMax: number): Entry[] {
     if (!this.hasNextCommittedEntries()) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    return this.slice(lo, this.committed + 1, maxBytes) ?? [];
+    return this.slice(lo, this.committed + 1, bytesMax) ?? [];
   }
 
   appliedTo(index: number): void {

@@ -4,7 +4,7 @@ import { Progress } from "./progress.js";
 import { committedIndex, hasQuorum, voteResult } from "./quorum.js";
 import { RaftLog } from "./raft-log.js";
 import { ReadIndex, type LeaderCommit } from "./read-index.js";
-import { ENTRY_OVERHEAD_BYTES, entrySize, type LogStorage } from "./storage.js";
+import { entryOverheadBytes, entrySize, type LogStorage } from "./storage.js";
 import {
   NONE,
   sameHardState,
@@ -29,19 +29,19 @@ import {
 } from "./types.js";
 
 /** The defaults of RaftConfig's limits; each field of RaftConfig says what its limit bounds. */
-const MSG_BYTES_MAX_DEFAULT = 1024 * 1024;
-const INFLIGHT_MSGS_MAX_DEFAULT = 256;
-const INFLIGHT_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
-const UNCOMMITTED_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
-const APPLY_BYTES_MAX_DEFAULT = 16 * 1024 * 1024;
-const PENDING_READS_MAX_DEFAULT = 65_536;
+const msgBytesMaxDefault = 1024 * 1024;
+const inflightMsgsMaxDefault = 256;
+const inflightBytesMaxDefault = 32 * 1024 * 1024;
+const uncommittedBytesMaxDefault = 64 * 1024 * 1024;
+const applyBytesMaxDefault = 16 * 1024 * 1024;
+const pendingReadsMaxDefault = 65_536;
 
 /**
  * How many election timeouts a leader waits for a follower to report a snapshot installed before it
  * probes again: a lost snapshot (or a lost answer) must not stall the follower for good, yet a large
  * snapshot needs time to stream, and each retry sends it whole again.
  */
-const SNAPSHOT_WAIT_ELECTIONS = 4;
+const snapshotWaitElections = 4;
 
 export interface RaftConfig {
   readonly id: NodeId;
@@ -55,18 +55,18 @@ export interface RaftConfig {
   readonly preVote?: boolean;
   /** CheckQuorum (thesis 6.2): a leader steps down without a live quorum; followers ignore disruptive votes. Default true. */
   readonly checkQuorum?: boolean;
-  /** The maximum size of the entries in one append message; also the largest proposal. Default MSG_BYTES_MAX_DEFAULT. */
-  readonly maxMsgBytes?: number;
-  /** Per follower: at most this many append messages in flight in replicate state. Default INFLIGHT_MSGS_MAX_DEFAULT. */
-  readonly maxInflightMsgs?: number;
-  /** Per follower: at most this many entry bytes in flight. Default INFLIGHT_BYTES_MAX_DEFAULT. */
-  readonly maxInflightBytes?: number;
-  /** The leader refuses proposals while this many bytes are appended but not committed. Default UNCOMMITTED_BYTES_MAX_DEFAULT. */
-  readonly maxUncommittedBytes?: number;
-  /** At most this many bytes of committed entries per Ready. Default APPLY_BYTES_MAX_DEFAULT. */
-  readonly maxApplyBytes?: number;
-  /** At most this many linearizable reads waiting in the core; more are failed at once. Default PENDING_READS_MAX_DEFAULT. */
-  readonly maxPendingReads?: number;
+  /** The maximum size of the entries in one append message; also the largest proposal. Default msgBytesMaxDefault. */
+  readonly msgBytesMax?: number;
+  /** Per follower: at most this many append messages in flight in replicate state. Default inflightMsgsMaxDefault. */
+  readonly inflightMsgsMax?: number;
+  /** Per follower: at most this many entry bytes in flight. Default inflightBytesMaxDefault. */
+  readonly inflightBytesMax?: number;
+  /** The leader refuses proposals while this many bytes are appended but not committed. Default uncommittedBytesMaxDefault. */
+  readonly uncommittedBytesMax?: number;
+  /** At most this many bytes of committed entries per Ready. Default applyBytesMaxDefault. */
+  readonly applyBytesMax?: number;
+  /** At most this many linearizable reads waiting in the core; more are failed at once. Default pendingReadsMaxDefault. */
+  readonly pendingReadsMax?: number;
   /** The index the state machine has already applied (its snapshot index after a restart). */
   readonly applied?: number;
 }
@@ -98,7 +98,7 @@ export interface Status {
   readonly progress: ReadonlyMap<NodeId, ProgressStatus> | undefined;
 }
 
-const EMPTY = new Uint8Array(0);
+const emptyData = new Uint8Array(0);
 
 /**
  * The Raft state machine (Ongaro & Ousterhout; structure after etcd-io/raft). Synchronous and
@@ -116,11 +116,11 @@ export class RaftNode {
   private readonly heartbeatTicks: number;
   private readonly preVote: boolean;
   private readonly checkQuorum: boolean;
-  private readonly maxMsgBytes: number;
-  private readonly maxInflightMsgs: number;
-  private readonly maxInflightBytes: number;
-  private readonly maxUncommittedBytes: number;
-  private readonly maxApplyBytes: number;
+  private readonly msgBytesMax: number;
+  private readonly inflightMsgsMax: number;
+  private readonly inflightBytesMax: number;
+  private readonly uncommittedBytesMax: number;
+  private readonly applyBytesMax: number;
 
   private term = 0;
   private vote: NodeId = NONE;
@@ -154,12 +154,12 @@ export class RaftNode {
     this.heartbeatTicks = config.heartbeatTicks;
     this.preVote = config.preVote ?? true;
     this.checkQuorum = config.checkQuorum ?? true;
-    this.maxMsgBytes = config.maxMsgBytes ?? MSG_BYTES_MAX_DEFAULT;
-    this.maxInflightMsgs = config.maxInflightMsgs ?? INFLIGHT_MSGS_MAX_DEFAULT;
-    this.maxInflightBytes = config.maxInflightBytes ?? INFLIGHT_BYTES_MAX_DEFAULT;
-    this.maxUncommittedBytes = config.maxUncommittedBytes ?? UNCOMMITTED_BYTES_MAX_DEFAULT;
-    this.maxApplyBytes = config.maxApplyBytes ?? APPLY_BYTES_MAX_DEFAULT;
-    this.reads = new ReadIndex(this.id, config.maxPendingReads ?? PENDING_READS_MAX_DEFAULT, this.electionTicks, {
+    this.msgBytesMax = config.msgBytesMax ?? msgBytesMaxDefault;
+    this.inflightMsgsMax = config.inflightMsgsMax ?? inflightMsgsMaxDefault;
+    this.inflightBytesMax = config.inflightBytesMax ?? inflightBytesMaxDefault;
+    this.uncommittedBytesMax = config.uncommittedBytesMax ?? uncommittedBytesMaxDefault;
+    this.applyBytesMax = config.applyBytesMax ?? applyBytesMaxDefault;
+    this.reads = new ReadIndex(this.id, config.pendingReadsMax ?? pendingReadsMaxDefault, this.electionTicks, {
       forward: (to, requestIds) => this.send({ type: "readIndex", from: this.id, to, term: this.term, requestIds }),
       respond: (to, requestIds, index) => this.send({ type: "readIndexResp", from: this.id, to, term: this.term, requestIds, index }),
     });
@@ -487,7 +487,7 @@ export class RaftNode {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     for (const pr of this.progress.values()) {
-      if (pr.state === "snapshot" && ++pr.snapshotTicks > SNAPSHOT_WAIT_ELECTIONS * this.electionTicks) pr.becomeProbe();
+      if (pr.state === "snapshot" && ++pr.snapshotTicks > snapshotWaitElections * this.electionTicks) pr.becomeProbe();
     }
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
@@ -516,9 +516,9 @@ export class RaftNode {
     if (this.role !== "leader") return { ok: false, reason: "notLeader", leader: this.leader };
     if (this.leadTransferee !== NONE) return { ok: false, reason: "transferring", leader: this.leader };
     // Measured as entrySize() will measure the entry once appended, so a proposal that fits here fits in one append.
-    const size = data.byteLength + ENTRY_OVERHEAD_BYTES;
-    if (size > this.maxMsgBytes) return { ok: false, reason: "tooLarge", leader: this.leader };
-    if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.maxUncommittedBytes) {
+    const size = data.byteLength + entryOverheadBytes;
+    if (size > this.msgBytesMax) return { ok: false, reason: "tooLarge", leader: this.leader };
+    if (this.uncommittedBytes > 0 && this.uncommittedBytes + size > this.uncommittedBytesMax) {
       return { ok: false, reason: "overloaded", leader: this.leader };
     }
     const index = this.appendEntry(type, data);
@@ -584,7 +584,7 @@ export class RaftNode {
    */
   private sendAppendsTo(to: NodeId): boolean {
     let sent = 0;
-    while (sent < this.maxInflightMsgs && this.sendAppend(to, false)) sent++;
+    while (sent < this.inflightMsgsMax && this.sendAppend(to, false)) sent++;
     return sent > 0;
   }
 
@@ -598,7 +598,7 @@ export class RaftNode {
     const prevIndex = pr.next - 1;
     const prevTerm = this.log.term(prevIndex);
     const lastIndex = this.log.lastIndex();
-    const entries = prevTerm === undefined ? undefined : this.log.slice(pr.next, lastIndex + 1, this.maxMsgBytes);
+    const entries = prevTerm === undefined ? undefined : this.log.slice(pr.next, lastIndex + 1, this.msgBytesMax);
     if (prevTerm === undefined || entries === undefined) return this.sendSnapshot(to, pr);
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send({ type: "append", from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed });
@@ -738,7 +738,7 @@ export class RaftNode {
     self.becomeReplicate();
     self.recentActive = true;
     // A no-op of the new term lets entries of earlier terms commit (paper 5.4.2 and 8).
-    this.appendEntry("noop", EMPTY);
+    this.appendEntry("noop", emptyData);
   }
 
   private reset(term: number): void {
@@ -762,7 +762,7 @@ export class RaftNode {
     const next = this.log.lastIndex() + 1;
     const progress = new Map<NodeId, Progress>();
     for (const id of [...this.conf.voters, ...this.conf.learners]) {
-      progress.set(id, new Progress(next, this.maxInflightMsgs, this.maxInflightBytes));
+      progress.set(id, new Progress(next, this.inflightMsgsMax, this.inflightBytesMax));
     }
     this.progress = progress;
   }
@@ -805,7 +805,7 @@ export class RaftNode {
       snapshot: unstable.snapshot,
       entries: unstable.entries.slice(),
       messages: this.messages,
-      committedEntries: this.log.nextCommittedEntries(this.maxApplyBytes),
+      committedEntries: this.log.nextCommittedEntries(this.applyBytesMax),
       readStates: this.reads.takeReadStates(),
       mustSync:
         unstable.entries.length > 0 ||

@@ -29,11 +29,11 @@ export interface LogStorage {
   /** The persisted hard state and membership, read once when the core starts. */
   initialState(): { readonly hardState: HardState; readonly conf: ConfState };
   /**
-   * Entries [lo, hi), stopping early once their total `data` size exceeds maxBytes but always returning
+   * Entries [lo, hi), stopping early once their total `data` size exceeds bytesMax but always returning
    * at least one entry when lo < hi. Throws CompactedError if lo < firstIndex(), UnavailableError if
    * hi > lastIndex() + 1. The returned array and entries must not be mutated by the caller.
    */
-  entries(lo: number, hi: number, maxBytes: number): readonly Entry[];
+  entries(lo: number, hi: number, bytesMax: number): readonly Entry[];
   /**
    * The term of entry i, for firstIndex()-1 <= i <= lastIndex(). Throws CompactedError below that range,
    * UnavailableError above it.
@@ -50,9 +50,9 @@ export interface LogStorage {
  * as much again for its type and framing. An estimate, but the same one for proposals, append batches,
  * the inflight window and apply batches, so an entry accepted by one limit fits the others.
  */
-export const ENTRY_OVERHEAD_BYTES = 24;
+export const entryOverheadBytes = 24;
 
 /** An approximate size of an entry for message-size and inflight-byte limits. */
 export function entrySize(entry: Entry): number {
-  return entry.data.byteLength + ENTRY_OVERHEAD_BYTES;
+  return entry.data.byteLength + entryOverheadBytes;
 }

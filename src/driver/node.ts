@@ -54,7 +54,7 @@ export interface DriverOptions {
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
-  readonly maxMsgBytes: number;
+  readonly msgBytesMax: number;
   /** Pending proposals and reads beyond these are refused with OverloadedError. */
   readonly proposalsMax: number;
   readonly readsMax: number;
@@ -150,7 +150,7 @@ export class Driver implements KvNode {
       prng: createPrng(options.seed ?? (options.id * 7919 + Date.now()) >>> 0),
       electionTicks: options.electionTicks,
       heartbeatTicks: options.heartbeatTicks,
-      maxMsgBytes: options.maxMsgBytes,
+      msgBytesMax: options.msgBytesMax,
       applied: this.applied,
     });
   }
@@ -236,7 +236,7 @@ export class Driver implements KvNode {
         case "transferring":
           throw new NotLeaderError(NONE, "");
         case "tooLarge":
-          throw new TooLargeError(`the command is ${data.byteLength} bytes; the log takes at most ${this.options.maxMsgBytes}`);
+          throw new TooLargeError(`the command is ${data.byteLength} bytes; the log takes at most ${this.options.msgBytesMax}`);
         case "overloaded":
           throw new OverloadedError("too many uncommitted bytes; retry later");
       }

@@ -132,7 +132,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     electionTicks: config.electionTicks,
     heartbeatTicks: config.heartbeatTicks,
     // Entries travel inside peer messages; leave room for the envelope.
-    maxMsgBytes: Math.floor(config.msgBytesMax / 2),
+    msgBytesMax: Math.floor(config.msgBytesMax / 2),
     proposalsMax: config.proposalsMax ?? 65_536,
     readsMax: config.readsMax ?? 65_536,
     snapshotEntries: config.snapshotEntries ?? 10_000,

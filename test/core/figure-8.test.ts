@@ -10,9 +10,9 @@ import { expectStateMachineSafety, logTerms } from "./safety.js";
  *
  * S1..S5 are nodes 1..5. CheckQuorum is off because its leases would only delay the elections the
  * story forces; the commit rule under test does not depend on it. Messages carry one entry each
- * (maxMsgBytes fits one short command), so the leader's no-op can be held back on its own.
+ * (msgBytesMax fits one short command), so the leader's no-op can be held back on its own.
  */
-const options = { checkQuorum: false, maxMsgBytes: 30 } as const;
+const options = { checkQuorum: false, msgBytesMax: 30 } as const;
 
 function appendsFrom(leader: NodeId, except: NodeId[] = []): (m: Message) => boolean {
   return (m) => m.type === "append" && m.from === leader && !except.includes(m.to);

@@ -20,8 +20,8 @@ function leaderAndFollowers(net: Network): { leader: NodeId; slow: NodeId; other
 }
 
 describe("flow control", () => {
-  it("caps unacknowledged appends to a follower at maxInflightMsgs, and resumes as acks arrive", () => {
-    const net = new Network([1, 2, 3], { maxInflightMsgs: 3 });
+  it("caps unacknowledged appends to a follower at inflightMsgsMax, and resumes as acks arrive", () => {
+    const net = new Network([1, 2, 3], { inflightMsgsMax: 3 });
     const { leader, slow } = leaderAndFollowers(net);
 
     // The slow follower stores everything it gets, but its acknowledgements are held up.
@@ -38,9 +38,9 @@ describe("flow control", () => {
     expect(net.appliedData(slow)).toHaveLength(10);
   });
 
-  it("caps the bytes of unacknowledged entries to a follower at maxInflightBytes", () => {
+  it("caps the bytes of unacknowledged entries to a follower at inflightBytesMax", () => {
     // Each entry is 100 bytes of data (124 counted); two appends fill a 200-byte window.
-    const net = new Network([1, 2, 3], { maxInflightBytes: 200 });
+    const net = new Network([1, 2, 3], { inflightBytesMax: 200 });
     const { leader, slow } = leaderAndFollowers(net);
     net.hold = (m) => m.type === "appendResp" && m.from === slow;
     const mark = net.mark();
@@ -53,9 +53,9 @@ describe("flow control", () => {
     expect(net.appliedData(slow)).toHaveLength(10);
   });
 
-  it("puts at most maxMsgBytes of entries in one append", () => {
-    const maxMsgBytes = 500;
-    const net = new Network([1, 2, 3], { maxMsgBytes });
+  it("puts at most msgBytesMax of entries in one append", () => {
+    const msgBytesMax = 500;
+    const net = new Network([1, 2, 3], { msgBytesMax });
     const { leader, slow } = leaderAndFollowers(net);
     const commands = Array.from({ length: 40 }, (_, i) => bytes(`entry ${i}`, 100));
 
@@ -66,30 +66,30 @@ describe("flow control", () => {
     const appends = appendsWithEntries(net.sentSince(mark), leader, slow);
     for (const m of appends) {
       if (m.type !== "append") continue;
-      expect(m.entries.reduce((sum, e) => sum + entrySize(e), 0)).toBeLessThanOrEqual(maxMsgBytes);
+      expect(m.entries.reduce((sum, e) => sum + entrySize(e), 0)).toBeLessThanOrEqual(msgBytesMax);
     }
     expect(appends).toHaveLength(10);
     for (const id of net.ids) expect(net.appliedData(id)).toEqual(commands);
   });
 
-  it("refuses a proposal larger than maxMsgBytes, leaving the log as it was", () => {
-    const maxMsgBytes = 500;
-    const net = new Network([1, 2, 3], { maxMsgBytes });
+  it("refuses a proposal larger than msgBytesMax, leaving the log as it was", () => {
+    const msgBytesMax = 500;
+    const net = new Network([1, 2, 3], { msgBytesMax });
     const { leader } = leaderAndFollowers(net);
     const before = net.status(leader).lastIndex;
 
     const mark = net.mark();
-    const result = net.propose(leader, bytes("too big", maxMsgBytes));
+    const result = net.propose(leader, bytes("too big", msgBytesMax));
     expect(result).toEqual({ ok: false, reason: "tooLarge", leader });
     expect(net.status(leader).lastIndex).toBe(before);
     expect(net.sentSince(mark)).toEqual([]);
 
     // The largest proposal that fits (its 24 bytes of overhead counted) is taken.
-    expect(net.propose(leader, bytes("fits", maxMsgBytes - 24)).ok).toBe(true);
+    expect(net.propose(leader, bytes("fits", msgBytesMax - 24)).ok).toBe(true);
   });
 
-  it("refuses proposals with reason overloaded once maxUncommittedBytes are waiting, until they commit", () => {
-    const net = new Network([1, 2, 3], { maxUncommittedBytes: 1000 });
+  it("refuses proposals with reason overloaded once uncommittedBytesMax are waiting, until they commit", () => {
+    const net = new Network([1, 2, 3], { uncommittedBytesMax: 1000 });
     const { leader, slow, other } = leaderAndFollowers(net);
     net.isolate(slow);
     net.isolate(other);
@@ -108,7 +108,7 @@ describe("flow control", () => {
   it("streams a whole window to the follower whose acknowledgements complete the quorum", () => {
     // One follower is down, so every ack of the other advances the commit index. 100 entries, two per
     // append: with a window of 256 they can all be in flight after the first round trip.
-    const net = new Network([1, 2, 3], { maxMsgBytes: 200 });
+    const net = new Network([1, 2, 3], { msgBytesMax: 200 });
     const { leader, slow, other } = leaderAndFollowers(net);
     net.crash(other);
 

@@ -110,8 +110,8 @@ describe("ReadIndex (thesis 6.4)", () => {
     expect(readStateOf(net, next, 5)).toEqual({ requestId: 5, index: noop });
   });
 
-  it("fails reads beyond maxPendingReads at once instead of queueing them", () => {
-    const net = new Network([1, 2, 3], { maxPendingReads: 3 });
+  it("fails reads beyond pendingReadsMax at once instead of queueing them", () => {
+    const net = new Network([1, 2, 3], { pendingReadsMax: 3 });
     const leader = net.tickUntilLeader();
     net.hold = (m) => m.type === "heartbeatResp";
     for (let requestId = 1; requestId <= 5; requestId++) net.node(leader).readIndex(requestId);

@@ -57,7 +57,7 @@ async function startCluster(storageStallMs: number): Promise<void> {
       tickMs: 5,
       electionTicks: 10,
       heartbeatTicks: 1,
-      maxMsgBytes: 1 << 20,
+      msgBytesMax: 1 << 20,
       proposalsMax: 100,
       readsMax: 100,
       snapshotEntries: 1_000,

@@ -29,7 +29,7 @@ describe("a snapshot that cannot be written", () => {
       tickMs: 2,
       electionTicks: 5,
       heartbeatTicks: 1,
-      maxMsgBytes: 1 << 20,
+      msgBytesMax: 1 << 20,
       proposalsMax: 100,
       readsMax: 100,
       snapshotEntries: 5,

@@ -313,7 +313,7 @@ class DriverSimulation {
       tickMs: p.tickMs,
       electionTicks: p.electionTicks,
       heartbeatTicks: p.heartbeatTicks,
-      maxMsgBytes: MAX_MSG_BYTES,
+      msgBytesMax: MAX_MSG_BYTES,
       proposalsMax: PROPOSALS_MAX,
       readsMax: READS_MAX,
       snapshotEntries: p.snapshotEntries,
