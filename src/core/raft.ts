@@ -6,7 +6,7 @@ import { RaftLog } from "./raft-log.js";
 import { ReadIndex, type LeaderCommit } from "./read-index.js";
 import { entryOverheadBytes, entrySize, type LogStorage } from "./storage.js";
 import {
-  NONE,
+  noNode,
   sameHardState,
   waitsForDurability,
   type AppendRequest,
@@ -123,8 +123,8 @@ export class RaftNode {
   private readonly applyBytesMax: number;
 
   private term = 0;
-  private vote: NodeId = NONE;
-  private leader: NodeId = NONE;
+  private vote: NodeId = noNode;
+  private leader: NodeId = noNode;
   private role: Role = "follower";
   private conf: ConfState;
   private progress = new Map<NodeId, Progress>();
@@ -132,7 +132,7 @@ export class RaftNode {
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
   private randomizedElectionTimeout = 0;
-  private leadTransferee: NodeId = NONE;
+  private leadTransferee: NodeId = noNode;
   private uncommittedBytes = 0;
 
   private messages: Message[] = [];
@@ -171,8 +171,8 @@ export class RaftNode {
     this.conf = conf;
     this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
     this.resetProgress();
-    this.becomeFollower(this.term, NONE);
-    this.prevSoftState = { leader: NONE, role: "follower" };
+    this.becomeFollower(this.term, noNode);
+    this.prevSoftState = { leader: noNode, role: "follower" };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -253,7 +253,7 @@ export class RaftNode {
       } else if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") {
         this.becomeFollower(m.term, m.from);
       } else {
-        this.becomeFollower(m.term, NONE);
+        this.becomeFollower(m.term, noNode);
       }
     } else if (m.term < this.term) {
       if ((this.checkQuorum || this.preVote) && (m.type === "append" || m.type === "heartbeat")) {
@@ -329,7 +329,7 @@ export class RaftNode {
     // We may grant when we already voted for this candidate in this term, when we have neither voted nor
     // know a leader, or for a PreVote of a future term (it changes nothing for us).
     const canVote =
-      this.vote === m.from || (this.vote === NONE && this.leader === NONE) || (m.preVote && m.term > this.term);
+      this.vote === m.from || (this.vote === noNode && this.leader === noNode) || (m.preVote && m.term > this.term);
     if (canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm)) {
       // A granted PreVote answers in the term the candidate asked about, so it can count it.
       this.send({ type: "voteResp", from: this.id, to: m.from, term: m.term, preVote: m.preVote, granted: true });
@@ -411,7 +411,7 @@ export class RaftNode {
         break;
       case "lost":
         // The term is unchanged for a PreVote; for a real vote we stay in our (new) term as follower.
-        this.becomeFollower(this.term, NONE);
+        this.becomeFollower(this.term, noNode);
         break;
       case "pending":
         break;
@@ -495,12 +495,12 @@ export class RaftNode {
         // CheckQuorum: without a live quorum over the last election timeout, another leader may exist;
         // step down so clients go elsewhere instead of waiting on us.
         if (!this.quorumActive()) {
-          this.becomeFollower(this.term, NONE);
+          this.becomeFollower(this.term, noNode);
           return;
         }
         for (const [id, pr] of this.progress) if (id !== this.id) pr.recentActive = false;
       }
-      if (this.leadTransferee !== NONE) this.leadTransferee = NONE;
+      if (this.leadTransferee !== noNode) this.leadTransferee = noNode;
     }
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
@@ -514,7 +514,7 @@ export class RaftNode {
 
   private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
     if (this.role !== "leader") return { ok: false, reason: "notLeader", leader: this.leader };
-    if (this.leadTransferee !== NONE) return { ok: false, reason: "transferring", leader: this.leader };
+    if (this.leadTransferee !== noNode) return { ok: false, reason: "transferring", leader: this.leader };
     // Measured as entrySize() will measure the entry once appended, so a proposal that fits here fits in one append.
     const size = data.byteLength + entryOverheadBytes;
     if (size > this.msgBytesMax) return { ok: false, reason: "tooLarge", leader: this.leader };
@@ -695,7 +695,7 @@ export class RaftNode {
     // without inflating its term and disrupting the cluster when it returns.
     this.role = "precandidate";
     this.votes = new Map();
-    this.leader = NONE;
+    this.leader = noNode;
     this.reads.failForwardedReads();
     this.requestVotes(true, false);
   }
@@ -744,13 +744,13 @@ export class RaftNode {
   private reset(term: number): void {
     if (this.term !== term) {
       this.term = term;
-      this.vote = NONE;
+      this.vote = noNode;
     }
-    this.leader = NONE;
+    this.leader = noNode;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.randomizedElectionTimeout = this.prng.int(this.electionTicks, 2 * this.electionTicks - 1);
-    this.leadTransferee = NONE;
+    this.leadTransferee = noNode;
     this.votes = new Map();
     this.uncommittedBytes = 0;
     this.broadcastPending = false;
@@ -926,12 +926,12 @@ export class RaftNode {
       case "candidate":
         // A candidate votes for itself before asking anyone (becomeCandidate) and counts that vote.
         assert(this.vote === this.id && this.votes.get(this.id) === true, "raft: a candidate that did not vote for itself");
-        assert(this.leader === NONE && this.promotable(), "raft: a candidate with a leader, or not a voter");
+        assert(this.leader === noNode && this.promotable(), "raft: a candidate with a leader, or not a voter");
         break;
       case "precandidate":
         // A PreVote counts our own would-be vote too, and asks only while no leader is known.
         assert(this.votes.get(this.id) === true, "raft: a pre-candidate that does not count itself");
-        assert(this.leader === NONE && this.promotable(), "raft: a pre-candidate with a leader, or not a voter");
+        assert(this.leader === noNode && this.promotable(), "raft: a pre-candidate with a leader, or not a voter");
         break;
       case "follower":
         // Votes are counted only while campaigning; a follower starts every campaign afresh.
@@ -941,8 +941,8 @@ export class RaftNode {
     }
     if (this.role !== "leader") {
       // Transfers, uncommitted bytes and pending broadcasts are leader state, dropped by reset() on every role change.
-      assert(this.leadTransferee === NONE && this.uncommittedBytes === 0 && !this.broadcastPending, "raft: leader state on a node that does not lead");
-    } else if (this.leadTransferee !== NONE) {
+      assert(this.leadTransferee === noNode && this.uncommittedBytes === 0 && !this.broadcastPending, "raft: leader state on a node that does not lead");
+    } else if (this.leadTransferee !== noNode) {
       // transferLeadership() accepts only another voter.
       assert(this.leadTransferee !== this.id && this.conf.voters.includes(this.leadTransferee), "raft: transfer to a node that cannot lead");
     }
@@ -1008,7 +1008,7 @@ export class RaftNode {
   }
 
   private inLease(): boolean {
-    return this.checkQuorum && this.leader !== NONE && this.electionElapsed < this.electionTicks;
+    return this.checkQuorum && this.leader !== noNode && this.electionElapsed < this.electionTicks;
   }
 
   private softState(): SoftState {

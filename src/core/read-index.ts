@@ -1,6 +1,6 @@
 import { assert } from "../lib/assert.js";
 import { hasQuorum } from "./quorum.js";
-import { NONE, type NodeId, type ReadState } from "./types.js";
+import { noNode, type NodeId, type ReadState } from "./types.js";
 
 /** Where ReadIndex sends what is not a local answer; RaftNode turns these into messages of its term. */
 export interface ReadIndexOutput {
@@ -170,7 +170,7 @@ export class ReadIndex {
 
   /** A read on a node that does not lead: forwarded to `leader`, or failed at once without one. */
   followerRead(requestId: number, leader: NodeId): void {
-    if (leader === NONE || this.forwarded.length >= this.pendingMax) {
+    if (leader === noNode || this.forwarded.length >= this.pendingMax) {
       this.readStates.push({ requestId, index: 0 });
       return;
     }

@@ -7,7 +7,7 @@
 
 /** A member's id: a positive safe integer, unique in the cluster. 0 means "none". */
 export type NodeId = number;
-export const NONE: NodeId = 0;
+export const noNode: NodeId = 0;
 
 /**
  * - `normal`: an application command (the KV state machine decodes `data`).
@@ -29,7 +29,7 @@ export interface Entry {
 /** What must be durable before a node answers a vote or an append (Raft paper, Figure 2, "Persistent state"). */
 export interface HardState {
   readonly term: number;
-  /** The candidate voted for in `term`, or NONE. */
+  /** The candidate voted for in `term`, or noNode. */
   readonly vote: NodeId;
   /** The highest index known committed. Persisting it is an optimisation for restart, not a safety need. */
   readonly commit: number;

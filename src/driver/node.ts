@@ -1,6 +1,6 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import { NONE, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
+import { noNode, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import type { Logger } from "../lib/logger.js";
 import { createPrng } from "../lib/prng.js";
@@ -129,7 +129,7 @@ export class Driver implements KvNode {
   /** The write in flight has taken longer than storageStallMs (see checkStall). */
   private stalled = false;
   /** What the last Ready's soft and hard state said, for the log lines of role, leader and term changes. */
-  private shown = { role: "follower", leader: NONE, term: 0 };
+  private shown = { role: "follower", leader: noNode, term: 0 };
   /** A snapshot's file is being written beside the loop (maybeSnapshot). */
   private snapshotInFlight = false;
   private unblockedScheduled = false;
@@ -234,7 +234,7 @@ export class Driver implements KvNode {
         case "notLeader":
           throw this.notLeader(result.leader);
         case "transferring":
-          throw new NotLeaderError(NONE, "");
+          throw new NotLeaderError(noNode, "");
         case "tooLarge":
           throw new TooLargeError(`the command is ${data.byteLength} bytes; the log takes at most ${this.options.msgBytesMax}`);
         case "overloaded":
@@ -276,7 +276,7 @@ export class Driver implements KvNode {
     this.checkRunning();
     const started = this.clock.now();
     const status = this.raft.status();
-    if (status.leader === NONE) throw new NotLeaderError(NONE, "");
+    if (status.leader === noNode) throw new NotLeaderError(noNode, "");
     if (this.reads.size + this.readsWaitingApply.length >= this.options.readsMax) {
       throw new OverloadedError(`${this.reads.size} reads pending`);
     }
@@ -341,8 +341,8 @@ export class Driver implements KvNode {
     const s = this.raft.status();
     if (s.role !== "leader") throw this.notLeader(s.leader);
     let target = to;
-    if (target === NONE) target = this.mostCaughtUp(s.progress) ?? NONE;
-    if (target === NONE || target === this.id) return this.id;
+    if (target === noNode) target = this.mostCaughtUp(s.progress) ?? noNode;
+    if (target === noNode || target === this.id) return this.id;
     if (!this.conf.voters.includes(target)) throw new InvalidRequestError(`node ${target} is not a voting member`);
     this.raft.transferLeadership(target);
     this.wake();
@@ -352,7 +352,7 @@ export class Driver implements KvNode {
       await this.clock.sleep(this.options.tickMs);
       const now = this.raft.status();
       if (now.leader === target) return target;
-      if (now.role !== "leader" && now.leader !== NONE) return now.leader;
+      if (now.role !== "leader" && now.leader !== noNode) return now.leader;
     }
     throw new UnknownOutcomeError(`leadership did not move to node ${target} in time`);
   }
@@ -370,7 +370,7 @@ export class Driver implements KvNode {
           return { live: true, ready: false, reason: `storage stalled: a write has waited ${waited} ms for the disk` };
         }
         const s = this.raft.status();
-        if (s.leader === NONE) return { live: true, ready: false, reason: "no leader known" };
+        if (s.leader === noNode) return { live: true, ready: false, reason: "no leader known" };
         return { live: true, ready: true, reason: "ok" };
       }
     }
@@ -384,7 +384,7 @@ export class Driver implements KvNode {
     if (this.state.kind === "running" && this.raft.status().role === "leader" && this.members.length > 1) {
       try {
         // transferLeadership gives up by itself after two election timeouts.
-        await this.transferLeadership(NONE);
+        await this.transferLeadership(noNode);
       } catch (error) {
         this.options.logger.warn("leadership transfer before shutdown failed", { error: String(error) });
       }
@@ -628,7 +628,7 @@ export class Driver implements KvNode {
     this.shown = { role, leader, term };
     const fields = { role, term, leader, previousRole: was.role, previousTerm: was.term, previousLeader: was.leader };
     if (role !== was.role) this.options.logger.info(`became ${role}`, fields);
-    else if (leader !== was.leader) this.options.logger.info(leader === NONE ? "lost the leader" : `leader is node ${leader}`, fields);
+    else if (leader !== was.leader) this.options.logger.info(leader === noNode ? "lost the leader" : `leader is node ${leader}`, fields);
     else this.options.logger.info(`term ${term}`, fields);
   }
 

@@ -17,7 +17,7 @@ import {
 } from "../../gen/raftkv/v1/kv_pb.js";
 import { NotLeaderError, UnknownOutcomeError } from "../driver/errors.js";
 import type { KvNode } from "../driver/types.js";
-import { NONE, type NodeId } from "../core/index.js";
+import { noNode, type NodeId } from "../core/index.js";
 import { validateCommand, validateGet, validateRange, type KvStore, type ValidationLimits } from "../kv/index.js";
 import { assert } from "../lib/assert.js";
 import { errorReason } from "./errors.js";
@@ -68,7 +68,7 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
       } catch (error) {
         // Nothing was proposed here (NotLeaderError is thrown before proposing), so handing the write
         // to the leader cannot apply it twice; a forwarded write is never forwarded again.
-        if (!forward || options.forwardWrite === undefined || !(error instanceof NotLeaderError) || error.leaderId === NONE) throw error;
+        if (!forward || options.forwardWrite === undefined || !(error instanceof NotLeaderError) || error.leaderId === noNode) throw error;
         return await forwardToLeader(options.forwardWrite, error.leaderId, command, signal);
       }
     } catch (error) {

@@ -2,7 +2,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 
 /** How long one measurement of the data directory is reused. */
-const maxAgeMs = 5_000;
+const measuredAgeMsMax = 5_000;
 
 /**
  * The bytes a data directory takes on disk (the sum of its files' sizes, preallocated WAL segments at
@@ -13,7 +13,7 @@ export function createDataSize(dir: string): () => Promise<number> {
   let measured: { readonly at: number; readonly bytes: Promise<number> } | undefined;
   return () => {
     const now = performance.now();
-    if (measured === undefined || now - measured.at > maxAgeMs) measured = { at: now, bytes: directoryBytes(dir) };
+    if (measured === undefined || now - measured.at > measuredAgeMsMax) measured = { at: now, bytes: directoryBytes(dir) };
     return measured.bytes;
   };
 }

@@ -58,13 +58,13 @@ interface Method {
 }
 
 /** The 5-byte prefix of a gRPC message: a compressed flag and a big-endian length. */
-const ENVELOPE_BYTES = 5;
-const GRPC_CONTENT_TYPES: ReadonlySet<string> = new Set(["application/grpc", "application/grpc+proto"]);
-const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
+const envelopeBytes = 5;
+const grpcContentTypes: ReadonlySet<string> = new Set(["application/grpc", "application/grpc+proto"]);
+const responseContentType = "application/grpc+proto";
 /** grpc-timeout units (PROTOCOL-HTTP2.md) in milliseconds. */
-const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
+const timeoutUnitMs: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
 /** The longest deadline honoured, as Connect's default maxTimeoutMs: beyond it the default applies. */
-const TIMEOUT_MS_MAX = 2 ** 31 - 1;
+const timeoutMsMax = 2 ** 31 - 1;
 
 export function createGrpcFastPath(options: GrpcFastPathOptions): GrpcFastPath {
   const methods = new Map<string, Method>();
@@ -99,7 +99,7 @@ export function createGrpcFastPath(options: GrpcFastPathOptions): GrpcFastPath {
       const headers = request.headers;
       const method = methods.get(headers[":path"] ?? "");
       if (method === undefined || headers[":method"] !== "POST") return false;
-      if (!GRPC_CONTENT_TYPES.has(String(headers["content-type"]).toLowerCase())) return false;
+      if (!grpcContentTypes.has(String(headers["content-type"]).toLowerCase())) return false;
       const encoding = headers["grpc-encoding"];
       if (encoding !== undefined && encoding !== "identity") return false;
       const timeoutMs = parseTimeoutMs(headers["grpc-timeout"]);
@@ -115,10 +115,10 @@ function parseTimeoutMs(value: string | string[] | undefined): number | undefine
   if (value === undefined) return undefined;
   if (typeof value !== "string") return "invalid";
   const match = /^(\d{1,8})([HMSmun])$/.exec(value);
-  const unit = match?.[2] === undefined ? undefined : TIMEOUT_UNIT_MS[match[2]];
+  const unit = match?.[2] === undefined ? undefined : timeoutUnitMs[match[2]];
   if (match?.[1] === undefined || unit === undefined) return "invalid";
   const ms = Number(match[1]) * unit;
-  return ms > TIMEOUT_MS_MAX ? undefined : ms;
+  return ms > timeoutMsMax ? undefined : ms;
 }
 
 /** Why a call's signal aborted: its deadline, or the client going away (the stream closed first). */
@@ -152,7 +152,7 @@ function serveCall(stream: http2.ServerHttp2Stream, response: http2.Http2ServerR
 
   const chunks: Buffer[] = [];
   let bytes = 0;
-  const limit = options.requestBytesMax + ENVELOPE_BYTES;
+  const limit = options.requestBytesMax + envelopeBytes;
   stream.on("data", (chunk: Buffer) => {
     if (finished || bytes > limit) return;
     bytes += chunk.byteLength;
@@ -178,26 +178,26 @@ function serveCall(stream: http2.ServerHttp2Stream, response: http2.Http2ServerR
 
 /** The one message of a unary call's body, or the error to answer. */
 function unwrap(body: Buffer): Uint8Array | ConnectError {
-  if (body.byteLength < ENVELOPE_BYTES) {
+  if (body.byteLength < envelopeBytes) {
     return new ConnectError("malformed request: a unary gRPC call carries exactly one message", Code.InvalidArgument);
   }
   const flags = body.readUInt8(0);
   const length = body.readUInt32BE(1);
   if (flags !== 0) return new ConnectError("malformed request: compressed message without a grpc-encoding", Code.InvalidArgument);
-  if (length !== body.byteLength - ENVELOPE_BYTES) {
+  if (length !== body.byteLength - envelopeBytes) {
     return new ConnectError("malformed request: a unary gRPC call carries exactly one message", Code.InvalidArgument);
   }
-  return body.subarray(ENVELOPE_BYTES);
+  return body.subarray(envelopeBytes);
 }
 
 function succeed(stream: http2.ServerHttp2Stream, response: http2.Http2ServerResponse, message: Uint8Array, finish: (code: Code | undefined) => void): void {
   if (stream.destroyed || stream.closed) return;
   finish(undefined);
-  const out = Buffer.allocUnsafe(ENVELOPE_BYTES + message.byteLength);
+  const out = Buffer.allocUnsafe(envelopeBytes + message.byteLength);
   out.writeUInt8(0, 0);
   out.writeUInt32BE(message.byteLength, 1);
-  out.set(message, ENVELOPE_BYTES);
-  response.writeHead(200, { "content-type": RESPONSE_CONTENT_TYPE });
+  out.set(message, envelopeBytes);
+  response.writeHead(200, { "content-type": responseContentType });
   response.addTrailers({ "grpc-status": "0" });
   response.end(out);
 }
@@ -206,7 +206,7 @@ function succeed(stream: http2.ServerHttp2Stream, response: http2.Http2ServerRes
 function fail(stream: http2.ServerHttp2Stream, error: ConnectError, finish: (code: Code | undefined) => void): void {
   if (stream.destroyed || stream.closed) return;
   finish(error.code);
-  const headers: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": RESPONSE_CONTENT_TYPE };
+  const headers: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": responseContentType };
   error.metadata.forEach((value, key) => {
     headers[key] = value;
   });

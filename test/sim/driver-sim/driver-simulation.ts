@@ -1,5 +1,5 @@
 import { Buffer } from "node:buffer";
-import { NONE, type Message, type NodeId } from "../../../src/core/index.js";
+import { noNode, type Message, type NodeId } from "../../../src/core/index.js";
 import { Driver, type DriverLogger, type DriverObserver } from "../../../src/driver/node.js";
 import type { MemberView } from "../../../src/driver/types.js";
 import { createKvStore } from "../../../src/kv/index.js";
@@ -418,7 +418,7 @@ class DriverSimulation {
         this.faults++;
         this.note(`node ${leader.driver.id} is asked to hand over leadership`);
         // The outcome does not matter: a transfer that fails or times out is allowed.
-        leader.driver.transferLeadership(NONE).catch(() => undefined);
+        leader.driver.transferLeadership(noNode).catch(() => undefined);
       }
     }
   }
