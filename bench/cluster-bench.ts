@@ -72,21 +72,21 @@ function parseOptions(argv: string[]): Options | undefined {
     args: argv,
     allowPositionals: true,
     options: {
-      endpoints: { type: "string" },
-      compare: { type: "string" },
-      concurrency: { type: "string", default: "1,16,64,256" },
-      pipeline: { type: "string", default: "256,1024" },
-      workloads: { type: "string", default: workloads.join(",") },
-      seconds: { type: "string", default: "5" },
-      warmup: { type: "string", default: "1" },
-      keys: { type: "string", default: "10000" },
+      "endpoints": { type: "string" },
+      "compare": { type: "string" },
+      "concurrency": { type: "string", default: "1,16,64,256" },
+      "pipeline": { type: "string", default: "256,1024" },
+      "workloads": { type: "string", default: workloads.join(",") },
+      "seconds": { type: "string", default: "5" },
+      "warmup": { type: "string", default: "1" },
+      "keys": { type: "string", default: "10000" },
       "value-bytes": { type: "string", default: "256" },
-      channels: { type: "string", default: "1" },
-      target: { type: "string", default: "leader" },
+      "channels": { type: "string", default: "1" },
+      "target": { type: "string", default: "leader" },
       "port-base": { type: "string", default: "24379" },
       "data-dir": { type: "string", default: tmpdir() },
-      json: { type: "string" },
-      help: { type: "boolean", default: false },
+      "json": { type: "string" },
+      "help": { type: "boolean", default: false },
     },
   });
   if (values.help) return undefined;
@@ -99,12 +99,16 @@ function parseOptions(argv: string[]): Options | undefined {
     return n;
   };
   const list = (text: string): string[] => text.split(",").map((s) => s.trim());
-  if (values.compare !== undefined && values.compare !== "etcd") throw new UsageError(`--compare takes only "etcd", got ${JSON.stringify(values.compare)}`);
+  if (values.compare !== undefined && values.compare !== "etcd")
+    throw new UsageError(`--compare takes only "etcd", got ${JSON.stringify(values.compare)}`);
   const chosen = list(values.workloads);
-  for (const w of chosen) if (!(workloads as readonly string[]).includes(w)) throw new UsageError(`--workloads: unknown workload ${JSON.stringify(w)} (known: ${workloads.join(", ")})`);
+  for (const w of chosen)
+    if (!(workloads as readonly string[]).includes(w))
+      throw new UsageError(`--workloads: unknown workload ${JSON.stringify(w)} (known: ${workloads.join(", ")})`);
   const endpoints = values.endpoints === undefined ? undefined : list(values.endpoints);
   for (const url of endpoints ?? []) {
-    if (!/^http:\/\/[^/]+:\d+\/?$/.test(url)) throw new UsageError(`--endpoints: ${JSON.stringify(url)} is not a client URL like http://127.0.0.1:2379`);
+    if (!/^http:\/\/[^/]+:\d+\/?$/.test(url))
+      throw new UsageError(`--endpoints: ${JSON.stringify(url)} is not a client URL like http://127.0.0.1:2379`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   return {
@@ -135,7 +139,12 @@ interface Target {
   readonly endpoints: readonly Endpoint[];
   /** Server pids in the order of `endpoints`; empty for --endpoints. */
   readonly pids: readonly number[];
-  readonly metricNames: { readonly fsyncs: string; readonly commitIndex: string; readonly peerMessages: string | undefined; readonly peerBatches: string | undefined };
+  readonly metricNames: {
+    readonly fsyncs: string;
+    readonly commitIndex: string;
+    readonly peerMessages: string | undefined;
+    readonly peerBatches: string | undefined;
+  };
 }
 
 const raftkvMetrics = {
@@ -145,7 +154,12 @@ const raftkvMetrics = {
   peerBatches: "raftkv_peer_batches_total",
 };
 // etcd exports bytes sent to peers but no message or batch count.
-const etcdMetrics = { fsyncs: "etcd_disk_wal_fsync_duration_seconds_count", commitIndex: "etcd_server_proposals_committed_total", peerMessages: undefined, peerBatches: undefined };
+const etcdMetrics = {
+  fsyncs: "etcd_disk_wal_fsync_duration_seconds_count",
+  commitIndex: "etcd_server_proposals_committed_total",
+  peerMessages: undefined,
+  peerBatches: undefined,
+};
 
 const tmpfsMagic = 0x01021994;
 const leaderWaitMs = 60_000;
@@ -193,7 +207,14 @@ function startEtcd(servers: ServerProcesses, etcd: string, dir: string, portBase
         ...["--name", m.name, "--data-dir", join(dir, m.name)],
         ...["--initial-advertise-peer-urls", peerUrl, "--listen-peer-urls", peerUrl],
         ...["--listen-client-urls", clientUrl, "--advertise-client-urls", clientUrl],
-        ...["--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", `raftkv-bench-${process.pid}`],
+        ...[
+          "--initial-cluster",
+          initialCluster,
+          "--initial-cluster-state",
+          "new",
+          "--initial-cluster-token",
+          `raftkv-bench-${process.pid}`,
+        ],
       ],
     });
   }
@@ -206,7 +227,8 @@ async function waitForLeader(target: Target, servers: ServerProcesses | undefine
     if (servers?.crash !== undefined) throw servers.crash;
     const leader = await target.system.findLeader(target.endpoints);
     if (leader !== undefined) return leader;
-    if (Date.now() > deadline) throw new Error(`${target.system.name}: no leader among ${target.endpoints.map((e) => e.url).join(",")} after ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`${target.system.name}: no leader among ${target.endpoints.map((e) => e.url).join(",")} after ${timeoutMs} ms`);
     await sleep(200);
   }
 }
@@ -233,7 +255,11 @@ async function snapshot(target: Target, edge: "start" | "end"): Promise<Snapshot
 }
 
 /** Server CPU between two snapshots: /proc for servers started here, else their process_cpu_seconds_total. */
-function serverCpu(target: Target, before: Snapshot, after: Snapshot): { cpuMs: number | undefined; source: CellRecord["serverCpuSource"]; split: CellRecord["serverCpuSplit"] } {
+function serverCpu(
+  target: Target,
+  before: Snapshot,
+  after: Snapshot,
+): { cpuMs: number | undefined; source: CellRecord["serverCpuSource"]; split: CellRecord["serverCpuSplit"] } {
   const [b, a] = [before.serverCpu, after.serverCpu];
   if (b !== undefined && a !== undefined) {
     const userMs = a.userMs - b.userMs;
@@ -242,14 +268,32 @@ function serverCpu(target: Target, before: Snapshot, after: Snapshot): { cpuMs: 
     return { cpuMs: userMs + systemMs, source: "proc", split: { userMs, systemMs, perNodeMs } };
   }
   const seconds = delta(before.metrics, after.metrics, "process_cpu_seconds_total");
-  return seconds === undefined ? { cpuMs: undefined, source: null, split: null } : { cpuMs: seconds * 1000, source: "metrics", split: null };
+  return seconds === undefined
+    ? { cpuMs: undefined, source: null, split: null }
+    : { cpuMs: seconds * 1000, source: "metrics", split: null };
 }
 
-async function runCell(target: Target, options: Options, workload: Workload, concurrency: number, keys: readonly Buffer[], value: Buffer): Promise<CellRecord> {
+async function runCell(
+  target: Target,
+  options: Options,
+  workload: Workload,
+  concurrency: number,
+  keys: readonly Buffer[],
+  value: Buffer,
+): Promise<CellRecord> {
   const leader = await waitForLeader(target, undefined, 10_000);
   const called = options.target === "follower" ? (target.endpoints.find((e) => e.url !== leader.url) ?? leader) : leader;
   const { result, before, after } = await runLoad(
-    { system: target.system, leader: called, workload, concurrency, warmupMs: options.warmup * 1000, measureMs: options.seconds * 1000, keys, value },
+    {
+      system: target.system,
+      leader: called,
+      workload,
+      concurrency,
+      warmupMs: options.warmup * 1000,
+      measureMs: options.seconds * 1000,
+      keys,
+      value,
+    },
     (edge) => snapshot(target, edge),
   );
   const perOp = (total: number | undefined): number | null => (total === undefined || result.ops === 0 ? null : total / result.ops);
@@ -336,9 +380,13 @@ async function main(): Promise<number> {
     if (startsServers) {
       mkdirSync(options.dataDir, { recursive: true });
       tempDir = mkdtempSync(join(options.dataDir, "raftkv-bench-"));
-      if (statfsSync(tempDir).type === tmpfsMagic) notes.push(`${options.dataDir} is tmpfs: fsync costs nothing there, so write numbers are not a disk's`);
+      if (statfsSync(tempDir).type === tmpfsMagic)
+        notes.push(`${options.dataDir} is tmpfs: fsync costs nothing there, so write numbers are not a disk's`);
       servers = new ServerProcesses(repoRoot);
-      const ports = [...(options.endpoints === undefined ? [0, 1, 2, 3, 4, 5] : []), ...(etcd !== undefined ? [10, 11, 12, 13, 14, 15] : [])].map((p) => options.portBase + p);
+      const ports = [
+        ...(options.endpoints === undefined ? [0, 1, 2, 3, 4, 5] : []),
+        ...(etcd !== undefined ? [10, 11, 12, 13, 14, 15] : []),
+      ].map((p) => options.portBase + p);
       await checkPortsFree(ports, "choose other ports with --port-base");
     }
     // Without --endpoints, startsServers made `servers` and `tempDir` above.
@@ -351,7 +399,12 @@ async function main(): Promise<number> {
     });
     if (etcd !== undefined && servers !== undefined && tempDir !== undefined) {
       const urls = startEtcd(servers, etcd, tempDir, options.portBase);
-      targets.push({ system: etcdSystem(import.meta.dirname), endpoints: urls.map((url) => new Endpoint(url, options.channels)), pids: servers.pids("etcd-"), metricNames: etcdMetrics });
+      targets.push({
+        system: etcdSystem(import.meta.dirname),
+        endpoints: urls.map((url) => new Endpoint(url, options.channels)),
+        pids: servers.pids("etcd-"),
+        metricNames: etcdMetrics,
+      });
     }
     const etcdVersion = etcd === undefined ? null : (execFileSync(etcd, ["--version"], { encoding: "utf8" }).split("\n")[0] ?? null);
 
@@ -366,7 +419,9 @@ async function main(): Promise<number> {
       const leader = await waitForLeader(target, servers, leaderWaitMs);
       const started = performance.now();
       await preload(target.system, leader, keys, value, preloadConcurrency);
-      process.stdout.write(`  ${target.system.name}: leader ${leader.url}; wrote ${options.keys} keys in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+      process.stdout.write(
+        `  ${target.system.name}: leader ${leader.url}; wrote ${options.keys} keys in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+      );
     }
 
     // The servers' CPU with no load: heartbeats, timers, metrics. It weighs on CPU per op at low rates.
@@ -377,7 +432,9 @@ async function main(): Promise<number> {
       const after = await snapshot(target, "end");
       const { cpuMs } = serverCpu(target, before, after);
       idleCpuMsPerSecond[target.system.name] = cpuMs === undefined ? null : cpuMs / (idleSampleMs / 1000);
-      process.stdout.write(`  ${target.system.name}: idle servers use ${ms(idleCpuMsPerSecond[target.system.name])} ms CPU per second (all 3)\n`);
+      process.stdout.write(
+        `  ${target.system.name}: idle servers use ${ms(idleCpuMsPerSecond[target.system.name])} ms CPU per second (all 3)\n`,
+      );
     }
 
     const cells: CellRecord[] = [];
@@ -417,7 +474,8 @@ async function main(): Promise<number> {
 
     const seconds = (Date.now() - began) / 1000;
     process.stdout.write(`\n${cellsTable(cells)}\n`);
-    if (targets.length > 1) process.stdout.write(`\nraftkv vs etcd (ratios are raftkv / etcd; latencies in ms)\n${comparisonTable(cells)}\n`);
+    if (targets.length > 1)
+      process.stdout.write(`\nraftkv vs etcd (ratios are raftkv / etcd; latencies in ms)\n${comparisonTable(cells)}\n`);
     process.stdout.write(
       "\nsrv CPU: the 3 server processes over the measured window (/proc utime+stime of their process trees; with --endpoints\n" +
         "their process_cpu_seconds_total); client CPU: this process. Per-node and user/system splits are in the JSON.\n" +
@@ -431,7 +489,14 @@ async function main(): Promise<number> {
         {
           startedAt: new Date(began).toISOString(),
           durationSeconds: seconds,
-          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? null, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg(), node: process.version, etcd: etcdVersion },
+          machine: {
+            cpus: cpus().length,
+            cpuModel: cpus()[0]?.model ?? null,
+            loadAverageAtStart: loadAtStart,
+            loadAverageAtEnd: loadavg(),
+            node: process.version,
+            etcd: etcdVersion,
+          },
           options,
           idleServerCpuMsPerSecond: idleCpuMsPerSecond,
           notes,

@@ -149,7 +149,9 @@ for (const r of results) {
   console.log(
     [
       r.name.padEnd(24),
-      Math.round(r.entries / seconds).toLocaleString("en-US").padStart(12),
+      Math.round(r.entries / seconds)
+        .toLocaleString("en-US")
+        .padStart(12),
       (r.bytes / seconds / 1e6).toFixed(1).padStart(9),
       r.entries.toLocaleString("en-US").padStart(10),
       r.ms.toFixed(0).padStart(11),

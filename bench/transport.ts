@@ -50,7 +50,11 @@ async function receiver(): Promise<void> {
     deliverSnapshot: async () => undefined,
     snapshotBytesMax: 0,
     msgBytesMax: MAX_MSG_BYTES,
-    logger: { info: () => undefined, warn: (msg, fields) => console.error(msg, fields), error: (msg, fields) => console.error(msg, fields) },
+    logger: {
+      info: () => undefined,
+      warn: (msg, fields) => console.error(msg, fields),
+      error: (msg, fields) => console.error(msg, fields),
+    },
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();
@@ -94,7 +98,9 @@ async function sender(): Promise<void> {
     { name: "64 entries per message", entriesPerMessage: 64, outstandingMax: 256 },
   ];
   const payload = new Uint8Array(ENTRY_BYTES).fill(7);
-  console.log(`transport bench: one link over h2c on 127.0.0.1, ${ENTRY_BYTES}-byte entries, ${seconds} s per case, node ${process.version}`);
+  console.log(
+    `transport bench: one link over h2c on 127.0.0.1, ${ENTRY_BYTES}-byte entries, ${seconds} s per case, node ${process.version}`,
+  );
   for (const c of cases) {
     let unreachable = 0;
     const t = createPeerTransport({
@@ -109,7 +115,12 @@ async function sender(): Promise<void> {
     });
     let index = 0;
     const nextAppend = (): Message => {
-      const entries: Entry[] = Array.from({ length: c.entriesPerMessage }, (_, i) => ({ term: 1, index: index + 1 + i, type: "normal", data: payload }));
+      const entries: Entry[] = Array.from({ length: c.entriesPerMessage }, (_, i) => ({
+        term: 1,
+        index: index + 1 + i,
+        type: "normal",
+        data: payload,
+      }));
       const m: Message = { type: "append", from: 1, to: 2, term: 1, prevIndex: index, prevTerm: 1, entries, commit: index };
       index += c.entriesPerMessage;
       return m;

@@ -292,7 +292,10 @@ async function main(): Promise<void> {
     table(
       "1. Raw disk: write 256 B + fdatasync in a loop",
       ["file layout", "fdatasyncs/s", "µs each"],
-      [...raw.map(([layout, rate]) => [layout, fmt(rate), (1e6 / rate).toFixed(0)]), ["zero-filled, fdatasync via thread pool", fmt(rawAsync), (1e6 / rawAsync).toFixed(0)]],
+      [
+        ...raw.map(([layout, rate]) => [layout, fmt(rate), (1e6 / rate).toFixed(0)]),
+        ["zero-filled, fdatasync via thread pool", fmt(rawAsync), (1e6 / rawAsync).toFixed(0)],
+      ],
     );
 
     const results: (WalResult & { raw: number })[] = [];
@@ -305,7 +308,17 @@ async function main(): Promise<void> {
     const single = results[0]?.appendsPerSecond ?? 1;
     table(
       "2. WAL, 256 B entries, each appender awaits its own save",
-      ["appenders", "appends/s", "fdatasyncs/s", "entries/fdatasync", "x 1 appender", "raw (pool) just before", "appends % raw", "p50 ms", "p99 ms"],
+      [
+        "appenders",
+        "appends/s",
+        "fdatasyncs/s",
+        "entries/fdatasync",
+        "x 1 appender",
+        "raw (pool) just before",
+        "appends % raw",
+        "p50 ms",
+        "p99 ms",
+      ],
       results.map((r) => [
         r.appenders,
         fmt(r.appendsPerSecond),
@@ -340,7 +353,9 @@ async function main(): Promise<void> {
         fmt(replayEntries / (r.wallMs / 1000)),
       ]),
     );
-    console.log("\nGoals (issue 3): 1 appender >= 90% of raw; 64 appenders >= 30 entries/fdatasync and >= 20x 1 appender; replay of 1M < 2 s.");
+    console.log(
+      "\nGoals (issue 3): 1 appender >= 90% of raw; 64 appenders >= 30 entries/fdatasync and >= 20x 1 appender; replay of 1M < 2 s.",
+    );
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -49,7 +49,9 @@ async function phase(name: string, op: (i: number) => Promise<unknown>): Promise
   );
 }
 
-console.log(`raftkv client bench: ${endpoints.join(",")} ${protocol}, ${concurrency} in flight, ${valueBytes}-byte values, ${seconds} s per phase`);
+console.log(
+  `raftkv client bench: ${endpoints.join(",")} ${protocol}, ${concurrency} in flight, ${valueBytes}-byte values, ${seconds} s per phase`,
+);
 await phase("put", (i) => client.put({ key: key(i), value }));
 await phase("get (linearizable)", (i) => client.get({ key: key(i) }));
 await phase("get (serializable)", (i) => client.get({ key: key(i), serializable: true }));

@@ -71,7 +71,11 @@ function formatLogLine(name: string, line: string): string {
   return `${name} ${levels[Number(level)] ?? "LOG"} ${String(msg)}${rest === "" ? "" : ` ${rest}`}`;
 }
 
-function startNode(spec: NodeSpec, initialCluster: string, onExit: (code: number | null, signal: NodeJS.Signals | null) => void): ChildProcess {
+function startNode(
+  spec: NodeSpec,
+  initialCluster: string,
+  onExit: (code: number | null, signal: NodeJS.Signals | null) => void,
+): ChildProcess {
   const dataDir = join("data", spec.name);
   mkdirSync(join(repo, dataDir), { recursive: true });
   const child = spawn(
@@ -95,7 +99,8 @@ function startNode(spec: NodeSpec, initialCluster: string, onExit: (code: number
     { cwd: repo, stdio: ["ignore", "pipe", "pipe"], detached: true, env: { ...process.env } },
   );
   for (const stream of [child.stdout, child.stderr]) {
-    if (stream !== null) createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${formatLogLine(spec.name, line)}\n`));
+    if (stream !== null)
+      createInterface({ input: stream }).on("line", (line) => process.stdout.write(`${formatLogLine(spec.name, line)}\n`));
   }
   child.on("exit", onExit);
   return child;
@@ -127,7 +132,8 @@ async function run(): Promise<void> {
     for (const spec of specs) {
       const child = startNode(spec, initialCluster, (code, signal) => {
         running.delete(spec.id);
-        if (!stopping) process.stdout.write(`npm start: ${spec.name} exited unexpectedly (${signal ?? `code ${code}`}); the others keep running\n`);
+        if (!stopping)
+          process.stdout.write(`npm start: ${spec.name} exited unexpectedly (${signal ?? `code ${code}`}); the others keep running\n`);
         if (running.size === 0) resolve();
       });
       running.set(spec.id, child);

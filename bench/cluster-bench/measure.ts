@@ -41,7 +41,10 @@ export interface LoadResult {
  * `atWindow` is called right at the start and at the end of the measured window (for CPU and
  * metrics snapshots); only calls that start and finish inside the window count.
  */
-export async function runLoad<T>(spec: LoadSpec, atWindow: (edge: "start" | "end") => Promise<T>): Promise<{ result: LoadResult; before: T; after: T }> {
+export async function runLoad<T>(
+  spec: LoadSpec,
+  atWindow: (edge: "start" | "end") => Promise<T>,
+): Promise<{ result: LoadResult; before: T; after: T }> {
   let phase: "warmup" | "measure" | "stopped" = "warmup";
   const latencies: number[] = [];
   const errorsByCode: Record<string, { count: number; first: string }> = {};
@@ -85,7 +88,11 @@ export async function runLoad<T>(spec: LoadSpec, atWindow: (edge: "start" | "end
   const elapsedMs = performance.now() - started;
   const after = await atWindow("end");
   await Promise.all(running);
-  return { result: { ops: latencies.length, elapsedMs, latenciesMs: Float64Array.from(latencies).sort(), errors, errorsByCode, misses }, before, after };
+  return {
+    result: { ops: latencies.length, elapsedMs, latenciesMs: Float64Array.from(latencies).sort(), errors, errorsByCode, misses },
+    before,
+    after,
+  };
 }
 
 /** The q-quantile of sorted values (nearest rank), or NaN when there are none. */
@@ -95,7 +102,13 @@ export function quantile(sorted: Float64Array, q: number): number {
 }
 
 /** Writes `keys` once with `concurrency` calls in flight, so that every get finds a value. */
-export async function preload(system: KvSystem, leader: Endpoint, keys: readonly Buffer[], value: Buffer, concurrency: number): Promise<void> {
+export async function preload(
+  system: KvSystem,
+  leader: Endpoint,
+  keys: readonly Buffer[],
+  value: Buffer,
+  concurrency: number,
+): Promise<void> {
   let next = 0;
   const worker = async (index: number): Promise<void> => {
     const client = leader.clients[index % leader.clients.length] ?? leader.first;
@@ -137,7 +150,11 @@ export async function scrapeAll(endpoints: readonly Endpoint[]): Promise<(Map<st
 }
 
 /** Σ over nodes of after − before of one metric; undefined when any node lacks it. */
-export function delta(before: readonly (Map<string, number> | undefined)[], after: readonly (Map<string, number> | undefined)[], name: string): number | undefined {
+export function delta(
+  before: readonly (Map<string, number> | undefined)[],
+  after: readonly (Map<string, number> | undefined)[],
+  name: string,
+): number | undefined {
   let total = 0;
   for (let i = 0; i < before.length; i++) {
     const b = before[i]?.get(name);

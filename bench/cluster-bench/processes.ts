@@ -56,7 +56,9 @@ export class ServerProcesses {
         this.running.delete(spec.name);
         this.reaper.remove(pid);
         if (!this.stopping && this.crash === undefined) {
-          this.crash = new Error(`${spec.name} (pid ${pid}) exited on its own (${signal ?? `code ${code}`}); end of ${spec.logPath}:\n${readTail(spec.logPath, 2_000)}`);
+          this.crash = new Error(
+            `${spec.name} (pid ${pid}) exited on its own (${signal ?? `code ${code}`}); end of ${spec.logPath}:\n${readTail(spec.logPath, 2_000)}`,
+          );
         }
         resolve();
       }),

@@ -9,7 +9,13 @@ export interface CellRecord {
   readonly seconds: number;
   readonly ops: number;
   readonly opsPerSecond: number;
-  readonly latencyMs: { readonly p50: number | null; readonly p90: number | null; readonly p99: number | null; readonly p999: number | null; readonly max: number | null };
+  readonly latencyMs: {
+    readonly p50: number | null;
+    readonly p90: number | null;
+    readonly p99: number | null;
+    readonly p999: number | null;
+    readonly max: number | null;
+  };
   readonly errors: number;
   readonly errorsByCode: Record<string, { count: number; first: string }>;
   /** Gets that found no value. */
@@ -45,13 +51,29 @@ export function ms(value: number | null | undefined): string {
 
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? "").length)));
-  const line = (cells: readonly string[]): string => cells.map((cell, c) => (c < 2 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join("  ");
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, c) => (c < 2 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join("  ");
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
 export function cellsTable(cells: readonly CellRecord[]): string {
   return table(
-    ["system", "workload", "conc", "ops/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors", "srv CPU ms/op", "client CPU ms/op", "entries/fsync", "msgs/batch", "peer msgs/op"],
+    [
+      "system",
+      "workload",
+      "conc",
+      "ops/s",
+      "p50 ms",
+      "p90 ms",
+      "p99 ms",
+      "p99.9 ms",
+      "errors",
+      "srv CPU ms/op",
+      "client CPU ms/op",
+      "entries/fsync",
+      "msgs/batch",
+      "peer msgs/op",
+    ],
     cells.map((c) => [
       c.system,
       c.workload,
@@ -94,7 +116,20 @@ export function comparisonTable(cells: readonly CellRecord[]): string {
     ]);
   }
   return table(
-    ["workload", "conc", "raftkv ops/s", "etcd ops/s", "tput ratio", "raftkv p50", "etcd p50", "raftkv p99", "etcd p99", "raftkv CPU ms/op", "etcd CPU ms/op", "CPU ratio"],
+    [
+      "workload",
+      "conc",
+      "raftkv ops/s",
+      "etcd ops/s",
+      "tput ratio",
+      "raftkv p50",
+      "etcd p50",
+      "raftkv p99",
+      "etcd p99",
+      "raftkv CPU ms/op",
+      "etcd CPU ms/op",
+      "CPU ratio",
+    ],
     rows,
   );
 }

@@ -30,7 +30,10 @@ export class Endpoint {
     const target = new URL(url).host;
     // A local subchannel pool per client: otherwise grpc-js shares one connection among the clients
     // of a target, and a pool of channels would still be one TCP connection.
-    this.clients = Array.from({ length: channels }, () => new grpc.Client(target, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }));
+    this.clients = Array.from(
+      { length: channels },
+      () => new grpc.Client(target, grpc.credentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 }),
+    );
   }
 
   get first(): grpc.Client {
@@ -46,8 +49,14 @@ export class Endpoint {
 
 export function unary(client: grpc.Client, method: Method, request: object, timeoutMs = callTimeoutMs): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, request, { deadline: Date.now() + timeoutMs }, (error, reply) =>
-      error !== null ? reject(error) : reply === undefined ? reject(new Error(`${method.path}: empty reply`)) : resolve(reply as Reply),
+    client.makeUnaryRequest(
+      method.path,
+      method.requestSerialize,
+      method.responseDeserialize,
+      request,
+      { deadline: Date.now() + timeoutMs },
+      (error, reply) =>
+        error !== null ? reject(error) : reply === undefined ? reject(new Error(`${method.path}: empty reply`)) : resolve(reply as Reply),
     );
   });
 }
@@ -88,7 +97,10 @@ async function firstMatching(endpoints: readonly Endpoint[], ask: (endpoint: End
 }
 
 export function raftkvSystem(repoRoot: string): KvSystem {
-  const definition = protoLoader.loadSync(["raftkv/v1/kv.proto", "raftkv/v1/cluster.proto"], { ...loaderOptions, includeDirs: [join(repoRoot, "proto")] });
+  const definition = protoLoader.loadSync(["raftkv/v1/kv.proto", "raftkv/v1/cluster.proto"], {
+    ...loaderOptions,
+    includeDirs: [join(repoRoot, "proto")],
+  });
   const kv = methodsOf(definition, "raftkv.v1.KvService");
   const cluster = methodsOf(definition, "raftkv.v1.ClusterService");
   const [put, get, status] = [method(kv, "Put"), method(kv, "Get"), method(cluster, "Status")];

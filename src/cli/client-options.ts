@@ -23,7 +23,12 @@ export const clientOptionSpecs: Readonly<Record<string, OptionSpec>> = {
     placeholder: "URL,...",
     help: `Client URLs of cluster members (env RAFTKV_ENDPOINTS; default ${defaultEndpoints.join(",")}). Any member will do: writes find the leader.`,
   },
-  output: { type: "string", short: "o", placeholder: "table|json", help: "table for people (default), json for scripts (one protobuf-JSON object per line)." },
+  output: {
+    type: "string",
+    short: "o",
+    placeholder: "table|json",
+    help: "table for people (default), json for scripts (one protobuf-JSON object per line).",
+  },
   timeout: { type: "string", placeholder: "DURATION", help: "How long to keep trying, across retries and leader changes (default 10s)." },
   protocol: { type: "string", placeholder: "grpc|connect|grpc-web", help: "Wire protocol (default grpc, over HTTP/2)." },
   help: { type: "boolean", short: "h", help: "Show this help." },
@@ -37,7 +42,11 @@ export interface ParsedCommandLine {
 export function parseCommandLine(args: readonly string[], options: Readonly<Record<string, OptionSpec>>): ParsedCommandLine {
   const config: Record<string, { type: "string" | "boolean"; multiple?: boolean; short?: string }> = {};
   for (const [name, spec] of Object.entries(options)) {
-    config[name] = { type: spec.type, ...(spec.multiple === true ? { multiple: true } : {}), ...(spec.short === undefined ? {} : { short: spec.short }) };
+    config[name] = {
+      type: spec.type,
+      ...(spec.multiple === true ? { multiple: true } : {}),
+      ...(spec.short === undefined ? {} : { short: spec.short }),
+    };
   }
   try {
     const { values, positionals } = parseArgs({ args: [...args], options: config, strict: true, allowPositionals: true });
@@ -56,7 +65,13 @@ export interface ClientSettings {
 
 export function clientSettings(values: ParsedCommandLine["values"], io: CliIo): ClientSettings {
   const endpointsText = stringValue(values.endpoints) ?? io.env.RAFTKV_ENDPOINTS;
-  const endpoints = endpointsText === undefined ? defaultEndpoints : endpointsText.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  const endpoints =
+    endpointsText === undefined
+      ? defaultEndpoints
+      : endpointsText
+          .split(",")
+          .map((e) => e.trim())
+          .filter((e) => e !== "");
   if (endpoints.length === 0) throw new UsageError("--endpoints is empty; give at least one client URL like http://127.0.0.1:2379");
   for (const endpoint of endpoints) {
     try {

@@ -1,6 +1,11 @@
 import { toJson } from "@bufbuild/protobuf";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { MemberListResponseSchema, NodeRole, StatusResponseSchema, TransferLeadershipResponseSchema } from "../../gen/raftkv/v1/cluster_pb.js";
+import {
+  MemberListResponseSchema,
+  NodeRole,
+  StatusResponseSchema,
+  TransferLeadershipResponseSchema,
+} from "../../gen/raftkv/v1/cluster_pb.js";
 import type { ClientCommand } from "./client-command.js";
 import { stringValue, wholeNumber } from "./client-options.js";
 import { jsonLine, table } from "./display.js";
@@ -24,9 +29,10 @@ export const statusCommand: ClientCommand = {
     const statuses = await client.statusAll({ signal: io.signal });
     if (settings.output === "json") {
       for (const s of statuses) {
-        const line = s.status === undefined
-          ? { endpoint: s.endpoint, error: { code: codeToString(s.error?.code ?? 2), message: s.error?.rawMessage ?? "" } }
-          : { endpoint: s.endpoint, status: toJson(StatusResponseSchema, s.status) };
+        const line =
+          s.status === undefined
+            ? { endpoint: s.endpoint, error: { code: codeToString(s.error?.code ?? 2), message: s.error?.rawMessage ?? "" } }
+            : { endpoint: s.endpoint, status: toJson(StatusResponseSchema, s.status) };
         io.stdout(`${JSON.stringify(line)}\n`);
       }
     } else {
@@ -36,7 +42,16 @@ export const statusCommand: ClientCommand = {
           statuses.map(({ endpoint, status, error }) => {
             const s = status?.status;
             if (s === undefined) return [endpoint, "-", "-", `unreachable: ${error?.rawMessage ?? "no answer"}`, "-", "-", "-", "-"];
-            return [endpoint, String(s.id), s.name, roleNames[s.role], String(s.term), String(s.commitIndex), String(s.appliedIndex), String(s.leader)];
+            return [
+              endpoint,
+              String(s.id),
+              s.name,
+              roleNames[s.role],
+              String(s.term),
+              String(s.commitIndex),
+              String(s.appliedIndex),
+              String(s.leader),
+            ];
           }),
         ),
       );

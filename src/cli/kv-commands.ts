@@ -1,4 +1,10 @@
-import { DeleteResponseSchema, GetResponseSchema, PutResponseSchema, RangeResponseSchema, type KeyValue } from "../../gen/raftkv/v1/kv_pb.js";
+import {
+  DeleteResponseSchema,
+  GetResponseSchema,
+  PutResponseSchema,
+  RangeResponseSchema,
+  type KeyValue,
+} from "../../gen/raftkv/v1/kv_pb.js";
 import { create } from "@bufbuild/protobuf";
 import type { ClientCommand } from "./client-command.js";
 import { stringValue, wholeNumber } from "./client-options.js";
@@ -46,14 +52,15 @@ export const getCommand: ClientCommand = {
   args: "KEY",
   positionals: { min: 1, max: 1 },
   options: {
-    serializable: { type: "boolean", help: "Read the answering node's local state: faster, possibly stale." },
+    "serializable": { type: "boolean", help: "Read the answering node's local state: faster, possibly stale." },
     "value-only": { type: "boolean", help: "Print only the value (for $(raftkv get KEY --value-only))." },
   },
   async run({ io, positionals, values, settings, client }) {
     const [key = ""] = positionals;
     const response = await client.get({ key: utf8.encode(key), serializable: values.serializable === true });
     if (settings.output === "json") io.stdout(jsonLine(GetResponseSchema, response));
-    else if (response.kv !== undefined) io.stdout(values["value-only"] === true ? `${displayBytes(response.kv.value)}\n` : kvRows([response.kv]));
+    else if (response.kv !== undefined)
+      io.stdout(values["value-only"] === true ? `${displayBytes(response.kv.value)}\n` : kvRows([response.kv]));
     return response.kv === undefined ? exitCodes.negative : exitCodes.ok;
   },
 };
@@ -64,7 +71,7 @@ export const delCommand: ClientCommand = {
   args: "KEY",
   positionals: { min: 1, max: 1 },
   options: {
-    prefix: { type: "boolean", help: "Treat KEY as a prefix (an empty prefix deletes every key)." },
+    "prefix": { type: "boolean", help: "Treat KEY as a prefix (an empty prefix deletes every key)." },
     "prev-kv": { type: "boolean", help: "Also print the deleted keys and values." },
   },
   async run({ io, positionals, values, settings, client }) {
@@ -81,14 +88,14 @@ export const delCommand: ClientCommand = {
 
 export const rangeCommand: ClientCommand = {
   name: "range",
-  summary: "List the keys that start with PREFIX, in key order (all keys: \"\").",
+  summary: 'List the keys that start with PREFIX, in key order (all keys: "").',
   args: "PREFIX",
   positionals: { min: 1, max: 1 },
   options: {
-    limit: { type: "string", placeholder: "N", help: `The most keys to list (default ${rangeDefaultLimit}; 0 for all).` },
+    "limit": { type: "string", placeholder: "N", help: `The most keys to list (default ${rangeDefaultLimit}; 0 for all).` },
     "keys-only": { type: "boolean", help: "List keys without values." },
     "count-only": { type: "boolean", help: "Print only how many keys match." },
-    serializable: { type: "boolean", help: "Read the answering node's local state: faster, possibly stale." },
+    "serializable": { type: "boolean", help: "Read the answering node's local state: faster, possibly stale." },
   },
   async run({ io, positionals, values, settings, client }) {
     const [prefix = ""] = positionals;

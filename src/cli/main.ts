@@ -26,7 +26,11 @@ const clientCommands: readonly ClientCommand[] = [
 ];
 
 export function usage(): string {
-  const width = Math.max(...clientCommands.map((c) => `${c.name} ${c.args}`.length), "serve [flags]".length, `snapshot ${snapshotUsage.args}`.length);
+  const width = Math.max(
+    ...clientCommands.map((c) => `${c.name} ${c.args}`.length),
+    "serve [flags]".length,
+    `snapshot ${snapshotUsage.args}`.length,
+  );
   return [
     "Usage: raftkv <command> [arguments] [flags]",
     "",
@@ -109,7 +113,9 @@ function report(error: unknown, command: ClientCommand, io: CliIo): ExitCode {
   }
   io.stderr(`raftkv ${command.name}: ${error.message} ${detail}\n`);
   const unavailable =
-    error.code === Code.Unavailable || error.code === Code.DeadlineExceeded || (error.code === Code.ResourceExhausted && error.reason === "overloaded");
+    error.code === Code.Unavailable ||
+    error.code === Code.DeadlineExceeded ||
+    (error.code === Code.ResourceExhausted && error.reason === "overloaded");
   return unavailable ? exitCodes.unavailable : exitCodes.failed;
 }
 

@@ -4,7 +4,16 @@ import { MemberDataLostError, openNode, type Driver, type DriverObserver, type O
 import { createMetrics, raftRoles, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService, type ForwardedWrites, type ProbeState } from "../rpc/raft-service.js";
 import { createWriteForwarder } from "../rpc/write-forwarder.js";
-import { buildApp, buildForwardedWrites, buildGrpcFastPath, buildPeerApp, listenClient, listenPeer, type ClientListener, type PeerListener } from "../server/index.js";
+import {
+  buildApp,
+  buildForwardedWrites,
+  buildGrpcFastPath,
+  buildPeerApp,
+  listenClient,
+  listenPeer,
+  type ClientListener,
+  type PeerListener,
+} from "../server/index.js";
 import { fromPino } from "../lib/logger.js";
 import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
@@ -183,7 +192,14 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   peerMetrics.unref();
   signal.addEventListener("abort", () => clearInterval(peerMetrics), { once: true });
   logger.info(
-    { client: config.advertiseClientUrl, peer: config.advertisePeerUrl, listenClient: client.url, listenPeer: peer.url, dataDir: config.dataDir, members: config.initialCluster.length },
+    {
+      client: config.advertiseClientUrl,
+      peer: config.advertisePeerUrl,
+      listenClient: client.url,
+      listenPeer: peer.url,
+      dataDir: config.dataDir,
+      members: config.initialCluster.length,
+    },
     "raftkv node serving",
   );
   await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
@@ -199,7 +215,13 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
  */
 function runningProbeState(opened: OpenedNode): ProbeState {
   const status = opened.driver.status();
-  return { phase: "running", term: status.term, lastIndex: status.lastIndex, snapshotIndex: status.snapshotIndex, incarnation: opened.identity.incarnation };
+  return {
+    phase: "running",
+    term: status.term,
+    lastIndex: status.lastIndex,
+    snapshotIndex: status.snapshotIndex,
+    incarnation: opened.identity.incarnation,
+  };
 }
 
 async function stopAll(

@@ -11,7 +11,15 @@ import { createMaintenanceClient } from "../rpc/client/maintenance-client.js";
 import { errorReason } from "../rpc/errors.js";
 import { BackupFileError, BackupFileWriter, inspectBackupFile, readBackupFile, seedStorage, type BackupInfo } from "../storage/index.js";
 import type { CliIo } from "./cli-io.js";
-import { clientOptionSpecs, clientSettings, parseCommandLine, stringValue, type OptionSpec, type OutputFormat, type ParsedCommandLine } from "./client-options.js";
+import {
+  clientOptionSpecs,
+  clientSettings,
+  parseCommandLine,
+  stringValue,
+  type OptionSpec,
+  type OutputFormat,
+  type ParsedCommandLine,
+} from "./client-options.js";
 import { table } from "./display.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 import { UsageError } from "./usage-error.js";
@@ -21,7 +29,12 @@ const restoredTerm = 1;
 /** How long `snapshot save` may take in all when --timeout is not given: a large state takes a while. */
 const saveTimeoutMsDefault = 10 * 60_000;
 
-const outputOption: OptionSpec = { type: "string", short: "o", placeholder: "table|json", help: "table for people (default), json for scripts (one JSON object per line, 64-bit numbers as strings)." };
+const outputOption: OptionSpec = {
+  type: "string",
+  short: "o",
+  placeholder: "table|json",
+  help: "table for people (default), json for scripts (one JSON object per line, 64-bit numbers as strings).",
+};
 const helpOption: OptionSpec = { type: "boolean", short: "h", help: "Show this help." };
 
 interface Subcommand {
@@ -73,14 +86,19 @@ const save: Subcommand = {
           }
           if (info === undefined) throw new ConnectError(`${endpoint} sent no snapshot`, Code.DataLoss);
           if (settings.output === "json") io.stdout(`${JSON.stringify({ file, endpoint, ...infoJson(info) })}\n`);
-          else io.stdout(`saved ${file} from ${endpoint} (member ${info.memberId}): revision ${info.revision}, applied index ${info.appliedIndex}, ${info.keyCount} keys, ${info.dataBytes} bytes, sha256 ${info.sha256}\n`);
+          else
+            io.stdout(
+              `saved ${file} from ${endpoint} (member ${info.memberId}): revision ${info.revision}, applied index ${info.appliedIndex}, ${info.keyCount} keys, ${info.dataBytes} bytes, sha256 ${info.sha256}\n`,
+            );
           return exitCodes.ok;
         } catch (error) {
           await writer?.discard();
           // A local failure (the disk, a damaged transfer) would fail the same way from any member.
           if (!(error instanceof ConnectError)) throw error;
           last = error;
-          io.stderr(`raftkv snapshot save: ${endpoint}: ${describeCallError(error)}${client.endpoints.length > 1 ? "; trying the next endpoint" : ""}\n`);
+          io.stderr(
+            `raftkv snapshot save: ${endpoint}: ${describeCallError(error)}${client.endpoints.length > 1 ? "; trying the next endpoint" : ""}\n`,
+          );
         }
       }
     } finally {
@@ -90,8 +108,12 @@ const save: Subcommand = {
       io.stderr("raftkv snapshot save: cancelled; nothing was saved\n");
       return exitCodes.failed;
     }
-    io.stderr(`raftkv snapshot save: no endpoint served a whole snapshot${last === undefined ? " before the deadline" : `; the last said: ${describeCallError(last)}`}\n`);
-    return last === undefined || [Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Canceled, Code.Unknown, Code.DataLoss].includes(last.code) || errorReason(last) === "overloaded"
+    io.stderr(
+      `raftkv snapshot save: no endpoint served a whole snapshot${last === undefined ? " before the deadline" : `; the last said: ${describeCallError(last)}`}\n`,
+    );
+    return last === undefined ||
+      [Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Canceled, Code.Unknown, Code.DataLoss].includes(last.code) ||
+      errorReason(last) === "overloaded"
       ? exitCodes.unavailable
       : exitCodes.failed;
   },
@@ -110,7 +132,18 @@ const status: Subcommand = {
       io.stdout(
         table(
           ["REVISION", "APPLIED_INDEX", "RAFT_TERM", "MEMBER", "KEYS", "BYTES", "SHA256", "CREATED"],
-          [[String(info.revision), String(info.appliedIndex), String(info.raftTerm), String(info.memberId), String(info.keyCount), String(info.fileBytes), info.sha256, new Date(info.createdAtMs).toISOString()]],
+          [
+            [
+              String(info.revision),
+              String(info.appliedIndex),
+              String(info.raftTerm),
+              String(info.memberId),
+              String(info.keyCount),
+              String(info.fileBytes),
+              info.sha256,
+              new Date(info.createdAtMs).toISOString(),
+            ],
+          ],
         ),
       );
     }
@@ -123,18 +156,30 @@ const restore: Subcommand = {
   summary: "Seed one member's new data directory from FILE, for a NEW cluster that starts from its state.",
   options: {
     "data-dir": { type: "string", placeholder: "DIR", help: "The member's data directory: missing or empty (anything else is refused)." },
-    "initial-cluster": { type: "string", placeholder: "ID[:NAME]=PEER_URL|CLIENT_URL,...", help: "The new cluster's members, exactly as every member's raftkv serve will get it." },
-    name: { type: "string", placeholder: "NAME", help: "This member's name, which picks its id as raftkv serve does (a StatefulSet name like raftkv-2 gives id 3)." },
-    id: { type: "string", placeholder: "N", help: "This member's id, when --name does not say it." },
-    "cluster-id": { type: "string", placeholder: "TEXT", help: "The new cluster's id; default derived from FILE's SHA-256 and --initial-cluster, so members restored apart agree." },
-    output: outputOption,
-    help: helpOption,
+    "initial-cluster": {
+      type: "string",
+      placeholder: "ID[:NAME]=PEER_URL|CLIENT_URL,...",
+      help: "The new cluster's members, exactly as every member's raftkv serve will get it.",
+    },
+    "name": {
+      type: "string",
+      placeholder: "NAME",
+      help: "This member's name, which picks its id as raftkv serve does (a StatefulSet name like raftkv-2 gives id 3).",
+    },
+    "id": { type: "string", placeholder: "N", help: "This member's id, when --name does not say it." },
+    "cluster-id": {
+      type: "string",
+      placeholder: "TEXT",
+      help: "The new cluster's id; default derived from FILE's SHA-256 and --initial-cluster, so members restored apart agree.",
+    },
+    "output": outputOption,
+    "help": helpOption,
   },
   details: [
     "Restore EVERY member of the new cluster from the same FILE with the same --initial-cluster (and",
     "--cluster-id, if given) before starting any, then start each with raftkv serve and the printed",
-    "--cluster-id. Never restore one member into a running cluster. docs/operations.md, \"Backup and",
-    "disaster recovery\", has the whole procedure and why it is safe.",
+    '--cluster-id. Never restore one member into a running cluster. docs/operations.md, "Backup and',
+    'disaster recovery", has the whole procedure and why it is safe.',
   ].join("\n"),
   async run(file, values, io) {
     const output = outputFormat(values);
@@ -158,7 +203,11 @@ const restore: Subcommand = {
     const unlock = await lockDataDir(dataDir);
     try {
       await refuseNonEmpty(dataDir, ["LOCK"]);
-      await seedStorage(join(dataDir, "raft"), { meta: { index, term: restoredTerm, conf: { voters, learners: [] } }, data }, stderrLogger(io));
+      await seedStorage(
+        join(dataDir, "raft"),
+        { meta: { index, term: restoredTerm, conf: { voters, learners: [] } }, data },
+        stderrLogger(io),
+      );
       // The identity comes last: without it a crash half-way leaves a directory `raftkv serve` reads as
       // empty, or as one with state but no identity, never one that looks restored but is not.
       await writeIdentity(dataDir, { clusterId, memberId: member.id, incarnation: newIncarnation() });
@@ -167,7 +216,9 @@ const restore: Subcommand = {
     }
 
     if (output === "json") {
-      io.stdout(`${JSON.stringify({ dataDir, clusterId, memberId: String(member.id), name: member.name, snapshotIndex: String(index), snapshotTerm: String(restoredTerm), voters: voters.map(String), backup: { file, ...infoJson(info) } })}\n`);
+      io.stdout(
+        `${JSON.stringify({ dataDir, clusterId, memberId: String(member.id), name: member.name, snapshotIndex: String(index), snapshotTerm: String(restoredTerm), voters: voters.map(String), backup: { file, ...infoJson(info) } })}\n`,
+      );
     } else {
       io.stdout(
         [
@@ -187,7 +238,10 @@ const restore: Subcommand = {
 const subcommands: readonly Subcommand[] = [save, status, restore];
 
 /** The line `raftkv --help` shows for this verb. */
-export const snapshotUsage = { args: "save|status|restore FILE", summary: "Back up a running cluster, check a backup, seed a new cluster from one." };
+export const snapshotUsage = {
+  args: "save|status|restore FILE",
+  summary: "Back up a running cluster, check a backup, seed a new cluster from one.",
+};
 
 function snapshotHelp(): string {
   return [

@@ -12,7 +12,12 @@ export const txnCommand: ClientCommand = {
   positionals: { min: 0, max: 0 },
   options: {
     if: { type: "string", multiple: true, placeholder: "CONDITION", help: "A condition; repeat for more (all must hold)." },
-    then: { type: "string", multiple: true, placeholder: "OPERATION", help: "An operation run when every condition holds; repeat for more." },
+    then: {
+      type: "string",
+      multiple: true,
+      placeholder: "OPERATION",
+      help: "An operation run when every condition holds; repeat for more.",
+    },
     else: { type: "string", multiple: true, placeholder: "OPERATION", help: "An operation run otherwise; repeat for more." },
   },
   details: `${txnSyntaxHelp}\n\nExample (compare-and-swap):\n  raftkv txn --if 'config == v1' --then 'put config v2' --else 'get config'`,
@@ -34,7 +39,9 @@ function describe(op: ResponseOp): string {
     case "put":
       return "put: OK";
     case "get":
-      return response.value.kv === undefined ? "get: (no such key)" : `get: ${displayBytes(response.value.kv.key)} = ${displayBytes(response.value.kv.value)}`;
+      return response.value.kv === undefined
+        ? "get: (no such key)"
+        : `get: ${displayBytes(response.value.kv.key)} = ${displayBytes(response.value.kv.value)}`;
     case "delete":
       return `del: deleted ${response.value.deleted}`;
     case "range":

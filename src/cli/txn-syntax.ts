@@ -1,5 +1,13 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { CompareResult, CompareSchema, CompareTarget, RequestOpSchema, type Compare, type RequestOp, type TxnRequestSchema } from "../../gen/raftkv/v1/kv_pb.js";
+import {
+  CompareResult,
+  CompareSchema,
+  CompareTarget,
+  RequestOpSchema,
+  type Compare,
+  type RequestOp,
+  type TxnRequestSchema,
+} from "../../gen/raftkv/v1/kv_pb.js";
 import { UsageError } from "./usage-error.js";
 
 /**
@@ -24,7 +32,11 @@ export const txnSyntaxHelp = [
 
 const utf8 = new TextEncoder();
 
-export function parseTxn(conditions: readonly string[], then: readonly string[], otherwise: readonly string[]): MessageInitShape<typeof TxnRequestSchema> {
+export function parseTxn(
+  conditions: readonly string[],
+  then: readonly string[],
+  otherwise: readonly string[],
+): MessageInitShape<typeof TxnRequestSchema> {
   if (then.length === 0 && otherwise.length === 0) throw new UsageError("a txn needs at least one --then or --else operation");
   return {
     compare: conditions.map((text, i) => parseCondition(text, `--if #${i + 1}`)),
@@ -60,8 +72,14 @@ export function parseCondition(text: string, where: string): Compare {
   if (target === "value") {
     return create(CompareSchema, { key: utf8.encode(key), target: CompareTarget.VALUE, result, value: utf8.encode(right) });
   }
-  if (!/^\d{1,15}$/.test(right)) throw new UsageError(`${where}: ${target}(${key}) compares with a whole number, got ${JSON.stringify(right)}`);
-  return create(CompareSchema, { key: utf8.encode(key), target: counterTargets[target] ?? CompareTarget.UNSPECIFIED, result, number: BigInt(right) });
+  if (!/^\d{1,15}$/.test(right))
+    throw new UsageError(`${where}: ${target}(${key}) compares with a whole number, got ${JSON.stringify(right)}`);
+  return create(CompareSchema, {
+    key: utf8.encode(key),
+    target: counterTargets[target] ?? CompareTarget.UNSPECIFIED,
+    result,
+    number: BigInt(right),
+  });
 }
 
 export function parseOperation(text: string, where: string): RequestOp {

@@ -12,10 +12,10 @@ export const watchCommand: ClientCommand = {
   args: "KEY",
   positionals: { min: 1, max: 1 },
   options: {
-    prefix: { type: "boolean", help: "Treat KEY as a prefix." },
-    rev: { type: "string", placeholder: "N", help: "Start at revision N (replays retained history); default: changes from now on." },
+    "prefix": { type: "boolean", help: "Treat KEY as a prefix." },
+    "rev": { type: "string", placeholder: "N", help: "Start at revision N (replays retained history); default: changes from now on." },
     "prev-kv": { type: "boolean", help: "Also print each key's previous value." },
-    count: { type: "string", placeholder: "N", help: "Exit after N events." },
+    "count": { type: "string", placeholder: "N", help: "Exit after N events." },
   },
   details: "Exit code 1 when the history needed is gone (compacted): read the current state, then watch from its revision + 1.",
   async run({ io, positionals, values, settings, client }) {
@@ -43,7 +43,9 @@ export const watchCommand: ClientCommand = {
         if (settings.output === "table") {
           const type = event.type === EventType.DELETE ? "DELETE" : "PUT";
           const previous = event.prevKv === undefined ? "" : ` (was ${displayBytes(event.prevKv.value)})`;
-          io.stdout(`${type} ${displayBytes(event.kv?.key)} ${displayBytes(event.kv?.value)} revision ${event.kv?.modRevision ?? 0n}${previous}\n`);
+          io.stdout(
+            `${type} ${displayBytes(event.kv?.key)} ${displayBytes(event.kv?.value)} revision ${event.kv?.modRevision ?? 0n}${previous}\n`,
+          );
         }
       }
       if (count !== undefined && seen >= count) return exitCodes.ok;

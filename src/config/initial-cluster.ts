@@ -68,7 +68,5 @@ export function parseInitialCluster(text: string): readonly InitialMember[] | { 
 }
 
 export function formatInitialCluster(members: readonly InitialMember[]): string {
-  return members
-    .map((m) => `${m.id}${m.name === defaultMemberName(m.id) ? "" : `:${m.name}`}=${m.peerUrl}|${m.clientUrl}`)
-    .join(",");
+  return members.map((m) => `${m.id}${m.name === defaultMemberName(m.id) ? "" : `:${m.name}`}=${m.peerUrl}|${m.clientUrl}`).join(",");
 }

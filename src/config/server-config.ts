@@ -51,7 +51,6 @@ export type ServeArgs = { readonly kind: "help" } | { readonly kind: "config"; r
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-
 /**
  * The largest --request-bytes-max. Every node reads peer messages up to what a leader with this
  * setting could send, whatever its own setting: a follower that read less would refuse an admitted
@@ -90,7 +89,8 @@ function readRawSettings(args: readonly string[], env: Env): RawSettings | "help
 }
 
 function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
-  const initial = raw["initial-cluster"] === undefined ? undefined : parseOrThrow("initial-cluster", parseInitialCluster(raw["initial-cluster"]));
+  const initial =
+    raw["initial-cluster"] === undefined ? undefined : parseOrThrow("initial-cluster", parseInitialCluster(raw["initial-cluster"]));
   const { id, name } = resolveIdentity(raw, env, initial);
 
   const self = initial?.find((m) => m.id === id);
@@ -101,7 +101,10 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     );
   }
   if (self !== undefined && raw.name !== undefined && self.name !== defaultMemberName(id) && self.name !== name) {
-    throw new ConfigError("name", `${describeSetting("name")} is ${JSON.stringify(name)} but ${describeSetting("initial-cluster")} names member ${id} ${JSON.stringify(self.name)}`);
+    throw new ConfigError(
+      "name",
+      `${describeSetting("name")} is ${JSON.stringify(name)} but ${describeSetting("initial-cluster")} names member ${id} ${JSON.stringify(self.name)}`,
+    );
   }
 
   const advertisePeerUrl = resolveAdvertise(raw, "advertise-peer-url", self?.peerUrl);
@@ -109,7 +112,10 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
   const listenPeer = resolveListen(raw, "listen-peer", advertisePeerUrl, 2380);
   const listenClient = resolveListen(raw, "listen-client", advertiseClientUrl, 2379);
   if (listenPeer.host === listenClient.host && listenPeer.port === listenClient.port) {
-    throw new ConfigError("listen-client", `${describeSetting("listen-client")} and ${describeSetting("listen-peer")} are both ${formatHostPort(listenPeer)}; they must differ`);
+    throw new ConfigError(
+      "listen-client",
+      `${describeSetting("listen-client")} and ${describeSetting("listen-peer")} are both ${formatHostPort(listenPeer)}; they must differ`,
+    );
   }
   const peerUrl = advertisePeerUrl ?? urlForListenAddress(listenPeer);
   const clientUrl = advertiseClientUrl ?? urlForListenAddress(listenClient);
@@ -176,7 +182,10 @@ function resolveIdentity(raw: RawSettings, env: Env, initial: readonly InitialMe
   const podName = env.KUBERNETES_SERVICE_HOST !== undefined && env.HOSTNAME !== undefined && env.HOSTNAME !== "" ? env.HOSTNAME : undefined;
   const givenName = raw.name ?? podName;
   if (givenName !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(givenName)) {
-    throw new ConfigError("name", `${describeSetting("name")} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit; got ${JSON.stringify(givenName)}`);
+    throw new ConfigError(
+      "name",
+      `${describeSetting("name")} must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit; got ${JSON.stringify(givenName)}`,
+    );
   }
   let id: number;
   if (raw.id !== undefined) {
@@ -188,23 +197,38 @@ function resolveIdentity(raw: RawSettings, env: Env, initial: readonly InitialMe
   } else if (initial === undefined || initial.length === 1) {
     id = initial?.[0]?.id ?? 1;
   } else {
-    throw new ConfigError("id", `${describeSetting("id")} is required: --initial-cluster has ${initial.length} members and ${describeSetting("name")} does not identify one`);
+    throw new ConfigError(
+      "id",
+      `${describeSetting("id")} is required: --initial-cluster has ${initial.length} members and ${describeSetting("name")} does not identify one`,
+    );
   }
   const name = givenName ?? initial?.find((m) => m.id === id)?.name ?? defaultMemberName(id);
   return { id, name };
 }
 
-function resolveAdvertise(raw: RawSettings, flag: "advertise-peer-url" | "advertise-client-url", fromCluster: string | undefined): string | undefined {
+function resolveAdvertise(
+  raw: RawSettings,
+  flag: "advertise-peer-url" | "advertise-client-url",
+  fromCluster: string | undefined,
+): string | undefined {
   const text = raw[flag];
   if (text === undefined) return fromCluster;
   const parsed = parseOrThrow(flag, parseServiceUrl(text));
   if (fromCluster !== undefined && fromCluster !== parsed.url) {
-    throw new ConfigError(flag, `${describeSetting(flag)} is ${parsed.url} but ${describeSetting("initial-cluster")} lists ${fromCluster} for this node; make them agree`);
+    throw new ConfigError(
+      flag,
+      `${describeSetting(flag)} is ${parsed.url} but ${describeSetting("initial-cluster")} lists ${fromCluster} for this node; make them agree`,
+    );
   }
   return parsed.url;
 }
 
-function resolveListen(raw: RawSettings, flag: "listen-peer" | "listen-client", advertised: string | undefined, defaultPort: number): HostPort {
+function resolveListen(
+  raw: RawSettings,
+  flag: "listen-peer" | "listen-client",
+  advertised: string | undefined,
+  defaultPort: number,
+): HostPort {
   const text = raw[flag];
   if (text !== undefined) return parseOrThrow(flag, parseHostPort(text));
   const port = advertised === undefined ? defaultPort : Number(new URL(advertised).port);
@@ -214,7 +238,10 @@ function resolveListen(raw: RawSettings, flag: "listen-peer" | "listen-client", 
 function clusterId(raw: RawSettings): string {
   const value = raw["cluster-id"] ?? settingDefault<"text">("cluster-id").value;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(value)) {
-    throw new ConfigError("cluster-id", `${describeSetting("cluster-id")} must be 1-128 letters, digits, '.', '_' or '-'; got ${JSON.stringify(value)}`);
+    throw new ConfigError(
+      "cluster-id",
+      `${describeSetting("cluster-id")} must be 1-128 letters, digits, '.', '_' or '-'; got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
@@ -223,7 +250,10 @@ function logLevel(raw: RawSettings): LogLevel {
   const value = (raw["log-level"] ?? settingDefault<"text">("log-level").value).toLowerCase();
   const level = logLevels.find((l) => l === value);
   if (level === undefined) {
-    throw new ConfigError("log-level", `${describeSetting("log-level")} must be one of ${logLevels.join(", ")}; got ${JSON.stringify(value)}`);
+    throw new ConfigError(
+      "log-level",
+      `${describeSetting("log-level")} must be one of ${logLevels.join(", ")}; got ${JSON.stringify(value)}`,
+    );
   }
   return level;
 }
@@ -239,7 +269,10 @@ function booleanSetting(raw: RawSettings, flag: SettingFlagOf<"boolean">): boole
 function corsOrigins(raw: RawSettings): readonly string[] {
   const text = raw["cors-origins"] ?? settingDefault<"text">("cors-origins").value;
   if (text === "none") return [];
-  const origins = text.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  const origins = text
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
   for (const origin of origins) {
     if (origin === "*") continue;
     let parsed: URL | undefined;
@@ -249,7 +282,10 @@ function corsOrigins(raw: RawSettings): readonly string[] {
       parsed = undefined;
     }
     if (parsed === undefined || parsed.origin !== origin) {
-      throw new ConfigError("cors-origins", `${describeSetting("cors-origins")}: ${JSON.stringify(origin)} is not an origin like https://app.example.com (scheme, host, optional port, nothing else) or *`);
+      throw new ConfigError(
+        "cors-origins",
+        `${describeSetting("cors-origins")}: ${JSON.stringify(origin)} is not an origin like https://app.example.com (scheme, host, optional port, nothing else) or *`,
+      );
     }
   }
   if (origins.includes("*") && origins.length > 1) {
@@ -271,7 +307,19 @@ function wholeNumber(flag: SettingFlag, text: string, min: number, max: number):
   return inRange(flag, Number(text.replace(/_/g, "")), min, max);
 }
 
-const byteUnits: Readonly<Record<string, number>> = { "": 1, b: 1, k: KiB, kb: KiB, kib: KiB, m: MiB, mb: MiB, mib: MiB, g: GiB, gb: GiB, gib: GiB };
+const byteUnits: Readonly<Record<string, number>> = {
+  "": 1,
+  "b": 1,
+  "k": KiB,
+  "kb": KiB,
+  "kib": KiB,
+  "m": MiB,
+  "mb": MiB,
+  "mib": MiB,
+  "g": GiB,
+  "gb": GiB,
+  "gib": GiB,
+};
 
 /** A byte count: a whole number with an optional unit (KiB, MiB, GiB; K/KB/M/MB mean the same powers of two). */
 export function parseBytes(text: string): number | undefined {

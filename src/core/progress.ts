@@ -185,7 +185,10 @@ export class Progress {
     assert(this.next <= lastIndex + 1, () => `progress: next ${this.next} beyond the leader's last index ${lastIndex}`);
     assert(this.match <= lastIndex, () => `progress: match ${this.match} beyond the leader's last index ${lastIndex}`);
     // Only replicate state streams; probe and snapshot send nothing that the window tracks.
-    assert(this.state === "replicate" || this.inflights.count === 0, () => `progress: ${this.inflights.count} inflights in ${this.state} state`);
+    assert(
+      this.state === "replicate" || this.inflights.count === 0,
+      () => `progress: ${this.inflights.count} inflights in ${this.state} state`,
+    );
     // A snapshot state always names the snapshot being sent (a real snapshot has index > 0); other states none.
     if (this.state === "snapshot") assert(this.pendingSnapshot > 0, "progress: snapshot state without a snapshot");
     else assert(this.pendingSnapshot === 0 && this.snapshotTicks === 0, () => `progress: snapshot bookkeeping left in ${this.state} state`);

@@ -261,13 +261,19 @@ export class RaftLog {
     // Only committed entries are handed out for application (State Machine Safety).
     assert(this.applied <= this.committed, () => `raft log: applied ${this.applied} beyond commit ${this.committed}`);
     // A snapshot (ours or the leader's) holds only committed state, so everything compacted is committed.
-    assert(this.committed >= this.firstIndex() - 1, () => `raft log: commit ${this.committed} below the snapshot at ${this.firstIndex() - 1}`);
+    assert(
+      this.committed >= this.firstIndex() - 1,
+      () => `raft log: commit ${this.committed} below the snapshot at ${this.firstIndex() - 1}`,
+    );
     // Snapshot and entries are a contiguous run: the tail starts right after the snapshot (or the stable log).
     if (this.unstableSnapshot !== undefined) {
       assert(this.offset === this.unstableSnapshot.meta.index + 1, "raft log: unstable entries do not follow the incoming snapshot");
     } else {
       // The stable part is what advance() reported durable: the driver must have written it to storage.
-      assert(this.offset - 1 <= this.storage.lastIndex(), () => `raft log: stable up to ${this.offset - 1} but storage ends at ${this.storage.lastIndex()}`);
+      assert(
+        this.offset - 1 <= this.storage.lastIndex(),
+        () => `raft log: stable up to ${this.offset - 1} but storage ends at ${this.storage.lastIndex()}`,
+      );
     }
     let prevTerm = this.term(this.offset - 1);
     for (let i = 0; i < this.unstableEntries.length; i++) {
@@ -276,7 +282,10 @@ export class RaftLog {
       // The tail is contiguous from offset: term() and slice() index it by position.
       assert(entry.index === this.offset + i, () => `raft log: unstable entry ${entry.index} at position ${i} after offset ${this.offset}`);
       // Terms never go down along a log: a leader appends only in its own term, after its earlier entries.
-      assert(prevTerm === undefined || entry.term >= prevTerm, () => `raft log: term ${entry.term} at ${entry.index} after term ${prevTerm}`);
+      assert(
+        prevTerm === undefined || entry.term >= prevTerm,
+        () => `raft log: term ${entry.term} at ${entry.index} after term ${prevTerm}`,
+      );
       prevTerm = entry.term;
     }
     // An entry enters the log from a leader of the node's current term (or the node leading it), never of

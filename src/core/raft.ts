@@ -328,8 +328,7 @@ export class RaftNode {
   private handleVote(m: VoteRequest): void {
     // We may grant when we already voted for this candidate in this term, when we have neither voted nor
     // know a leader, or for a PreVote of a future term (it changes nothing for us).
-    const canVote =
-      this.vote === m.from || (this.vote === noNode && this.leader === noNode) || (m.preVote && m.term > this.term);
+    const canVote = this.vote === m.from || (this.vote === noNode && this.leader === noNode) || (m.preVote && m.term > this.term);
     if (canVote && this.log.isUpToDate(m.lastLogIndex, m.lastLogTerm)) {
       // A granted PreVote answers in the term the candidate asked about, so it can count it.
       this.send({ type: "voteResp", from: this.id, to: m.from, term: m.term, preVote: m.preVote, granted: true });
@@ -606,7 +605,10 @@ export class RaftNode {
     if (pr.state === "replicate") {
       if (last !== undefined) {
         pr.optimisticUpdate(last.index);
-        pr.inflights.add(last.index, entries.reduce((sum, e) => sum + entrySize(e), 0));
+        pr.inflights.add(
+          last.index,
+          entries.reduce((sum, e) => sum + entrySize(e), 0),
+        );
       }
     } else if (pr.state === "probe") {
       pr.probeSent = true;
@@ -941,10 +943,16 @@ export class RaftNode {
     }
     if (this.role !== "leader") {
       // Transfers, uncommitted bytes and pending broadcasts are leader state, dropped by reset() on every role change.
-      assert(this.leadTransferee === noNode && this.uncommittedBytes === 0 && !this.broadcastPending, "raft: leader state on a node that does not lead");
+      assert(
+        this.leadTransferee === noNode && this.uncommittedBytes === 0 && !this.broadcastPending,
+        "raft: leader state on a node that does not lead",
+      );
     } else if (this.leadTransferee !== noNode) {
       // transferLeadership() accepts only another voter.
-      assert(this.leadTransferee !== this.id && this.conf.voters.includes(this.leadTransferee), "raft: transfer to a node that cannot lead");
+      assert(
+        this.leadTransferee !== this.id && this.conf.voters.includes(this.leadTransferee),
+        "raft: transfer to a node that cannot lead",
+      );
     }
   }
 
@@ -955,10 +963,16 @@ export class RaftNode {
       () => `raft: election timeout ${this.randomizedElectionTimeout} outside [${this.electionTicks}, ${2 * this.electionTicks})`,
     );
     // tickLeader() sends heartbeats and restarts the count as it reaches heartbeatTicks; other roles never count.
-    assert(this.heartbeatElapsed >= 0 && this.heartbeatElapsed < this.heartbeatTicks, () => `raft: heartbeat elapsed ${this.heartbeatElapsed}`);
+    assert(
+      this.heartbeatElapsed >= 0 && this.heartbeatElapsed < this.heartbeatTicks,
+      () => `raft: heartbeat elapsed ${this.heartbeatElapsed}`,
+    );
     assert(this.role === "leader" || this.heartbeatElapsed === 0, "raft: heartbeat ticks counted on a node that does not lead");
     // A leader checks its quorum (and abandons a transfer) every election timeout and restarts the count.
-    assert(this.role !== "leader" || this.electionElapsed < this.electionTicks, () => `raft: leader ${this.electionElapsed} ticks into its quorum check`);
+    assert(
+      this.role !== "leader" || this.electionElapsed < this.electionTicks,
+      () => `raft: leader ${this.electionElapsed} ticks into its quorum check`,
+    );
   }
 
   /** Progress exists for exactly the members; only a leader's means anything, and it must be consistent. */
@@ -971,12 +985,18 @@ export class RaftNode {
     for (const [id, pr] of this.progress) {
       if (this.role !== "leader") {
         // resetProgress() runs on every role change: no replication state survives leadership.
-        assert(pr.match === 0 && pr.state === "probe" && pr.inflights.count === 0, () => `raft: replication progress for ${id} on a node that does not lead`);
+        assert(
+          pr.match === 0 && pr.state === "probe" && pr.inflights.count === 0,
+          () => `raft: replication progress for ${id} on a node that does not lead`,
+        );
         continue;
       }
       if (id === this.id) {
         // The leader counts toward a quorum exactly what it has durably stored (becomeLeader and advance).
-        assert(pr.match === this.log.stableLastIndex(), () => `raft: leader's own match ${pr.match}, durable last index ${this.log.stableLastIndex()}`);
+        assert(
+          pr.match === this.log.stableLastIndex(),
+          () => `raft: leader's own match ${pr.match}, durable last index ${this.log.stableLastIndex()}`,
+        );
       }
       pr.checkInvariants(lastIndex);
     }
@@ -1027,4 +1047,3 @@ function isIndex(n: number): boolean {
 function sameSoftState(a: SoftState, b: SoftState): boolean {
   return a.leader === b.leader && a.role === b.role;
 }
-

@@ -142,7 +142,10 @@ export class ReadIndex {
       else rest.push(read);
     }
     this.pending = rest;
-    assert(rest.every((r) => r.round === confirmed + 1), "read index: reads queued for a round other than the next");
+    assert(
+      rest.every((r) => r.round === confirmed + 1),
+      "read index: reads queued for a round other than the next",
+    );
     if (rest.length > 0) this.roundWanted = true;
   }
 
@@ -230,7 +233,10 @@ export class ReadIndex {
       // A read waits for the round after the one in flight when it arrived, so only two rounds ever have
       // readers: the one in flight, and the next.
       const inFlightRound = this.roundInFlight && read.round === this.round;
-      assert(inFlightRound || read.round === this.round + 1, () => `read index: a read waits for round ${read.round} (current ${this.round}, in flight ${this.roundInFlight})`);
+      assert(
+        inFlightRound || read.round === this.round + 1,
+        () => `read index: a read waits for round ${read.round} (current ${this.round}, in flight ${this.roundInFlight})`,
+      );
       // A read index is a commit index of the past: it cannot be beyond the present one.
       assert(read.index <= (leader?.commit ?? 0), () => `read index: read index ${read.index} beyond commit ${leader?.commit ?? 0}`);
       // Reads queue in arrival order, and commit index and round only grow.
@@ -243,7 +249,10 @@ export class ReadIndex {
     }
     for (const read of this.forwarded) {
       // tick() fails a forwarded read when its ticks run out, so a waiting one always has some left.
-      assert(read.ticksLeft > 0 && read.ticksLeft <= this.timeoutTicks, () => `read index: forwarded read with ${read.ticksLeft} ticks left`);
+      assert(
+        read.ticksLeft > 0 && read.ticksLeft <= this.timeoutTicks,
+        () => `read index: forwarded read with ${read.ticksLeft} ticks left`,
+      );
     }
   }
 

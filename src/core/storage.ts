@@ -5,7 +5,10 @@ import type { ConfState, Entry, HardState, Snapshot } from "./types.js";
  */
 export class CompactedError extends Error {
   override readonly name = "CompactedError";
-  constructor(readonly index: number, readonly firstIndex: number) {
+  constructor(
+    readonly index: number,
+    readonly firstIndex: number,
+  ) {
     super(`log index ${index} is compacted (first available index is ${firstIndex})`);
   }
 }
@@ -13,7 +16,10 @@ export class CompactedError extends Error {
 /** Asked for entries beyond the last index. Always a bug in the caller. */
 export class UnavailableError extends Error {
   override readonly name = "UnavailableError";
-  constructor(readonly index: number, readonly lastIndex: number) {
+  constructor(
+    readonly index: number,
+    readonly lastIndex: number,
+  ) {
     super(`log index ${index} is unavailable (last index is ${lastIndex})`);
   }
 }

@@ -6,7 +6,10 @@ export type BootstrapVerdict =
   /** Every other member holds nothing: the cluster is new, and this member may bootstrap. */
   | { readonly kind: "new" }
   /** A member holds state: the cluster exists, and this member's empty data directory means it lost its own. */
-  | { readonly kind: "exists"; readonly evidence: { readonly peer: NodeId; readonly term: number; readonly lastIndex: number; readonly snapshotIndex: number } }
+  | {
+      readonly kind: "exists";
+      readonly evidence: { readonly peer: NodeId; readonly term: number; readonly lastIndex: number; readonly snapshotIndex: number };
+    }
   /** Some members have not answered; ask again. Never read as "new". */
   | { readonly kind: "wait"; readonly waitingFor: readonly NodeId[] };
 
@@ -45,7 +48,10 @@ export function judgeBootstrap(answers: ReadonlyMap<NodeId, ProbeAnswer>): Boots
     switch (answer.kind) {
       case "running":
         if (answer.term > 0 || answer.lastIndex > 0 || answer.snapshotIndex > 0) {
-          return { kind: "exists", evidence: { peer, term: answer.term, lastIndex: answer.lastIndex, snapshotIndex: answer.snapshotIndex } };
+          return {
+            kind: "exists",
+            evidence: { peer, term: answer.term, lastIndex: answer.lastIndex, snapshotIndex: answer.snapshotIndex },
+          };
         }
         break;
       case "bootstrapping":

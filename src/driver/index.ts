@@ -2,8 +2,22 @@ export { systemClock, type DriverClock } from "./clock.js";
 export { Driver, type DriverOptions, type DriverStorage, type DriverTransport, type DriverLogger, type DriverObserver } from "./node.js";
 export { openNode, type NodeConfig, type OpenedNode } from "./open-node.js";
 export type { KvNode, MemberView, NodeStatusView } from "./types.js";
-export { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
+export {
+  InvalidRequestError,
+  NotLeaderError,
+  OverloadedError,
+  ReadFailedError,
+  StoppedError,
+  TooLargeError,
+  UnknownOutcomeError,
+} from "./errors.js";
 export { DataDirLockedError, lockDataDir } from "./data-dir-lock.js";
-export { judgeBootstrap, runBootstrapCheck, MemberDataLostError, type BootstrapVerdict, type BootstrapCheckOptions } from "./bootstrap-check.js";
+export {
+  judgeBootstrap,
+  runBootstrapCheck,
+  MemberDataLostError,
+  type BootstrapVerdict,
+  type BootstrapCheckOptions,
+} from "./bootstrap-check.js";
 export { DataDirError, readIdentity, writeIdentity, newIncarnation, formatIncarnation, type MemberIdentity } from "./member-identity.js";
 export { PeerIncarnations, type IncarnationVerdict } from "./peer-incarnations.js";

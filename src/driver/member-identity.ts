@@ -50,7 +50,10 @@ function parseIncarnation(text: unknown): bigint | undefined {
  * Reads member.json. Undefined when it does not exist; DataDirError when it is unreadable or belongs to
  * another cluster or member (a data directory mounted on the wrong pod must not join as someone else).
  */
-export async function readIdentity(dataDir: string, expected: { clusterId: string; memberId: NodeId }): Promise<MemberIdentity | undefined> {
+export async function readIdentity(
+  dataDir: string,
+  expected: { clusterId: string; memberId: NodeId },
+): Promise<MemberIdentity | undefined> {
   const path = identityPath(dataDir);
   let text: string;
   try {
@@ -63,12 +66,21 @@ export async function readIdentity(dataDir: string, expected: { clusterId: strin
   try {
     parsed = JSON.parse(text);
   } catch {
-    throw new DataDirError(`${path} is not valid JSON; it is written atomically, so the file was damaged outside raftkv. Restore it from a backup of this member, or treat the member as lost (docs/operations.md#a-member-lost-its-data-directory)`);
+    throw new DataDirError(
+      `${path} is not valid JSON; it is written atomically, so the file was damaged outside raftkv. Restore it from a backup of this member, or treat the member as lost (docs/operations.md#a-member-lost-its-data-directory)`,
+    );
   }
   const record = parsed as { formatVersion?: unknown; clusterId?: unknown; memberId?: unknown; incarnation?: unknown };
   const incarnation = parseIncarnation(record.incarnation);
-  if (record.formatVersion !== identityFormatVersion || typeof record.clusterId !== "string" || typeof record.memberId !== "number" || incarnation === undefined) {
-    throw new DataDirError(`${path} is not a raftkv member identity (format version ${identityFormatVersion}); it was damaged or written by something else`);
+  if (
+    record.formatVersion !== identityFormatVersion ||
+    typeof record.clusterId !== "string" ||
+    typeof record.memberId !== "number" ||
+    incarnation === undefined
+  ) {
+    throw new DataDirError(
+      `${path} is not a raftkv member identity (format version ${identityFormatVersion}); it was damaged or written by something else`,
+    );
   }
   if (record.clusterId !== expected.clusterId) {
     throw new DataDirError(

@@ -1,12 +1,33 @@
 import { toBinary } from "@bufbuild/protobuf";
 import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import { noNode, RaftNode, waitsForDurability, type ConfState, type Entry, type LogStorage, type Message, type NodeId, type ReadState, type Ready, type Snapshot, type SnapshotRequest } from "../core/index.js";
+import {
+  noNode,
+  RaftNode,
+  waitsForDurability,
+  type ConfState,
+  type Entry,
+  type LogStorage,
+  type Message,
+  type NodeId,
+  type ReadState,
+  type Ready,
+  type Snapshot,
+  type SnapshotRequest,
+} from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import type { Logger } from "../lib/logger.js";
 import { createPrng } from "../lib/prng.js";
 import type { KvStore } from "../kv/index.js";
 import { systemClock, type DriverClock } from "./clock.js";
-import { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "./errors.js";
+import {
+  InvalidRequestError,
+  NotLeaderError,
+  OverloadedError,
+  ReadFailedError,
+  StoppedError,
+  TooLargeError,
+  UnknownOutcomeError,
+} from "./errors.js";
 import type { KvNode, MemberView, NodeStatusView } from "./types.js";
 
 /** The durable log the driver needs (src/storage implements it). */
@@ -192,7 +213,10 @@ export class Driver implements KvNode {
   }
 
   /** The transport's cumulative counters per peer (messages sent and dropped, snapshots sent). */
-  peerStats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }> {
+  peerStats(): ReadonlyMap<
+    NodeId,
+    { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }
+  > {
     return this.options.transport.stats();
   }
 
@@ -393,7 +417,10 @@ export class Driver implements KvNode {
     this.stopTicker?.();
     this.wake();
     await this.loopDone;
-    this.failAll(new StoppedError("the node is shutting down"), new UnknownOutcomeError("the node stopped before the write applied; it may still commit"));
+    this.failAll(
+      new StoppedError("the node is shutting down"),
+      new UnknownOutcomeError("the node stopped before the write applied; it may still commit"),
+    );
     await this.options.transport.close();
     await this.options.storage.close();
     await this.options.onStopped?.();
@@ -429,7 +456,10 @@ export class Driver implements KvNode {
     this.options.logger.error("storage failed; the node stops accepting work", { error: err.message });
     this.setState({ kind: "failed", error: err });
     this.stopTicker?.();
-    this.failAll(new StoppedError(`storage failed: ${err.message}`), new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`));
+    this.failAll(
+      new StoppedError(`storage failed: ${err.message}`),
+      new UnknownOutcomeError(`storage failed before the write applied: ${err.message}`),
+    );
     // A failure beside the loop (a snapshot's write) finds the loop waiting for input: let it end.
     this.wakeLoop?.();
   }
@@ -480,7 +510,10 @@ export class Driver implements KvNode {
       }
       // The Ready contract's durability boundary: what the messages below promise is on disk now.
       const last = rd.entries.at(-1);
-      assert(last === undefined || storage.lastIndex() >= last.index, () => `driver: entry ${last?.index} saved but the log ends at ${storage.lastIndex()}`);
+      assert(
+        last === undefined || storage.lastIndex() >= last.index,
+        () => `driver: entry ${last?.index} saved but the log ends at ${storage.lastIndex()}`,
+      );
       this.options.observer?.onPersisted?.(rd, persistMs);
     }
     if (late.length > 0) transport.send(late);

@@ -31,7 +31,9 @@ export interface NodeConfig {
   /** See DriverOptions.storageStallMs (`--storage-stall-ms`); absent: never reported stalled. */
   readonly storageStallMs?: number;
   readonly kv?: Partial<KvOptions>;
-  readonly transport?: Partial<Omit<PeerTransportOptions, "clusterId" | "selfId" | "peers" | "onUnreachable" | "onSnapshotStatus" | "logger">>;
+  readonly transport?: Partial<
+    Omit<PeerTransportOptions, "clusterId" | "selfId" | "peers" | "onUnreachable" | "onSnapshotStatus" | "logger">
+  >;
   readonly logger: DriverLogger;
   readonly observer?: DriverObserver;
   /** Ends the wait of an empty member for its peers (bootstrap-check.ts); openNode then rejects. */
@@ -50,7 +52,11 @@ export interface OpenedNode {
   readonly identity: MemberIdentity;
   readonly incarnations: PeerIncarnations;
   /** A Forward stream of client writes to the leader over the peer connection (PeerTransport.forwardStream). */
-  readonly forwardStream: (leader: NodeId, requests: AsyncIterable<PipelineRequest>, signal: AbortSignal) => AsyncIterable<PipelineResponse>;
+  readonly forwardStream: (
+    leader: NodeId,
+    requests: AsyncIterable<PipelineRequest>,
+    signal: AbortSignal,
+  ) => AsyncIterable<PipelineResponse>;
 }
 
 /** The deadline of one Probe call of the bootstrap check. */
@@ -84,18 +90,24 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
       (peer, known, seen, firstTime) => {
         config.onIncarnationChanged?.(peer);
         if (firstTime) {
-          logger.error("refusing messages from a member whose incarnation changed: it lost its data directory and forgot its votes and acknowledgements", {
-            peer,
-            knownIncarnation: known.toString(16),
-            seenIncarnation: seen.toString(16),
-          });
+          logger.error(
+            "refusing messages from a member whose incarnation changed: it lost its data directory and forgot its votes and acknowledgements",
+            {
+              peer,
+              knownIncarnation: known.toString(16),
+              seenIncarnation: seen.toString(16),
+            },
+          );
         }
       },
       (error) => logger.error("could not record a member's incarnation in peers.json", { err: String(error) }),
     );
     storage = await openStorage({
       dir: join(config.dataDir, "raft"),
-      initialConf: { voters: config.members.filter((m) => !m.learner).map((m) => m.id), learners: config.members.filter((m) => m.learner).map((m) => m.id) },
+      initialConf: {
+        voters: config.members.filter((m) => !m.learner).map((m) => m.id),
+        learners: config.members.filter((m) => m.learner).map((m) => m.id),
+      },
       logger: withFields(logger, { component: "storage" }),
     });
   } catch (error) {
@@ -157,7 +169,12 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
  * would count its vote (found by the issue-9 end-to-end test). Retries each silent member every second
  * up to every ten; ends when all are known or the node stops.
  */
-async function learnIncarnations(config: NodeConfig, peers: ReadonlyMap<NodeId, string>, incarnations: PeerIncarnations, signal: AbortSignal): Promise<void> {
+async function learnIncarnations(
+  config: NodeConfig,
+  peers: ReadonlyMap<NodeId, string>,
+  incarnations: PeerIncarnations,
+  signal: AbortSignal,
+): Promise<void> {
   const unknown = new Set([...peers.keys()].filter((id) => incarnations.incarnationOf(id) === undefined));
   if (unknown.size === 0) return;
   const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: probeTimeoutMs });
@@ -180,7 +197,6 @@ async function learnIncarnations(config: NodeConfig, peers: ReadonlyMap<NodeId, 
   }
 }
 
-
 /**
  * Reads this member's identity, or creates it. A data directory without member.json but with Raft
  * state was written before identities existed: it keeps its state and gets an incarnation now. One
@@ -199,7 +215,9 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
     const peers = new Map<NodeId, string>();
     for (const m of config.members) if (m.id !== config.id) peers.set(m.id, m.peerUrl);
     if (peers.size > 0) {
-      config.logger.info("the data directory is empty: asking the other members whether the cluster already exists", { members: [...peers.keys()] });
+      config.logger.info("the data directory is empty: asking the other members whether the cluster already exists", {
+        members: [...peers.keys()],
+      });
       config.onBootstrapping?.();
       const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: probeTimeoutMs });
       try {
@@ -214,7 +232,8 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
             // Members of a new cluster starting together wait for each other for a few rounds (info);
             // past that, every tenth round is a warning: a member may wait here for hours.
             const fields = { round, waiting: waiting.map((w) => `${w.peer}: ${w.why}`) };
-            const message = "waiting for every other member to answer before bootstrapping (an empty member never assumes the cluster is new)";
+            const message =
+              "waiting for every other member to answer before bootstrapping (an empty member never assumes the cluster is new)";
             if (round <= 3) config.logger.info(message, fields);
             else if (round % 10 === 0) config.logger.warn(message, fields);
           },

@@ -55,7 +55,9 @@ export class PeerIncarnations {
       try {
         parsed = JSON.parse(text);
       } catch {
-        throw new DataDirError(`${path} is not valid JSON; it is written atomically, so it was damaged outside raftkv. Deleting it makes this node forget which incarnation of each member it knew (docs/storage.md)`);
+        throw new DataDirError(
+          `${path} is not valid JSON; it is written atomically, so it was damaged outside raftkv. Deleting it makes this node forget which incarnation of each member it knew (docs/storage.md)`,
+        );
       }
       for (const [id, value] of Object.entries(parsed as Record<string, unknown>)) {
         const peer = Number(id);

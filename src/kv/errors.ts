@@ -5,12 +5,7 @@
  */
 
 /** The configured limits a request can exceed (see KvOptions). */
-export type KvLimit =
-  | "keyBytesMax"
-  | "valueBytesMax"
-  | "clientIdBytesMax"
-  | "txnOpsMax"
-  | "responseBytesMax";
+export type KvLimit = "keyBytesMax" | "valueBytesMax" | "clientIdBytesMax" | "txnOpsMax" | "responseBytesMax";
 
 export type KvErrorDetail =
   /** The command bytes are not a valid Command (a corrupt entry, or one written by an incompatible version). */

@@ -9,15 +9,7 @@ export type { KvOptions } from "./options.js";
 export { KvError, describeKey, isKvError } from "./errors.js";
 export type { KvErrorDetail, KvErrorKind, KvLimit } from "./errors.js";
 export { decodeCommand, encodeCommand } from "./command-codec.js";
-export {
-  validateCommand,
-  validateDelete,
-  validateGet,
-  validatePut,
-  validateRange,
-  validateTxn,
-  validateWatch,
-} from "./validate.js";
+export { validateCommand, validateDelete, validateGet, validatePut, validateRange, validateTxn, validateWatch } from "./validate.js";
 export type { ValidationLimits } from "./validate.js";
 export type { WatchCancelReason, WatchTake, Watcher, WatcherState } from "./watch-hub.js";
 export { kvSnapshotFormatVersion } from "./snapshot-codec.js";

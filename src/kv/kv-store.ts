@@ -59,8 +59,7 @@ export type ApplyResult =
 
 /** Retained events from a revision on, or the oldest revision still retained when that is too old. */
 export type EventsSince =
-  | { readonly kind: "events"; readonly events: readonly Event[] }
-  | { readonly kind: "compacted"; readonly compactRevision: number };
+  { readonly kind: "events"; readonly events: readonly Event[] } | { readonly kind: "compacted"; readonly compactRevision: number };
 
 /**
  * A registered watcher, with the revision of the store at registration (the header revision of the

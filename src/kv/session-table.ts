@@ -152,8 +152,7 @@ const messageOverheadBytes = 32;
 
 /** What a result is charged: its keys and values plus a fixed overhead per message. */
 export function commandResultBytes(result: CommandResult): number {
-  const kvBytes = (kv: KeyValue | undefined): number =>
-    kv === undefined ? 0 : kv.key.length + kv.value.length + messageOverheadBytes;
+  const kvBytes = (kv: KeyValue | undefined): number => (kv === undefined ? 0 : kv.key.length + kv.value.length + messageOverheadBytes);
   const sum = (kvs: readonly KeyValue[]): number => kvs.reduce((total, kv) => total + kvBytes(kv), 0);
   const r = result.result;
   switch (r.case) {

@@ -20,13 +20,10 @@ export type WatchCancelReason =
   /** Its owner closed it. */
   | { readonly kind: "closed" };
 
-export type WatcherState =
-  | { readonly kind: "active" }
-  | { readonly kind: "canceled"; readonly reason: WatchCancelReason };
+export type WatcherState = { readonly kind: "active" } | { readonly kind: "canceled"; readonly reason: WatchCancelReason };
 
 export type WatchTake =
-  | { readonly kind: "events"; readonly events: readonly Event[] }
-  | { readonly kind: "canceled"; readonly reason: WatchCancelReason };
+  { readonly kind: "events"; readonly events: readonly Event[] } | { readonly kind: "canceled"; readonly reason: WatchCancelReason };
 
 /**
  * A subscription to the changes of a key span. It holds no queue of its own: its backlog is the

@@ -1,1 +1,10 @@
-export { createMetrics, raftRoles, type MetricsOptions, type NodeSample, type Outcome, type RaftRole, type RaftkvMetrics, type SnapshotKind } from "./raftkv-metrics.js";
+export {
+  createMetrics,
+  raftRoles,
+  type MetricsOptions,
+  type NodeSample,
+  type Outcome,
+  type RaftRole,
+  type RaftkvMetrics,
+  type SnapshotKind,
+} from "./raftkv-metrics.js";

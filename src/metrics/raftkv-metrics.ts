@@ -103,16 +103,29 @@ type Registers = Registry[];
 /** Role, term, leader, commit and applied index. */
 function raftMetrics(registers: Registers): MetricGroup<"raftState" | "raftIndexes" | "applyDuration"> {
   const term = new Gauge({ name: "raftkv_raft_term", help: "The node's current Raft term.", registers });
-  const role = new Gauge({ name: "raftkv_raft_role", help: "1 for the node's current Raft role, 0 for the others.", labelNames: ["role"], registers });
+  const role = new Gauge({
+    name: "raftkv_raft_role",
+    help: "1 for the node's current Raft role, 0 for the others.",
+    labelNames: ["role"],
+    registers,
+  });
   const leader = new Gauge({ name: "raftkv_raft_leader", help: "The id of the leader this node knows of, 0 when none.", registers });
-  const hasLeader = new Gauge({ name: "raftkv_raft_has_leader", help: "1 when this node knows a leader, 0 during an election.", registers });
+  const hasLeader = new Gauge({
+    name: "raftkv_raft_has_leader",
+    help: "1 when this node knows a leader, 0 during an election.",
+    registers,
+  });
   const leaderChanges = new Counter({
     name: "raftkv_raft_leader_changes_total",
     help: "Times this node saw the leader change to another node (a first leader counts once).",
     registers,
   });
   const commitIndex = new Gauge({ name: "raftkv_raft_commit_index", help: "The highest log index this node knows committed.", registers });
-  const appliedIndex = new Gauge({ name: "raftkv_raft_applied_index", help: "The highest log index applied to the state machine.", registers });
+  const appliedIndex = new Gauge({
+    name: "raftkv_raft_applied_index",
+    help: "The highest log index applied to the state machine.",
+    registers,
+  });
   const applySeconds = new Histogram({
     name: "raftkv_apply_duration_seconds",
     help: "Time to apply one batch of committed entries to the state machine.",
@@ -159,7 +172,11 @@ function requestMetrics(registers: Registers): MetricGroup<"proposal" | "readBar
     buckets: latencyBuckets,
     registers,
   });
-  const proposalsPending = new Gauge({ name: "raftkv_proposals_pending", help: "Proposals waiting to apply through this node.", registers });
+  const proposalsPending = new Gauge({
+    name: "raftkv_proposals_pending",
+    help: "Proposals waiting to apply through this node.",
+    registers,
+  });
   const readBarrierSeconds = new Histogram({
     name: "raftkv_read_barrier_duration_seconds",
     help: "Time for a linearizable read barrier (ReadIndex confirmed and applied), by outcome.",
@@ -167,9 +184,24 @@ function requestMetrics(registers: Registers): MetricGroup<"proposal" | "readBar
     buckets: latencyBuckets,
     registers,
   });
-  const readsPending = new Gauge({ name: "raftkv_read_barriers_pending", help: "Linearizable reads waiting for their read index.", registers });
-  const rpcRequests = new Counter({ name: "raftkv_rpc_requests_total", help: "Client RPCs finished, by method and Connect code.", labelNames: ["method", "code"], registers });
-  const rpcSeconds = new Histogram({ name: "raftkv_rpc_duration_seconds", help: "Client RPC latency (streams: until they end), by method.", labelNames: ["method"], buckets: latencyBuckets, registers });
+  const readsPending = new Gauge({
+    name: "raftkv_read_barriers_pending",
+    help: "Linearizable reads waiting for their read index.",
+    registers,
+  });
+  const rpcRequests = new Counter({
+    name: "raftkv_rpc_requests_total",
+    help: "Client RPCs finished, by method and Connect code.",
+    labelNames: ["method", "code"],
+    registers,
+  });
+  const rpcSeconds = new Histogram({
+    name: "raftkv_rpc_duration_seconds",
+    help: "Client RPC latency (streams: until they end), by method.",
+    labelNames: ["method"],
+    buckets: latencyBuckets,
+    registers,
+  });
   const watchers = new Gauge({ name: "raftkv_watchers", help: "Open Watch streams.", registers });
   return {
     record: {
@@ -198,15 +230,30 @@ function requestMetrics(registers: Registers): MetricGroup<"proposal" | "readBar
 
 /** The WAL, snapshots, the disk's health, and what the store holds. */
 function storageMetrics(registers: Registers): MetricGroup<"walFsync" | "snapshot"> {
-  const walFsyncSeconds = new Histogram({ name: "raftkv_wal_fsync_duration_seconds", help: "Latency of making WAL writes durable.", buckets: latencyBuckets, registers });
+  const walFsyncSeconds = new Histogram({
+    name: "raftkv_wal_fsync_duration_seconds",
+    help: "Latency of making WAL writes durable.",
+    buckets: latencyBuckets,
+    registers,
+  });
   const walBytes = new Counter({ name: "raftkv_wal_written_bytes_total", help: "Bytes written to the WAL and made durable.", registers });
   const walEntries = new Counter({
     name: "raftkv_wal_entries_total",
     help: "Log entries written to the WAL and made durable (divided by the fsync count: entries per fsync).",
     registers,
   });
-  const snapshots = new Counter({ name: "raftkv_snapshots_total", help: "Snapshots created, installed or sent, by kind.", labelNames: ["kind"], registers });
-  const snapshotBytes = new Gauge({ name: "raftkv_snapshot_last_bytes", help: "Size of the latest snapshot, by kind.", labelNames: ["kind"], registers });
+  const snapshots = new Counter({
+    name: "raftkv_snapshots_total",
+    help: "Snapshots created, installed or sent, by kind.",
+    labelNames: ["kind"],
+    registers,
+  });
+  const snapshotBytes = new Gauge({
+    name: "raftkv_snapshot_last_bytes",
+    help: "Size of the latest snapshot, by kind.",
+    labelNames: ["kind"],
+    registers,
+  });
   const storageStalled = new Gauge({
     name: "raftkv_storage_stalled",
     help: "1 while a log write has waited longer than --storage-stall-ms for the disk (the node is then not ready).",
@@ -242,7 +289,12 @@ function peerMetrics(registers: Registers): MetricGroup<"peerMessages" | "peerIn
     labelNames: ["peer"],
     registers,
   });
-  const peerSent = new Counter({ name: "raftkv_peer_messages_sent_total", help: "Raft messages sent to a peer.", labelNames: ["peer"], registers });
+  const peerSent = new Counter({
+    name: "raftkv_peer_messages_sent_total",
+    help: "Raft messages sent to a peer.",
+    labelNames: ["peer"],
+    registers,
+  });
   const peerDropped = new Counter({
     name: "raftkv_peer_messages_dropped_total",
     help: "Raft messages to a peer dropped (queue full or peer unreachable); Raft retries them.",

@@ -36,7 +36,8 @@ async function refreshForever(): Promise<void> {
       if (app !== null) app.innerHTML = renderCluster(answer, previous === undefined ? undefined : clusterRates(previous, samples), now);
       previous = samples;
     } catch (error) {
-      if (app !== null) app.innerHTML = `<p class="down" id="error">the node that served this page does not answer: ${String(error).replace(/</g, "&lt;")}</p>`;
+      if (app !== null)
+        app.innerHTML = `<p class="down" id="error">the node that served this page does not answer: ${String(error).replace(/</g, "&lt;")}</p>`;
     }
     await new Promise((resolve) => setTimeout(resolve, refreshMs));
   }

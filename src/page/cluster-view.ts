@@ -29,7 +29,8 @@ const roleNames: Record<NodeRole, string> = {
 export function counterSamples(answer: ClusterStatusResponse, atMs: number): Map<bigint, CounterSample> {
   const samples = new Map<bigint, CounterSample>();
   for (const m of answer.members) {
-    if (m.status !== undefined && m.member !== undefined) samples.set(m.member.id, { writes: Number(m.status.writesTotal), reads: Number(m.status.readsTotal), atMs });
+    if (m.status !== undefined && m.member !== undefined)
+      samples.set(m.member.id, { writes: Number(m.status.writesTotal), reads: Number(m.status.readsTotal), atMs });
   }
   return samples;
 }
@@ -94,7 +95,8 @@ export function renderCluster(answer: ClusterStatusResponse, rates: Rates | unde
     }
     const role = roleNames[s.role];
     const matched = match.get(id);
-    const lag = leader === undefined || matched === undefined ? "" : s.role === NodeRole.LEADER ? "0" : String(leader.lastLogIndex - matched);
+    const lag =
+      leader === undefined || matched === undefined ? "" : s.role === NodeRole.LEADER ? "0" : String(leader.lastLogIndex - matched);
     const alarms = s.alarms.length === 0 ? "" : escape(s.alarms.join("; "));
     return [
       `<tr data-member-id="${id}" data-role="${role}">`,
@@ -106,7 +108,10 @@ export function renderCluster(answer: ClusterStatusResponse, rates: Rates | unde
 
   const changes = [...answer.leaderChanges]
     .reverse()
-    .map((c) => `<li>${timeText(c.seenUnixMs)}: term ${c.term}, ${c.leader === 0n ? "leader lost" : `leader ${escape(nameOf(c.leader))}`}</li>`);
+    .map(
+      (c) =>
+        `<li>${timeText(c.seenUnixMs)}: term ${c.term}, ${c.leader === 0n ? "leader lost" : `leader ${escape(nameOf(c.leader))}`}</li>`,
+    );
 
   const rateText = (perSecond: number | undefined): string => (perSecond === undefined ? "…" : perSecond.toFixed(1));
   return [

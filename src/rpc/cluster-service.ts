@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import type {
-  ClusterService} from "../../gen/raftkv/v1/cluster_pb.js";
+import type { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import {
   ClusterStatusResponseSchema,
   MemberListResponseSchema,
@@ -110,7 +109,9 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
       alarms: health.ready ? [] : [health.reason],
       writesTotal: BigInt(counts.writes),
       readsTotal: BigInt(counts.reads),
-      progress: [...(status.matchIndex ?? [])].sort(([a], [b]) => a - b).map(([id, match]) => ({ id: BigInt(id), matchIndex: BigInt(match) })),
+      progress: [...(status.matchIndex ?? [])]
+        .sort(([a], [b]) => a - b)
+        .map(([id, match]) => ({ id: BigInt(id), matchIndex: BigInt(match) })),
     });
   };
 
@@ -132,7 +133,11 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
     return create(ClusterStatusResponseSchema, {
       header: header(node.status().term),
       members,
-      leaderChanges: (options.leaderChanges?.() ?? []).map((c) => ({ term: BigInt(c.term), leader: BigInt(c.leader), seenUnixMs: BigInt(c.seenUnixMs) })),
+      leaderChanges: (options.leaderChanges?.() ?? []).map((c) => ({
+        term: BigInt(c.term),
+        leader: BigInt(c.leader),
+        seenUnixMs: BigInt(c.seenUnixMs),
+      })),
     });
   };
 
@@ -144,7 +149,8 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
 
     clusterStatus(): Promise<ClusterStatusResponse> {
       const now = performance.now();
-      if (lastClusterStatus === undefined || now - lastClusterStatus.at > clusterStatusReuseMs) lastClusterStatus = { at: now, answer: clusterStatus() };
+      if (lastClusterStatus === undefined || now - lastClusterStatus.at > clusterStatusReuseMs)
+        lastClusterStatus = { at: now, answer: clusterStatus() };
       return lastClusterStatus.answer;
     },
 

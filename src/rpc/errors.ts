@@ -69,18 +69,34 @@ export function toConnectError(error: unknown, context: ErrorContext = {}): Conn
     if (error.leaderId === 0 || error.leaderClientUrl === "") {
       return wire(error, Code.Unavailable, "no-leader", "no leader is known right now (an election is in progress); retry shortly");
     }
-    return wire(error, Code.Unavailable, "not-leader", `this node is not the leader; send the request to the leader at ${error.leaderClientUrl}`, {
-      [leaderHeader]: error.leaderClientUrl,
-      [leaderIdHeader]: String(error.leaderId),
-    });
+    return wire(
+      error,
+      Code.Unavailable,
+      "not-leader",
+      `this node is not the leader; send the request to the leader at ${error.leaderClientUrl}`,
+      {
+        [leaderHeader]: error.leaderClientUrl,
+        [leaderIdHeader]: String(error.leaderId),
+      },
+    );
   }
   if (error instanceof UnknownOutcomeError) {
     if (aborted !== undefined) return abortedError(error, aborted, true);
-    return wire(error, Code.Unavailable, "unknown-outcome", `the write was proposed but its outcome is unknown (leadership changed); ${maybeApplied}`);
+    return wire(
+      error,
+      Code.Unavailable,
+      "unknown-outcome",
+      `the write was proposed but its outcome is unknown (leadership changed); ${maybeApplied}`,
+    );
   }
   if (error instanceof ReadFailedError) {
     if (aborted !== undefined) return abortedError(error, aborted, false);
-    return wire(error, Code.Unavailable, "read-failed", "the leader could not confirm a linearizable read in time; retry, or read with serializable set");
+    return wire(
+      error,
+      Code.Unavailable,
+      "read-failed",
+      "the leader could not confirm a linearizable read in time; retry, or read with serializable set",
+    );
   }
   if (error instanceof OverloadedError) {
     return wire(error, Code.ResourceExhausted, "overloaded", "the node has too much work queued; back off and retry");
@@ -89,7 +105,12 @@ export function toConnectError(error: unknown, context: ErrorContext = {}): Conn
     return wire(error, Code.Unavailable, "stopped", "this node is not serving (shutting down or its storage failed); use another node");
   }
   if (error instanceof TooLargeError) {
-    return wire(error, Code.ResourceExhausted, "too-large", "the request is larger than the largest log entry the cluster replicates; split it");
+    return wire(
+      error,
+      Code.ResourceExhausted,
+      "too-large",
+      "the request is larger than the largest log entry the cluster replicates; split it",
+    );
   }
   if (error instanceof InvalidRequestError) return wire(error, Code.InvalidArgument, "invalid-argument", error.message);
   if (isKvError(error)) return fromKvError(error);
@@ -101,7 +122,12 @@ const maybeApplied = "it may still take effect: retry with the same client_id an
 
 function abortedError(cause: unknown, code: Code.DeadlineExceeded | Code.Canceled, mutation: boolean): ConnectError {
   if (code === Code.Canceled) {
-    return wire(cause, Code.Canceled, "canceled", `the request was canceled by the client${mutation ? "; the write may still take effect" : ""}`);
+    return wire(
+      cause,
+      Code.Canceled,
+      "canceled",
+      `the request was canceled by the client${mutation ? "; the write may still take effect" : ""}`,
+    );
   }
   return mutation
     ? wire(cause, Code.DeadlineExceeded, "unknown-outcome", `deadline exceeded before the write applied; ${maybeApplied}`)

@@ -56,7 +56,8 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
     txn: (request, context) => unary.txn(request, signalOf(context)),
     get: (request, context) => unary.get(request, signalOf(context)),
     range: (request, context) => unary.range(request, signalOf(context)),
-    pipeline: (requests, context) => servePipeline(requests, { handlers: unary, requestTimeoutMs: options.requestTimeoutMs, signal: context.signal }),
+    pipeline: (requests, context) =>
+      servePipeline(requests, { handlers: unary, requestTimeoutMs: options.requestTimeoutMs, signal: context.signal }),
 
     async *watch(request, context): AsyncGenerator<WatchResponse> {
       const connection = context.values.get(connectionKey);
@@ -94,4 +95,3 @@ export function createKvServiceImpl(options: KvServiceOptions): ServiceImpl<type
     },
   };
 }
-

@@ -106,21 +106,33 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
 
   return {
     async put(request, signal) {
-      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "put", value: request } });
+      const command = create(CommandSchema, {
+        clientId: request.clientId,
+        sequence: request.sequence,
+        op: { case: "put", value: request },
+      });
       const result = await mutate(command, "Put", signal, true);
       assert(result.result.case === "put", "a Put applied as another kind of command");
       return withHeader(result.result.value, header);
     },
 
     async delete(request, signal) {
-      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "delete", value: request } });
+      const command = create(CommandSchema, {
+        clientId: request.clientId,
+        sequence: request.sequence,
+        op: { case: "delete", value: request },
+      });
       const result = await mutate(command, "Delete", signal, true);
       assert(result.result.case === "delete", "a Delete applied as another kind of command");
       return withHeader(result.result.value, header);
     },
 
     async txn(request, signal) {
-      const command = create(CommandSchema, { clientId: request.clientId, sequence: request.sequence, op: { case: "txn", value: request } });
+      const command = create(CommandSchema, {
+        clientId: request.clientId,
+        sequence: request.sequence,
+        op: { case: "txn", value: request },
+      });
       const result = await mutate(command, "Txn", signal, true);
       assert(result.result.case === "txn", "a Txn applied as another kind of command");
       return withHeader(result.result.value, header);
@@ -150,11 +162,15 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
 
 /** The response header of this node: the revision the store reports, this node's term and id. */
 export function responseHeader(node: KvNode): (revision: number | bigint) => ResponseHeader {
-  return (revision) => create(ResponseHeaderSchema, { revision: BigInt(revision), raftTerm: BigInt(node.status().term), memberId: BigInt(node.id) });
+  return (revision) =>
+    create(ResponseHeaderSchema, { revision: BigInt(revision), raftTerm: BigInt(node.status().term), memberId: BigInt(node.id) });
 }
 
 /** Fills in the answering node's term and id; the store sets only the revision. */
-export function withHeader<T extends { header?: ResponseHeader | undefined }>(response: T, header: (revision: bigint) => ResponseHeader): T {
+export function withHeader<T extends { header?: ResponseHeader | undefined }>(
+  response: T,
+  header: (revision: bigint) => ResponseHeader,
+): T {
   response.header = header(response.header?.revision ?? 0n);
   return response;
 }

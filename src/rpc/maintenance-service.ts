@@ -1,7 +1,13 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { BackupHeaderSchema, BackupTrailerSchema, SnapshotResponseSchema, type MaintenanceService, type SnapshotResponse } from "../../gen/raftkv/v1/maintenance_pb.js";
+import {
+  BackupHeaderSchema,
+  BackupTrailerSchema,
+  SnapshotResponseSchema,
+  type MaintenanceService,
+  type SnapshotResponse,
+} from "../../gen/raftkv/v1/maintenance_pb.js";
 import type { KvNode } from "../driver/types.js";
 import { kvSnapshotFormatVersion, type KvStore } from "../kv/index.js";
 import type { Logger } from "../lib/logger.js";

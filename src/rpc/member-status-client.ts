@@ -24,7 +24,10 @@ export function createMemberStatusClient(): MemberStatusClient {
       let known = clients.get(member.clientUrl);
       if (known === undefined) {
         const sessions = new Http2SessionManager(member.clientUrl);
-        known = { client: createClient(ClusterService, createGrpcTransport({ baseUrl: member.clientUrl, sessionManager: sessions })), sessions };
+        known = {
+          client: createClient(ClusterService, createGrpcTransport({ baseUrl: member.clientUrl, sessionManager: sessions })),
+          sessions,
+        };
         clients.set(member.clientUrl, known);
       }
       const response = await known.client.status({}, { signal });

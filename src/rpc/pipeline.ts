@@ -118,9 +118,13 @@ async function serveOne(request: PipelineRequest, options: PipelineOptions, cont
       case "txn":
         return create(PipelineResponseSchema, { id: request.id, response: { case: "txn", value: await h.txn(r.value, signal) } });
       case undefined:
-        throw new ConnectError("malformed request: a pipeline request holds no request (put, get, delete, range or txn)", Code.InvalidArgument, {
-          [reasonHeader]: "invalid-argument",
-        });
+        throw new ConnectError(
+          "malformed request: a pipeline request holds no request (put, get, delete, range or txn)",
+          Code.InvalidArgument,
+          {
+            [reasonHeader]: "invalid-argument",
+          },
+        );
     }
   } catch (error) {
     const e = error instanceof ConnectError ? error : new ConnectError("internal error", Code.Internal, { [reasonHeader]: "internal" });

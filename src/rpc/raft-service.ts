@@ -67,7 +67,13 @@ export interface ForwardedWrites {
 export type ProbeState =
   | { readonly phase: "starting" }
   | { readonly phase: "bootstrapping" }
-  | { readonly phase: "running"; readonly term: number; readonly lastIndex: number; readonly snapshotIndex: number; readonly incarnation: bigint };
+  | {
+      readonly phase: "running";
+      readonly term: number;
+      readonly lastIndex: number;
+      readonly snapshotIndex: number;
+      readonly incarnation: bigint;
+    };
 
 /**
  * The RaftService handler of the peer port. Every call is checked, in this order, before anything reaches
@@ -94,7 +100,11 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
       gate.requireRunning();
       const target = o.forwarded?.();
       if (target === undefined) throw new ConnectError(`node ${o.selfId} takes no forwarded writes right now`, Code.Unavailable);
-      const answers = servePipeline(forwardedRequests(gate, requests), { handlers: target.handlers, requestTimeoutMs: target.requestTimeoutMs, signal: context.signal });
+      const answers = servePipeline(forwardedRequests(gate, requests), {
+        handlers: target.handlers,
+        requestTimeoutMs: target.requestTimeoutMs,
+        signal: context.signal,
+      });
       for await (const response of answers) yield { response };
     },
 
@@ -117,7 +127,10 @@ async function* forwardedRequests(gate: RequestGate, requests: AsyncIterable<For
     gate.checkEnvelope("Forward", r.clusterId, r.from, r.to);
     const kind = r.request?.request.case;
     if (r.request === undefined || (kind !== "put" && kind !== "delete" && kind !== "txn")) {
-      throw new ConnectError(`malformed request: a forwarded request must be a put, delete or txn, got ${kind ?? "nothing"}`, Code.InvalidArgument);
+      throw new ConnectError(
+        `malformed request: a forwarded request must be a put, delete or txn, got ${kind ?? "nothing"}`,
+        Code.InvalidArgument,
+      );
     }
     yield r.request;
   }
@@ -143,7 +156,12 @@ class RequestGate {
   checkEnvelope(call: string, clusterId: string, fromWire: bigint, toWire: bigint): NodeId {
     const o = this.o;
     if (clusterId !== o.clusterId) {
-      o.logger.warn("request from another cluster refused", { call, from: String(fromWire), ourClusterId: o.clusterId, theirClusterId: clusterId });
+      o.logger.warn("request from another cluster refused", {
+        call,
+        from: String(fromWire),
+        ourClusterId: o.clusterId,
+        theirClusterId: clusterId,
+      });
       throw new ConnectError(
         `cluster id mismatch: this node belongs to cluster ${JSON.stringify(o.clusterId)}, the request is for cluster ${JSON.stringify(clusterId)}`,
         Code.FailedPrecondition,
@@ -256,7 +274,10 @@ class SnapshotReceiver {
     const limit = this.o.snapshotBytesMax;
     if (header.value.totalBytes > limit) {
       this.o.logger.warn("snapshot too large, refused", { from: header.value.from, bytes: header.value.totalBytes, limit });
-      throw new ConnectError(`snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${limit} bytes`, Code.ResourceExhausted);
+      throw new ConnectError(
+        `snapshot of ${header.value.totalBytes} bytes exceeds this node's limit of ${limit} bytes`,
+        Code.ResourceExhausted,
+      );
     }
     return header.value;
   }
@@ -265,7 +286,11 @@ class SnapshotReceiver {
    * Reads chunks up to the end of the stream; every chunk carries data, so the loop is bounded by
    * totalBytes, and each wait for a chunk is bounded by chunkIdleMs and ends when `signal` aborts.
    */
-  private async assemble(header: SnapshotHeaderInfo, rest: AsyncIterator<InstallSnapshotRequest>, signal: AbortSignal): Promise<SnapshotRequest> {
+  private async assemble(
+    header: SnapshotHeaderInfo,
+    rest: AsyncIterator<InstallSnapshotRequest>,
+    signal: AbortSignal,
+  ): Promise<SnapshotRequest> {
     const assembler = new SnapshotAssembler(header);
     for (let i = 1; ; i++) {
       const next = await nextChunk(rest, signal, this.chunkIdleMs);
@@ -273,7 +298,10 @@ class SnapshotReceiver {
       const payload = next.value.payload;
       const path = `messages[${i}]`;
       if (payload.case !== "chunk") {
-        throw new ConnectError(`malformed request: ${path} should be a chunk, got ${payload.case ?? "an empty message"}`, Code.InvalidArgument);
+        throw new ConnectError(
+          `malformed request: ${path} should be a chunk, got ${payload.case ?? "an empty message"}`,
+          Code.InvalidArgument,
+        );
       }
       if (payload.value.data.byteLength === 0) {
         throw new ConnectError(`malformed request: ${path}.chunk.data is empty`, Code.InvalidArgument);
@@ -308,7 +336,10 @@ function probeResponse(state: ProbeState): ProbeResponse {
 function nextChunk<T>(stream: AsyncIterator<T>, signal: AbortSignal, idleMs: number): Promise<IteratorResult<T>> {
   return new Promise((resolve, reject) => {
     const onAbort = (): void => settle(() => reject(new ConnectError("the snapshot stream was replaced or cancelled", Code.Aborted)));
-    const timer = setTimeout(() => settle(() => reject(new ConnectError(`no snapshot chunk arrived within ${idleMs} ms`, Code.DeadlineExceeded))), idleMs);
+    const timer = setTimeout(
+      () => settle(() => reject(new ConnectError(`no snapshot chunk arrived within ${idleMs} ms`, Code.DeadlineExceeded))),
+      idleMs,
+    );
     let settled = false;
     function settle(action: () => void): void {
       if (settled) return;

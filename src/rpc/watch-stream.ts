@@ -75,7 +75,10 @@ export async function* watchStream(request: WatchRequest, options: WatchStreamOp
       if (options.shutdown.aborted) {
         yield create(WatchResponseSchema, {
           header: header(store.revision),
-          kind: { case: "canceled", value: { reason: "this node is shutting down; watch again on another node from the last revision received + 1" } },
+          kind: {
+            case: "canceled",
+            value: { reason: "this node is shutting down; watch again on another node from the last revision received + 1" },
+          },
         });
         return;
       }
@@ -87,7 +90,10 @@ export async function* watchStream(request: WatchRequest, options: WatchStreamOp
         return;
       }
       if (taken.events.length > 0) {
-        yield create(WatchResponseSchema, { header: header(store.revision), kind: { case: "events", value: { events: [...taken.events] } } });
+        yield create(WatchResponseSchema, {
+          header: header(store.revision),
+          kind: { case: "events", value: { events: [...taken.events] } },
+        });
       }
     }
   } finally {
@@ -99,13 +105,18 @@ export async function* watchStream(request: WatchRequest, options: WatchStreamOp
 function endMessage(reason: WatchCancelReason, header: ResponseHeader): WatchResponse | undefined {
   switch (reason.kind) {
     case "compacted":
-      return create(WatchResponseSchema, { header, kind: { case: "compacted", value: { compactRevision: BigInt(reason.compactRevision) } } });
+      return create(WatchResponseSchema, {
+        header,
+        kind: { case: "compacted", value: { compactRevision: BigInt(reason.compactRevision) } },
+      });
     case "restored":
       return create(WatchResponseSchema, {
         header,
         kind: {
           case: "canceled",
-          value: { reason: "this node replaced its state with a snapshot from the leader; watch again from the last revision received + 1" },
+          value: {
+            reason: "this node replaced its state with a snapshot from the leader; watch again from the last revision received + 1",
+          },
         },
       });
     case "closed":

@@ -6,7 +6,11 @@ import type { NodeId } from "../core/index.js";
 import { openStreamPipeline, PipelineCallError, type KvPipeline } from "./client/pipeline-client.js";
 
 /** Opens a Forward stream to the leader over the peer link (PeerTransport.forwardStream). */
-export type OpenForwardStream = (leader: NodeId, requests: AsyncIterable<PipelineRequest>, signal: AbortSignal) => AsyncIterable<PipelineResponse>;
+export type OpenForwardStream = (
+  leader: NodeId,
+  requests: AsyncIterable<PipelineRequest>,
+  signal: AbortSignal,
+) => AsyncIterable<PipelineResponse>;
 
 export interface WriteForwarder {
   /**

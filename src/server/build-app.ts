@@ -7,7 +7,15 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { KvService } from "../../gen/raftkv/v1/kv_pb.js";
 import { MaintenanceService } from "../../gen/raftkv/v1/maintenance_pb.js";
-import { connectionKey, createClusterServiceImpl, createKvServiceImpl, createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "../rpc/index.js";
+import {
+  connectionKey,
+  createClusterServiceImpl,
+  createKvServiceImpl,
+  createKvUnaryHandlers,
+  type KvReadStore,
+  type KvUnaryHandlers,
+  type KvUnaryOptions,
+} from "../rpc/index.js";
 import { createGrpcFastPath, type GrpcFastPath } from "./grpc-fast-path.js";
 import { registerCors } from "./cors.js";
 import { registerClusterPage } from "./cluster-page-route.js";
@@ -108,7 +116,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           memberStatus: (member, signal) => members.status(member, signal),
         }),
       );
-      router.service(MaintenanceService, createMaintenanceServiceImpl({ node: options.node, store: options.store, logger: rpcLogger, requestTimeoutMs: options.limits.requestTimeoutMs }));
+      router.service(
+        MaintenanceService,
+        createMaintenanceServiceImpl({
+          node: options.node,
+          store: options.store,
+          logger: rpcLogger,
+          requestTimeoutMs: options.limits.requestTimeoutMs,
+        }),
+      );
     },
   });
   // The gRPC health service in a registration of its own, outside the RPC metrics interceptor: probes

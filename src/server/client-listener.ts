@@ -56,10 +56,16 @@ const http2Preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
  * http2 or an http server. Both dispatch into the same Fastify routing, which handles HTTP/1 and
  * HTTP/2 requests alike.
  */
-export async function listenClient(app: FastifyInstance, address: ListenAddress, options: ClientListenerOptions = {}): Promise<ClientListener> {
+export async function listenClient(
+  app: FastifyInstance,
+  address: ListenAddress,
+  options: ClientListenerOptions = {},
+): Promise<ClientListener> {
   await app.ready();
-  const handler = (request: http.IncomingMessage | http2.Http2ServerRequest, response: http.ServerResponse | http2.Http2ServerResponse): void =>
-    app.routing(request as http.IncomingMessage, response as http.ServerResponse);
+  const handler = (
+    request: http.IncomingMessage | http2.Http2ServerRequest,
+    response: http.ServerResponse | http2.Http2ServerResponse,
+  ): void => app.routing(request as http.IncomingMessage, response as http.ServerResponse);
   const fastPath = options.grpcFastPath;
   const h2Handler = (request: http2.Http2ServerRequest, response: http2.Http2ServerResponse): void => {
     if (fastPath?.handle(request, response) !== true) handler(request, response);

@@ -30,7 +30,11 @@ async function directoryBytes(dir: string): Promise<number> {
   for (const entry of entries) {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) total += await directoryBytes(path);
-    else if (entry.isFile()) total += await stat(path).then((s) => s.size, () => 0);
+    else if (entry.isFile())
+      total += await stat(path).then(
+        (s) => s.size,
+        () => 0,
+      );
   }
   return total;
 }

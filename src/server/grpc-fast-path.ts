@@ -130,7 +130,13 @@ const canceledReason = new ConnectError("the client canceled the request", Code.
  * compatibility response, which owns the stream's trailers (it sends them when the stream wants them);
  * a failure is a trailers-only answer on the raw stream.
  */
-function serveCall(stream: http2.ServerHttp2Stream, response: http2.Http2ServerResponse, method: Method, timeoutMs: number, options: GrpcFastPathOptions): void {
+function serveCall(
+  stream: http2.ServerHttp2Stream,
+  response: http2.Http2ServerResponse,
+  method: Method,
+  timeoutMs: number,
+  options: GrpcFastPathOptions,
+): void {
   const started = performance.now();
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(deadlineReason), timeoutMs);
@@ -190,7 +196,12 @@ function unwrap(body: Buffer): Uint8Array | ConnectError {
   return body.subarray(envelopeBytes);
 }
 
-function succeed(stream: http2.ServerHttp2Stream, response: http2.Http2ServerResponse, message: Uint8Array, finish: (code: Code | undefined) => void): void {
+function succeed(
+  stream: http2.ServerHttp2Stream,
+  response: http2.Http2ServerResponse,
+  message: Uint8Array,
+  finish: (code: Code | undefined) => void,
+): void {
   if (stream.destroyed || stream.closed) return;
   finish(undefined);
   const out = Buffer.allocUnsafe(envelopeBytes + message.byteLength);
@@ -216,4 +227,3 @@ function fail(stream: http2.ServerHttp2Stream, error: ConnectError, finish: (cod
   // The client may still be sending (an oversized body): stop reading it.
   stream.resume();
 }
-

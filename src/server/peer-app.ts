@@ -51,7 +51,12 @@ export async function listenPeer(app: PeerApp, address: ListenAddress): Promise<
   await app.listen({ host: address.host, port: address.port });
   const bound = app.server.address();
   assert(bound !== null && typeof bound === "object", "a listening peer server has an address");
-  const host = bound.address === "0.0.0.0" || bound.address === "::" ? "127.0.0.1" : bound.address.includes(":") ? `[${bound.address}]` : bound.address;
+  const host =
+    bound.address === "0.0.0.0" || bound.address === "::"
+      ? "127.0.0.1"
+      : bound.address.includes(":")
+        ? `[${bound.address}]`
+        : bound.address;
   return {
     port: bound.port,
     url: `http://${host}:${bound.port}`,

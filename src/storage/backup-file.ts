@@ -107,11 +107,14 @@ export function decodeBackupHeader(file: string, header: Uint8Array, fileBytes: 
     throw new BackupFileError(file, reason);
   };
   if (fileBytes < magic.byteLength || !magic.every((byte, i) => header[i] === byte)) fail("not a raftkv backup file (bad magic)");
-  if (fileBytes < backupHeaderBytes || header.byteLength < backupHeaderBytes) fail(`truncated: ${fileBytes} bytes is shorter than the ${backupHeaderBytes}-byte header`);
+  if (fileBytes < backupHeaderBytes || header.byteLength < backupHeaderBytes)
+    fail(`truncated: ${fileBytes} bytes is shorter than the ${backupHeaderBytes}-byte header`);
   const view = new DataView(header.buffer, header.byteOffset, backupHeaderBytes);
   const version = view.getUint32(8, true);
-  if (version !== backupFormatVersion) fail(`backup format version ${version} is not supported (this build reads version ${backupFormatVersion})`);
-  if (crc32c(header.subarray(0, crcOffset)) !== view.getUint32(crcOffset, true)) fail("the header checksum does not match: the file is damaged");
+  if (version !== backupFormatVersion)
+    fail(`backup format version ${version} is not supported (this build reads version ${backupFormatVersion})`);
+  if (crc32c(header.subarray(0, crcOffset)) !== view.getUint32(crcOffset, true))
+    fail("the header checksum does not match: the file is damaged");
   if (view.getUint32(12, true) !== backupHeaderBytes) fail(`header length ${view.getUint32(12, true)} is not ${backupHeaderBytes}`);
   const number = (offset: number, field: string): number => {
     const value = view.getBigUint64(offset, true);
@@ -120,7 +123,9 @@ export function decodeBackupHeader(file: string, header: Uint8Array, fileBytes: 
   };
   const dataBytes = number(56, "data length");
   if (fileBytes !== backupHeaderBytes + dataBytes) {
-    fail(`the header announces ${dataBytes} bytes of data but the file holds ${fileBytes - backupHeaderBytes}: it is truncated or has bytes appended`);
+    fail(
+      `the header announces ${dataBytes} bytes of data but the file holds ${fileBytes - backupHeaderBytes}: it is truncated or has bytes appended`,
+    );
   }
   return {
     revision: number(16, "revision"),
@@ -156,7 +161,7 @@ export async function inspectBackupFile(file: string, fs: FileSystem = createNod
     const info = decodeBackupHeader(file, header, fileBytes);
     const hash = createHash("sha256");
     const buffer = new Uint8Array(Math.min(readChunkBytes, Math.max(1, info.dataBytes)));
-    for (let position = backupHeaderBytes; position < fileBytes; ) {
+    for (let position = backupHeaderBytes; position < fileBytes;) {
       const n = await handle.read(buffer.subarray(0, Math.min(buffer.byteLength, fileBytes - position)), position);
       if (n === 0) throw new BackupFileError(file, `the file ended at byte ${position} while it was being read`);
       hash.update(buffer.subarray(0, n));
@@ -170,7 +175,10 @@ export async function inspectBackupFile(file: string, fs: FileSystem = createNod
 }
 
 /** Reads and verifies a whole backup file; `data` is the KvSnapshot it holds. */
-export async function readBackupFile(file: string, fs: FileSystem = createNodeFileSystem()): Promise<{ readonly info: BackupInfo; readonly data: Uint8Array }> {
+export async function readBackupFile(
+  file: string,
+  fs: FileSystem = createNodeFileSystem(),
+): Promise<{ readonly info: BackupInfo; readonly data: Uint8Array }> {
   const bytes = await fs.readFile(file);
   const info = decodeBackupHeader(file, bytes.subarray(0, backupHeaderBytes), bytes.byteLength);
   const data = bytes.subarray(backupHeaderBytes);

@@ -121,10 +121,7 @@ export async function openStorage(options: StorageOptions): Promise<DurableLog> 
   return new FileLog(view, wal.writer, store, pendingSavesMax, baseSnapshot.meta.index);
 }
 
-type Lifecycle =
-  | { readonly kind: "open" }
-  | { readonly kind: "closing"; readonly closed: Promise<void> }
-  | { readonly kind: "closed" };
+type Lifecycle = { readonly kind: "open" } | { readonly kind: "closing"; readonly closed: Promise<void> } | { readonly kind: "closed" };
 
 class FileLog implements DurableLog {
   private lifecycle: Lifecycle = { kind: "open" };

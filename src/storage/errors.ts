@@ -64,7 +64,10 @@ export class StorageClosedError extends Error {
  */
 export class StorageOverloadedError extends Error {
   override readonly name = "StorageOverloadedError";
-  constructor(readonly pendingSaves: number, readonly pendingSavesMax: number) {
+  constructor(
+    readonly pendingSaves: number,
+    readonly pendingSavesMax: number,
+  ) {
     super(`storage overloaded: ${pendingSaves} saves are waiting for the disk (limit ${pendingSavesMax})`);
   }
 }

@@ -48,7 +48,10 @@ export class LogReplay {
   private hardState: HardState = { term: 0, vote: 0, commit: 0 };
   private bootstrapConf: ConfState = { voters: [], learners: [] };
 
-  constructor(private readonly snapIndex: number, private readonly snapTerm: number) {}
+  constructor(
+    private readonly snapIndex: number,
+    private readonly snapTerm: number,
+  ) {}
 
   get hasStarted(): boolean {
     return this.started;

@@ -70,9 +70,7 @@ function createNodeFileHandle(fd: number): FileHandle {
       }
       let done = 0;
       while (done < data.byteLength) {
-        done += await callback<number>((cb) =>
-          fs.write(fd, data, done, data.byteLength - done, position + done, cb),
-        );
+        done += await callback<number>((cb) => fs.write(fd, data, done, data.byteLength - done, position + done, cb));
       }
     },
     async datasync() {

@@ -101,7 +101,7 @@ export function forEachRecord(
 ): void {
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const entryData = (at: number, bytes: number): Uint8Array => data.subarray(at, at + bytes);
-  for (let offset = 0; offset < data.byteLength; ) {
+  for (let offset = 0; offset < data.byteLength;) {
     const frame = readCheckedFrame(view, offset);
     let record: WalRecord;
     try {

@@ -73,9 +73,11 @@ export class SnapshotStore {
       await this.fs.rename(tmp, path);
     } catch (error) {
       // Free the space now (a full disk is the likely cause); a start-up would remove it anyway.
-      await this.fs.unlink(tmp).catch((unlinkError: unknown) =>
-        this.logger.warn("could not remove a failed snapshot write", { file: tmp, error: String(unlinkError) }),
-      );
+      await this.fs
+        .unlink(tmp)
+        .catch((unlinkError: unknown) =>
+          this.logger.warn("could not remove a failed snapshot write", { file: tmp, error: String(unlinkError) }),
+        );
       throw error;
     }
     await this.fs.syncDir(this.dir);

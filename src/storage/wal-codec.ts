@@ -123,11 +123,7 @@ function writePayload(record: WalRecord, buf: Uint8Array, view: DataView, at: nu
  * Decodes the payload of a checksummed frame. `entryData` produces an entry's data from its position, so
  * the caller decides whether entries share a buffer. Throws PayloadError when the content is invalid.
  */
-export function decodeRecord(
-  frame: RecordFrame,
-  view: DataView,
-  entryData: (offset: number, bytes: number) => Uint8Array,
-): WalRecord {
+export function decodeRecord(frame: RecordFrame, view: DataView, entryData: (offset: number, bytes: number) => Uint8Array): WalRecord {
   const at = frame.payloadOffset;
   const bytes = frame.payloadBytes;
   switch (frame.type) {

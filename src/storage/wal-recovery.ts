@@ -154,7 +154,12 @@ async function replaySegments(
 }
 
 /** Zeroes and syncs the torn tail of the newest segment, saying what it dropped. */
-async function repairTornTail(handle: FileHandle, file: string, tail: Extract<SegmentTail, { kind: "torn" }>, logger: Logger): Promise<void> {
+async function repairTornTail(
+  handle: FileHandle,
+  file: string,
+  tail: Extract<SegmentTail, { kind: "torn" }>,
+  logger: Logger,
+): Promise<void> {
   const { offset, bytes, records, reason } = tail;
   logger.warn("repairing the torn tail of the write-ahead log: dropping an unfinished write", {
     repair: "torn-tail-zeroed",
@@ -177,16 +182,21 @@ async function repairTornTail(handle: FileHandle, file: string, tail: Extract<Se
  */
 async function resetToSnapshot(writer: WalWriter, snapshot: Snapshot, result: ReplayResult, dir: string, logger: Logger): Promise<void> {
   const behind = result.walLastIndex < snapshot.meta.index;
-  logger.warn(behind ? "recording that the log continues from the newest snapshot" : "dropping log entries that follow a different history than the newest snapshot", {
-    repair: behind ? "reset-to-snapshot-recorded" : "entries-dropped-for-snapshot",
-    reason: behind
-      ? "the log ends before the snapshot index: an install stopped before its reset record, or the snapshot covered entries not yet on this disk"
-      : "the log's entry at the snapshot index has another term: an install from the leader stopped before its reset record",
-    dir,
-    snapshotIndex: snapshot.meta.index,
-    snapshotTerm: snapshot.meta.term,
-    entries: result.discarded,
-  });
+  logger.warn(
+    behind
+      ? "recording that the log continues from the newest snapshot"
+      : "dropping log entries that follow a different history than the newest snapshot",
+    {
+      repair: behind ? "reset-to-snapshot-recorded" : "entries-dropped-for-snapshot",
+      reason: behind
+        ? "the log ends before the snapshot index: an install stopped before its reset record, or the snapshot covered entries not yet on this disk"
+        : "the log's entry at the snapshot index has another term: an install from the leader stopped before its reset record",
+      dir,
+      snapshotIndex: snapshot.meta.index,
+      snapshotTerm: snapshot.meta.term,
+      entries: result.discarded,
+    },
+  );
   // Record in the WAL that the log now starts after the snapshot, before anything is appended to it.
   await writer.reset(snapshot.meta.index, snapshot.meta.term, Promise.resolve());
 }

@@ -112,7 +112,10 @@ export class WalWriter {
   private hardState: HardState;
   private readonly bootstrapConf: ConfState;
 
-  constructor(private readonly options: WalWriterOptions, position: WalPosition) {
+  constructor(
+    private readonly options: WalWriterOptions,
+    position: WalPosition,
+  ) {
     assert(position.segments.length > 0, "wal writer needs a segment");
     this.segments = position.segments;
     this.handle = position.activeHandle;
@@ -421,4 +424,3 @@ function deferred(): Deferred {
   promise.catch(() => undefined);
   return { promise, resolve, reject };
 }
-

@@ -86,7 +86,10 @@ function messageBodyToProto(m: StepMessage): MessageBody {
       return { case: "voteResponse", value: { ...envelope, preVote: m.preVote, granted: m.granted } };
     case "append": {
       const prev = { prevIndex: u64(m.prevIndex, "prevIndex"), prevTerm: u64(m.prevTerm, "prevTerm") };
-      return { case: "appendEntries", value: { ...envelope, ...prev, entries: m.entries.map(entryToProto), commit: u64(m.commit, "commit") } };
+      return {
+        case: "appendEntries",
+        value: { ...envelope, ...prev, entries: m.entries.map(entryToProto), commit: u64(m.commit, "commit") },
+      };
     }
     case "appendResp": {
       const hint = { hintIndex: u64(m.hintIndex, "hintIndex"), hintTerm: u64(m.hintTerm, "hintTerm") };
@@ -101,7 +104,10 @@ function messageBodyToProto(m: StepMessage): MessageBody {
     case "readIndex":
       return { case: "readIndex", value: { ...envelope, requestIds: m.requestIds.map((r) => u64(r, "requestIds")) } };
     case "readIndexResp":
-      return { case: "readIndexResponse", value: { ...envelope, requestIds: m.requestIds.map((r) => u64(r, "requestIds")), index: u64(m.index, "index") } };
+      return {
+        case: "readIndexResponse",
+        value: { ...envelope, requestIds: m.requestIds.map((r) => u64(r, "requestIds")), index: u64(m.index, "index") },
+      };
     default:
       return unreachable(m, "message type");
   }
@@ -192,7 +198,12 @@ function stepMessageFromProto(p: pb.RaftMessage, path: string): StepMessage {
     case "heartbeat": {
       const v = body.value;
       const at = `${path}.heartbeat`;
-      return { type: "heartbeat", ...envelopeFromProto(v, at), commit: num(v.commit, `${at}.commit`), readRound: num(v.readRound, `${at}.read_round`) };
+      return {
+        type: "heartbeat",
+        ...envelopeFromProto(v, at),
+        commit: num(v.commit, `${at}.commit`),
+        readRound: num(v.readRound, `${at}.read_round`),
+      };
     }
     case "heartbeatResponse": {
       const at = `${path}.heartbeat_response`;
@@ -207,7 +218,12 @@ function stepMessageFromProto(p: pb.RaftMessage, path: string): StepMessage {
     case "readIndexResponse": {
       const v = body.value;
       const at = `${path}.read_index_response`;
-      return { type: "readIndexResp", ...envelopeFromProto(v, at), requestIds: requestIdsFromProto(v.requestIds, at), index: num(v.index, `${at}.index`) };
+      return {
+        type: "readIndexResp",
+        ...envelopeFromProto(v, at),
+        requestIds: requestIdsFromProto(v.requestIds, at),
+        index: num(v.index, `${at}.index`),
+      };
     }
     case undefined:
       throw new ConvertError(path, "no message set (the oneof is empty, or holds a kind this build does not know)");
@@ -217,7 +233,10 @@ function stepMessageFromProto(p: pb.RaftMessage, path: string): StepMessage {
 }
 
 /** The fields every message kind starts with. */
-function envelopeFromProto(v: { readonly from: bigint; readonly to: bigint; readonly term: bigint }, at: string): { from: NodeId; to: NodeId; term: number } {
+function envelopeFromProto(
+  v: { readonly from: bigint; readonly to: bigint; readonly term: bigint },
+  at: string,
+): { from: NodeId; to: NodeId; term: number } {
   return { from: nodeId(v.from, `${at}.from`), to: nodeId(v.to, `${at}.to`), term: num(v.term, `${at}.term`) };
 }
 

@@ -21,7 +21,12 @@ export function guardedSessionManager(inner: SessionManager, isClosed: () => boo
     get authority() {
       return inner.authority;
     },
-    async request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: Omit<http2.ClientSessionRequestOptions, "signal">) {
+    async request(
+      method: string,
+      path: string,
+      headers: http2.OutgoingHttpHeaders,
+      options: Omit<http2.ClientSessionRequestOptions, "signal">,
+    ) {
       if (isClosed()) throw new ConnectError("the peer link is closed", Code.Canceled);
       const stream = await inner.request(method, path, headers, options);
       const session = stream.session;

@@ -142,14 +142,19 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
       delayMsMin: positiveInt("backoff.delayMsMin", o.backoff?.delayMsMin ?? d.backoff.delayMsMin),
       delayMsMax: positiveInt("backoff.delayMsMax", o.backoff?.delayMsMax ?? d.backoff.delayMsMax),
     },
-    snapshotChunkBytes: positiveInt("snapshotChunkBytes", o.snapshotChunkBytes ?? Math.min(d.snapshotChunkBytes, Math.floor(msgBytesMax / 2))),
+    snapshotChunkBytes: positiveInt(
+      "snapshotChunkBytes",
+      o.snapshotChunkBytes ?? Math.min(d.snapshotChunkBytes, Math.floor(msgBytesMax / 2)),
+    ),
     onUnreachable: o.onUnreachable,
     onSnapshotStatus: o.onSnapshotStatus,
     logger: o.logger,
     random: o.random ?? Math.random,
   };
   if (resolved.backoff.delayMsMax < resolved.backoff.delayMsMin) {
-    throw new RangeError(`peer transport: backoff.delayMsMax (${resolved.backoff.delayMsMax}) is below backoff.delayMsMin (${resolved.backoff.delayMsMin})`);
+    throw new RangeError(
+      `peer transport: backoff.delayMsMax (${resolved.backoff.delayMsMax}) is below backoff.delayMsMin (${resolved.backoff.delayMsMin})`,
+    );
   }
   const envelope = stepEnvelopeBytesMax(resolved.clusterId);
   if (resolved.msgBytesMax < 4 * envelope) {

@@ -63,7 +63,12 @@ export function createPeerTransport(options: PeerTransportOptions): PeerTranspor
       for (const m of messages) {
         if (m.from !== o.selfId) {
           // A bug in the caller. The receiver would refuse the whole batch it landed in, so it goes no further.
-          o.logger.error("message not from this node handed to the transport, dropped", { type: m.type, from: m.from, to: m.to, self: o.selfId });
+          o.logger.error("message not from this node handed to the transport, dropped", {
+            type: m.type,
+            from: m.from,
+            to: m.to,
+            self: o.selfId,
+          });
           continue;
         }
         const link = links.get(m.to);

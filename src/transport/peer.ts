@@ -2,7 +2,14 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { PipelineRequest, PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
-import { ForwardRequestSchema, RaftMessageSchema, RaftService, StepRequestSchema, type ForwardRequest, type StepRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import {
+  ForwardRequestSchema,
+  RaftMessageSchema,
+  RaftService,
+  StepRequestSchema,
+  type ForwardRequest,
+  type StepRequest,
+} from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, NodeId, SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
 import { backoffDelayMs } from "./backoff.js";
@@ -34,7 +41,14 @@ export interface PeerStats {
 }
 
 /** Codes that mean the call died on the way (no answer from the peer's service), not a refusal by the peer. */
-const transportFailureCodes: ReadonlySet<Code> = new Set([Code.DeadlineExceeded, Code.Unavailable, Code.Canceled, Code.Aborted, Code.Unknown, Code.Internal]);
+const transportFailureCodes: ReadonlySet<Code> = new Set([
+  Code.DeadlineExceeded,
+  Code.Unavailable,
+  Code.Canceled,
+  Code.Aborted,
+  Code.Unknown,
+  Code.Internal,
+]);
 
 /** Slack on top of the bytes the pipeline can hold, for headers, flow-control frames and responses. */
 const sessionMemorySlackMb = 10;
@@ -92,7 +106,13 @@ export class PeerLink {
     readonly url: string,
     private readonly o: ResolvedPeerTransportOptions,
   ) {
-    const lane = (name: Lane["name"]): Lane => ({ name, queue: new SendQueue(o.queueMessagesMax, o.queueBytesMax), call: undefined, wake: undefined, writing: 0 });
+    const lane = (name: Lane["name"]): Lane => ({
+      name,
+      queue: new SendQueue(o.queueMessagesMax, o.queueBytesMax),
+      call: undefined,
+      wake: undefined,
+      writing: 0,
+    });
     this.lanes = { append: lane("append"), control: lane("control") };
     this.batchBytesMax = o.msgBytesMax - stepEnvelopeBytesMax(o.clusterId);
     // One HTTP/2 connection per peer, kept alive by PINGs so that a peer that stops answering is noticed
@@ -367,7 +387,8 @@ export class PeerLink {
     const call = this.client
       .installSnapshot(snapshotRequests(this.o.clusterId, m, this.o.snapshotChunkBytes), { timeoutMs, signal: controller.signal })
       .then(
-        (response) => this.onSnapshotSettled(response.accepted ? undefined : new ConnectError("the peer did not accept the snapshot", Code.Aborted)),
+        (response) =>
+          this.onSnapshotSettled(response.accepted ? undefined : new ConnectError("the peer did not accept the snapshot", Code.Aborted)),
         (e: unknown) => this.onSnapshotSettled(ConnectError.from(e)),
       );
     const tracked = call.finally(() => this.calls.delete(tracked));

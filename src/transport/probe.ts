@@ -52,7 +52,10 @@ export function createMemberProber(o: MemberProberOptions): MemberProber {
       const link = links.get(peer);
       if (link === undefined) return { kind: "unreachable", reason: `member ${peer} has no peer URL` };
       try {
-        const answer = await link.client.probe({ clusterId: o.clusterId, from: BigInt(o.selfId), to: BigInt(peer) }, { timeoutMs: o.timeoutMs, signal });
+        const answer = await link.client.probe(
+          { clusterId: o.clusterId, from: BigInt(o.selfId), to: BigInt(peer) },
+          { timeoutMs: o.timeoutMs, signal },
+        );
         switch (answer.phase) {
           case MemberPhase.STARTING:
             return { kind: "starting" };
@@ -62,7 +65,8 @@ export function createMemberProber(o: MemberProberOptions): MemberProber {
             const term = u64FromProto(answer.term, "term");
             const lastIndex = u64FromProto(answer.lastIndex, "last_index");
             const snapshotIndex = u64FromProto(answer.snapshotIndex, "snapshot_index");
-            if (!term.ok || !lastIndex.ok || !snapshotIndex.ok) return { kind: "unreachable", reason: "malformed Probe answer (a value beyond 2^53)" };
+            if (!term.ok || !lastIndex.ok || !snapshotIndex.ok)
+              return { kind: "unreachable", reason: "malformed Probe answer (a value beyond 2^53)" };
             const running = { kind: "running", term: term.value, lastIndex: lastIndex.value, snapshotIndex: snapshotIndex.value } as const;
             return answer.incarnation === 0n ? running : { ...running, incarnation: answer.incarnation };
           }

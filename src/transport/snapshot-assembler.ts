@@ -33,7 +33,15 @@ export function snapshotHeaderFromProto(h: SnapshotHeader): Converted<SnapshotHe
   if (meta.value.index === 0) return fail("header.meta.index", "a snapshot covers at least entry 1");
   return {
     ok: true,
-    value: { clusterId: h.clusterId, from: from.value, to: to.value, term: term.value, meta: meta.value, totalBytes: totalBytes.value, crc32c: h.crc32c },
+    value: {
+      clusterId: h.clusterId,
+      from: from.value,
+      to: to.value,
+      term: term.value,
+      meta: meta.value,
+      totalBytes: totalBytes.value,
+      crc32c: h.crc32c,
+    },
   };
 }
 

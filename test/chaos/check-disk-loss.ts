@@ -43,7 +43,8 @@ export async function judgeDiskLosses(cluster: ChaosCluster, losses: readonly Di
   const deadline = Date.now() + timeoutMs;
   for (const loss of losses) {
     const node = cluster.node(loss.id);
-    while ((node.state === "running" || node.state === "paused") && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    while ((node.state === "running" || node.state === "paused") && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const what = `node ${loss.id}, restarted on an empty data directory ${Math.round(loss.atMs)} ms after the workload started (fault ${loss.faultId})`;
     const exit = cluster.crashes.find((crash) => crash.id === loss.id && crash.atMs >= loss.atMs);
     if (exit !== undefined) {

@@ -42,7 +42,11 @@ export function checkExactlyOnce(ops: readonly ChaosOp[], history: WatchHistory)
   for (const [value, revisions] of revisionsOf) {
     const op = writerOf.get(value);
     if (op === undefined) {
-      violations.push({ kind: "phantom-value", message: `value ${value} appears in the history (revisions ${[...revisions].join(", ")}) but no op wrote it`, ops: [] });
+      violations.push({
+        kind: "phantom-value",
+        message: `value ${value} appears in the history (revisions ${[...revisions].join(", ")}) but no op wrote it`,
+        ops: [],
+      });
       continue;
     }
     if (revisions.size > 1) {
@@ -70,7 +74,11 @@ export function checkExactlyOnce(ops: readonly ChaosOp[], history: WatchHistory)
       const o = op.outcome;
       const acked = o.status === "ok" && (o.output.kind === "put" || (o.output.kind === "cas" && o.output.swapped));
       if (acked && !revisionsOf.has(op.value)) {
-        violations.push({ kind: "unapplied-ack", message: `op ${op.id} was acknowledged but its value never appears in the complete history\n  ${describeChaosOp(op)}`, ops: [op] });
+        violations.push({
+          kind: "unapplied-ack",
+          message: `op ${op.id} was acknowledged but its value never appears in the complete history\n  ${describeChaosOp(op)}`,
+          ops: [op],
+        });
       }
     }
   }
@@ -123,19 +131,28 @@ function checkAckedRevisions(ops: readonly ChaosOp[], history: WatchHistory): Vi
     if (o.status !== "ok" || o.output.revision <= 0) continue;
     const out = o.output;
     let matches: ((e: WatchRecord) => boolean) | undefined;
-    if (out.kind === "put" || (out.kind === "cas" && out.swapped)) matches = (e) => e.type === "put" && e.key === op.key && e.value === op.value;
+    if (out.kind === "put" || (out.kind === "cas" && out.swapped))
+      matches = (e) => e.type === "put" && e.key === op.key && e.value === op.value;
     else if (out.kind === "delete" && out.deleted > 0) matches = (e) => e.type === "delete" && e.key === op.key;
     if (matches === undefined) continue;
     const there = atRevision.get(out.revision);
     if (there === undefined) {
       if (history.complete && op.kind === "delete") {
-        violations.push({ kind: "unapplied-ack", message: `op ${op.id} was acknowledged as deleting at revision ${out.revision}, which has no event in the complete history\n  ${describeChaosOp(op)}`, ops: [op] });
+        violations.push({
+          kind: "unapplied-ack",
+          message: `op ${op.id} was acknowledged as deleting at revision ${out.revision}, which has no event in the complete history\n  ${describeChaosOp(op)}`,
+          ops: [op],
+        });
       }
       continue;
     }
     if (!there.some(matches)) {
       const seen = there.map((e) => `${e.type} ${e.key}${e.value === null ? "" : `=${e.value}`}`).join(", ");
-      violations.push({ kind: "ack-mismatch", message: `op ${op.id} was acknowledged at revision ${out.revision}, but that revision holds ${seen}\n  ${describeChaosOp(op)}`, ops: [op] });
+      violations.push({
+        kind: "ack-mismatch",
+        message: `op ${op.id} was acknowledged at revision ${out.revision}, but that revision holds ${seen}\n  ${describeChaosOp(op)}`,
+        ops: [op],
+      });
     }
   }
   return violations;
@@ -145,7 +162,11 @@ function checkAckedRevisions(ops: readonly ChaosOp[], history: WatchHistory): Vi
  * Revisions in 1..finalRevision with no event. Every revision is made by a mutation of the workload's
  * keys (nothing else writes to the cluster under test), so each must show up in a watch of the prefix.
  */
-export function missingRevisions(events: readonly WatchRecord[], finalRevision: number, listedMax = 20): { count: number; listed: number[] } {
+export function missingRevisions(
+  events: readonly WatchRecord[],
+  finalRevision: number,
+  listedMax = 20,
+): { count: number; listed: number[] } {
   const seen = new Set(events.map((e) => e.revision));
   let count = 0;
   const listed: number[] = [];

@@ -42,7 +42,14 @@ export function toSimHistory(ops: readonly ChaosOp[]): Operation[] {
   const keys = [...new Set(ops.map((op) => op.key))].sort();
   for (const key of keys) {
     // Completes before every real op (real ops are invoked at time >= 0).
-    history.push({ id: nextId++, clientId: -1, input: { kind: "put", key, value: ABSENT }, call: -2, callStep: 0, outcome: { status: "ok", output: { kind: "put" }, ret: -1, retStep: 0 } });
+    history.push({
+      id: nextId++,
+      clientId: -1,
+      input: { kind: "put", key, value: ABSENT },
+      call: -2,
+      callStep: 0,
+      outcome: { status: "ok", output: { kind: "put" }, ret: -1, retStep: 0 },
+    });
   }
   for (const op of ops) history.push(toSimOperation(op));
   return history;
@@ -113,7 +120,14 @@ export function checkChaosLinearizability(ops: readonly ChaosOp[], searchStepsMa
         `history of the key (${involved.length} ops${involved.length > excerpt.length ? `, ${excerpt.length} shown around the failure` : ""}):`,
         ...excerpt.map((op) => `  ${describeChaosOp(op)}`),
       ].join("\n");
-      return { kind: "violation", keys: 0, operations: result.operations.length, searchSteps: 0, key: result.key, violation: { kind: "linearizability", message, ops: excerpt } };
+      return {
+        kind: "violation",
+        keys: 0,
+        operations: result.operations.length,
+        searchSteps: 0,
+        key: result.key,
+        violation: { kind: "linearizability", message, ops: excerpt },
+      };
     }
   }
 }

@@ -55,7 +55,11 @@ export function checkLostWrites(ops: readonly ChaosOp[], final: FinalRead): Viol
   }
   for (const [key, writes] of [...byKey].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (!final.values.has(key)) {
-      violations.push({ kind: "lost-write", message: `key ${key}: the final read did not cover it (harness error: every written key must be read)`, ops: [] });
+      violations.push({
+        kind: "lost-write",
+        message: `key ${key}: the final read did not cover it (harness error: every written key must be read)`,
+        ops: [],
+      });
       continue;
     }
     const value = final.values.get(key) ?? null;

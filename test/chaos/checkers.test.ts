@@ -43,16 +43,25 @@ function op(spec: Spec, outcome: ChaosOutcome): ChaosOp {
   };
 }
 
-const put = (value: string, at: readonly [number, number], key = "k"): ChaosOp => op({ kind: "put", key, value, at }, { status: "ok", output: { kind: "put", revision: 0 } });
-const get = (value: string | null, at: readonly [number, number], key = "k"): ChaosOp => op({ kind: "get", key, at }, { status: "ok", output: { kind: "get", value, revision: 0 } });
-const del = (at: readonly [number, number], key = "k"): ChaosOp => op({ kind: "delete", key, at }, { status: "ok", output: { kind: "delete", deleted: 1, revision: 0 } });
+const put = (value: string, at: readonly [number, number], key = "k"): ChaosOp =>
+  op({ kind: "put", key, value, at }, { status: "ok", output: { kind: "put", revision: 0 } });
+const get = (value: string | null, at: readonly [number, number], key = "k"): ChaosOp =>
+  op({ kind: "get", key, at }, { status: "ok", output: { kind: "get", value, revision: 0 } });
+const del = (at: readonly [number, number], key = "k"): ChaosOp =>
+  op({ kind: "delete", key, at }, { status: "ok", output: { kind: "delete", deleted: 1, revision: 0 } });
 const cas = (expected: string | null, value: string, swapped: boolean, at: readonly [number, number], key = "k"): ChaosOp =>
   op({ kind: "cas", key, expected, value, at }, { status: "ok", output: { kind: "cas", swapped, revision: 0 } });
-const unknownPut = (value: string, at: readonly [number, number], key = "k"): ChaosOp => op({ kind: "put", key, value, at }, { status: "unknown", reason: "timeout" });
-const failedPut = (value: string, at: readonly [number, number], key = "k"): ChaosOp => op({ kind: "put", key, value, at }, { status: "fail", reason: "not-leader" });
-const unknownDelete = (at: readonly [number, number], key = "k"): ChaosOp => op({ kind: "delete", key, at }, { status: "unknown", reason: "timeout" });
+const unknownPut = (value: string, at: readonly [number, number], key = "k"): ChaosOp =>
+  op({ kind: "put", key, value, at }, { status: "unknown", reason: "timeout" });
+const failedPut = (value: string, at: readonly [number, number], key = "k"): ChaosOp =>
+  op({ kind: "put", key, value, at }, { status: "fail", reason: "not-leader" });
+const unknownDelete = (at: readonly [number, number], key = "k"): ChaosOp =>
+  op({ kind: "delete", key, at }, { status: "unknown", reason: "timeout" });
 
-const finalOf = (entries: [string, string | null][], callMs: number): { values: Map<string, string | null>; callUs: number } => ({ values: new Map(entries), callUs: callMs * 1000 });
+const finalOf = (entries: [string, string | null][], callMs: number): { values: Map<string, string | null>; callUs: number } => ({
+  values: new Map(entries),
+  callUs: callMs * 1000,
+});
 
 describe("linearizability (WGL through the simulator's checker, deletes as writes of ABSENT)", () => {
   it("accepts a sequential history of every op kind", () => {
@@ -114,7 +123,12 @@ describe("linearizability (WGL through the simulator's checker, deletes as write
   });
 
   it("judges keys independently and reports the violating key", () => {
-    const verdict = checkChaosLinearizability([put("a", [0, 1], "x"), get("a", [2, 3], "x"), put("b", [0, 1], "y"), get(null, [2, 3], "y")]);
+    const verdict = checkChaosLinearizability([
+      put("a", [0, 1], "x"),
+      get("a", [2, 3], "x"),
+      put("b", [0, 1], "y"),
+      get(null, [2, 3], "y"),
+    ]);
     expect(verdict.kind).toBe("violation");
     expect(verdict.key).toBe("y");
   });
@@ -125,7 +139,11 @@ describe("linearizability (WGL through the simulator's checker, deletes as write
       { kind: "put", key: "x", value: ABSENT },
       { kind: "put", key: "y", value: ABSENT },
     ]);
-    expect(history.map((o) => o.input.kind === "put" || o.input.kind === "cas" ? o.input : undefined).filter((i) => i !== undefined && i.key === "y")).toContainEqual({
+    expect(
+      history
+        .map((o) => (o.input.kind === "put" || o.input.kind === "cas" ? o.input : undefined))
+        .filter((i) => i !== undefined && i.key === "y"),
+    ).toContainEqual({
       kind: "cas",
       key: "y",
       expected: ABSENT,
@@ -173,7 +191,12 @@ describe("no acknowledged write lost (final read after healing)", () => {
 });
 
 describe("exactly-once (unique values in the watch history)", () => {
-  const event = (revision: number, value: string | null, key = "k"): WatchRecord => ({ revision, type: value === null ? "delete" : "put", key, value });
+  const event = (revision: number, value: string | null, key = "k"): WatchRecord => ({
+    revision,
+    type: value === null ? "delete" : "put",
+    key,
+    value,
+  });
 
   it("accepts a history where every write appears once", () => {
     const a = put("a", [0, 10]);
@@ -183,7 +206,10 @@ describe("exactly-once (unique values in the watch history)", () => {
   });
 
   it("rejects a double apply: one value at two revisions, naming the op's session", () => {
-    const retried = op({ kind: "put", value: "a", at: [0, 10], worker: 3, sequence: 17, attempts: 2 }, { status: "ok", output: { kind: "put", revision: 1 } });
+    const retried = op(
+      { kind: "put", value: "a", at: [0, 10], worker: 3, sequence: 17, attempts: 2 },
+      { status: "ok", output: { kind: "put", revision: 1 } },
+    );
     const b = put("b", [20, 30]);
     const violations = checkExactlyOnce([retried, b], { events: [event(1, "a"), event(2, "b"), event(3, "a")], complete: true });
     expect(violations).toHaveLength(1);
@@ -197,8 +223,12 @@ describe("exactly-once (unique values in the watch history)", () => {
   });
 
   it("rejects a write reported as not applied that took effect, and a value nobody wrote", () => {
-    expect(checkExactlyOnce([failedPut("a", [0, 10])], { events: [event(1, "a")], complete: true }).map((v) => v.kind)).toEqual(["failed-write-applied"]);
-    expect(checkExactlyOnce([cas(null, "a", false, [0, 10])], { events: [event(1, "a")], complete: true }).map((v) => v.kind)).toEqual(["failed-write-applied"]);
+    expect(checkExactlyOnce([failedPut("a", [0, 10])], { events: [event(1, "a")], complete: true }).map((v) => v.kind)).toEqual([
+      "failed-write-applied",
+    ]);
+    expect(checkExactlyOnce([cas(null, "a", false, [0, 10])], { events: [event(1, "a")], complete: true }).map((v) => v.kind)).toEqual([
+      "failed-write-applied",
+    ]);
     expect(checkExactlyOnce([], { events: [event(1, "zzz")], complete: true }).map((v) => v.kind)).toEqual(["phantom-value"]);
   });
 
@@ -212,23 +242,36 @@ describe("exactly-once (unique values in the watch history)", () => {
   it("counts deletes: a retried delete applied twice, a delete nobody issued, a failed delete applied (found by review: deletes were not judged)", () => {
     const a = put("a", [0, 10]);
     const b = put("b", [30, 40]);
-    const retriedDelete = op({ kind: "delete", at: [20, 60], attempts: 2 }, { status: "ok", output: { kind: "delete", deleted: 1, revision: 4 } });
-    const doubled = checkExactlyOnce([a, retriedDelete, b], { events: [event(1, "a"), event(2, null), event(3, "b"), event(4, null)], complete: true });
+    const retriedDelete = op(
+      { kind: "delete", at: [20, 60], attempts: 2 },
+      { status: "ok", output: { kind: "delete", deleted: 1, revision: 4 } },
+    );
+    const doubled = checkExactlyOnce([a, retriedDelete, b], {
+      events: [event(1, "a"), event(2, null), event(3, "b"), event(4, null)],
+      complete: true,
+    });
     expect(doubled.map((v) => v.kind)).toEqual(["double-apply"]);
     expect(doubled[0]?.message).toContain("deleted at 2 revisions (2, 4) but only 1 delete op(s)");
 
     expect(checkExactlyOnce([a], { events: [event(1, "a"), event(2, null)], complete: true }).map((v) => v.kind)).toEqual(["double-apply"]);
     const failedDelete = op({ kind: "delete", at: [20, 30] }, { status: "fail", reason: "not-leader" });
-    expect(checkExactlyOnce([a, failedDelete], { events: [event(1, "a"), event(2, null)], complete: true }).map((v) => v.kind)).toEqual(["double-apply"]);
+    expect(checkExactlyOnce([a, failedDelete], { events: [event(1, "a"), event(2, null)], complete: true }).map((v) => v.kind)).toEqual([
+      "double-apply",
+    ]);
     // An unknown delete may explain one event; a delete that found nothing explains none.
     const nothingDeleted = op({ kind: "delete", at: [12, 14] }, { status: "ok", output: { kind: "delete", deleted: 0, revision: 1 } });
-    expect(checkExactlyOnce([a, nothingDeleted, unknownDelete([20, 30])], { events: [event(1, "a"), event(2, null)], complete: true })).toEqual([]);
+    expect(
+      checkExactlyOnce([a, nothingDeleted, unknownDelete([20, 30])], { events: [event(1, "a"), event(2, null)], complete: true }),
+    ).toEqual([]);
   });
 
   it("rejects an acknowledgement that names a revision holding another change", () => {
     const a = op({ kind: "put", value: "a", at: [0, 10] }, { status: "ok", output: { kind: "put", revision: 2 } });
     const b = op({ kind: "put", value: "b", at: [0, 10] }, { status: "ok", output: { kind: "put", revision: 1 } });
-    expect(checkExactlyOnce([a, b], { events: [event(1, "a"), event(2, "b")], complete: true }).map((v) => v.kind)).toEqual(["ack-mismatch", "ack-mismatch"]);
+    expect(checkExactlyOnce([a, b], { events: [event(1, "a"), event(2, "b")], complete: true }).map((v) => v.kind)).toEqual([
+      "ack-mismatch",
+      "ack-mismatch",
+    ]);
     const a1 = op({ kind: "put", value: "a", at: [0, 10] }, { status: "ok", output: { kind: "put", revision: 1 } });
     const gone = op({ kind: "delete", at: [20, 30] }, { status: "ok", output: { kind: "delete", deleted: 1, revision: 2 } });
     expect(checkExactlyOnce([a1, gone], { events: [event(1, "a"), event(2, null)], complete: true })).toEqual([]);
@@ -245,11 +288,25 @@ describe("replica agreement", () => {
   const e = (revision: number, value: string): WatchRecord => ({ revision, type: "put", key: "k", value });
 
   it("accepts identical histories, duplicates included", () => {
-    expect(checkReplicas(new Map([[1, [e(1, "a"), e(2, "b")]], [2, [e(1, "a"), e(2, "b"), e(2, "b")]]]), 2)).toEqual([]);
+    expect(
+      checkReplicas(
+        new Map([
+          [1, [e(1, "a"), e(2, "b")]],
+          [2, [e(1, "a"), e(2, "b"), e(2, "b")]],
+        ]),
+        2,
+      ),
+    ).toEqual([]);
   });
 
   it("rejects two nodes with different changes at one revision", () => {
-    const violations = checkReplicas(new Map([[1, [e(1, "a"), e(2, "b")]], [3, [e(1, "a"), e(2, "c")]]]), 2);
+    const violations = checkReplicas(
+      new Map([
+        [1, [e(1, "a"), e(2, "b")]],
+        [3, [e(1, "a"), e(2, "c")]],
+      ]),
+      2,
+    );
     expect(violations).toHaveLength(1);
     expect(violations[0]?.kind).toBe("replica-divergence");
     expect(violations[0]?.message).toContain("node 1 and node 3 disagree at revision 2: node 1 has put k=b, node 3 has put k=c");
@@ -257,10 +314,24 @@ describe("replica agreement", () => {
 });
 
 describe("one leader per term (from sampled Status)", () => {
-  const sample = (atMs: number, node: number, role: string, term: number): StatusSample => ({ atMs, node, role, term, leader: role === "LEADER" ? node : 0, commit: 0, applied: 0 });
+  const sample = (atMs: number, node: number, role: string, term: number): StatusSample => ({
+    atMs,
+    node,
+    role,
+    term,
+    leader: role === "LEADER" ? node : 0,
+    commit: 0,
+    applied: 0,
+  });
 
   it("accepts a leader per term, re-elections and silent nodes", () => {
-    const samples = [sample(0, 1, "LEADER", 2), sample(0, 2, "FOLLOWER", 2), { atMs: 0, node: 3 }, sample(500, 2, "LEADER", 3), sample(500, 1, "LEADER", 2)];
+    const samples = [
+      sample(0, 1, "LEADER", 2),
+      sample(0, 2, "FOLLOWER", 2),
+      { atMs: 0, node: 3 },
+      sample(500, 2, "LEADER", 3),
+      sample(500, 1, "LEADER", 2),
+    ];
     expect(checkOneLeaderPerTerm(samples)).toEqual([]);
   });
 

@@ -32,7 +32,8 @@ async function main(): Promise<void> {
     const result = await runChaos({ ...cli.run, seed: cli.run.seed + i }, repoRoot);
     results.push(result);
     process.stdout.write(`${verdictLine(result)}\n`);
-    for (const v of result.violations.slice(0, VIOLATIONS_SHOWN_MAX)) process.stdout.write(`  ${v.kind}: ${v.message.split("\n").join("\n    ")}\n`);
+    for (const v of result.violations.slice(0, VIOLATIONS_SHOWN_MAX))
+      process.stdout.write(`  ${v.kind}: ${v.message.split("\n").join("\n    ")}\n`);
     if (result.verdict === "error") for (const reason of result.reasons) process.stdout.write(`  ${reason.split("\n").join("\n    ")}\n`);
   }
   const count = (v: RunResult["verdict"]): number => results.filter((r) => r.verdict === v).length;

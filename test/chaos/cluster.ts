@@ -66,7 +66,10 @@ export class ChaosCluster {
   private readonly nowMs: () => number;
 
   private constructor(private readonly o: ClusterOptions) {
-    assert(clusterSizes.some((n) => n === o.nodes), () => `cluster: nodes must be one of ${clusterSizes.join(", ")}`);
+    assert(
+      clusterSizes.some((n) => n === o.nodes),
+      () => `cluster: nodes must be one of ${clusterSizes.join(", ")}`,
+    );
     this.ids = Array.from({ length: o.nodes }, (_, i) => i + 1);
     const createdAt = Date.now();
     this.nowMs = o.nowMs ?? (() => Date.now() - createdAt);
@@ -105,12 +108,18 @@ export class ChaosCluster {
       const dataDir = join(this.o.dataDir, `node-${id}`);
       mkdirSync(dataDir, { recursive: true });
       const args = [
-        "--id", String(id),
-        "--name", `node-${id}`,
-        "--data-dir", dataDir,
-        "--cluster-id", `chaos-${this.o.seed}`,
-        "--initial-cluster", formatInitialCluster(members),
-        "--log-level", this.o.logLevel ?? "warn",
+        "--id",
+        String(id),
+        "--name",
+        `node-${id}`,
+        "--data-dir",
+        dataDir,
+        "--cluster-id",
+        `chaos-${this.o.seed}`,
+        "--initial-cluster",
+        formatInitialCluster(members),
+        "--log-level",
+        this.o.logLevel ?? "warn",
         ...(this.o.extraArgs ?? []),
       ];
       this.processes.set(

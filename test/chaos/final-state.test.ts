@@ -16,7 +16,10 @@ async function nodeWith(entries: [string, string][]): Promise<TestServer> {
   const server = await startServer({ node: new FakeNode(1) });
   servers.push(server);
   for (const [key, value] of entries) {
-    server.node.store.apply(server.node.store.appliedIndex + 1, encodeCommand({ op: { case: "put", value: { key: bytes(`${defaultWorkload.prefix}${key}`), value: bytes(value) } } }));
+    server.node.store.apply(
+      server.node.store.appliedIndex + 1,
+      encodeCommand({ op: { case: "put", value: { key: bytes(`${defaultWorkload.prefix}${key}`), value: bytes(value) } } }),
+    );
   }
   return server;
 }
@@ -24,9 +27,19 @@ async function nodeWith(entries: [string, string][]): Promise<TestServer> {
 describe("compareNodeStates (each node's own store against the final read)", () => {
   it("accepts a node holding exactly the final state, and rejects one whose records differ", async () => {
     const p = defaultWorkload.prefix;
-    const final = new Map<string, string | null>([[`${p}a`, "1"], [`${p}b`, "2"], [`${p}c`, null]]);
-    const good = await nodeWith([["a", "1"], ["b", "2"]]);
-    const bad = await nodeWith([["a", "1"], ["b", "x"]]);
+    const final = new Map<string, string | null>([
+      [`${p}a`, "1"],
+      [`${p}b`, "2"],
+      [`${p}c`, null],
+    ]);
+    const good = await nodeWith([
+      ["a", "1"],
+      ["b", "2"],
+    ]);
+    const bad = await nodeWith([
+      ["a", "1"],
+      ["b", "x"],
+    ]);
     const verdict = await compareNodeStates(
       [
         { id: 1, endpoint: good.url },
@@ -37,7 +50,9 @@ describe("compareNodeStates (each node's own store against the final read)", () 
     );
     expect(verdict.reasons).toEqual([]);
     expect(verdict.violations.map((v) => v.kind)).toEqual(["replica-divergence"]);
-    expect(verdict.violations[0]?.message).toContain(`node 2's own state at revision 2 differs from the final read: ${p}b: node has x, final read 2`);
+    expect(verdict.violations[0]?.message).toContain(
+      `node 2's own state at revision 2 differs from the final read: ${p}b: node has x, final read 2`,
+    );
   });
 
   it("says so, instead of judging, when a node answers at another revision", async () => {

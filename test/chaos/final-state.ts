@@ -20,7 +20,12 @@ const RANGE_PAGES_MAX = 10_000;
  * Polls until a leader answers and a write succeeds (recorded in the history like any op), bounded by
  * `recoveryMsMax`. Returns the time it took, or undefined.
  */
-export async function recover(cluster: ChaosCluster, clock: RunClock, workload: Workload, recoveryMsMax: number): Promise<number | undefined> {
+export async function recover(
+  cluster: ChaosCluster,
+  clock: RunClock,
+  workload: Workload,
+  recoveryMsMax: number,
+): Promise<number | undefined> {
   const startMs = clock.nowMs();
   let probe = 0;
   while (clock.nowMs() - startMs < recoveryMsMax) {
@@ -83,7 +88,10 @@ export async function finalRead(
  * One scan of the workload's prefix. Pages of one scan may come from different revisions; a scan is
  * accepted only when every page has the same revision (one point in time), else undefined.
  */
-async function scanPrefix(client: RaftkvClient, serializable: boolean): Promise<{ values: Map<string, string>; revision: number } | undefined> {
+async function scanPrefix(
+  client: RaftkvClient,
+  serializable: boolean,
+): Promise<{ values: Map<string, string>; revision: number } | undefined> {
   const prefix = new TextEncoder().encode(defaultWorkload.prefix);
   const decoder = new TextDecoder();
   const values = new Map<string, string>();
@@ -120,7 +128,9 @@ export async function compareNodeStates(
     try {
       const scan = await scanPrefix(client, true);
       if (scan === undefined || scan.revision !== finalRevision) {
-        reasons.push(`node ${node.id}'s own state was not compared: it answered at revision ${scan?.revision ?? "mixed"}, the final read was at ${finalRevision}`);
+        reasons.push(
+          `node ${node.id}'s own state was not compared: it answered at revision ${scan?.revision ?? "mixed"}, the final read was at ${finalRevision}`,
+        );
         continue;
       }
       const differences: string[] = [];

@@ -42,7 +42,9 @@ export async function freePorts(count: number, host = "127.0.0.1"): Promise<numb
     assert(servers.length === count, () => `freePorts: found ${servers.length} of ${count} free ports in ${portFloor}..${ceiling}`);
     return [...ports];
   } finally {
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))));
+    await Promise.all(
+      servers.map((server) => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()))),
+    );
   }
 }
 

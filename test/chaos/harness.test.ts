@@ -20,12 +20,29 @@ describe("command line", () => {
     expect(cli.runs).toBe(1);
     expect(cli.run.nodes).toBe(3);
     expect(cli.run.timeMs).toBe(20_000);
-    const custom = parseCli(["--seed", "42", "--time", "7", "--nodes", "5", "--nemesis", "kill,partition", "--workers", "3", "--serve-args=--tick-ms 50"]).run;
+    const custom = parseCli([
+      "--seed",
+      "42",
+      "--time",
+      "7",
+      "--nodes",
+      "5",
+      "--nemesis",
+      "kill,partition",
+      "--workers",
+      "3",
+      "--serve-args=--tick-ms 50",
+    ]).run;
     // Split like a shell: words, with double-quoted parts kept together and unquoted.
-    const words = rerunCommand(custom).replace("npm run chaos -- ", "").match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
+    const words =
+      rerunCommand(custom)
+        .replace("npm run chaos -- ", "")
+        .match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
     const again = parseCli(words.map((w) => w.replace(/"/g, ""))).run;
     expect(again).toEqual(custom);
-    expect(rerunCommand(custom)).toBe('npm run chaos -- --seed 42 --time 7 --nodes 5 --nemesis kill,partition --workers 3 --serve-args="--tick-ms 50"');
+    expect(rerunCommand(custom)).toBe(
+      'npm run chaos -- --seed 42 --time 7 --nodes 5 --nemesis kill,partition --workers 3 --serve-args="--tick-ms 50"',
+    );
   });
 
   it("refuses bad input with a message naming the option", () => {
@@ -61,7 +78,18 @@ describe("timeline picture", () => {
     attempts: 1,
     endpoint: "e",
   });
-  const fault: TimelineEntry = { faultId: 1, kind: "partition", planned: "partition isolate around the leader (drop)", plannedStartMs: 100, startMs: 100, endMs: 900, nodes: [2], links: [], status: "healed", note: "the leader was node 2" };
+  const fault: TimelineEntry = {
+    faultId: 1,
+    kind: "partition",
+    planned: "partition isolate around the leader (drop)",
+    plannedStartMs: 100,
+    startMs: 100,
+    endMs: 900,
+    nodes: [2],
+    links: [],
+    status: "healed",
+    note: "the leader was node 2",
+  };
 
   it("draws every op and a lane per overlapping fault, escaping text", () => {
     const svg = renderTimelineSvg({
@@ -107,7 +135,18 @@ describe("report", () => {
     const dir = mkdtempSync(join(tmpdir(), "chaos-report-"));
     try {
       const options = parseCli(["--seed", "9", "--time", "5", "--nemesis", "kill"]).run;
-      const op: ChaosOp = { id: 1, worker: 1, kind: "put", key: "k", value: "w1.1", callUs: 0, endUs: 1000, outcome: { status: "ok", output: { kind: "put", revision: 1 } }, attempts: 1, endpoint: "e" };
+      const op: ChaosOp = {
+        id: 1,
+        worker: 1,
+        kind: "put",
+        key: "k",
+        value: "w1.1",
+        callUs: 0,
+        endUs: 1000,
+        outcome: { status: "ok", output: { kind: "put", revision: 1 } },
+        attempts: 1,
+        endpoint: "e",
+      };
       const result: RunResult = {
         options,
         dir,
@@ -140,10 +179,24 @@ describe("report", () => {
         healedMs: 5000,
         endpoints: ["http://127.0.0.1:1"],
       };
-      writeReport(result, { watchEvents: [{ revision: 1, type: "put", key: "k", value: "w1.1" }], samples: [{ atMs: 0, node: 1, role: "LEADER", term: 1 }] });
-      expect(readdirSync(dir).sort()).toEqual(["history.jsonl", "nemesis.json", "report.html", "status.jsonl", "timeline.svg", "verdict.json", "watch.jsonl"]);
+      writeReport(result, {
+        watchEvents: [{ revision: 1, type: "put", key: "k", value: "w1.1" }],
+        samples: [{ atMs: 0, node: 1, role: "LEADER", term: 1 }],
+      });
+      expect(readdirSync(dir).sort()).toEqual([
+        "history.jsonl",
+        "nemesis.json",
+        "report.html",
+        "status.jsonl",
+        "timeline.svg",
+        "verdict.json",
+        "watch.jsonl",
+      ]);
       expect(JSON.parse(readFileSync(join(dir, "history.jsonl"), "utf8").trim())).toEqual(op);
-      expect(JSON.parse(readFileSync(join(dir, "verdict.json"), "utf8"))).toMatchObject({ verdict: "fail", violations: [{ kind: "lost-write", opIds: [1] }] });
+      expect(JSON.parse(readFileSync(join(dir, "verdict.json"), "utf8"))).toMatchObject({
+        verdict: "fail",
+        violations: [{ kind: "lost-write", opIds: [1] }],
+      });
       expect(readFileSync(join(dir, "report.html"), "utf8")).toContain("acknowledged write op 1 is lost &lt;here&gt;");
       const line = verdictLine(result, dir);
       expect(line).toContain("chaos FAIL 1 violation(s): lost-write seed=9 nodes=3 time=5s nemesis=kill");

@@ -83,7 +83,16 @@ export function describeChaosOp(op: ChaosOp): string {
   let result: string;
   if (outcome.status === "ok") {
     const o = outcome.output;
-    const shown = o.kind === "put" ? "ok" : o.kind === "get" ? (o.value ?? "absent") : o.kind === "delete" ? `deleted ${o.deleted}` : o.swapped ? "swapped" : "not swapped";
+    const shown =
+      o.kind === "put"
+        ? "ok"
+        : o.kind === "get"
+          ? (o.value ?? "absent")
+          : o.kind === "delete"
+            ? `deleted ${o.deleted}`
+            : o.swapped
+              ? "swapped"
+              : "not swapped";
     result = `-> ${shown} @rev ${o.revision}`;
   } else {
     result = `-> ${outcome.status} (${outcome.reason})`;

@@ -9,8 +9,25 @@ export { ChaosCluster, type ClusterOptions, type CrashRecord, type LeaderView } 
 export { NodeProcess, defaultServeCommand, type NodeLifecycle } from "./node-process.js";
 export { ChaosNetwork, linkStates, type NetworkFault } from "./network.js";
 export { createTcpProxy, linkHealthy, type LinkMode, type LinkState, type TcpProxy, type TcpProxyStats } from "./tcp-proxy.js";
-export { partitionCut, partitionShapes, allLinks, cutBetweenGroups, nodesWithMajority, linkName, type DirectedLink, type PartitionShape } from "./partitions.js";
-export { planNemesis, parseNemesisKinds, describeFault, nemesisKinds, type FaultSpec, type NemesisKind, type PlannedFault } from "./nemesis-plan.js";
+export {
+  partitionCut,
+  partitionShapes,
+  allLinks,
+  cutBetweenGroups,
+  nodesWithMajority,
+  linkName,
+  type DirectedLink,
+  type PartitionShape,
+} from "./partitions.js";
+export {
+  planNemesis,
+  parseNemesisKinds,
+  describeFault,
+  nemesisKinds,
+  type FaultSpec,
+  type NemesisKind,
+  type PlannedFault,
+} from "./nemesis-plan.js";
 export { NemesisRunner, type NemesisControl, type TimelineEntry } from "./nemesis-runner.js";
 export { Workload, KeySpace, RunClock, defaultWorkload, type WorkloadOptions } from "./workload.js";
 export { WatchRecorder, replayHistory } from "./watch-recorder.js";
@@ -21,5 +38,14 @@ export { checkReplicas } from "./check-replicas.js";
 export { renderTimelineSvg } from "./timeline-svg.js";
 export { startReaper, type Reaper } from "./reaper.js";
 export { freePorts } from "./free-ports.js";
-export { historyStats, describeChaosOp, type ChaosOp, type ChaosOutcome, type ChaosOutput, type HistoryStats, type OpKind, type WatchRecord } from "./history.js";
+export {
+  historyStats,
+  describeChaosOp,
+  type ChaosOp,
+  type ChaosOutcome,
+  type ChaosOutput,
+  type HistoryStats,
+  type OpKind,
+  type WatchRecord,
+} from "./history.js";
 export type { Violation, ViolationKind } from "./violation.js";

@@ -85,9 +85,15 @@ export function parseNemesisKinds(text: string): readonly NemesisKind[] | { read
   if (text.trim() === "all") return nemesisKinds;
   if (text.trim() === "none") return [];
   const kinds: NemesisKind[] = [];
-  for (const part of text.split(",").map((p) => p.trim()).filter((p) => p !== "")) {
+  for (const part of text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "")) {
     const kind = nemesisKinds.find((k) => k === part);
-    if (kind === undefined) return { error: `unknown nemesis ${JSON.stringify(part)}; expected a comma-separated list of ${nemesisKinds.join(", ")}, or all, or none` };
+    if (kind === undefined)
+      return {
+        error: `unknown nemesis ${JSON.stringify(part)}; expected a comma-separated list of ${nemesisKinds.join(", ")}, or all, or none`,
+      };
     if (!kinds.includes(kind)) kinds.push(kind);
   }
   if (kinds.length === 0) return { error: "no nemesis given; use none for a fault-free run" };
@@ -135,7 +141,9 @@ export function planNemesis(options: NemesisPlanOptions): PlannedFault[] {
   const atMs = diskLoss.int(warmupMs, Math.max(warmupMs, Math.floor(0.7 * options.timeMs)));
   const lost: PlannedFault = { id: 0, startMs: atMs, endMs: atMs, spec: { kind: "disk-loss", target: drawTarget(options.ids, diskLoss) } };
   // Ids follow start order; at equal times the disk loss comes after the fault already planned there.
-  return [...plan, lost].sort((a, b) => a.startMs - b.startMs || (a === lost ? 1 : b === lost ? -1 : a.id - b.id)).map((fault, i) => ({ ...fault, id: i + 1 }));
+  return [...plan, lost]
+    .sort((a, b) => a.startMs - b.startMs || (a === lost ? 1 : b === lost ? -1 : a.id - b.id))
+    .map((fault, i) => ({ ...fault, id: i + 1 }));
 }
 
 function drawTarget(ids: readonly number[], prng: Prng): Target {

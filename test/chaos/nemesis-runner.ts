@@ -87,7 +87,11 @@ export class NemesisRunner {
 
   /** The nodes that lost their disk (a disk-loss fault that was carried out), with when. */
   diskLosses(): { readonly id: number; readonly faultId: number; readonly atMs: number }[] {
-    return this.timeline.flatMap((e) => (e.kind === "disk-loss" && e.status === "done" && e.nodes[0] !== undefined ? [{ id: e.nodes[0], faultId: e.faultId, atMs: e.startMs }] : []));
+    return this.timeline.flatMap((e) =>
+      e.kind === "disk-loss" && e.status === "done" && e.nodes[0] !== undefined
+        ? [{ id: e.nodes[0], faultId: e.faultId, atMs: e.startMs }]
+        : [],
+    );
   }
 
   /** Ends the schedule early; run() then heals what is active and returns. */

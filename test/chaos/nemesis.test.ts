@@ -53,7 +53,8 @@ describe("partition shapes", () => {
   });
 
   it("every shape is decided by its seed", () => {
-    for (const shape of partitionShapes) expect(partitionCut(shape, five, 4, createPrng(99))).toEqual(partitionCut(shape, five, 4, createPrng(99)));
+    for (const shape of partitionShapes)
+      expect(partitionCut(shape, five, 4, createPrng(99))).toEqual(partitionCut(shape, five, 4, createPrng(99)));
   });
 });
 
@@ -61,7 +62,14 @@ describe("link states under composed faults", () => {
   it("takes the harshest cut and the largest latency, and heals to healthy", () => {
     const faults: NetworkFault[] = [
       { kind: "cut", links: [{ from: 1, to: 2 }], mode: "stall" },
-      { kind: "cut", links: [{ from: 1, to: 2 }, { from: 2, to: 1 }], mode: "drop" },
+      {
+        kind: "cut",
+        links: [
+          { from: 1, to: 2 },
+          { from: 2, to: 1 },
+        ],
+        mode: "drop",
+      },
       { kind: "latency", links: allLinks(three), delayMs: 50 },
       { kind: "latency", links: [{ from: 3, to: 1 }], delayMs: 200 },
     ];
@@ -118,7 +126,9 @@ describe("nemesis plan", () => {
       expect(loss?.endMs).toBe(loss?.startMs);
       expect(plan.map((f) => f.id)).toEqual(plan.map((_, i) => i + 1));
       const others = plan.filter((f) => f.spec.kind !== "disk-loss").map(({ startMs, endMs, spec }) => ({ startMs, endMs, spec }));
-      expect(others).toEqual(planNemesis({ ...options, seed, kinds: without }).map(({ startMs, endMs, spec }) => ({ startMs, endMs, spec })));
+      expect(others).toEqual(
+        planNemesis({ ...options, seed, kinds: without }).map(({ startMs, endMs, spec }) => ({ startMs, endMs, spec })),
+      );
     }
     expect(planNemesis({ ...options, seed: 3, kinds: ["disk-loss"] }).map((f) => f.spec.kind)).toEqual(["disk-loss"]);
     expect(planNemesis({ ...options, seed: 3, kinds: ["kill", "pause"] }).some((f) => f.spec.kind === "disk-loss")).toBe(false);
@@ -171,7 +181,12 @@ describe("nemesis runner", () => {
   it("applies and heals each fault, resolving the leader when the fault starts", async () => {
     const plan: PlannedFault[] = [
       { id: 1, startMs: 0, endMs: 40, spec: { kind: "kill", target: { kind: "leader" } } },
-      { id: 2, startMs: 10, endMs: 60, spec: { kind: "partition", shape: "isolate", focus: { kind: "node", id: 3 }, mode: "drop", seed: 1 } },
+      {
+        id: 2,
+        startMs: 10,
+        endMs: 60,
+        spec: { kind: "partition", shape: "isolate", focus: { kind: "node", id: 3 }, mode: "drop", seed: 1 },
+      },
       { id: 3, startMs: 70, endMs: 70, spec: { kind: "transfer", to: 1 } },
       { id: 4, startMs: 80, endMs: 100, spec: { kind: "pause", target: { kind: "node", id: 2 } } },
     ];

@@ -54,7 +54,10 @@ export class NodeProcess {
   }
 
   start(): void {
-    assert(this.lifecycle.kind === "down" || this.lifecycle.kind === "crashed", () => `node ${this.id}: start while ${this.lifecycle.kind}`);
+    assert(
+      this.lifecycle.kind === "down" || this.lifecycle.kind === "crashed",
+      () => `node ${this.id}: start while ${this.lifecycle.kind}`,
+    );
     const [executable, ...leading] = this.o.command;
     assert(executable !== undefined, "node process: empty command");
     const log = openSync(this.o.logPath, "a");
@@ -172,6 +175,7 @@ export function readTail(path: string, bytes: number): string {
  */
 export function defaultServeCommand(repoRoot: string): string[] | undefined {
   if (existsSync(join(repoRoot, "bin", "raftkv.js"))) return [process.execPath, join(repoRoot, "bin", "raftkv.js"), "serve"];
-  if (existsSync(join(repoRoot, "src", "cli", "main.ts"))) return [process.execPath, "--import", "tsx", join(repoRoot, "src", "cli", "main.ts"), "serve"];
+  if (existsSync(join(repoRoot, "src", "cli", "main.ts")))
+    return [process.execPath, "--import", "tsx", join(repoRoot, "src", "cli", "main.ts"), "serve"];
   return undefined;
 }

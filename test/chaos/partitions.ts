@@ -115,7 +115,9 @@ export function nodesWithMajority(ids: readonly number[], cut: readonly Directed
   const cutSet = new Set(cut.map(linkName));
   const majority = Math.floor(ids.length / 2) + 1;
   return ids.filter((id) => {
-    const reachable = ids.filter((other) => other === id || (!cutSet.has(linkName({ from: id, to: other })) && !cutSet.has(linkName({ from: other, to: id }))));
+    const reachable = ids.filter(
+      (other) => other === id || (!cutSet.has(linkName({ from: id, to: other })) && !cutSet.has(linkName({ from: other, to: id }))),
+    );
     return reachable.length >= majority;
   });
 }

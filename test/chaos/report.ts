@@ -40,9 +40,18 @@ export function verdictLine(result: RunResult, cwd = process.cwd()): string {
 
 export function writeReport(result: RunResult, extras: ReportExtras): void {
   const dir = result.dir;
-  writeFileSync(join(dir, "history.jsonl"), result.history.map((op) => JSON.stringify(op)).join("\n") + (result.history.length > 0 ? "\n" : ""));
-  writeFileSync(join(dir, "watch.jsonl"), extras.watchEvents.map((e) => JSON.stringify(e)).join("\n") + (extras.watchEvents.length > 0 ? "\n" : ""));
-  writeFileSync(join(dir, "nemesis.json"), `${JSON.stringify({ endpoints: result.endpoints, plan: result.plan, timeline: result.timeline, workStartMs: result.workStartMs, healedMs: result.healedMs, proxies: extras.proxies ?? [] }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, "history.jsonl"),
+    result.history.map((op) => JSON.stringify(op)).join("\n") + (result.history.length > 0 ? "\n" : ""),
+  );
+  writeFileSync(
+    join(dir, "watch.jsonl"),
+    extras.watchEvents.map((e) => JSON.stringify(e)).join("\n") + (extras.watchEvents.length > 0 ? "\n" : ""),
+  );
+  writeFileSync(
+    join(dir, "nemesis.json"),
+    `${JSON.stringify({ endpoints: result.endpoints, plan: result.plan, timeline: result.timeline, workStartMs: result.workStartMs, healedMs: result.healedMs, proxies: extras.proxies ?? [] }, null, 2)}\n`,
+  );
   const verdict = {
     verdict: result.verdict,
     rerun: result.rerun,
@@ -76,13 +85,26 @@ function renderHtml(result: RunResult, svg: string): string {
   const rows: [string, string][] = [
     ["verdict", result.verdict.toUpperCase()],
     ["rerun", result.rerun],
-    ["operations", `${s.workload.started}: ok ${s.workload.ok}, failed ${s.workload.fail}, unknown ${s.workload.unknown}; ${s.workload.retries} same-session retries`],
+    [
+      "operations",
+      `${s.workload.started}: ok ${s.workload.ok}, failed ${s.workload.fail}, unknown ${s.workload.unknown}; ${s.workload.retries} same-session retries`,
+    ],
     ["linearizability", `${s.linearizableOps} ops placed on ${s.keys} keys, ${s.searchSteps} search steps`],
-    ["faults", `${s.faultsInjected} injected of ${s.faultsPlanned} planned: ${Object.entries(s.faultsByKind).map(([k, n]) => `${k} ${n}`).join(", ") || "none"}`],
+    [
+      "faults",
+      `${s.faultsInjected} injected of ${s.faultsPlanned} planned: ${
+        Object.entries(s.faultsByKind)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(", ") || "none"
+      }`,
+    ],
     ["recovery", s.recoveryMs === undefined ? "did not recover" : `${(s.recoveryMs / 1000).toFixed(2)} s after the last heal`],
     ["exactly-once history", `${s.watchEvents} events from the ${s.watchSource}; ${s.replicasCompared} replicas compared`],
     ["crashes", String(s.crashes)],
-    ["disk loss", s.diskLost.length === 0 ? "none" : s.diskLost.map((id) => `node ${id} refused to start (exit code 6) and stayed out`).join("; ")],
+    [
+      "disk loss",
+      s.diskLost.length === 0 ? "none" : s.diskLost.map((id) => `node ${id} refused to start (exit code 6) and stayed out`).join("; "),
+    ],
     ["duration", `${(s.durationMs / 1000).toFixed(1)} s`],
   ];
   const faults = result.timeline
@@ -93,7 +115,10 @@ function renderHtml(result: RunResult, svg: string): string {
     )
     .join("\n");
   const violations = result.violations
-    .map((v) => `<h3>${v.kind}</h3><pre>${escapeHtml(v.message)}${v.ops.length > 0 ? `\n\nops:\n${escapeHtml(v.ops.map(describeChaosOp).join("\n"))}` : ""}</pre>`)
+    .map(
+      (v) =>
+        `<h3>${v.kind}</h3><pre>${escapeHtml(v.message)}${v.ops.length > 0 ? `\n\nops:\n${escapeHtml(v.ops.map(describeChaosOp).join("\n"))}` : ""}</pre>`,
+    )
     .join("\n");
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>raftkv chaos seed ${result.options.seed}</title>

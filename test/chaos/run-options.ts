@@ -69,7 +69,8 @@ function integer(name: string, text: string | undefined, fallback: number, min: 
   if (text === undefined) return fallback;
   if (!/^\d+$/.test(text)) throw new UsageError(`--${name} must be a whole number, got ${JSON.stringify(text)}`);
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < min || value > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${text}`);
+  if (!Number.isSafeInteger(value) || value < min || value > max)
+    throw new UsageError(`--${name} must be between ${min} and ${max}, got ${text}`);
   return value;
 }
 
@@ -79,15 +80,15 @@ export function parseCli(args: readonly string[]): CliOptions {
     ({ values } = parseArgs({
       args: [...args],
       options: {
-        runs: { type: "string" },
-        seed: { type: "string" },
-        time: { type: "string" },
-        nodes: { type: "string" },
-        nemesis: { type: "string" },
-        workers: { type: "string" },
-        keys: { type: "string" },
+        "runs": { type: "string" },
+        "seed": { type: "string" },
+        "time": { type: "string" },
+        "nodes": { type: "string" },
+        "nemesis": { type: "string" },
+        "workers": { type: "string" },
+        "keys": { type: "string" },
         "ops-per-key": { type: "string" },
-        results: { type: "string" },
+        "results": { type: "string" },
         "keep-data": { type: "boolean" },
         "recovery-seconds": { type: "string" },
         "serve-command": { type: "string" },
@@ -113,11 +114,15 @@ export function parseCli(args: readonly string[]): CliOptions {
     if ("error" in parsed) throw new UsageError(`--nemesis: ${parsed.error}`);
     nemesis = parsed;
   }
-  const words = (name: string): string[] | undefined => text(name)?.split(/\s+/).filter((w) => w !== "");
+  const words = (name: string): string[] | undefined =>
+    text(name)
+      ?.split(/\s+/)
+      .filter((w) => w !== "");
   const serveCommand = words("serve-command");
   if (serveCommand !== undefined && serveCommand.length === 0) throw new UsageError("--serve-command is empty");
   const logLevel = text("log-level") ?? runDefaults.logLevel;
-  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) throw new UsageError(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel))
+    throw new UsageError(`--log-level: unknown level ${JSON.stringify(logLevel)}`);
   return {
     runs: integer("runs", text("runs"), 1, 1, runsMax),
     run: {
@@ -142,7 +147,12 @@ export function parseCli(args: readonly string[]): CliOptions {
 /** The command that reruns one seed with the same settings (defaults left out). */
 export function rerunCommand(o: RunOptions): string {
   const parts = ["npm run chaos --", `--seed ${o.seed}`, `--time ${Math.round(o.timeMs / 1000)}`, `--nodes ${o.nodes}`];
-  const nemesis = o.nemesis.length === nemesisKinds.length && nemesisKinds.every((k) => o.nemesis.includes(k)) ? "all" : o.nemesis.length === 0 ? "none" : o.nemesis.join(",");
+  const nemesis =
+    o.nemesis.length === nemesisKinds.length && nemesisKinds.every((k) => o.nemesis.includes(k))
+      ? "all"
+      : o.nemesis.length === 0
+        ? "none"
+        : o.nemesis.join(",");
   parts.push(`--nemesis ${nemesis}`);
   if (o.workers !== runDefaults.workers) parts.push(`--workers ${o.workers}`);
   if (o.keys !== runDefaults.keys) parts.push(`--keys ${o.keys}`);

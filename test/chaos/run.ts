@@ -78,7 +78,10 @@ const REPLAY_TIMEOUT_MS = 20_000;
 const STATUS_INTERVAL_MS = 500;
 
 function timestamp(): string {
-  return new Date().toISOString().replace(/[:.]/g, "-").replace(/-\d{3}Z$/, "Z");
+  return new Date()
+    .toISOString()
+    .replace(/[:.]/g, "-")
+    .replace(/-\d{3}Z$/, "Z");
 }
 
 export async function runChaos(options: RunOptions, repoRoot: string): Promise<RunResult> {
@@ -87,7 +90,12 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   mkdirSync(dir, { recursive: true });
   const rerun = rerunCommand(options);
   const serveCommand = options.serveCommand ?? defaultServeCommand(repoRoot);
-  const plan = planNemesis({ seed: options.seed, ids: Array.from({ length: options.nodes }, (_, i) => i + 1), kinds: options.nemesis, timeMs: options.timeMs });
+  const plan = planNemesis({
+    seed: options.seed,
+    ids: Array.from({ length: options.nodes }, (_, i) => i + 1),
+    kinds: options.nemesis,
+    timeMs: options.timeMs,
+  });
   const reasons: string[] = [];
   const violations: Violation[] = [];
   const emptyStats: RunStats = {
@@ -109,8 +117,20 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   };
   if (serveCommand === undefined) {
     const result: RunResult = {
-      options, dir, verdict: "error", reasons: ["raftkv serve is not available yet: neither bin/raftkv.js nor src/cli/main.ts exists (or pass --serve-command)"],
-      violations, violationCount: 0, stats: emptyStats, rerun, plan, timeline: [], history: [], workStartMs: 0, healedMs: undefined, endpoints: [],
+      options,
+      dir,
+      verdict: "error",
+      reasons: ["raftkv serve is not available yet: neither bin/raftkv.js nor src/cli/main.ts exists (or pass --serve-command)"],
+      violations,
+      violationCount: 0,
+      stats: emptyStats,
+      rerun,
+      plan,
+      timeline: [],
+      history: [],
+      workStartMs: 0,
+      healedMs: undefined,
+      endpoints: [],
     };
     writeReport(result, { watchEvents: [] });
     return result;
@@ -162,21 +182,34 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const first = await c.awaitStableLeader(options.startTimeoutMs);
     if (first === undefined) {
       reasons.push(`the cluster elected no leader within ${options.startTimeoutMs} ms of starting; see the node logs`);
-      for (const crash of c.crashes) reasons.push(`node ${crash.id} exited (code ${crash.code}, signal ${crash.signal}):\n${crash.logTail}`);
+      for (const crash of c.crashes)
+        reasons.push(`node ${crash.id} exited (code ${crash.code}, signal ${crash.signal}):\n${crash.logTail}`);
       throw new HarnessError();
     }
     phaseStart = phase("start", phaseStart);
 
     endpoints = c.endpoints();
     const workload = new Workload(
-      { ...defaultWorkload, seed: options.seed, endpoints, workers: options.workers, keys: options.keys, opsPerKeyMax: options.opsPerKeyMax },
+      {
+        ...defaultWorkload,
+        seed: options.seed,
+        endpoints,
+        workers: options.workers,
+        keys: options.keys,
+        opsPerKeyMax: options.opsPerKeyMax,
+      },
       clock,
     );
     run = workload;
     const watch = new WatchRecorder(endpoints, 1000);
     watch.start(defaultWorkload.prefix, 1);
     workStart = clock.nowMs();
-    const sampler = new StatusSampler(c.ids, () => c.statusAll(), () => clock.nowMs() - workStart, STATUS_INTERVAL_MS);
+    const sampler = new StatusSampler(
+      c.ids,
+      () => c.statusAll(),
+      () => clock.nowMs() - workStart,
+      STATUS_INTERVAL_MS,
+    );
     sampler.start();
     samplesOf = sampler;
     const nemesis = new NemesisRunner({
@@ -212,7 +245,11 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     recoveryMs = await recovery;
     phaseStart = phase("workload", phaseStart);
     if (recoveryMs === undefined) {
-      violations.push({ kind: "no-recovery", message: `no leader with a successful write within ${options.recoveryMsMax} ms after the last fault healed (at ${Math.round(healedMs - workStart)} ms)`, ops: [] });
+      violations.push({
+        kind: "no-recovery",
+        message: `no leader with a successful write within ${options.recoveryMsMax} ms after the last fault healed (at ${Math.round(healedMs - workStart)} ms)`,
+        ops: [],
+      });
     }
     // Every member can answer a wiped node by now, so it must have refused, or do so shortly.
     const refusals = await judgeDiskLosses(c, losses, options.recoveryMsMax);
@@ -239,10 +276,17 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
         ops: [],
       });
     }
-    const final = await finalRead(survivors.map((id) => c.clientUrl(id)), workload, clock, options.recoveryMsMax);
+    const final = await finalRead(
+      survivors.map((id) => c.clientUrl(id)),
+      workload,
+      clock,
+      options.recoveryMsMax,
+    );
     history = [...workload.ops];
     if ("error" in final) {
-      reasons.push(`the final read of every key failed after healing (${final.error}), so lost writes could not be checked:\n${(await c.describe()).join("\n")}`);
+      reasons.push(
+        `the final read of every key failed after healing (${final.error}), so lost writes could not be checked:\n${(await c.describe()).join("\n")}`,
+      );
     } else {
       violations.push(...checkLostWrites(history, final.read));
     }
@@ -256,19 +300,27 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
 
     lin = checkChaosLinearizability(history);
     if (lin.violation !== undefined) violations.push(lin.violation);
-    if (lin.kind === "budgetExceeded") reasons.push(`the linearizability search ran out of budget on key ${lin.key ?? "?"} (${lin.operations} ops); the run proves nothing about it`);
+    if (lin.kind === "budgetExceeded")
+      reasons.push(
+        `the linearizability search ran out of budget on key ${lin.key ?? "?"} (${lin.operations} ops); the run proves nothing about it`,
+      );
     crashCount = 0;
     for (const crash of c.crashes) {
       // A wiped node's own exit was judged above (the refusal it must make, or the violation it is).
       if (losses.some((loss) => loss.id === crash.id && crash.atMs >= loss.atMs)) continue;
       crashCount++;
-      violations.push({ kind: "crash", message: `node ${crash.id} exited on its own ${crash.atMs} ms after the workload started (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`, ops: [] });
+      violations.push({
+        kind: "crash",
+        message: `node ${crash.id} exited on its own ${crash.atMs} ms after the workload started (code ${crash.code}, signal ${crash.signal}); log tail:\n${crash.logTail}`,
+        ops: [],
+      });
     }
     if (historyStats(workload.ops).ok === 0) reasons.push("no operation succeeded, so the checks had nothing to judge");
     proxies = c.network.stats();
     phase("check", phaseStart);
   } catch (error) {
-    if (!(error instanceof HarnessError)) reasons.push(`harness error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    if (!(error instanceof HarnessError))
+      reasons.push(`harness error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
   } finally {
     await samplesOf?.stop();
     run?.close();
@@ -280,7 +332,8 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   const injected = timeline.filter((e) => e.status === "healed" || e.status === "done");
   for (const e of timeline) if (e.status === "failed") reasons.push(`fault ${e.faultId} (${e.planned}) could not be injected: ${e.note}`);
   // A run whose faults all failed to apply tested nothing but a healthy cluster.
-  if (plan.length > 0 && timeline.length > 0 && injected.length === 0) reasons.push(`no fault was injected (${plan.length} planned); the run proves nothing about faults`);
+  if (plan.length > 0 && timeline.length > 0 && injected.length === 0)
+    reasons.push(`no fault was injected (${plan.length} planned); the run proves nothing about faults`);
   const faultsByKind: Record<string, number> = {};
   for (const e of injected) faultsByKind[e.kind] = (faultsByKind[e.kind] ?? 0) + 1;
   const stats: RunStats = {
@@ -300,9 +353,27 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     durationMs: Date.now() - started,
     phases,
   };
-  const harnessFailed = reasons.some((r) => r.startsWith("harness error") || r.startsWith("the cluster elected no leader") || r.startsWith("raftkv serve"));
-  const verdict: Verdict = violations.length > 0 ? "fail" : harnessFailed ? "error" : reasons.some(isInconclusive) ? "inconclusive" : "pass";
-  const result: RunResult = { options, dir, verdict, reasons, violations: capViolations(violations), violationCount: violations.length, stats, rerun, plan, timeline, history, workStartMs: workStart, healedMs, endpoints };
+  const harnessFailed = reasons.some(
+    (r) => r.startsWith("harness error") || r.startsWith("the cluster elected no leader") || r.startsWith("raftkv serve"),
+  );
+  const verdict: Verdict =
+    violations.length > 0 ? "fail" : harnessFailed ? "error" : reasons.some(isInconclusive) ? "inconclusive" : "pass";
+  const result: RunResult = {
+    options,
+    dir,
+    verdict,
+    reasons,
+    violations: capViolations(violations),
+    violationCount: violations.length,
+    stats,
+    rerun,
+    plan,
+    timeline,
+    history,
+    workStartMs: workStart,
+    healedMs,
+    endpoints,
+  };
   writeReport(result, { watchEvents, proxies, samples: samplesOf?.samples ?? [] });
   if (verdict === "pass" && !options.keepData) rmSync(dataDir, { recursive: true, force: true });
   return result;
@@ -337,16 +408,24 @@ async function judgeHistories(
   const ackedRevisionMax = Math.max(0, ...history.map((op) => (op.outcome.status === "ok" ? op.outcome.output.revision : 0)));
   const upTo = finalRevision ?? Math.max(ackedRevisionMax, watch.lastRevision);
   await watch.stopAfter(upTo, REPLAY_TIMEOUT_MS);
-  const replays = await Promise.all(survivors.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, upTo, REPLAY_TIMEOUT_MS)] as const));
+  const replays = await Promise.all(
+    survivors.map(async (id) => [id, await replayHistory(c.clientUrl(id), defaultWorkload.prefix, upTo, REPLAY_TIMEOUT_MS)] as const),
+  );
   const replayed = new Map<number, readonly WatchRecord[]>();
   for (const [id, replay] of replays) {
     if (replay.kind === "ok") replayed.set(id, replay.events);
     else if (replay.kind === "compacted") {
-      reasons.push(`node ${id}'s history was compacted up to revision ${replay.compactRevision}, so it could not be replayed and compared; a longer run needs a larger watch history`);
+      reasons.push(
+        `node ${id}'s history was compacted up to revision ${replay.compactRevision}, so it could not be replayed and compared; a longer run needs a larger watch history`,
+      );
     } else {
       // A node that agrees on the leader yet cannot deliver its history up to the final read's
       // revision has stopped applying (or diverged): that is the failure, not a reason to skip it.
-      violations.push({ kind: "no-recovery", message: `node ${id} could not replay its history up to revision ${upTo} after healing: ${replay.error}`, ops: [] });
+      violations.push({
+        kind: "no-recovery",
+        message: `node ${id} could not replay its history up to revision ${upTo} after healing: ${replay.error}`,
+        ops: [],
+      });
     }
   }
   violations.push(...checkReplicas(replayed, upTo));
@@ -364,11 +443,18 @@ async function judgeHistories(
   const source = first === undefined ? `live watch (${watch.end.kind})` : `replay of node ${first[0]} from revision 1`;
   const gaps = missingRevisions(events, upTo);
   if (gaps.count > 0) {
-    violations.push({ kind: "watch", message: `the ${source} misses ${gaps.count} of revisions 1..${upTo} (first: ${gaps.listed.join(", ")})`, ops: [] });
+    violations.push({
+      kind: "watch",
+      message: `the ${source} misses ${gaps.count} of revisions 1..${upTo} (first: ${gaps.listed.join(", ")})`,
+      ops: [],
+    });
   }
   if (first !== undefined && watch.events.length > 0) {
     const labels = (id: number): string => (id === first[0] ? `node ${id}'s replay` : "the live watch");
-    const live = new Map([[first[0], first[1]], [first[0] + 1_000_000, watch.events]]);
+    const live = new Map([
+      [first[0], first[1]],
+      [first[0] + 1_000_000, watch.events],
+    ]);
     violations.push(...checkReplicas(live, Math.min(watch.lastRevision, upTo), labels).map((v) => ({ ...v, kind: "watch" as const })));
   }
   const complete = finalRevision !== undefined && finalRevision >= ackedRevisionMax && gaps.count === 0 && events.length > 0;
@@ -387,4 +473,3 @@ function isInconclusive(reason: string): boolean {
     reason.startsWith("no fault was injected")
   );
 }
-

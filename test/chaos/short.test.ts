@@ -24,7 +24,11 @@ const runs: readonly { readonly seed: number; readonly nemesis: readonly Nemesis
   { seed: 202, nemesis: ["partition"], what: "partitions (halves, isolated leader, bridge, one-way) that drop, stall or refuse" },
   // The disk loss lands on node 3 at 5.5 s, after a kill of the leader: the wiped node must refuse to
   // start (exit code 6), and the two others carry the rest of the run under latency.
-  { seed: 303, nemesis: ["latency", "transfer", "kill", "disk-loss"], what: "latency, leadership transfers, kills and a disk loss (the wiped node must refuse to start)" },
+  {
+    seed: 303,
+    nemesis: ["latency", "transfer", "kill", "disk-loss"],
+    what: "latency, leadership transfers, kills and a disk loss (the wiped node must refuse to start)",
+  },
 ];
 
 function explain(result: RunResult): string {

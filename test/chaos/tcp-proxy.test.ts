@@ -159,7 +159,9 @@ describe("tcp proxy", () => {
 
   it("refuses non-loopback addresses and out-of-range latency", async () => {
     await expect(createTcpProxy({ name: "x", targetHost: "10.0.0.1", targetPort: 1 })).rejects.toThrow(/not loopback/);
-    await expect(createTcpProxy({ name: "x", targetHost: "127.0.0.1", targetPort: 1, listenHost: "0.0.0.0" })).rejects.toThrow(/not loopback/);
+    await expect(createTcpProxy({ name: "x", targetHost: "127.0.0.1", targetPort: 1, listenHost: "0.0.0.0" })).rejects.toThrow(
+      /not loopback/,
+    );
     const upstream = await echoServer();
     const proxy = await proxyTo(upstream.port);
     expect(() => proxy.set({ mode: "pass", delayMs: 60_000 })).toThrow(/delayMs/);

@@ -80,7 +80,8 @@ export async function createTcpProxy(options: TcpProxyOptions): Promise<TcpProxy
   const listenHost = options.listenHost ?? "127.0.0.1";
   // The chaos suite must never touch a real network: both ends are on loopback.
   if (!isLoopbackHost(listenHost)) throw new RangeError(`tcp proxy ${options.name}: listen host ${listenHost} is not loopback`);
-  if (!isLoopbackHost(options.targetHost)) throw new RangeError(`tcp proxy ${options.name}: target host ${options.targetHost} is not loopback`);
+  if (!isLoopbackHost(options.targetHost))
+    throw new RangeError(`tcp proxy ${options.name}: target host ${options.targetHost} is not loopback`);
   const proxy = new Proxy(options, listenHost);
   await proxy.listen(options.listenPort ?? 0);
   return proxy;
@@ -190,9 +191,7 @@ class Pipe {
  * target (a lost SYN); `open`: connected (or connecting) to the target; `closed`: both sockets gone.
  */
 type ConnectionLifecycle =
-  | { readonly kind: "held" }
-  | { readonly kind: "open"; readonly upstream: net.Socket }
-  | { readonly kind: "closed" };
+  { readonly kind: "held" } | { readonly kind: "open"; readonly upstream: net.Socket } | { readonly kind: "closed" };
 
 class Connection {
   lifecycle: ConnectionLifecycle;

@@ -32,11 +32,11 @@ const LATENCY_MIN_MS = 0.5;
 const LATENCY_MAX_MS = 20_000;
 
 export const faultColours: Readonly<Record<TimelineEntry["kind"], string>> = {
-  kill: "#c0392b",
-  pause: "#8e44ad",
-  partition: "#2471a3",
-  latency: "#d68910",
-  transfer: "#17a589",
+  "kill": "#c0392b",
+  "pause": "#8e44ad",
+  "partition": "#2471a3",
+  "latency": "#d68910",
+  "transfer": "#17a589",
   "disk-loss": "#1c2833",
 };
 
@@ -146,17 +146,26 @@ export function renderTimelineSvg(input: TimelineInput): string {
   for (let decade = Math.ceil(logMin); decade <= logMax; decade++) {
     const ms = 10 ** decade;
     const yy = y(ms).toFixed(1);
-    parts.push(`<line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`, `<text x="${LEFT - 6}" y="${yy}" text-anchor="end" dy="3">${ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`}</text>`);
+    parts.push(
+      `<line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`,
+      `<text x="${LEFT - 6}" y="${yy}" text-anchor="end" dy="3">${ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`}</text>`,
+    );
   }
   const tickMs = niceTick(endMs / 10);
   for (let t = 0; t <= endMs; t += tickMs) {
     const xx = x(t).toFixed(1);
-    parts.push(`<line x1="${xx}" x2="${xx}" y1="${plotTop}" y2="${plotTop + PLOT_HEIGHT}" stroke="#eee"/>`, `<text x="${xx}" y="${plotTop + PLOT_HEIGHT + 14}" text-anchor="middle">${(t / 1000).toFixed(t % 1000 === 0 ? 0 : 1)} s</text>`);
+    parts.push(
+      `<line x1="${xx}" x2="${xx}" y1="${plotTop}" y2="${plotTop + PLOT_HEIGHT}" stroke="#eee"/>`,
+      `<text x="${xx}" y="${plotTop + PLOT_HEIGHT + 14}" text-anchor="middle">${(t / 1000).toFixed(t % 1000 === 0 ? 0 : 1)} s</text>`,
+    );
   }
   parts.push(`<rect x="${LEFT}" y="${plotTop}" width="${plotWidth}" height="${PLOT_HEIGHT}" fill="none" stroke="#999"/>`);
   if (input.healedMs !== undefined) {
     const xx = x(input.healedMs).toFixed(1);
-    parts.push(`<line x1="${xx}" x2="${xx}" y1="${TOP}" y2="${plotTop + PLOT_HEIGHT}" stroke="black" stroke-dasharray="4 3"/>`, `<text x="${xx}" y="${TOP - 4}" text-anchor="middle">healed</text>`);
+    parts.push(
+      `<line x1="${xx}" x2="${xx}" y1="${TOP}" y2="${plotTop + PLOT_HEIGHT}" stroke="black" stroke-dasharray="4 3"/>`,
+      `<text x="${xx}" y="${TOP - 4}" text-anchor="middle">healed</text>`,
+    );
   }
   // Dots: ok sampled beyond okPointsMax, fail and unknown always.
   const okCount = input.ops.filter((op) => op.outcome.status === "ok").length;
@@ -167,14 +176,20 @@ export function renderTimelineSvg(input: TimelineInput): string {
     if (status === "ok" && okSeen++ % every !== 0) continue;
     const cx = x(op.callUs / 1000).toFixed(1);
     const cy = y((op.endUs - op.callUs) / 1000).toFixed(1);
-    if (status === "ok") parts.push(`<circle cx="${cx}" cy="${cy}" r="1.6" fill="${op.kind === "get" ? "#1e8449" : outcomeColours.ok}" opacity="0.6"/>`);
-    else parts.push(`<text x="${cx}" y="${cy}" fill="${outcomeColours[status]}" font-size="10" text-anchor="middle" dy="3">${status === "fail" ? "o" : "x"}</text>`);
+    if (status === "ok")
+      parts.push(`<circle cx="${cx}" cy="${cy}" r="1.6" fill="${op.kind === "get" ? "#1e8449" : outcomeColours.ok}" opacity="0.6"/>`);
+    else
+      parts.push(
+        `<text x="${cx}" y="${cy}" fill="${outcomeColours[status]}" font-size="10" text-anchor="middle" dy="3">${status === "fail" ? "o" : "x"}</text>`,
+      );
   }
   const legendY = plotTop + PLOT_HEIGHT + 34;
   parts.push(
     `<text x="${LEFT}" y="${legendY}">latency per op (log scale) against invocation time.  ` +
       `<tspan fill="${outcomeColours.ok}">● ok</tspan>  <tspan fill="${outcomeColours.fail}">o failed</tspan>  <tspan fill="${outcomeColours.unknown}">x unknown</tspan>   faults: ` +
-      Object.entries(faultColours).map(([kind, colour]) => `<tspan fill="${colour}">■ ${kind}</tspan>`).join("  ") +
+      Object.entries(faultColours)
+        .map(([kind, colour]) => `<tspan fill="${colour}">■ ${kind}</tspan>`)
+        .join("  ") +
       (every > 1 ? `   (every ${every}th ok op drawn)` : "") +
       `</text>`,
     `</svg>`,

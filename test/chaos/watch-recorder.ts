@@ -27,7 +27,11 @@ export function toRecords(message: WatchResponse): WatchRecord[] {
   }));
 }
 
-export type WatchEnd = { readonly kind: "running" } | { readonly kind: "stopped" } | { readonly kind: "compacted"; readonly compactRevision: number } | { readonly kind: "failed"; readonly error: string };
+export type WatchEnd =
+  | { readonly kind: "running" }
+  | { readonly kind: "stopped" }
+  | { readonly kind: "compacted"; readonly compactRevision: number }
+  | { readonly kind: "failed"; readonly error: string };
 
 export class WatchRecorder {
   readonly events: WatchRecord[] = [];
@@ -44,7 +48,10 @@ export class WatchRecorder {
   start(prefix: string, startRevision: number): void {
     this.done = (async () => {
       try {
-        const stream = this.client.watch({ key: encoder.encode(prefix), prefix: true, startRevision: BigInt(startRevision) }, { signal: this.abort.signal });
+        const stream = this.client.watch(
+          { key: encoder.encode(prefix), prefix: true, startRevision: BigInt(startRevision) },
+          { signal: this.abort.signal },
+        );
         for await (const message of stream) {
           if (message.kind.case === "compacted") {
             this.end = { kind: "compacted", compactRevision: Number(message.kind.value.compactRevision) };
@@ -107,7 +114,10 @@ export async function replayHistory(endpoint: string, prefix: string, upToRevisi
       // history is whole once a message reaches the last revision.
       if (reached) return { kind: "ok", events };
     }
-    return { kind: "failed", error: signal.aborted ? `timed out after ${timeoutMs} ms before revision ${upToRevision}` : "the watch ended early" };
+    return {
+      kind: "failed",
+      error: signal.aborted ? `timed out after ${timeoutMs} ms before revision ${upToRevision}` : "the watch ended early",
+    };
   } catch (error) {
     return { kind: "failed", error: describeError(error) };
   } finally {

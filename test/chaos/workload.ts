@@ -130,7 +130,10 @@ const opWeights: readonly [OpKind, number][] = [
 ];
 
 function drawKind(prng: Prng): OpKind {
-  let roll = prng.int(1, opWeights.reduce((sum, [, w]) => sum + w, 0));
+  let roll = prng.int(
+    1,
+    opWeights.reduce((sum, [, w]) => sum + w, 0),
+  );
   for (const [kind, weight] of opWeights) {
     roll -= weight;
     if (roll <= 0) return kind;
@@ -180,15 +183,35 @@ export class Workload {
     const session = { clientId: "chaos-harness", sequence: BigInt(++this.harnessSequence) };
     const output = await this.record(
       { worker, kind: "put", key, value, endpoint, clientId: session.clientId, sequence: Number(session.sequence) },
-      (signal) => probe.put({ key: encoder.encode(key), value: encoder.encode(value), ...session }, { signal }).then((r): ChaosOutput => ({ kind: "put", revision: Number(r.header?.revision ?? 0n) })),
+      (signal) =>
+        probe
+          .put({ key: encoder.encode(key), value: encoder.encode(value), ...session }, { signal })
+          .then((r): ChaosOutput => ({ kind: "put", revision: Number(r.header?.revision ?? 0n) })),
     );
     return output !== undefined;
   }
 
   /** Records the final read of every key (one linearizable Range) as one get per key. */
-  recordFinalReads(worker: number, values: ReadonlyMap<string, string | null>, callUs: number, endUs: number, revision: number, endpoint: string): void {
+  recordFinalReads(
+    worker: number,
+    values: ReadonlyMap<string, string | null>,
+    callUs: number,
+    endUs: number,
+    revision: number,
+    endpoint: string,
+  ): void {
     for (const [key, value] of [...values].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      this.ops.push({ id: this.nextOpId++, worker, kind: "get", key, callUs, endUs, outcome: { status: "ok", output: { kind: "get", value, revision } }, attempts: 1, endpoint });
+      this.ops.push({
+        id: this.nextOpId++,
+        worker,
+        kind: "get",
+        key,
+        callUs,
+        endUs,
+        outcome: { status: "ok", output: { kind: "get", value, revision } },
+        attempts: 1,
+        endpoint,
+      });
     }
   }
 
@@ -247,12 +270,16 @@ export class Workload {
         if (kind === "put") {
           const value = `w${index}.${++written}`;
           const output = await this.record({ ...base, value }, (signal) =>
-            follow.put({ key: encoder.encode(key), value: encoder.encode(value), ...session }, { signal }).then((r): ChaosOutput => ({ kind: "put", revision: Number(r.header?.revision ?? 0n) })),
+            follow
+              .put({ key: encoder.encode(key), value: encoder.encode(value), ...session }, { signal })
+              .then((r): ChaosOutput => ({ kind: "put", revision: Number(r.header?.revision ?? 0n) })),
           );
           if (output !== undefined) lastSeen.set(key, value);
         } else if (kind === "delete") {
           const output = await this.record(base, (signal) =>
-            follow.delete({ key: encoder.encode(key), ...session }, { signal }).then((r): ChaosOutput => ({ kind: "delete", deleted: Number(r.deleted), revision: Number(r.header?.revision ?? 0n) })),
+            follow
+              .delete({ key: encoder.encode(key), ...session }, { signal })
+              .then((r): ChaosOutput => ({ kind: "delete", deleted: Number(r.deleted), revision: Number(r.header?.revision ?? 0n) })),
           );
           if (output !== undefined) lastSeen.set(key, null);
         } else {
@@ -264,7 +291,14 @@ export class Workload {
               : { key: encoder.encode(key), target: CompareTarget.VALUE, result: CompareResult.EQUAL, value: encoder.encode(expected) };
           const output = await this.record({ ...base, value, expected }, (signal) =>
             follow
-              .txn({ compare: [compare], success: [{ request: { case: "put", value: { key: encoder.encode(key), value: encoder.encode(value) } } }], ...session }, { signal })
+              .txn(
+                {
+                  compare: [compare],
+                  success: [{ request: { case: "put", value: { key: encoder.encode(key), value: encoder.encode(value) } } }],
+                  ...session,
+                },
+                { signal },
+              )
               .then((r): ChaosOutput => ({ kind: "cas", swapped: r.succeeded, revision: Number(r.header?.revision ?? 0n) })),
           );
           if (output?.kind === "cas" && output.swapped) lastSeen.set(key, value);

@@ -46,7 +46,10 @@ async function raftkv(...args: string[]): Promise<Run> {
 
 describe("raftkv client verbs", () => {
   it("puts through a follower and reads back, as a table and as JSON", async () => {
-    expect(await raftkv("put", "cli/a", "hello world")).toMatchObject({ code: exitCodes.ok, stdout: expect.stringMatching(/^OK revision \d+\n$/) });
+    expect(await raftkv("put", "cli/a", "hello world")).toMatchObject({
+      code: exitCodes.ok,
+      stdout: expect.stringMatching(/^OK revision \d+\n$/),
+    });
     const table = await raftkv("get", "cli/a");
     expect(table.code).toBe(exitCodes.ok);
     expect(table.stdout).toMatch(/KEY\s+VALUE\s+CREATE_REVISION\s+MOD_REVISION\s+VERSION\ncli\/a\s+hello world\s+\d+\s+\d+\s+1\n/);
@@ -62,7 +65,13 @@ describe("raftkv client verbs", () => {
   it("ranges a prefix with paging under a limit, and counts", async () => {
     for (const k of ["r/1", "r/2", "r/3"]) await raftkv("put", k, "v");
     const listed = await raftkv("range", "r/", "--limit", "2", "--keys-only");
-    expect(listed.stdout.trim().split("\n").slice(1).map((l) => l.split(/\s+/)[0])).toEqual(["r/1", "r/2"]);
+    expect(
+      listed.stdout
+        .trim()
+        .split("\n")
+        .slice(1)
+        .map((l) => l.split(/\s+/)[0]),
+    ).toEqual(["r/1", "r/2"]);
     expect(listed.stderr).toContain("1 more keys");
     expect((await raftkv("range", "r/", "--count-only")).stdout).toBe("3\n");
     expect(await raftkv("del", "r/", "--prefix")).toMatchObject({ code: 0, stdout: expect.stringMatching(/^deleted 3 revision/) });
@@ -141,7 +150,12 @@ describe("raftkv client verbs", () => {
   });
 
   it("prints usage for no command (exit 2), help (exit 0) and per-command help", async () => {
-    const io = (sink: { out: string }): CliIo => ({ stdout: (t) => (sink.out += t), stderr: (t) => (sink.out += t), env: {}, signal: new AbortController().signal });
+    const io = (sink: { out: string }): CliIo => ({
+      stdout: (t) => (sink.out += t),
+      stderr: (t) => (sink.out += t),
+      env: {},
+      signal: new AbortController().signal,
+    });
     const none = { out: "" };
     expect(await runCli([], io(none))).toBe(exitCodes.usage);
     expect(none.out).toContain("Usage: raftkv <command>");

@@ -29,7 +29,18 @@ interface Served {
 async function serve(clientPort: number, peerPort: number): Promise<Served> {
   const child = spawn(
     process.execPath,
-    [join(repo, "bin", "raftkv.js"), "serve", "--data-dir", dataDir, "--listen-client", `127.0.0.1:${clientPort}`, "--listen-peer", `127.0.0.1:${peerPort}`, "--tick-ms", "20"],
+    [
+      join(repo, "bin", "raftkv.js"),
+      "serve",
+      "--data-dir",
+      dataDir,
+      "--listen-client",
+      `127.0.0.1:${clientPort}`,
+      "--listen-peer",
+      `127.0.0.1:${peerPort}`,
+      "--tick-ms",
+      "20",
+    ],
     { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
   );
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -105,7 +105,16 @@ describe("resolveServeArgs", () => {
   it("caps the admission limits at the limits every replica applies with", () => {
     // The store checks entries at apply with its defaults (never flags, so replicas agree); a flag
     // above them would admit writes that every replica then refuses.
-    const config = resolve(["--value-bytes-max", "3MiB", "--key-bytes-max", "64KiB", "--txn-ops-max", "10000", "--request-bytes-max", "4MiB"]);
+    const config = resolve([
+      "--value-bytes-max",
+      "3MiB",
+      "--key-bytes-max",
+      "64KiB",
+      "--txn-ops-max",
+      "10000",
+      "--request-bytes-max",
+      "4MiB",
+    ]);
     expect(config.limits.valueBytesMax).toBe(defaultKvOptions.valueBytesMax);
     expect(config.limits.keyBytesMax).toBe(defaultKvOptions.keyBytesMax);
     expect(config.limits.txnOpsMax).toBe(defaultKvOptions.txnOpsMax);
@@ -128,7 +137,11 @@ describe("resolveServeArgs", () => {
     [["--initial-cluster", "1=http://a:2380|http://a:2379,1=http://b:2380|http://b:2379"], "initial-cluster", "id 1 appears twice"],
     [["--initial-cluster", "1=http://a|http://a:2379"], "initial-cluster", "needs an explicit port"],
     [["--initial-cluster", "1=ftp://a:1|http://a:2379"], "initial-cluster", "http:// or https://"],
-    [["--id", "1", "--initial-cluster", threeNodes, "--advertise-client-url", "http://10.0.0.1:2379"], "advertise-client-url", "make them agree"],
+    [
+      ["--id", "1", "--initial-cluster", threeNodes, "--advertise-client-url", "http://10.0.0.1:2379"],
+      "advertise-client-url",
+      "make them agree",
+    ],
     [["--listen-client", "localhost"], "listen-client", "expected host:port"],
     [["--listen-client", "127.0.0.1:99999"], "listen-client", "port must be between 1 and 65535"],
     [["--listen-client", "127.0.0.1:2380"], "listen-client", "they must differ"],

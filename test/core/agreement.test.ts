@@ -13,9 +13,8 @@ function followersOf(net: Network, leader: NodeId): NodeId[] {
 /** How many nodes applied `text` at `index`. */
 function appliedCount(net: Network, index: number, text: string): number {
   const encoded = new TextEncoder().encode(text);
-  return net.ids.filter((id) =>
-    net.appliedOf(id).some((e) => e.index === index && e.type === "normal" && sameBytes(e.data, encoded)),
-  ).length;
+  return net.ids.filter((id) => net.appliedOf(id).some((e) => e.index === index && e.type === "normal" && sameBytes(e.data, encoded)))
+    .length;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -37,7 +36,8 @@ class CommittedEntries {
       for (const entry of this.net.appliedOf(id)) {
         const known = this.byIndex.get(entry.index);
         if (known === undefined) this.byIndex.set(entry.index, entry);
-        else if (entry.term !== known.term) expect.fail(`node ${id} applied term ${entry.term} at index ${entry.index}, another node term ${known.term}`);
+        else if (entry.term !== known.term)
+          expect.fail(`node ${id} applied term ${entry.term} at index ${entry.index}, another node term ${known.term}`);
       }
     }
   }

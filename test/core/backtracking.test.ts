@@ -33,8 +33,7 @@ describe("log backtracking", () => {
 
 /** Ticks until a node of `group` leads a term newer than `afterTerm` (a stale leader may linger). */
 function tickUntilNewLeader(net: Network, group: readonly NodeId[], afterTerm: number): NodeId {
-  const newLeader = (): NodeId | undefined =>
-    group.find((id) => net.status(id).role === "leader" && net.status(id).term > afterTerm);
+  const newLeader = (): NodeId | undefined => group.find((id) => net.status(id).role === "leader" && net.status(id).term > afterTerm);
   net.tickUntil(() => newLeader() !== undefined, `a leader newer than term ${afterTerm} among [${group.join(", ")}]`);
   const leader = newLeader();
   if (leader === undefined) throw new Error("tickUntil returned without a leader");

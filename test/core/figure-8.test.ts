@@ -20,8 +20,7 @@ function appendsFrom(leader: NodeId, except: NodeId[] = []): (m: Message) => boo
 
 /** Appends that would store index `index` on their receiver (probes that will be rejected pass). */
 function wouldStore(net: Network, index: number): (m: Message) => boolean {
-  return (m) =>
-    m.type === "append" && m.entries.some((e) => e.index >= index) && net.status(m.to).lastIndex >= m.prevIndex;
+  return (m) => m.type === "append" && m.entries.some((e) => e.index >= index) && net.status(m.to).lastIndex >= m.prevIndex;
 }
 
 /** Figure 8 (a) to (c): S1, leader again in a later term, has put its old-term entry "x" on a majority. */

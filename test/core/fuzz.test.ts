@@ -64,13 +64,25 @@ function mutate(prng: Prng, m: Message): Message {
       if (prng.chance(0.5)) return { ...m, prevIndex: randomNumber(prng, m.prevIndex), prevTerm: randomNumber(prng, m.prevTerm) };
       return { ...m, commit: randomNumber(prng, m.commit) };
     case "appendResp":
-      return { ...m, reject: prng.chance(0.5), index: randomNumber(prng, m.index), hintIndex: randomNumber(prng, m.hintIndex), hintTerm: randomNumber(prng, m.hintTerm) };
+      return {
+        ...m,
+        reject: prng.chance(0.5),
+        index: randomNumber(prng, m.index),
+        hintIndex: randomNumber(prng, m.hintIndex),
+        hintTerm: randomNumber(prng, m.hintTerm),
+      };
     case "heartbeat":
       return prng.chance(0.5) ? { ...m, commit: randomNumber(prng, m.commit) } : { ...m, readRound: randomNumber(prng, m.readRound) };
     case "heartbeatResp":
       return { ...m, readRound: randomNumber(prng, m.readRound) };
     case "vote":
-      return { ...m, preVote: prng.chance(0.5), lastLogIndex: randomNumber(prng, m.lastLogIndex), lastLogTerm: randomNumber(prng, m.lastLogTerm), transfer: prng.chance(0.2) };
+      return {
+        ...m,
+        preVote: prng.chance(0.5),
+        lastLogIndex: randomNumber(prng, m.lastLogIndex),
+        lastLogTerm: randomNumber(prng, m.lastLogTerm),
+        transfer: prng.chance(0.2),
+      };
     case "voteResp":
       return { ...m, granted: !m.granted, preVote: prng.chance(0.5) };
     case "snapshot": {
@@ -221,7 +233,10 @@ function runSequence(seed: number): void {
       run.check();
     } catch (error) {
       const last = trail.slice(-5).join("\n    ");
-      throw new Error(`seed ${seed}, step ${step}: ${String(error)}\n  last steps:\n    ${last}\n  replay: FUZZ_SEED=${seed} npx vitest run test/core/fuzz.test.ts`, { cause: error });
+      throw new Error(
+        `seed ${seed}, step ${step}: ${String(error)}\n  last steps:\n    ${last}\n  replay: FUZZ_SEED=${seed} npx vitest run test/core/fuzz.test.ts`,
+        { cause: error },
+      );
     }
   }
 }

@@ -36,7 +36,10 @@ describe("message counts", () => {
       [5, 1],
       [3, 2],
     ] as const) {
-      const net = new Network(Array.from({ length: size }, (_, i) => i + 1), { heartbeatTicks });
+      const net = new Network(
+        Array.from({ length: size }, (_, i) => i + 1),
+        { heartbeatTicks },
+      );
       net.tickUntilLeader();
       net.tickAll(ticksPerSecond);
 
@@ -44,8 +47,14 @@ describe("message counts", () => {
       net.tickAll(ticksPerSecond);
       const heartbeats = ticksPerSecond / heartbeatTicks;
       const sent = net.sentSince(mark);
-      expect(sent.filter((m) => m.type === "heartbeat"), `${size} nodes`).toHaveLength(heartbeats * (size - 1));
-      expect(sent.filter((m) => m.type === "heartbeatResp"), `${size} nodes`).toHaveLength(heartbeats * (size - 1));
+      expect(
+        sent.filter((m) => m.type === "heartbeat"),
+        `${size} nodes`,
+      ).toHaveLength(heartbeats * (size - 1));
+      expect(
+        sent.filter((m) => m.type === "heartbeatResp"),
+        `${size} nodes`,
+      ).toHaveLength(heartbeats * (size - 1));
       // Nothing else: 20 requests for an idle second of a 3-node cluster, the lab allows 60 RPCs.
       expect(sent, `${size} nodes`).toHaveLength(2 * heartbeats * (size - 1));
     }

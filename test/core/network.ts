@@ -84,7 +84,10 @@ export class Network {
     this.nodes.set(id, node);
     this.down.delete(id);
     // The state machine restarts from the snapshot and re-applies committed entries after it.
-    this.applied.set(id, this.appliedOf(id).filter((e) => e.index <= storage.snapshot().meta.index));
+    this.applied.set(
+      id,
+      this.appliedOf(id).filter((e) => e.index <= storage.snapshot().meta.index),
+    );
     return node;
   }
 
@@ -324,8 +327,7 @@ export class Network {
         this.tickAll(1);
         continue;
       }
-      const appliedHere = (id: NodeId): boolean =>
-        this.appliedOf(id).some((e) => e.index === result.index && e.term === result.term);
+      const appliedHere = (id: NodeId): boolean => this.appliedOf(id).some((e) => e.index === result.index && e.term === result.term);
       for (let ticks = 0; ticks < commitWaitTicksMax; ticks++) {
         if (this.ids.filter(appliedHere).length >= majority) return result.index;
         this.tickAll(1);

@@ -74,7 +74,10 @@ describe("quorum math against a naive reference", () => {
       const before = committedIndex(voters, (id) => match.get(id) ?? 0);
       const raised = prng.pick(voters);
       match.set(raised, (match.get(raised) ?? 0) + prng.int(1, 10));
-      expect(committedIndex(voters, (id) => match.get(id) ?? 0), `case ${c}`).toBeGreaterThanOrEqual(before);
+      expect(
+        committedIndex(voters, (id) => match.get(id) ?? 0),
+        `case ${c}`,
+      ).toBeGreaterThanOrEqual(before);
     }
   });
 
@@ -104,9 +107,10 @@ describe("quorum math against a naive reference", () => {
       const holders = new Set<NodeId>(voters.filter(() => prng.chance(0.5)));
       // Non-voters must not count.
       if (prng.chance(0.5)) holders.add(5_000);
-      expect(hasQuorum(voters, (id) => holders.has(id)), `case ${c}: voters ${JSON.stringify(voters)} holders ${JSON.stringify([...holders])}`).toBe(
-        naiveHasQuorum(voters, holders),
-      );
+      expect(
+        hasQuorum(voters, (id) => holders.has(id)),
+        `case ${c}: voters ${JSON.stringify(voters)} holders ${JSON.stringify([...holders])}`,
+      ).toBe(naiveHasQuorum(voters, holders));
     }
   });
 });

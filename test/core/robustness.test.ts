@@ -188,7 +188,16 @@ describe("malformed and misaddressed messages", () => {
   it("ignores appends whose entries are not contiguous after prevIndex, or go back in term", () => {
     const net = steadyCluster();
     const { term, lastIndex, commit } = net.status(1);
-    const append = (entries: Entry[]): Message => ({ type: "append", from: 1, to: 2, term, prevIndex: lastIndex, prevTerm: term, entries, commit });
+    const append = (entries: Entry[]): Message => ({
+      type: "append",
+      from: 1,
+      to: 2,
+      term,
+      prevIndex: lastIndex,
+      prevTerm: term,
+      entries,
+      commit,
+    });
     const cases: [string, Entry[]][] = [
       ["a gap after prevIndex", [entry(lastIndex + 2, term)]],
       ["a gap between entries", [entry(lastIndex + 1, term), entry(lastIndex + 3, term)]],
@@ -221,8 +230,19 @@ describe("malformed and misaddressed messages", () => {
   it("ignores rejections with hints beyond the leader's log, and still brings the follower up to date", () => {
     const net = steadyCluster();
     const { term, lastIndex } = net.status(1);
-    net.node(1).step({ type: "appendResp", from: 2, to: 1, term, reject: true, index: lastIndex + 50, hintIndex: lastIndex + 60, hintTerm: term + 5 });
-    net.node(1).step({ type: "appendResp", from: 2, to: 1, term, reject: true, index: lastIndex, hintIndex: lastIndex + 60, hintTerm: term });
+    net.node(1).step({
+      type: "appendResp",
+      from: 2,
+      to: 1,
+      term,
+      reject: true,
+      index: lastIndex + 50,
+      hintIndex: lastIndex + 60,
+      hintTerm: term + 5,
+    });
+    net
+      .node(1)
+      .step({ type: "appendResp", from: 2, to: 1, term, reject: true, index: lastIndex, hintIndex: lastIndex + 60, hintTerm: term });
     net.deliver();
     const next = net.status(1).progress?.get(2)?.next ?? 0;
     expect(next).toBeLessThanOrEqual(lastIndex + 1);
@@ -240,7 +260,8 @@ describe("malformed and misaddressed messages", () => {
     expect(net.leader()).toBe(2);
     for (const m of current) {
       const replies = expectIgnored(net, m, `stale ${m.type}`);
-      for (const reply of replies) expect(reply, `reply to stale ${m.type}`).toMatchObject({ type: m.type === "vote" ? "voteResp" : "appendResp" });
+      for (const reply of replies)
+        expect(reply, `reply to stale ${m.type}`).toMatchObject({ type: m.type === "vote" ? "voteResp" : "appendResp" });
       if (m.type === "append" || m.type === "heartbeat") {
         expect(replies).toEqual([expect.objectContaining({ type: "appendResp", index: 0, term: net.status(m.to).term })]);
       }

@@ -82,7 +82,18 @@ describe("takeUnblocked: what may leave while a write is in flight", () => {
 
 describe("waitsForDurability", () => {
   it("holds back exactly acknowledgements, votes and vote requests (each promises what the disk holds)", () => {
-    const types: Message["type"][] = ["vote", "voteResp", "append", "appendResp", "heartbeat", "heartbeatResp", "snapshot", "timeoutNow", "readIndex", "readIndexResp"];
+    const types: Message["type"][] = [
+      "vote",
+      "voteResp",
+      "append",
+      "appendResp",
+      "heartbeat",
+      "heartbeatResp",
+      "snapshot",
+      "timeoutNow",
+      "readIndex",
+      "readIndexResp",
+    ];
     const waiting = types.filter((type) => waitsForDurability({ type } as Message));
     expect(waiting).toEqual(["vote", "voteResp", "appendResp"]);
   });

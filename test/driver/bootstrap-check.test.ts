@@ -19,23 +19,58 @@ const unreachable: ProbeAnswer = { kind: "unreachable", reason: "connection refu
 
 describe("judgeBootstrap: may an empty member bootstrap?", () => {
   it("says new only when every other member answered and holds nothing", () => {
-    expect(judgeBootstrap(new Map<number, ProbeAnswer>([[2, running(0)], [3, { kind: "bootstrapping" }]]))).toEqual({ kind: "new" });
+    expect(
+      judgeBootstrap(
+        new Map<number, ProbeAnswer>([
+          [2, running(0)],
+          [3, { kind: "bootstrapping" }],
+        ]),
+      ),
+    ).toEqual({ kind: "new" });
   });
 
   it("says exists as soon as one member holds a term, an entry or a snapshot, whatever the others say", () => {
     for (const holder of [running(1), running(0, 1), running(0, 0, 5)]) {
-      const verdict = judgeBootstrap(new Map([[2, unreachable], [3, holder], [4, running(0)], [5, { kind: "starting" }]]));
+      const verdict = judgeBootstrap(
+        new Map([
+          [2, unreachable],
+          [3, holder],
+          [4, running(0)],
+          [5, { kind: "starting" }],
+        ]),
+      );
       expect(verdict.kind).toBe("exists");
     }
   });
 
   it("waits, never guessing new, while any member is unreachable or still starting", () => {
-    expect(judgeBootstrap(new Map([[2, running(0)], [3, unreachable]]))).toEqual({ kind: "wait", waitingFor: [3] });
-    expect(judgeBootstrap(new Map<number, ProbeAnswer>([[2, { kind: "starting" }], [3, unreachable]]))).toEqual({ kind: "wait", waitingFor: [2, 3] });
+    expect(
+      judgeBootstrap(
+        new Map([
+          [2, running(0)],
+          [3, unreachable],
+        ]),
+      ),
+    ).toEqual({ kind: "wait", waitingFor: [3] });
+    expect(
+      judgeBootstrap(
+        new Map<number, ProbeAnswer>([
+          [2, { kind: "starting" }],
+          [3, unreachable],
+        ]),
+      ),
+    ).toEqual({ kind: "wait", waitingFor: [2, 3] });
   });
 
   it("in a 5-member cluster, does not take 3 fresh answers of 4 as new (the 4th may hold this member's vote)", () => {
-    const verdict = judgeBootstrap(new Map([[2, running(0)], [3, running(0)], [4, running(0)], [5, unreachable]]));
+    const verdict = judgeBootstrap(
+      new Map([
+        [2, running(0)],
+        [3, running(0)],
+        [4, running(0)],
+        [5, unreachable],
+      ]),
+    );
     expect(verdict.kind).toBe("wait");
   });
 });

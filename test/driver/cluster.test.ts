@@ -31,17 +31,31 @@ async function startCluster(size: number): Promise<void> {
   nodes = [];
   for (let id = 1; id <= size; id++) {
     const server = Fastify({ http2: true, forceCloseConnections: true });
-    const node: TestNode = { id, dir: await mkdtemp(join(tmpdir(), `raftkv-driver-${id}-`)), server, driver: undefined, opened: undefined, startup: { phase: "starting" } };
+    const node: TestNode = {
+      id,
+      dir: await mkdtemp(join(tmpdir(), `raftkv-driver-${id}-`)),
+      server,
+      driver: undefined,
+      opened: undefined,
+      startup: { phase: "starting" },
+    };
     await registerRaftService(server, {
       clusterId: "test",
       selfId: id,
       isMember: (from) => members.some((m) => m.id === from),
-      checkIncarnation: (from, incarnation) => node.opened === undefined || node.opened.incarnations.check(from, incarnation) === "accepted",
+      checkIncarnation: (from, incarnation) =>
+        node.opened === undefined || node.opened.incarnations.check(from, incarnation) === "accepted",
       probeState: () => {
         const o = node.opened;
         if (o === undefined) return node.startup;
         const s = o.driver.status();
-        return { phase: "running", term: s.term, lastIndex: s.lastIndex, snapshotIndex: s.snapshotIndex, incarnation: o.identity.incarnation };
+        return {
+          phase: "running",
+          term: s.term,
+          lastIndex: s.lastIndex,
+          snapshotIndex: s.snapshotIndex,
+          incarnation: o.identity.incarnation,
+        };
       },
       deliver: (messages) => node.driver?.deliver(messages),
       deliverSnapshot: async (message) => node.driver?.deliverSnapshot(message),
@@ -124,7 +138,9 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
     // Every member learns every other one's incarnation by Probe, followers included (they never
     // message each other), so that any of them would refuse a member that came back with an empty disk.
     await waitFor("every incarnation known", () =>
-      nodes.every((n) => nodes.every((m) => m === n || n.opened?.incarnations.incarnationOf(m.id) === m.opened?.identity.incarnation)) ? true : undefined,
+      nodes.every((n) => nodes.every((m) => m === n || n.opened?.incarnations.incarnationOf(m.id) === m.opened?.identity.incarnation))
+        ? true
+        : undefined,
     );
     for (let i = 0; i < 120; i++) await first.mutate(put(`k${i % 7}`, `v${i}`));
     const follower = nodes.find((n) => n.driver !== first)!.driver!;
@@ -172,7 +188,9 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
       (e: unknown) => e,
     );
     expect(refusal).toBeInstanceOf(MemberDataLostError);
-    expect((refusal as Error).message).toMatch(/refusing to start: the data directory of member \d is empty, but the cluster already exists/);
+    expect((refusal as Error).message).toMatch(
+      /refusing to start: the data directory of member \d is empty, but the cluster already exists/,
+    );
     await rm(wiped.dir, { recursive: true, force: true });
 
     // With every other member down it cannot tell, so it waits (and writes nothing) until stopped.

@@ -27,32 +27,42 @@ describe("the data directory lock", () => {
   it.each([
     ["a free directory", false],
     ["a directory whose lock a killed process left", true],
-  ])("lets exactly one of several processes starting at once take %s", async (_name, stale) => {
-    // Found by review: LOCK was created empty and the pid written after, so a process looking in
-    // between took it as stale; and two processes could both take over one stale lock.
-    dir = await mkdtemp(join(tmpdir(), "raftkv-lock-"));
-    if (stale) {
-      const gone = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
-      await new Promise((resolve) => gone.once("exit", resolve));
-      await writeFile(join(dir, "LOCK"), `${gone.pid}\n`);
-    }
-    const startAt = Date.now() + 3_000;
-    const contenders = Array.from({ length: 5 }, () =>
-      new Promise<string>((resolve, reject) => {
-        const child = spawn(process.execPath, ["--import", "tsx", join(import.meta.dirname, "lock-contender.ts"), dir, String(startAt)], {
-          stdio: ["ignore", "pipe", "inherit"],
-        });
-        let out = "";
-        child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-        child.once("error", reject);
-        child.once("exit", () => resolve(out.trim()));
-      }),
-    );
-    const outcomes = await Promise.all(contenders);
-    expect(outcomes.filter((o) => o === "locked")).toHaveLength(1);
-    expect(outcomes.filter((o) => o === "refused: DataDirLockedError")).toHaveLength(4);
-    expect((await readdir(dir)).filter((name) => name.startsWith("LOCK"))).toEqual([]);
-  }, 30_000);
+  ])(
+    "lets exactly one of several processes starting at once take %s",
+    async (_name, stale) => {
+      // Found by review: LOCK was created empty and the pid written after, so a process looking in
+      // between took it as stale; and two processes could both take over one stale lock.
+      dir = await mkdtemp(join(tmpdir(), "raftkv-lock-"));
+      if (stale) {
+        const gone = spawn(process.execPath, ["-e", ""], { stdio: "ignore" });
+        await new Promise((resolve) => gone.once("exit", resolve));
+        await writeFile(join(dir, "LOCK"), `${gone.pid}\n`);
+      }
+      const startAt = Date.now() + 3_000;
+      const contenders = Array.from(
+        { length: 5 },
+        () =>
+          new Promise<string>((resolve, reject) => {
+            const child = spawn(
+              process.execPath,
+              ["--import", "tsx", join(import.meta.dirname, "lock-contender.ts"), dir, String(startAt)],
+              {
+                stdio: ["ignore", "pipe", "inherit"],
+              },
+            );
+            let out = "";
+            child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+            child.once("error", reject);
+            child.once("exit", () => resolve(out.trim()));
+          }),
+      );
+      const outcomes = await Promise.all(contenders);
+      expect(outcomes.filter((o) => o === "locked")).toHaveLength(1);
+      expect(outcomes.filter((o) => o === "refused: DataDirLockedError")).toHaveLength(4);
+      expect((await readdir(dir)).filter((name) => name.startsWith("LOCK"))).toEqual([]);
+    },
+    30_000,
+  );
 
   it("takes over the lock of a process that was killed, and releases it", async () => {
     dir = await mkdtemp(join(tmpdir(), "raftkv-lock-"));

@@ -16,7 +16,8 @@ import { silentLogger } from "../../src/lib/logger.js";
  */
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const put = (key: string) => create(CommandSchema, { op: { case: "put", value: { key: new TextEncoder().encode(key), value: new Uint8Array([1]) } } });
+const put = (key: string) =>
+  create(CommandSchema, { op: { case: "put", value: { key: new TextEncoder().encode(key), value: new Uint8Array([1]) } } });
 
 interface TestNode {
   readonly id: NodeId;
@@ -45,7 +46,13 @@ async function startCluster(storageStallMs: number): Promise<void> {
   });
   for (const id of ids) {
     const fs = new SimFileSystem();
-    const storage = await openStorage({ dir: "/d", fs, segmentBytes: 1 << 20, initialConf: { voters: ids, learners: [] }, logger: silentLogger });
+    const storage = await openStorage({
+      dir: "/d",
+      fs,
+      segmentBytes: 1 << 20,
+      initialConf: { voters: ids, learners: [] },
+      logger: silentLogger,
+    });
     const warnings: string[] = [];
     const driver = new Driver({
       id,

@@ -9,7 +9,8 @@ import { silentLogger } from "../../src/lib/logger.js";
 
 const quiet = { info: () => {}, warn: () => {}, error: () => {} };
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const put = (key: string) => create(CommandSchema, { op: { case: "put", value: { key: new TextEncoder().encode(key), value: new Uint8Array([1]) } } });
+const put = (key: string) =>
+  create(CommandSchema, { op: { case: "put", value: { key: new TextEncoder().encode(key), value: new Uint8Array([1]) } } });
 
 describe("a snapshot that cannot be written", () => {
   // Found by review: the loop awaited the snapshot outside its error handling, so a failed snapshot
@@ -17,7 +18,13 @@ describe("a snapshot that cannot be written", () => {
   // and every later write hung until its deadline.
   it("fails the node visibly (not ready, writes refused at once) instead of killing its loop silently", async () => {
     const fs = new SimFileSystem();
-    const storage = await openStorage({ dir: "/d", fs, segmentBytes: 1 << 20, initialConf: { voters: [1], learners: [] }, logger: silentLogger });
+    const storage = await openStorage({
+      dir: "/d",
+      fs,
+      segmentBytes: 1 << 20,
+      initialConf: { voters: [1], learners: [] },
+      logger: silentLogger,
+    });
     await sleep(20); // the background preparation of the next segment settles
     const driver = new Driver({
       id: 1,
@@ -44,7 +51,12 @@ describe("a snapshot that cannot be written", () => {
       fs.failAfter(0, "ENOSPC", ["rename"]);
       const outcomes: string[] = [];
       for (let i = 0; i < 50 && outcomes.at(-1) !== "StoppedError"; i++) {
-        outcomes.push(await driver.mutate(put(`k${i}`), AbortSignal.timeout(2_000)).then(() => "applied", (e: Error) => e.name));
+        outcomes.push(
+          await driver.mutate(put(`k${i}`), AbortSignal.timeout(2_000)).then(
+            () => "applied",
+            (e: Error) => e.name,
+          ),
+        );
         // The simulated file system completes in microtasks; real I/O lets the event loop turn, and
         // the snapshot is encoded one chunk per turn.
         await sleep(1);

@@ -51,10 +51,15 @@ afterAll(async () => {
 /** Runs `raftkv ARGS` as its own process, through bin/raftkv.js as an operator would. */
 function raftkv(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [join(repoRoot, "bin", "raftkv.js"), ...args], { cwd: repoRoot, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [join(repoRoot, "bin", "raftkv.js"), ...args],
+      { cwd: repoRoot, timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const code = error === null ? 0 : typeof error.code === "number" ? error.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -123,7 +128,9 @@ describe("backup and restore", () => {
     const leader = await source.stableLeader();
     const endpoints = [...source.ids.filter((id) => id !== leader.id), leader.id].map((id) => source?.cluster.clientUrl(id) ?? "");
     saving = true;
-    const save = await timings.time("snapshot save (its own process)", () => raftkv(["snapshot", "save", file(), "--endpoints", endpoints.join(","), "--output", "json"]));
+    const save = await timings.time("snapshot save (its own process)", () =>
+      raftkv(["snapshot", "save", file(), "--endpoints", endpoints.join(","), "--output", "json"]),
+    );
     expect(save.stderr).toBe("");
     expect(save.code).toBe(exitCodes.ok);
     const line = JSON.parse(save.stdout) as { endpoint: string; revision: string; keyCount: string; sha256: string };
@@ -171,12 +178,31 @@ describe("backup and restore", () => {
     const ports = await freePorts(6);
     const names = ["alpha", "bravo", "charlie"];
     names.forEach((name, i) =>
-      members.push({ id: i + 1, name, peerUrl: `http://127.0.0.1:${ports[2 * i] ?? 0}`, clientUrl: `http://127.0.0.1:${ports[2 * i + 1] ?? 0}` }),
+      members.push({
+        id: i + 1,
+        name,
+        peerUrl: `http://127.0.0.1:${ports[2 * i] ?? 0}`,
+        clientUrl: `http://127.0.0.1:${ports[2 * i + 1] ?? 0}`,
+      }),
     );
     const initialCluster = formatInitialCluster(members);
     const ids = new Set<string>();
     for (const member of members) {
-      const restore = await timings.time(`restore ${member.name} (its own process)`, () => raftkv(["snapshot", "restore", file(), "--data-dir", join(work, member.name), "--name", member.name, "--initial-cluster", initialCluster, "--output", "json"]));
+      const restore = await timings.time(`restore ${member.name} (its own process)`, () =>
+        raftkv([
+          "snapshot",
+          "restore",
+          file(),
+          "--data-dir",
+          join(work, member.name),
+          "--name",
+          member.name,
+          "--initial-cluster",
+          initialCluster,
+          "--output",
+          "json",
+        ]),
+      );
       expect(restore.stderr).toBe("");
       expect(restore.code).toBe(exitCodes.ok);
       const result = JSON.parse(restore.stdout) as { clusterId: string; memberId: string; snapshotTerm: string };
@@ -195,7 +221,19 @@ describe("backup and restore", () => {
       const node = new NodeProcess({
         id: member.id,
         command: [process.execPath, join(repoRoot, "bin", "raftkv.js"), "serve"],
-        args: ["--name", member.name, "--data-dir", join(work, member.name), "--cluster-id", clusterId, "--initial-cluster", initialCluster, "--log-level", "warn", ...fastTiming],
+        args: [
+          "--name",
+          member.name,
+          "--data-dir",
+          join(work, member.name),
+          "--cluster-id",
+          clusterId,
+          "--initial-cluster",
+          initialCluster,
+          "--log-level",
+          "warn",
+          ...fastTiming,
+        ],
         cwd: repoRoot,
         logPath: join(work, "logs", `${member.name}.log`),
         reaper,
@@ -204,7 +242,12 @@ describe("backup and restore", () => {
       restored.push(node);
       node.start();
     }
-    const client = createRaftkvClient({ endpoints: members.map((m) => m.clientUrl), attemptTimeoutMs: 2_000, timeoutMs: 20_000, attemptsMax: 200 });
+    const client = createRaftkvClient({
+      endpoints: members.map((m) => m.clientUrl),
+      attemptTimeoutMs: 2_000,
+      timeoutMs: 20_000,
+      attemptsMax: 200,
+    });
     restoredClient = client;
     await timings.time("restored cluster up (leader known to all)", () =>
       waitFor("a leader in the restored cluster", 40_000, async () => {
@@ -257,7 +300,17 @@ describe("backup and restore", () => {
       expect(status.stderr).toMatch(message);
       expect(status.stderr).toContain(path);
       const target = join(work, `restore-of-${path.endsWith("data.db") ? "data" : "header"}`);
-      const restore = await cli(["snapshot", "restore", path, "--data-dir", target, "--id", "1", "--initial-cluster", formatInitialCluster(members)]);
+      const restore = await cli([
+        "snapshot",
+        "restore",
+        path,
+        "--data-dir",
+        target,
+        "--id",
+        "1",
+        "--initial-cluster",
+        formatInitialCluster(members),
+      ]);
       expect(restore.code).toBe(exitCodes.failed);
       expect(restore.stderr).toMatch(message);
       // Nothing was written.
@@ -267,7 +320,17 @@ describe("backup and restore", () => {
 
   it("refuses to restore into a data directory that is not empty", async () => {
     const initialCluster = formatInitialCluster(members);
-    const used = await cli(["snapshot", "restore", file(), "--data-dir", join(work, "alpha"), "--name", "alpha", "--initial-cluster", initialCluster]);
+    const used = await cli([
+      "snapshot",
+      "restore",
+      file(),
+      "--data-dir",
+      join(work, "alpha"),
+      "--name",
+      "alpha",
+      "--initial-cluster",
+      initialCluster,
+    ]);
     expect(used.code).toBe(exitCodes.failed);
     expect(used.stderr).toMatch(/refusing to restore into .*alpha: it is not empty \(it holds .*member\.json/);
     const other = join(work, "other");
@@ -280,7 +343,21 @@ describe("backup and restore", () => {
     // An empty directory is fine, and --cluster-id is taken as given.
     const empty = join(work, "empty");
     mkdirSync(empty);
-    const ok = await cli(["snapshot", "restore", file(), "--data-dir", empty, "--name", "bravo", "--initial-cluster", initialCluster, "--cluster-id", "mine", "--output", "json"]);
+    const ok = await cli([
+      "snapshot",
+      "restore",
+      file(),
+      "--data-dir",
+      empty,
+      "--name",
+      "bravo",
+      "--initial-cluster",
+      initialCluster,
+      "--cluster-id",
+      "mine",
+      "--output",
+      "json",
+    ]);
     expect(ok.stderr).toBe("");
     expect(JSON.parse(ok.stdout)).toMatchObject({ clusterId: "mine", memberId: "2" });
   });

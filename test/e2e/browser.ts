@@ -32,7 +32,12 @@ const pageTimeoutMs = 30_000;
 /** Opens `origin` in a fresh headless Chromium, runs the page's calls with `input`, and closes the browser. */
 export async function runPageInChromium(origin: string, input: PageInput): Promise<PageResult> {
   const profile = mkdtempSync(join(tmpdir(), "raftkv-e2e-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: chromiumPath, headless: true, args: chromiumArgs, timeout: pageTimeoutMs });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: chromiumArgs,
+    timeout: pageTimeoutMs,
+  });
   const pageErrors: string[] = [];
   try {
     const page = await context.newPage();

@@ -60,7 +60,12 @@ async function withRoles<T>(round: (roles: Roles) => Promise<T>): Promise<T> {
     const before = await c.stableLeader();
     const follower = c.ids.find((id) => id !== before.id) ?? 0;
     try {
-      return await round({ leader: before.id, follower, leaderUrl: c.cluster.clientUrl(before.id), followerUrl: c.cluster.clientUrl(follower) });
+      return await round({
+        leader: before.id,
+        follower,
+        leaderUrl: c.cluster.clientUrl(before.id),
+        followerUrl: c.cluster.clientUrl(follower),
+      });
     } catch (error) {
       const after = await c.stableLeader().catch(() => undefined);
       if (after?.term === before.term || attempt >= electionsPerRoundMax) throw error;
@@ -71,7 +76,8 @@ async function withRoles<T>(round: (roles: Roles) => Promise<T>): Promise<T> {
 
 beforeAll(async () => {
   // The page's origin must be known before the nodes start: they allow it with --cors-origins.
-  if (chromiumAvailable()) pageServer = await timings.time("bundle the browser page and serve it", async () => startPageServer(await bundlePage()));
+  if (chromiumAvailable())
+    pageServer = await timings.time("bundle the browser page and serve it", async () => startPageServer(await bundlePage()));
   else console.warn(`e2e: the headless browser test is skipped: ${chromiumPath} is missing (${chromiumInstallHint})`);
   const cors = pageServer === undefined ? [] : ["--cors-origins", pageServer.origin];
   fixture = await timings.time("start 3 nodes and elect", () => startE2eCluster({ extraArgs: [...cors, "--forward-writes", "false"] }));
@@ -90,38 +96,46 @@ describe("every kind of client on the client port of a real cluster", () => {
     ["connect-node, gRPC-web over HTTP/1.1", "grpc-web"],
   ];
 
-  it.each(protocols)("%s: a follower refuses a write with the leader's URL; the leader takes it; the follower reads it linearizably and streams it", async (name, protocol) => {
-    const c = cluster();
-    await withRoles(async ({ leader, follower, leaderUrl }) => {
-      const key = bytes(`clients/${protocol}`);
-      const refused = await c.kv(follower, protocol).put({ key, value: bytes(name) }).then(
-        () => undefined,
-        (error: unknown) => ConnectError.from(error),
-      );
-      expect(refused?.code).toBe(Code.Unavailable);
-      expect(refused === undefined ? undefined : errorReason(refused)).toBe("not-leader");
-      expect(refused?.metadata.get(leaderHeader)).toBe(leaderUrl);
+  it.each(protocols)(
+    "%s: a follower refuses a write with the leader's URL; the leader takes it; the follower reads it linearizably and streams it",
+    async (name, protocol) => {
+      const c = cluster();
+      await withRoles(async ({ leader, follower, leaderUrl }) => {
+        const key = bytes(`clients/${protocol}`);
+        const refused = await c
+          .kv(follower, protocol)
+          .put({ key, value: bytes(name) })
+          .then(
+            () => undefined,
+            (error: unknown) => ConnectError.from(error),
+          );
+        expect(refused?.code).toBe(Code.Unavailable);
+        expect(refused === undefined ? undefined : errorReason(refused)).toBe("not-leader");
+        expect(refused?.metadata.get(leaderHeader)).toBe(leaderUrl);
 
-      const put = await c.kv(leader, protocol).put({ key, value: bytes(name) });
-      expect(put.header?.memberId).toBe(BigInt(leader));
-      const got = await retryUnavailable("linearizable get on the follower", () => c.kv(follower, protocol).get({ key }));
-      expect(got.header?.memberId).toBe(BigInt(follower));
-      expect(text(got.kv?.value)).toBe(name);
+        const put = await c.kv(leader, protocol).put({ key, value: bytes(name) });
+        expect(put.header?.memberId).toBe(BigInt(leader));
+        const got = await retryUnavailable("linearizable get on the follower", () => c.kv(follower, protocol).get({ key }));
+        expect(got.header?.memberId).toBe(BigInt(follower));
+        expect(text(got.kv?.value)).toBe(name);
 
-      const stop = new AbortController();
-      try {
-        for await (const message of c.kv(follower, protocol).watch({ key, startRevision: put.header?.revision ?? 0n }, { signal: stop.signal })) {
-          expect(message.kind.case).toBe("events");
-          if (message.kind.case === "events" && message.kind.value.events.length > 0) {
-            expect(message.kind.value.events[0]?.kv?.modRevision).toBe(put.header?.revision);
-            break;
+        const stop = new AbortController();
+        try {
+          for await (const message of c
+            .kv(follower, protocol)
+            .watch({ key, startRevision: put.header?.revision ?? 0n }, { signal: stop.signal })) {
+            expect(message.kind.case).toBe("events");
+            if (message.kind.case === "events" && message.kind.value.events.length > 0) {
+              expect(message.kind.value.events[0]?.kv?.modRevision).toBe(put.header?.revision);
+              break;
+            }
           }
+        } finally {
+          stop.abort();
         }
-      } finally {
-        stop.abort();
-      }
-    });
-  });
+      });
+    },
+  );
 
   it.each(protocols)("the bundled client over %s finds the leader by itself", async (_name, protocol) => {
     const c = cluster();
@@ -174,10 +188,24 @@ describe("every kind of client on the client port of a real cluster", () => {
     await withRoles(async ({ leaderUrl, followerUrl, follower }) => {
       const buf = join(repoRoot, "node_modules", ".bin", "buf");
       const curl = (protocol: string, url: string, body: object) =>
-        run(buf, ["curl", "--schema", join(repoRoot, "proto"), "--protocol", protocol, ...(protocol === "grpc" ? ["--http2-prior-knowledge"] : []), "--data", JSON.stringify(body), url], {
-          cwd: repoRoot,
-          timeout: 30_000,
-        });
+        run(
+          buf,
+          [
+            "curl",
+            "--schema",
+            join(repoRoot, "proto"),
+            "--protocol",
+            protocol,
+            ...(protocol === "grpc" ? ["--http2-prior-knowledge"] : []),
+            "--data",
+            JSON.stringify(body),
+            url,
+          ],
+          {
+            cwd: repoRoot,
+            timeout: 30_000,
+          },
+        );
       const key = Buffer.from("clients/buf-curl").toString("base64");
       const put = { key, value: Buffer.from("buf").toString("base64") };
 
@@ -189,7 +217,9 @@ describe("every kind of client on the client port of a real cluster", () => {
       expect(refused?.stderr).toContain("unavailable");
       expect(refused?.stderr).toContain(leaderUrl);
 
-      const written = JSON.parse((await curl("grpc", `${leaderUrl}/raftkv.v1.KvService/Put`, put)).stdout) as { header: { revision: string } };
+      const written = JSON.parse((await curl("grpc", `${leaderUrl}/raftkv.v1.KvService/Put`, put)).stdout) as {
+        header: { revision: string };
+      };
       // A linearizable read may answer Unavailable (read-failed) when the leader's confirmation round is
       // late on a loaded machine; like any client, buf curl's caller retries it.
       const getOnFollower = async (protocol: string): Promise<string> => {
@@ -236,7 +266,11 @@ describe.skipIf(!chromiumAvailable())(`a headless browser (skipped when ${chromi
   it("is refused by the node's CORS for an origin it does not allow", async () => {
     const preflight = await fetch(`${cluster().cluster.clientUrl(1)}/raftkv.v1.KvService/Get`, {
       method: "OPTIONS",
-      headers: { origin: "http://127.0.0.1:1", "access-control-request-method": "POST", "access-control-request-headers": "content-type" },
+      headers: {
+        "origin": "http://127.0.0.1:1",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+      },
     });
     expect(preflight.headers.get("access-control-allow-origin")).toBeNull();
   });
@@ -254,7 +288,11 @@ describe("bad input on the client port", () => {
   });
 
   /** A Connect unary call over HTTP/1.1 by hand: the status, the JSON error, the raftkv headers. */
-  async function connectPost(url: string, contentType: string, body: Uint8Array | string): Promise<{ status: number; code: string | undefined; message: string; reason: string | null }> {
+  async function connectPost(
+    url: string,
+    contentType: string,
+    body: Uint8Array | string,
+  ): Promise<{ status: number; code: string | undefined; message: string; reason: string | null }> {
     const response = await fetch(url, { method: "POST", headers: { "content-type": contentType }, body });
     const raw = await response.text();
     let parsed: { code?: string; message?: string };
@@ -287,7 +325,10 @@ describe("bad input on the client port", () => {
       stream.on("error", reject);
       stream.on("close", () => {
         session.close();
-        resolve({ status: headers["grpc-status"] as string | undefined, message: decodeURIComponent(String(headers["grpc-message"] ?? "")) });
+        resolve({
+          status: headers["grpc-status"] as string | undefined,
+          message: decodeURIComponent(String(headers["grpc-message"] ?? "")),
+        });
       });
       stream.end(frame);
     });
@@ -347,10 +388,13 @@ describe("bad input on the client port", () => {
   it("refuses an empty key, an oversized key and an oversized value with a message naming the field", async () => {
     const c = cluster();
     const refusal = (request: { key: Uint8Array; value: Uint8Array }) =>
-      c.kv(node).put(request).then(
-        () => undefined,
-        (error: unknown) => ConnectError.from(error),
-      );
+      c
+        .kv(node)
+        .put(request)
+        .then(
+          () => undefined,
+          (error: unknown) => ConnectError.from(error),
+        );
     const empty = await refusal({ key: new Uint8Array(), value: bytes("v") });
     expect(empty?.code).toBe(Code.InvalidArgument);
     expect(empty === undefined ? undefined : errorReason(empty)).toBe("invalid-argument");
@@ -371,10 +415,13 @@ describe("bad input on the client port", () => {
     const c = cluster();
     const huge = { key: bytes("bad/huge"), value: new Uint8Array(2 * 1024 * 1024 + 1024) };
     for (const protocol of ["grpc", "connect"] as const) {
-      const refused = await c.kv(node, protocol).put(huge).then(
-        () => undefined,
-        (error: unknown) => ConnectError.from(error),
-      );
+      const refused = await c
+        .kv(node, protocol)
+        .put(huge)
+        .then(
+          () => undefined,
+          (error: unknown) => ConnectError.from(error),
+        );
       expect(refused?.code, protocol).toBe(Code.ResourceExhausted);
     }
   });
@@ -393,9 +440,9 @@ describe("bad input on the client port", () => {
           })(),
         )
         .then(
-        () => undefined,
-        (error: unknown) => ConnectError.from(error),
-      );
+          () => undefined,
+          (error: unknown) => ConnectError.from(error),
+        );
     const member = c.ids.find((id) => id !== node) ?? 0;
 
     const otherCluster = await refusal({ clusterId: "another-cluster", from: BigInt(member), to: BigInt(node), messages: [] });
@@ -444,7 +491,9 @@ describe("bad input on the client port", () => {
       expect(got.kv?.modRevision, `node ${id}`).toBe(beforeRevision);
       expect((await fetch(`${c.cluster.clientUrl(id)}/readyz`)).status, `node ${id} ready`).toBe(200);
     }
-    expect((await c.client.put({ key: bytes("bad/after"), value: bytes("still writable") })).header?.revision ?? 0n).toBeGreaterThan(beforeRevision);
+    expect((await c.client.put({ key: bytes("bad/after"), value: bytes("still writable") })).header?.revision ?? 0n).toBeGreaterThan(
+      beforeRevision,
+    );
     expect(await c.describe()).not.toContain("exited");
   });
 });

@@ -48,7 +48,15 @@ describe.skipIf(!chromiumAvailable())(`the cluster page in headless Chromium (sk
     context = await chromium.launchPersistentContext(profile, {
       executablePath: chromiumPath,
       headless: true,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+      ],
       viewport: { width: 1100, height: 520 },
     });
   });
@@ -66,10 +74,16 @@ describe.skipIf(!chromiumAvailable())(`the cluster page in headless Chromium (sk
   const view = async (): Promise<{ leader: number; rows: [number, string][] }> => {
     if (page === undefined) throw new Error("no page");
     const leader = Number(await page.getAttribute("#leader", "data-leader-id", { timeout: 1_000 }));
-    const rows = await page.$$eval("#members tbody tr", (trs) => trs.map((tr) => [Number(tr.getAttribute("data-member-id")), tr.getAttribute("data-role") ?? ""] as [number, string]));
+    const rows = await page.$$eval("#members tbody tr", (trs) =>
+      trs.map((tr) => [Number(tr.getAttribute("data-member-id")), tr.getAttribute("data-role") ?? ""] as [number, string]),
+    );
     return { leader, rows };
   };
-  const waitForView = async (what: string, timeoutMs: number, holds: (v: { leader: number; rows: [number, string][] }) => boolean): Promise<void> => {
+  const waitForView = async (
+    what: string,
+    timeoutMs: number,
+    holds: (v: { leader: number; rows: [number, string][] }) => boolean,
+  ): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
     while (Date.now() < deadline) {
@@ -97,11 +111,16 @@ describe.skipIf(!chromiumAvailable())(`the cluster page in headless Chromium (sk
     expect(response?.headers()["content-type"]).toContain("text/html");
 
     await timings.time("page shows 3 members and the leader", () =>
-      waitForView(`3 members led by node ${first.id}`, showsMs, (v) => v.leader === first.id && v.rows.length === 3 && v.rows.filter(([, role]) => role === "leader").length === 1),
+      waitForView(
+        `3 members led by node ${first.id}`,
+        showsMs,
+        (v) => v.leader === first.id && v.rows.length === 3 && v.rows.filter(([, role]) => role === "leader").length === 1,
+      ),
     );
     expect((await view()).rows).toEqual(c.ids.map((id) => [id, id === first.id ? "leader" : "follower"]));
     // The load above shows as write and read rates once two answers were compared.
-    const rates = async (): Promise<number[]> => Promise.all(["#write-rate", "#read-rate"].map(async (selector) => Number(await page?.textContent(selector))));
+    const rates = async (): Promise<number[]> =>
+      Promise.all(["#write-rate", "#read-rate"].map(async (selector) => Number(await page?.textContent(selector))));
     const ratesDeadline = Date.now() + showsMs;
     while (!(await rates()).every((rate) => rate > 0) && Date.now() < ratesDeadline) await sleep(100);
     expect(await rates()).toEqual([expect.any(Number), expect.any(Number)]);
@@ -110,7 +129,11 @@ describe.skipIf(!chromiumAvailable())(`the cluster page in headless Chromium (sk
     const killedAt = performance.now();
     await c.cluster.node(first.id).kill();
     await timings.time("page names the new leader after kill -9", () =>
-      waitForView("a new leader", followsLeaderMs, (v) => v.leader !== 0 && v.leader !== first.id && v.rows.some(([id, role]) => id === first.id && role === "unreachable")),
+      waitForView(
+        "a new leader",
+        followsLeaderMs,
+        (v) => v.leader !== 0 && v.leader !== first.id && v.rows.some(([id, role]) => id === first.id && role === "unreachable"),
+      ),
     );
     const shownAfterMs = Math.round(performance.now() - killedAt);
     const second = await c.stableLeader(15_000, first);
@@ -121,7 +144,11 @@ describe.skipIf(!chromiumAvailable())(`the cluster page in headless Chromium (sk
     // Back to three healthy members for the README's screenshot.
     c.restart(first.id);
     await timings.time("page shows the restarted member", () =>
-      waitForView("three reachable members", 30_000, (v) => v.rows.length === 3 && v.rows.every(([, role]) => role === "leader" || role === "follower")),
+      waitForView(
+        "three reachable members",
+        30_000,
+        (v) => v.rows.length === 3 && v.rows.every(([, role]) => role === "leader" || role === "follower"),
+      ),
     );
     await sleep(2_500); // two refreshes with the load running, so the rates are steady in the picture
     await page.screenshot({ path: screenshot, fullPage: true });

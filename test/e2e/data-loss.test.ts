@@ -102,7 +102,9 @@ function dataFiles(id: number): string[] {
 
 /** The exit of node `id` recorded after `since` crash records, if any. */
 function exitAfter(id: number, since: number): CrashRecord | undefined {
-  return cluster().cluster.crashes.slice(since).find((crash) => crash.id === id);
+  return cluster()
+    .cluster.crashes.slice(since)
+    .find((crash) => crash.id === id);
 }
 
 /**
@@ -196,7 +198,10 @@ describe("issue 9: a member that lost its data directory while the cluster went 
     const log = logSince(r.c, logFrom);
     // Before the fix the empty C bootstrapped as a new member and served; the next steps show what
     // that cost.
-    expect("exited" in outcome ? outcome.exited : undefined, `node ${r.c} started empty and serves (issue 9); its log:\n${log}`).toBeDefined();
+    expect(
+      "exited" in outcome ? outcome.exited : undefined,
+      `node ${r.c} started empty and serves (issue 9); its log:\n${log}`,
+    ).toBeDefined();
     if (!("exited" in outcome)) return;
     expect(outcome.exited.code, `node ${r.c}'s exit code; its log:\n${log}`).toBe(6);
     expect(log).toMatch(/refusing to start: the data directory of member \d+ is empty, but the cluster already exists/);
@@ -298,7 +303,10 @@ describe("a wiped member restarted while every other member is unreachable", () 
         async () => `its log:\n${logSince(r.c, waitingLogFrom)}`,
       ),
     );
-    expect(first, `node ${r.c} with every peer down; exit: ${JSON.stringify(exitAfter(r.c, since))}; its log:\n${logSince(r.c, waitingLogFrom)}`).toBe("waiting");
+    expect(
+      first,
+      `node ${r.c} with every peer down; exit: ${JSON.stringify(exitAfter(r.c, since))}; its log:\n${logSince(r.c, waitingLogFrom)}`,
+    ).toBe("waiting");
     // A few rounds of asking later it still waits: it never takes silence for "the cluster is new".
     await sleep(2_000);
     expect(exitAfter(r.c, since), `node ${r.c} exited while its peers were down`).toBeUndefined();
@@ -320,7 +328,12 @@ describe("a wiped member restarted while every other member is unreachable", () 
     const since = c.cluster.crashes.length;
     c.restart(r.a);
     const exited = await timings.time("restart of A -> the waiting C exits", () =>
-      waitFor(`node ${r.c} to exit`, 30_000, async () => exitAfter(r.c, since), () => c.describe()),
+      waitFor(
+        `node ${r.c} to exit`,
+        30_000,
+        async () => exitAfter(r.c, since),
+        () => c.describe(),
+      ),
     );
     const log = logSince(r.c, waitingLogFrom);
     expect(exited.code, `node ${r.c}'s exit code; its log:\n${log}`).toBe(6);

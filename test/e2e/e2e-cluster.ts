@@ -88,7 +88,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Resolves once `probe` returns a value other than undefined; throws with `what` and `context()` on timeout. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, context?: () => Promise<string>): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+  context?: () => Promise<string>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {
@@ -139,7 +144,9 @@ export async function retryUnavailable<T>(what: string, call: () => Promise<T>, 
       const code = statusCode(error);
       const retryable = code === Code.Unavailable || code === Code.DeadlineExceeded;
       if (!retryable || Date.now() >= deadline) {
-        throw new Error(`${what} failed after ${attempt} attempts: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new Error(`${what} failed after ${attempt} attempts: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+        });
       }
     }
     await sleep(pollMs);

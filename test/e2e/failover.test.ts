@@ -87,7 +87,10 @@ interface KillRun {
   readonly watch: { readonly seen: readonly Seen[]; readonly resumes: number };
   readonly bundledWatch: { readonly seen: readonly Seen[]; readonly failure: unknown };
   /** Acknowledged by the old leader just before the kill. */
-  readonly ackedBefore: { readonly request: { key: Uint8Array; value: Uint8Array; clientId: string; sequence: bigint }; readonly response: PutResponse };
+  readonly ackedBefore: {
+    readonly request: { key: Uint8Array; value: Uint8Array; clientId: string; sequence: bigint };
+    readonly response: PutResponse;
+  };
   /** Sent to the old leader, each with a session, as it was killed. */
   readonly inFlight: readonly { readonly key: string; readonly clientId: string; readonly first: Outcome<PutResponse> }[];
   /** Sent through the bundled client (the old leader its first endpoint) as it was killed. */
@@ -107,7 +110,9 @@ const requestTimeoutMs = 2_500;
 const down = new Set<number>();
 
 beforeAll(async () => {
-  fixture = await timings.time("start 3 nodes and elect", () => startE2eCluster({ extraArgs: ["--request-timeout-ms", String(requestTimeoutMs)] }));
+  fixture = await timings.time("start 3 nodes and elect", () =>
+    startE2eCluster({ extraArgs: ["--request-timeout-ms", String(requestTimeoutMs)] }),
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -174,7 +179,10 @@ describe("kill -9 of the leader", () => {
     const c = cluster();
     const base = `e2e-${randomUUID()}`;
     const prefix = `watch/${attempt}/`;
-    const inFlight = Array.from({ length: inFlightWrites }, (_, i) => ({ key: `once/inflight-${attempt}-${i}`, clientId: `${base}-b${i}` }));
+    const inFlight = Array.from({ length: inFlightWrites }, (_, i) => ({
+      key: `once/inflight-${attempt}-${i}`,
+      clientId: `${base}-b${i}`,
+    }));
     // Keys that exist (version 1), so that one application makes version 2 and two would make 3.
     for (const { key } of inFlight) record(key, "before", await c.client.put({ key: bytes(key), value: bytes("before") }));
     const leader = await c.stableLeader();
@@ -202,7 +210,8 @@ describe("kill -9 of the leader", () => {
             resumes++;
             node = c.ids.find((id) => id !== leader.id) ?? leader.id;
             const from = (seen.at(-1)?.revision ?? watchStart - 1n) + 1n;
-            stream = c.kv(node).watch({ ...watchRequest, startRevision: from }, { signal: stop.signal })[Symbol.asyncIterator]();
+            const resumed = c.kv(node).watch({ ...watchRequest, startRevision: from }, { signal: stop.signal });
+            stream = resumed[Symbol.asyncIterator]();
           }
         }
       })();
@@ -210,7 +219,10 @@ describe("kill -9 of the leader", () => {
 
       // The bundled client's own watch on the same node resumes by itself.
       const bundledSeen: Seen[] = [];
-      const bundledStream = c.newClient("grpc", [c.cluster.clientUrl(leader.id), ...c.endpoints]).watch(watchRequest, { signal: stop.signal })[Symbol.asyncIterator]();
+      const bundledWatch = c
+        .newClient("grpc", [c.cluster.clientUrl(leader.id), ...c.endpoints])
+        .watch(watchRequest, { signal: stop.signal });
+      const bundledStream = bundledWatch[Symbol.asyncIterator]();
       await bundledStream.next();
       const automatic = (async () => {
         while (bundledSeen.length < writes) {
@@ -233,13 +245,17 @@ describe("kill -9 of the leader", () => {
 
       // The node to kill must still lead; its term now is the one the next leader must exceed.
       const leading = await c.status(leader.id);
-      if (leading.role !== NodeRole.LEADER) throw new LeadershipMoved(`node ${leader.id} is ${NodeRole[leading.role]} in term ${leading.term}`);
+      if (leading.role !== NodeRole.LEADER)
+        throw new LeadershipMoved(`node ${leader.id} is ${NodeRole[leading.role]} in term ${leading.term}`);
       const old: LeaderView = { id: leader.id, term: leading.term };
       const ackedKey = `once/acked-${attempt}`;
       const ackedRequest = { key: bytes(ackedKey), value: bytes("a1"), clientId: `${base}-a`, sequence: 1n };
-      const ackedResponse = await c.kv(old.id).put(ackedRequest).catch((error: unknown) => {
-        throw certainlyNotApplied(error) ? new LeadershipMoved(ConnectError.from(error).rawMessage) : error;
-      });
+      const ackedResponse = await c
+        .kv(old.id)
+        .put(ackedRequest)
+        .catch((error: unknown) => {
+          throw certainlyNotApplied(error) ? new LeadershipMoved(ConnectError.from(error).rawMessage) : error;
+        });
       record(ackedKey, "a1", ackedResponse);
 
       // Writes on their way to the leader as it dies, staggered over the moment of the kill so that some
@@ -247,7 +263,11 @@ describe("kill -9 of the leader", () => {
       const inFlightAnswers = Promise.all(
         inFlight.map(async ({ key, clientId }, i) => {
           await sleep(15 * i);
-          return { key, clientId, first: await settle(c.kv(old.id).put({ key: bytes(key), value: bytes("after"), clientId, sequence: 1n })) };
+          return {
+            key,
+            clientId,
+            first: await settle(c.kv(old.id).put({ key: bytes(key), value: bytes("after"), clientId, sequence: 1n })),
+          };
         }),
       );
       const bundledClient = c.newClient("grpc", [c.cluster.clientUrl(old.id), ...c.endpoints]);
@@ -267,7 +287,9 @@ describe("kill -9 of the leader", () => {
         expect(put.header?.memberId).not.toBe(BigInt(old.id));
         expect(put.header?.raftTerm ?? 0n).toBeGreaterThan(old.term);
       }
-      await timings.time("the resumed watch catches up", () => withTimeout(manual, 20_000, () => `the watch to deliver ${writes} events (it has ${seen.length})`));
+      await timings.time("the resumed watch catches up", () =>
+        withTimeout(manual, 20_000, () => `the watch to deliver ${writes} events (it has ${seen.length})`),
+      );
       const bundledFailure = await withTimeout(automatic, 10_000, () => `the bundled client's watch to deliver ${writes} events`).then(
         () => undefined,
         (error: unknown) => error,
@@ -329,7 +351,9 @@ describe("kill -9 of the leader", () => {
       }
       if ("ok" in first) expect(resent.header?.revision, `${key}: acknowledged before the kill`).toBe(first.ok.header?.revision);
     }
-    console.log(`exactly-once: ${appliedBeforeResend} of ${inFlightWrites} writes in flight during the kill had applied before their resend`);
+    console.log(
+      `exactly-once: ${appliedBeforeResend} of ${inFlightWrites} writes in flight during the kill had applied before their resend`,
+    );
   });
 
   it("retries, through the bundled client, writes in flight during the kill, each applied once", async () => {
@@ -481,7 +505,9 @@ describe("a full stop", () => {
   it("keeps every acknowledged write through SIGTERM of every node and a restart", async () => {
     const c = cluster();
     expect(down.size, "every node runs before the full stop").toBe(0);
-    const exitCodes = await timings.time("SIGTERM of all three nodes at once -> all exited", () => Promise.all(c.ids.map((id) => c.terminate(id))));
+    const exitCodes = await timings.time("SIGTERM of all three nodes at once -> all exited", () =>
+      Promise.all(c.ids.map((id) => c.terminate(id))),
+    );
     expect(exitCodes, "exit codes after SIGTERM").toEqual(c.ids.map(() => 0));
 
     for (const id of c.ids) c.restart(id);

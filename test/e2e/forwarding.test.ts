@@ -53,7 +53,9 @@ describe("writes sent to a follower are forwarded to the leader", () => {
       // Retried on Unavailable (an election under the test); a session makes each retry exactly-once,
       // so the versions below are exact.
       const clientId = `forwarding-${process.pid}-put`;
-      const put = await retryUnavailable("forwarded put", () => client.unary(KvService.method.put, { key, value: bytes("one"), clientId, sequence: 1n }));
+      const put = await retryUnavailable("forwarded put", () =>
+        client.unary(KvService.method.put, { key, value: bytes("one"), clientId, sequence: 1n }),
+      );
       expect(put.header?.memberId).toBe(BigInt(follower));
       const txn = await retryUnavailable("forwarded txn", () =>
         client.unary(KvService.method.txn, {
@@ -82,8 +84,12 @@ describe("writes sent to a follower are forwarded to the leader", () => {
     await atFollower(async (client) => {
       const clientId = `forwarding-${process.pid}-session`;
       const key = bytes("forwarded/session");
-      const first = await retryUnavailable("first", () => client.unary(KvService.method.put, { key, value: bytes("a"), clientId, sequence: 1n }));
-      const again = await retryUnavailable("retry", () => client.unary(KvService.method.put, { key, value: bytes("a"), clientId, sequence: 1n }));
+      const first = await retryUnavailable("first", () =>
+        client.unary(KvService.method.put, { key, value: bytes("a"), clientId, sequence: 1n }),
+      );
+      const again = await retryUnavailable("retry", () =>
+        client.unary(KvService.method.put, { key, value: bytes("a"), clientId, sequence: 1n }),
+      );
       expect(again.header?.revision).toBe(first.header?.revision);
       await retryUnavailable("second", () => client.unary(KvService.method.put, { key, value: bytes("b"), clientId, sequence: 2n }));
       const stale = await client.unary(KvService.method.put, { key, value: bytes("c"), clientId, sequence: 1n }).then(
@@ -147,7 +153,9 @@ describe("writes sent to a follower are forwarded to the leader", () => {
     } finally {
       client.close();
     }
-    console.log(`forwarding with the leader killed: ${acknowledged.length} of ${attempts} acknowledged; refusals: ${[...reasons].join(", ") || "none"}`);
+    console.log(
+      `forwarding with the leader killed: ${acknowledged.length} of ${attempts} acknowledged; refusals: ${[...reasons].join(", ") || "none"}`,
+    );
     c.restart(leader);
     await c.stableLeader(30_000);
     // Every acknowledged write is there, read linearizably from whichever node leads now.

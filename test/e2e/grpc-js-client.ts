@@ -20,8 +20,15 @@ import { assert } from "../../src/lib/assert.js";
  * Uint8Array bytes), so a test compares them exactly like those of the Connect clients.
  */
 export interface GrpcJsClient {
-  unary<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, request: MessageInitShape<I>, metadata?: grpc.Metadata): Promise<MessageShape<O>>;
-  serverStream<I extends DescMessage, O extends DescMessage>(method: DescMethodServerStreaming<I, O>, request: MessageInitShape<I>): grpc.ClientReadableStream<MessageShape<O>>;
+  unary<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+    metadata?: grpc.Metadata,
+  ): Promise<MessageShape<O>>;
+  serverStream<I extends DescMessage, O extends DescMessage>(
+    method: DescMethodServerStreaming<I, O>,
+    request: MessageInitShape<I>,
+  ): grpc.ClientReadableStream<MessageShape<O>>;
   close(): void;
 }
 
@@ -46,9 +53,15 @@ export function createGrpcJsClient(service: DescService, baseUrl: string): GrpcJ
     return found.bind(client) as (...args: unknown[]) => unknown;
   };
   return {
-    unary: <I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, request: MessageInitShape<I>, metadata = new grpc.Metadata()) =>
+    unary: <I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      request: MessageInitShape<I>,
+      metadata = new grpc.Metadata(),
+    ) =>
       new Promise<MessageShape<O>>((resolve, reject) => {
-        methodOf(method)(create(method.input, request), metadata, (error: grpc.ServiceError | null, response: MessageShape<O>) => (error === null ? resolve(response) : reject(error)));
+        methodOf(method)(create(method.input, request), metadata, (error: grpc.ServiceError | null, response: MessageShape<O>) =>
+          error === null ? resolve(response) : reject(error),
+        );
       }),
     serverStream: <I extends DescMessage, O extends DescMessage>(method: DescMethodServerStreaming<I, O>, request: MessageInitShape<I>) =>
       methodOf(method)(create(method.input, request)) as grpc.ClientReadableStream<MessageShape<O>>,

@@ -29,16 +29,19 @@ function promtoolVersion(): string | undefined {
 /** `promtool check metrics` on `text` (read from stdin); its findings, "" when there are none. */
 async function promtoolCheckMetrics(file: string, text: string): Promise<string> {
   writeFileSync(file, text);
-  const result = await run("bash", ["-c", 'promtool check metrics < "$1"', "check", file]).catch((error: { stdout?: string; stderr?: string; code?: unknown }) => {
-    // Exit code 3 means lint findings; anything else is a failure of the check itself.
-    if (error.code !== 3) throw new Error(`promtool check metrics failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
-    return { stdout: error.stdout ?? "", stderr: error.stderr ?? "" };
-  });
+  const result = await run("bash", ["-c", 'promtool check metrics < "$1"', "check", file]).catch(
+    (error: { stdout?: string; stderr?: string; code?: unknown }) => {
+      // Exit code 3 means lint findings; anything else is a failure of the check itself.
+      if (error.code !== 3) throw new Error(`promtool check metrics failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
+      return { stdout: error.stdout ?? "", stderr: error.stderr ?? "" };
+    },
+  );
   return `${result.stdout}${result.stderr}`.trim();
 }
 
 const version = promtoolVersion();
-if (version === undefined) console.log("k8s: promtool is not installed (Debian package prometheus); the alert rule and metrics checks are skipped");
+if (version === undefined)
+  console.log("k8s: promtool is not installed (Debian package prometheus); the alert rule and metrics checks are skipped");
 
 describe.skipIf(version === undefined)("alert rules and metrics, checked by promtool", () => {
   const dir = mkdtempSync(join(tmpdir(), "raftkv-promtool-"));
@@ -56,7 +59,9 @@ describe.skipIf(version === undefined)("alert rules and metrics, checked by prom
 
   it("promtool check rules accepts the PrometheusRule's groups", async () => {
     const { stdout } = await run("promtool", ["check", "rules", writeRules()]);
-    const rules = listField(field(findObject(renderOverlay(overlays[0]), "PrometheusRule", "raftkv"), "spec"), "groups").flatMap((g) => listField(g, "rules"));
+    const rules = listField(field(findObject(renderOverlay(overlays[0]), "PrometheusRule", "raftkv"), "spec"), "groups").flatMap((g) =>
+      listField(g, "rules"),
+    );
     expect(stdout).toContain(`SUCCESS: ${rules.length} rules found`);
   });
 
@@ -68,15 +73,21 @@ describe.skipIf(version === undefined)("alert rules and metrics, checked by prom
       .flatMap((g) => listField(g, "rules"))
       .map((r) => String(field(r, "alert")));
     for (const alert of alerts) expect(tests, alert).toMatch(new RegExp(`alertname: ${alert}\\n\\s+exp_alerts:\\n\\s+- exp_labels`));
-    const result = await run("promtool", ["test", "rules", join(dir, "alerts.test.yaml")]).catch((error: { stdout?: string; stderr?: string }) => {
-      throw new Error(`promtool test rules failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
-    });
+    const result = await run("promtool", ["test", "rules", join(dir, "alerts.test.yaml")]).catch(
+      (error: { stdout?: string; stderr?: string }) => {
+        throw new Error(`promtool test rules failed:\n${error.stdout ?? ""}${error.stderr ?? ""}`);
+      },
+    );
     expect(result.stdout).toContain("SUCCESS");
   });
 
   it("every query of the Grafana dashboard is valid PromQL (promtool check rules, as recording rules)", async () => {
-    const dashboard = JSON.parse(readFileSync(join(k8sDir, "monitoring", "dashboard.json"), "utf8")) as { panels: { title: string; targets: { expr: string }[] }[] };
-    const rules = dashboard.panels.flatMap((panel, p) => panel.targets.map((target, t) => ({ record: `dashboard:panel${p}:target${t}`, expr: target.expr })));
+    const dashboard = JSON.parse(readFileSync(join(k8sDir, "monitoring", "dashboard.json"), "utf8")) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const rules = dashboard.panels.flatMap((panel, p) =>
+      panel.targets.map((target, t) => ({ record: `dashboard:panel${p}:target${t}`, expr: target.expr })),
+    );
     expect(rules.length).toBeGreaterThan(0);
     writeFileSync(join(dir, "dashboard-rules.yaml"), stringify({ groups: [{ name: "dashboard", rules }] }));
     const { stdout } = await run("promtool", ["check", "rules", join(dir, "dashboard-rules.yaml")]);
@@ -89,14 +100,24 @@ describe.skipIf(version === undefined)("alert rules and metrics, checked by prom
     const node = new PodProcess({
       name: "node-1",
       command: [process.execPath, join(repoRoot, "bin", "raftkv.js"), "serve"],
-      env: { RAFTKV_LISTEN_CLIENT: `127.0.0.1:${port}`, RAFTKV_LISTEN_PEER: `127.0.0.1:${port + 1}`, RAFTKV_DATA_DIR: join(dir, "data"), RAFTKV_TICK_MS: "20" },
+      env: {
+        RAFTKV_LISTEN_CLIENT: `127.0.0.1:${port}`,
+        RAFTKV_LISTEN_PEER: `127.0.0.1:${port + 1}`,
+        RAFTKV_DATA_DIR: join(dir, "data"),
+        RAFTKV_TICK_MS: "20",
+      },
       cwd: dir,
       logPath: join(dir, "node.log"),
       reaper,
     });
     try {
       node.start();
-      await waitUntil("the node ready", 30_000, () => probeOk(`http://127.0.0.1:${port}/readyz`), () => node.logTail());
+      await waitUntil(
+        "the node ready",
+        30_000,
+        () => probeOk(`http://127.0.0.1:${port}/readyz`),
+        () => node.logTail(),
+      );
       // A write and a read, so that the histograms and the RPC counters have series.
       await run(process.execPath, [join(repoRoot, "bin", "raftkv.js"), "put", "k", "v", "--endpoints", `http://127.0.0.1:${port}`]);
       await run(process.execPath, [join(repoRoot, "bin", "raftkv.js"), "get", "k", "--endpoints", `http://127.0.0.1:${port}`]);
@@ -111,9 +132,12 @@ describe.skipIf(version === undefined)("alert rules and metrics, checked by prom
         .join("\n");
       expect(await promtoolCheckMetrics(join(dir, "raftkv-metrics.txt"), `${own}\n`)).toBe("");
       const allFindings = await promtoolCheckMetrics(join(dir, "all-metrics.txt"), text);
-      if (allFindings !== "") console.log(`k8s: promtool check metrics on the whole /metrics (process and Node.js metrics included):\n${allFindings}`);
+      if (allFindings !== "")
+        console.log(`k8s: promtool check metrics on the whole /metrics (process and Node.js metrics included):\n${allFindings}`);
       // Every raftkv metric an alert or the dashboard reads is exported under that name.
-      const readers = readFileSync(join(k8sDir, "base", "prometheusrule.yaml"), "utf8") + readFileSync(join(k8sDir, "monitoring", "dashboard.json"), "utf8");
+      const readers =
+        readFileSync(join(k8sDir, "base", "prometheusrule.yaml"), "utf8") +
+        readFileSync(join(k8sDir, "monitoring", "dashboard.json"), "utf8");
       for (const name of new Set(readers.match(/raftkv_[a-z_]+/g) ?? [])) {
         const exported = name.replace(/_(bucket|count|sum)$/, "");
         expect(text, name).toMatch(new RegExp(`^# TYPE ${exported} `, "m"));

@@ -55,7 +55,15 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
 
   it("validates every object against the pinned Kubernetes and Prometheus Operator schemas", () => {
     expect(objects.map(objectKey).sort()).toEqual(
-      ["ConfigMap/raftkv-config", "PodDisruptionBudget/raftkv", "PrometheusRule/raftkv", "Service/raftkv", "Service/raftkv-client", "ServiceMonitor/raftkv", "StatefulSet/raftkv"].sort(),
+      [
+        "ConfigMap/raftkv-config",
+        "PodDisruptionBudget/raftkv",
+        "PrometheusRule/raftkv",
+        "Service/raftkv",
+        "Service/raftkv-client",
+        "ServiceMonitor/raftkv",
+        "StatefulSet/raftkv",
+      ].sort(),
     );
     for (const object of objects) {
       const validate = validators[`${object.apiVersion}/${object.kind}`];
@@ -137,7 +145,9 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
     expect(field(container, "securityContext", "capabilities", "drop")).toEqual(["ALL"]);
     const antiAffinity = listField(podTemplate, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution");
     expect(antiAffinity.map((term) => field(term, "topologyKey"))).toEqual(["kubernetes.io/hostname"]);
-    expect(listField(podTemplate, "topologySpreadConstraints").map((c) => field(c, "topologyKey"))).toEqual(["topology.kubernetes.io/zone"]);
+    expect(listField(podTemplate, "topologySpreadConstraints").map((c) => field(c, "topologyKey"))).toEqual([
+      "topology.kubernetes.io/zone",
+    ]);
     // Every selector in the manifests selects the pods.
     const podLabels = field(spec, "template", "metadata", "labels");
     for (const selector of [field(spec, "selector", "matchLabels"), field(antiAffinity[0], "labelSelector", "matchLabels")]) {
@@ -164,9 +174,18 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
     const scrapedPorts = listField(monitor, "spec", "endpoints").map((e) => field(e, "port"));
     expect(scrapedPorts).toEqual(["client"]);
     expect(listField(peers, "spec", "ports").map((p) => field(p, "name"))).toContain("client");
-    const alerts = listField(findObject(objects, "PrometheusRule", "raftkv"), "spec", "groups").flatMap((g) => listField(g, "rules").map((r) => field(r, "alert")));
+    const alerts = listField(findObject(objects, "PrometheusRule", "raftkv"), "spec", "groups").flatMap((g) =>
+      listField(g, "rules").map((r) => field(r, "alert")),
+    );
     expect(alerts).toEqual(
-      expect.arrayContaining(["RaftkvNoLeader", "RaftkvFrequentLeaderChanges", "RaftkvFsyncSlow", "RaftkvFollowerLagging", "RaftkvProposalsFailing", "RaftkvDiskFilling"]),
+      expect.arrayContaining([
+        "RaftkvNoLeader",
+        "RaftkvFrequentLeaderChanges",
+        "RaftkvFsyncSlow",
+        "RaftkvFollowerLagging",
+        "RaftkvProposalsFailing",
+        "RaftkvDiskFilling",
+      ]),
     );
   });
 });

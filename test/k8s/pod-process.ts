@@ -40,7 +40,11 @@ export class PodProcess {
     const log = openSync(this.o.logPath, "a");
     let child: ChildProcess;
     try {
-      child = spawn(executable, args, { cwd: this.o.cwd, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...this.o.env }, stdio: ["ignore", log, log] });
+      child = spawn(executable, args, {
+        cwd: this.o.cwd,
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...this.o.env },
+        stdio: ["ignore", log, log],
+      });
     } finally {
       closeSync(log);
     }
@@ -110,7 +114,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `check` until it is true; throws naming `what` (and `context()`) after `timeoutMs`. */
-export async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>, context: () => string = () => ""): Promise<void> {
+export async function waitUntil(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  context: () => string = () => "",
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);

@@ -71,7 +71,8 @@ export function podSpec(objects: readonly K8sObject[], statefulSetName: string, 
   const statefulSet = findObject(objects, "StatefulSet", statefulSetName);
   const container = raftkvContainer(statefulSet);
   const name = `${statefulSet.metadata.name}-${ordinal}`;
-  if (field(container, "command") !== undefined) throw new Error("the container overrides the image's entrypoint; the emulation runs `raftkv serve`");
+  if (field(container, "command") !== undefined)
+    throw new Error("the container overrides the image's entrypoint; the emulation runs `raftkv serve`");
   const args = listField(container, "args").map((a) => {
     if (typeof a !== "string") throw new Error("container args must be strings");
     return a;

@@ -55,7 +55,8 @@ function mapToLoopback(spec: PodSpec, addresses: readonly string[], volumesDir: 
     });
     mapped = mapped.replace(/^0\.0\.0\.0:/, `${self}:`);
     for (const [volume, mountPath] of Object.entries(spec.mounts)) {
-      if (mapped === mountPath || mapped.startsWith(`${mountPath}/`)) mapped = join(volumesDir, `${volume}-${spec.name}`) + mapped.slice(mountPath.length);
+      if (mapped === mountPath || mapped.startsWith(`${mountPath}/`))
+        mapped = join(volumesDir, `${volume}-${spec.name}`) + mapped.slice(mountPath.length);
     }
     env[name] = mapped;
   }
@@ -194,7 +195,9 @@ describe("the rendered StatefulSet, emulated on loopback", () => {
       current.process.start();
       // The controller moves on only once every pod is running and ready.
       await waitUntil(`every pod ready after restarting ${current.spec.name}`, readyTimeoutMs, allReady, describePods);
-      console.log(`statefulset: restarted ${current.spec.name}: stopped in ${stoppedMs} ms (exit code ${exit.code}), every pod ready after ${Math.round(performance.now() - began)} ms`);
+      console.log(
+        `statefulset: restarted ${current.spec.name}: stopped in ${stoppedMs} ms (exit code ${exit.code}), every pod ready after ${Math.round(performance.now() - began)} ms`,
+      );
     }
     await sleep(500);
     stop = true;
@@ -206,7 +209,12 @@ describe("the rendered StatefulSet, emulated on loopback", () => {
     try {
       let continueKey: Uint8Array | undefined;
       do {
-        const page = await reader.range({ key: bytes("rolling/"), prefix: true, limit: 1000n, ...(continueKey === undefined ? {} : { continueKey }) });
+        const page = await reader.range({
+          key: bytes("rolling/"),
+          prefix: true,
+          limit: 1000n,
+          ...(continueKey === undefined ? {} : { continueKey }),
+        });
         for (const kv of page.kvs) stored.set(text(kv.key), text(kv.value));
         continueKey = page.more ? page.nextKey : undefined;
       } while (continueKey !== undefined);

@@ -15,16 +15,26 @@ function measure(label: string, count: number, run: (i: number) => void): void {
   const start = performance.now();
   for (let i = 0; i < count; i++) run(i);
   const ms = performance.now() - start;
-  console.log(`${label.padEnd(44)} ${count.toString().padStart(7)} ops  ${ms.toFixed(0).padStart(6)} ms  ${Math.round((count / ms) * 1000).toString().padStart(8)} ops/s`);
+  console.log(
+    `${label.padEnd(44)} ${count.toString().padStart(7)} ops  ${ms.toFixed(0).padStart(6)} ms  ${Math.round((count / ms) * 1000)
+      .toString()
+      .padStart(8)} ops/s`,
+  );
 }
 
 const store = createKvStore();
 const puts = Array.from({ length: keys }, (_, i) =>
-  encodeCommand({ clientId: `client-${i % 64}`, sequence: BigInt(Math.floor(i / 64) + 1), op: { case: "put", value: { key: key(i), value } } }),
+  encodeCommand({
+    clientId: `client-${i % 64}`,
+    sequence: BigInt(Math.floor(i / 64) + 1),
+    op: { case: "put", value: { key: key(i), value } },
+  }),
 );
 measure("apply put (new key, 100 B value, session)", keys, (i) => store.apply(store.appliedIndex + 1, puts[i] as Uint8Array));
 
-const updates = Array.from({ length: keys }, (_, i) => encodeCommand({ op: { case: "put", value: { key: key((i * 7919) % keys), value } } }));
+const updates = Array.from({ length: keys }, (_, i) =>
+  encodeCommand({ op: { case: "put", value: { key: key((i * 7919) % keys), value } } }),
+);
 measure("apply put (existing key, no session)", keys, (i) => store.apply(store.appliedIndex + 1, updates[i] as Uint8Array));
 
 const cas = Array.from({ length: keys / 10 }, (_, i) =>
@@ -56,4 +66,6 @@ let snapshot: Uint8Array = new Uint8Array(0);
 measure(`encodeSnapshot (${keys} keys)`, 3, () => (snapshot = store.encodeSnapshot()));
 const restored = createKvStore();
 measure(`restore (${keys} keys)`, 3, () => restored.restore(snapshot));
-console.log(`snapshot ${(snapshot.length / 1024 / 1024).toFixed(1)} MiB; heap used ${(process.memoryUsage().heapUsed / 1024 / 1024).toFixed(0)} MiB (two stores)`);
+console.log(
+  `snapshot ${(snapshot.length / 1024 / 1024).toFixed(1)} MiB; heap used ${(process.memoryUsage().heapUsed / 1024 / 1024).toFixed(0)} MiB (two stores)`,
+);

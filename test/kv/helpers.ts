@@ -1,12 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import {
-  CompareResult,
-  CompareTarget,
-  GetRequestSchema,
-  RangeRequestSchema,
-  WatchRequestSchema,
-} from "../../gen/raftkv/v1/kv_pb.js";
+import { CompareResult, CompareTarget, GetRequestSchema, RangeRequestSchema, WatchRequestSchema } from "../../gen/raftkv/v1/kv_pb.js";
 import type { CompareSchema, DeleteResponse, KeyValue, PutResponse, RequestOpSchema, TxnResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import { encodeCommand } from "../../src/kv/index.js";
 import type { ApplyResult, KvStore } from "../../src/kv/index.js";
@@ -42,12 +36,8 @@ export const deleteCmd = (key: string, opts: { prefix?: boolean; prevKv?: boolea
 export type OpInit = MessageInitShape<typeof RequestOpSchema>;
 export type CompareInit = MessageInitShape<typeof CompareSchema>;
 
-export const txnCmd = (
-  compare: CompareInit[],
-  success: OpInit[],
-  failure: OpInit[] = [],
-  id?: Session,
-): Uint8Array => encodeCommand({ ...sessionFields(id), op: { case: "txn", value: { compare, success, failure } } });
+export const txnCmd = (compare: CompareInit[], success: OpInit[], failure: OpInit[] = [], id?: Session): Uint8Array =>
+  encodeCommand({ ...sessionFields(id), op: { case: "txn", value: { compare, success, failure } } });
 
 export const opPut = (key: string, value: string, prevKv = false): OpInit => ({
   request: { case: "put", value: { key: b(key), value: b(value), prevKv } },
@@ -104,7 +94,10 @@ export function applyAll(store: KvStore, ...commands: Uint8Array[]): ApplyResult
 /** The response a mutation answered, of the kind the test expects, with whether it was a replay. */
 type Applied = { readonly put: PutResponse; readonly delete: DeleteResponse; readonly txn: TxnResponse };
 
-export function expectKind<K extends keyof Applied>(outcome: ApplyResult, kind: K): { readonly response: Applied[K]; readonly replayed: boolean } {
+export function expectKind<K extends keyof Applied>(
+  outcome: ApplyResult,
+  kind: K,
+): { readonly response: Applied[K]; readonly replayed: boolean } {
   if (outcome.kind === "error") throw new Error(`expected a ${kind} result, got error: ${outcome.error.message}`);
   const { result } = outcome.result;
   if (result.case !== kind) throw new Error(`expected a ${kind} result, got ${result.case ?? "none"}`);

@@ -29,9 +29,7 @@ describe("key semantics against a naive model", () => {
         for (const k of doomed) model.delete(k);
         applyAll(store, deleteCmd(key, { prefix }));
       }
-      const expected = [...model.entries()]
-        .sort(([a], [b]) => (a < b ? -1 : 1))
-        .map(([k, v]) => `${k}=${v.value}@${v.mod}/${v.version}`);
+      const expected = [...model.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v.value}@${v.mod}/${v.version}`);
       expect(dump(store), `step ${step}`).toEqual(expected);
       expect(store.revision).toBe(revision);
     }

@@ -47,7 +47,12 @@ describe("exactly-once sessions", () => {
     const store = createKvStore();
     const id = { clientId: "c1", sequence: 1 };
     expectKind(store.apply(1, putCmd("k", "v", { id })), "put");
-    expect(errorOf(store.apply(2, deleteCmd("k", { id })))).toEqual({ kind: "sequenceReused", clientId: "c1", sequence: 1, appliedAs: "put" });
+    expect(errorOf(store.apply(2, deleteCmd("k", { id })))).toEqual({
+      kind: "sequenceReused",
+      clientId: "c1",
+      sequence: 1,
+      appliedAs: "put",
+    });
     expect(plain(store.get(getReq("k")).kv)?.version).toBe(1);
     expect(store.revision).toBe(1);
   });

@@ -94,7 +94,15 @@ describe("snapshot", () => {
     // node can restore it (found by review: a node could not restart from its own snapshot).
     const store = createKvStore({ watchHistoryMax: 5 });
     const txn3 = (tag: string): Uint8Array => txnCmd([], [opPut("a", tag), opPut("b", tag), opPut("c", tag)]);
-    const commands = [putCmd("x", "1"), txn3("1"), putCmd("y", "1"), deleteCmd("", { prefix: true }), txn3("2"), putCmd("x", "2"), txn3("3")];
+    const commands = [
+      putCmd("x", "1"),
+      txn3("1"),
+      putCmd("y", "1"),
+      deleteCmd("", { prefix: true }),
+      txn3("2"),
+      putCmd("x", "2"),
+      txn3("3"),
+    ];
     for (const command of commands) {
       feed(store, [command]);
       const restored = createKvStore({ watchHistoryMax: 5 });
@@ -133,7 +141,9 @@ describe("snapshot", () => {
       ["unsafe number", toBinary(KvSnapshotSchema, { ...valid, revision: 2n ** 60n })],
     ];
     for (const [name, bytes] of variants) {
-      expect(() => store.restore(bytes), name).toThrow(expect.objectContaining({ detail: expect.objectContaining({ kind: "invalidSnapshot" }) }));
+      expect(() => store.restore(bytes), name).toThrow(
+        expect.objectContaining({ detail: expect.objectContaining({ kind: "invalidSnapshot" }) }),
+      );
       expect(store.encodeSnapshot(), name).toEqual(before);
     }
   });
@@ -149,7 +159,8 @@ describe("snapshot", () => {
 
 describe("malformed commands", () => {
   /** The snapshot without applied_index, which a consumed entry advances even when it fails. */
-  const stateOf = (store: KvStore) => toBinary(KvSnapshotSchema, { ...fromBinary(KvSnapshotSchema, store.encodeSnapshot()), appliedIndex: 0n });
+  const stateOf = (store: KvStore) =>
+    toBinary(KvSnapshotSchema, { ...fromBinary(KvSnapshotSchema, store.encodeSnapshot()), appliedIndex: 0n });
 
   it("return a typed error and leave the state untouched", () => {
     // Default options: no session is idle long enough to expire during the test, which would be a change.

@@ -26,8 +26,7 @@ describe("txn", () => {
   it("compare-and-swap succeeds on the expected value and fails otherwise", () => {
     const store = createKvStore();
     applyAll(store, putCmd("lock", "free"));
-    const cas = (from: string, to: string) =>
-      txnCmd([cmpValue("lock", CompareResult.EQUAL, from)], [opPut("lock", to)], [opGet("lock")]);
+    const cas = (from: string, to: string) => txnCmd([cmpValue("lock", CompareResult.EQUAL, from)], [opPut("lock", to)], [opGet("lock")]);
 
     const won = expectKind(applyAll(store, cas("free", "alice"))[0]!, "txn").response;
     expect(won.succeeded).toBe(true);
@@ -101,7 +100,11 @@ describe("txn", () => {
   it("enforces txnOpsMax on compares and on each list", () => {
     const store = createKvStore({ txnOpsMax: 2 });
     const three = [opPut("a", "1"), opPut("b", "1"), opPut("c", "1")];
-    expect(errorOf(applyAll(store, txnCmd([], three))[0]!)).toMatchObject({ kind: "limitExceeded", limit: "txnOpsMax", field: "txn.success" });
+    expect(errorOf(applyAll(store, txnCmd([], three))[0]!)).toMatchObject({
+      kind: "limitExceeded",
+      limit: "txnOpsMax",
+      field: "txn.success",
+    });
     expect(errorOf(applyAll(store, txnCmd([], [], three))[0]!)).toMatchObject({ field: "txn.failure" });
     const compares = ["a", "b", "c"].map((k) => cmpNumber(k, CompareTarget.VERSION, CompareResult.EQUAL, 0));
     expect(errorOf(applyAll(store, txnCmd(compares, []))[0]!)).toMatchObject({ field: "txn.compare" });

@@ -29,13 +29,25 @@ export function randomCommands(prng: Prng, count: number): Uint8Array[] {
     }
     let command: Uint8Array;
     if (roll < 45) {
-      command = encodeCommand({ ...sessionFields(session), op: { case: "put", value: { key: b(key()), value: b(value()), prevKv: prng.chance(0.5) } } });
+      command = encodeCommand({
+        ...sessionFields(session),
+        op: { case: "put", value: { key: b(key()), value: b(value()), prevKv: prng.chance(0.5) } },
+      });
     } else if (roll < 60) {
       const prefix = prng.chance(0.4);
-      command = encodeCommand({ ...sessionFields(session), op: { case: "delete", value: { key: b(prefix ? prng.pick(["a/", "b", ""]) : key()), prefix, prevKv: prng.chance(0.5) } } });
+      command = encodeCommand({
+        ...sessionFields(session),
+        op: { case: "delete", value: { key: b(prefix ? prng.pick(["a/", "b", ""]) : key()), prefix, prevKv: prng.chance(0.5) } },
+      });
     } else if (roll < 95) {
       const target = prng.pick([CompareTarget.VALUE, CompareTarget.VERSION, CompareTarget.MOD_REVISION, CompareTarget.CREATE_REVISION]);
-      const compare = { key: b(key()), target, result: prng.pick([CompareResult.EQUAL, CompareResult.NOT_EQUAL, CompareResult.GREATER, CompareResult.LESS]), value: b(value()), number: BigInt(prng.int(0, 20)) };
+      const compare = {
+        key: b(key()),
+        target,
+        result: prng.pick([CompareResult.EQUAL, CompareResult.NOT_EQUAL, CompareResult.GREATER, CompareResult.LESS]),
+        value: b(value()),
+        number: BigInt(prng.int(0, 20)),
+      };
       const ops = () => {
         const used = new Set<string>();
         const list = [];

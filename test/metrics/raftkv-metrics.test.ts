@@ -5,7 +5,15 @@ async function exposition(metrics: ReturnType<typeof createMetrics>): Promise<st
   return (await metrics.render()).body;
 }
 
-const sample: NodeSample = { matchIndex: undefined, lastIndex: 10, pendingProposals: 0, pendingReads: 0, keys: 0, sessions: 0, storageStalled: false };
+const sample: NodeSample = {
+  matchIndex: undefined,
+  lastIndex: 10,
+  pendingProposals: 0,
+  pendingReads: 0,
+  keys: 0,
+  sessions: 0,
+  storageStalled: false,
+};
 
 describe("raftkv metrics", () => {
   it("counts a leader change only when another node leads, and says whether a leader is known", async () => {
@@ -19,7 +27,17 @@ describe("raftkv metrics", () => {
 
   it("shows each follower's lag on the leader only, and the sampled gauges", async () => {
     const metrics = createMetrics({ processMetrics: false });
-    metrics.sample({ ...sample, matchIndex: new Map([[1, 10], [2, 7], [3, 0]]), pendingProposals: 4, keys: 12, storageStalled: true });
+    metrics.sample({
+      ...sample,
+      matchIndex: new Map([
+        [1, 10],
+        [2, 7],
+        [3, 0],
+      ]),
+      pendingProposals: 4,
+      keys: 12,
+      storageStalled: true,
+    });
     let text = await exposition(metrics);
     expect(text).toMatch(/^raftkv_follower_lag_entries\{peer="2"\} 3$/m);
     expect(text).toMatch(/^raftkv_follower_lag_entries\{peer="3"\} 10$/m);

@@ -64,7 +64,11 @@ describe("ClusterService", () => {
 
   it("answers membership changes with Unimplemented and says why", async () => {
     const { cluster } = createHarness();
-    for (const call of [cluster.memberAdd({ id: 4n, peerUrls: ["http://h:2380"] }), cluster.memberPromote({ id: 3n }), cluster.memberRemove({ id: 3n })]) {
+    for (const call of [
+      cluster.memberAdd({ id: 4n, peerUrls: ["http://h:2380"] }),
+      cluster.memberPromote({ id: 3n }),
+      cluster.memberRemove({ id: 3n }),
+    ]) {
       const error = await rejection(call);
       expect(error.code).toBe(Code.Unimplemented);
       expect(error.rawMessage).toContain("--initial-cluster");

@@ -1,6 +1,13 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "../../src/driver/errors.js";
+import {
+  NotLeaderError,
+  OverloadedError,
+  ReadFailedError,
+  StoppedError,
+  TooLargeError,
+  UnknownOutcomeError,
+} from "../../src/driver/errors.js";
 import { KvError } from "../../src/kv/index.js";
 import { errorReason, leaderHeader, leaderIdHeader, toConnectError } from "../../src/rpc/index.js";
 
@@ -41,12 +48,22 @@ describe("toConnectError", () => {
     [new UnknownOutcomeError("deadline"), { signal: canceled() }, Code.Canceled, "canceled"],
     [new ReadFailedError("no quorum in 3 rounds"), {}, Code.Unavailable, "read-failed"],
     [new ReadFailedError("deadline"), { signal: expired() }, Code.DeadlineExceeded, "deadline"],
-    [new ReadFailedError("timeout"), { signal: AbortSignal.abort(new DOMException("timed out", "TimeoutError")) }, Code.DeadlineExceeded, "deadline"],
+    [
+      new ReadFailedError("timeout"),
+      { signal: AbortSignal.abort(new DOMException("timed out", "TimeoutError")) },
+      Code.DeadlineExceeded,
+      "deadline",
+    ],
     [new OverloadedError("4096 proposals pending"), {}, Code.ResourceExhausted, "overloaded"],
     [new StoppedError("storage failed: EIO at /data/wal/0001.wal"), {}, Code.Unavailable, "stopped"],
     [new TooLargeError("the command is 2000000 bytes"), {}, Code.ResourceExhausted, "too-large"],
     [new KvError({ kind: "invalidArgument", field: "put.key", reason: "must not be empty" }), {}, Code.InvalidArgument, "invalid-argument"],
-    [new KvError({ kind: "limitExceeded", limit: "valueBytesMax", field: "put.value", actual: 9, max: 8 }), {}, Code.ResourceExhausted, "limit-exceeded"],
+    [
+      new KvError({ kind: "limitExceeded", limit: "valueBytesMax", field: "put.value", actual: 9, max: 8 }),
+      {},
+      Code.ResourceExhausted,
+      "limit-exceeded",
+    ],
     [new KvError({ kind: "duplicateKeyInTxn", key: new Uint8Array([97]) }), {}, Code.InvalidArgument, "duplicate-key"],
     [new KvError({ kind: "staleSequence", clientId: "c", sequence: 1, latest: 2 }), {}, Code.FailedPrecondition, "stale-sequence"],
     [new KvError({ kind: "sequenceReused", clientId: "c", sequence: 1, appliedAs: "put" }), {}, Code.FailedPrecondition, "stale-sequence"],
@@ -65,7 +82,9 @@ describe("toConnectError", () => {
   it("keeps internals out of messages and names the fix instead", () => {
     expect(toConnectError(new StoppedError("storage failed: EIO at /data/wal/0001.wal")).rawMessage).not.toContain("/data");
     expect(toConnectError(new OverloadedError("4096 proposals pending")).rawMessage).not.toContain("4096");
-    expect(toConnectError(new TypeError("cannot read properties of undefined")).rawMessage).toBe("internal error; the server log has the details");
+    expect(toConnectError(new TypeError("cannot read properties of undefined")).rawMessage).toBe(
+      "internal error; the server log has the details",
+    );
     expect(toConnectError(new UnknownOutcomeError("x")).rawMessage).toContain("retry with the same client_id and sequence");
   });
 

@@ -32,7 +32,9 @@ export class FakeNode implements KvNode {
   ) {
     this.store = store ?? createKvStore(options);
     this.leader = id;
-    this.members = [{ id, name: `node-${id}`, peerUrl: `http://127.0.0.1:${2380 + id}`, clientUrl: `http://127.0.0.1:${2379 + id}`, learner: false }];
+    this.members = [
+      { id, name: `node-${id}`, peerUrl: `http://127.0.0.1:${2380 + id}`, clientUrl: `http://127.0.0.1:${2379 + id}`, learner: false },
+    ];
   }
 
   async mutate(command: Command, signal?: AbortSignal): Promise<CommandResult> {

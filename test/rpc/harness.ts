@@ -49,7 +49,10 @@ export function createHarness(
         shutdown: shutdown.signal,
       }),
     );
-    router.service(ClusterService, createClusterServiceImpl({ node, store: node.store, logger, requestTimeoutMs: options.requestTimeoutMs ?? 2_000 }));
+    router.service(
+      ClusterService,
+      createClusterServiceImpl({ node, store: node.store, logger, requestTimeoutMs: options.requestTimeoutMs ?? 2_000 }),
+    );
   });
   return { node, kv: createClient(KvService, transport), cluster: createClient(ClusterService, transport), logger, shutdown };
 }

@@ -72,11 +72,18 @@ describe("KvService", () => {
     await kv.put({ key: bytes("k"), value: bytes("1234") });
     expect(node.proposals).toHaveLength(1);
     // An entry admitted by a member with a larger flag applies on this one all the same.
-    expect(node.store.apply(node.store.appliedIndex + 1, encodeCommand({ op: { case: "put", value: { key: bytes("k"), value: bytes("123456789") } } })).kind).toBe("applied");
+    expect(
+      node.store.apply(
+        node.store.appliedIndex + 1,
+        encodeCommand({ op: { case: "put", value: { key: bytes("k"), value: bytes("123456789") } } }),
+      ).kind,
+    ).toBe("applied");
   });
 
   it("refuses bad input before it costs a log entry, naming the field", async () => {
-    const { kv, node } = createHarness({ node: new FakeNode(1, { keyBytesMax: 8, valueBytesMax: 16, txnOpsMax: 2, responseBytesMax: 1024 }) });
+    const { kv, node } = createHarness({
+      node: new FakeNode(1, { keyBytesMax: 8, valueBytesMax: 16, txnOpsMax: 2, responseBytesMax: 1024 }),
+    });
     const empty = await rejection(kv.put({ key: new Uint8Array(), value: bytes("v") }));
     expect(empty.code).toBe(Code.InvalidArgument);
     expect(empty.rawMessage).toContain("put.key");
@@ -199,7 +206,8 @@ describe("KvService Watch", () => {
       const next = await iterator.next();
       const kind = next.value?.kind;
       if (kind?.case !== "events") throw new Error("expected events");
-      for (const e of kind.value.events) events.push({ type: e.type, key: text(e.kv?.key), value: text(e.kv?.value), revision: e.kv?.modRevision ?? 0n });
+      for (const e of kind.value.events)
+        events.push({ type: e.type, key: text(e.kv?.key), value: text(e.kv?.value), revision: e.kv?.modRevision ?? 0n });
     }
     expect(events).toEqual([
       { type: EventType.PUT, key: "p/a", value: "1", revision: 1n },

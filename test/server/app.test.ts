@@ -29,7 +29,12 @@ const putJson = { key: Buffer.from("k").toString("base64"), value: Buffer.from("
 describe("buildApp", () => {
   it("serves Connect JSON through inject, without listening", async () => {
     const server = await app();
-    const response = await server.inject({ method: "POST", url: "/raftkv.v1.KvService/Put", headers: { "content-type": "application/json" }, payload: putJson });
+    const response = await server.inject({
+      method: "POST",
+      url: "/raftkv.v1.KvService/Put",
+      headers: { "content-type": "application/json" },
+      payload: putJson,
+    });
     expect(response.statusCode).toBe(200);
     expect(response.json()).toMatchObject({ header: { revision: "1", raftTerm: "3", memberId: "1" } });
     expect(server.server.listening).toBe(false);
@@ -37,9 +42,17 @@ describe("buildApp", () => {
 
   it("maps a bad request to InvalidArgument with an actionable message", async () => {
     const server = await app();
-    const response = await server.inject({ method: "POST", url: "/raftkv.v1.KvService/Put", headers: { "content-type": "application/json" }, payload: { value: "dg==" } });
+    const response = await server.inject({
+      method: "POST",
+      url: "/raftkv.v1.KvService/Put",
+      headers: { "content-type": "application/json" },
+      payload: { value: "dg==" },
+    });
     expect(response.statusCode).toBe(400);
-    expect(response.json()).toEqual({ code: "invalid_argument", message: "invalid put.key: must not be empty (set prefix to select every key)" });
+    expect(response.json()).toEqual({
+      code: "invalid_argument",
+      message: "invalid put.key: must not be empty (set prefix to select every key)",
+    });
     expect(response.headers["raftkv-error"]).toBe("invalid-argument");
   });
 
@@ -47,7 +60,12 @@ describe("buildApp", () => {
     const node = new FakeNode();
     node.term = 7;
     const server = await app([], node);
-    await server.inject({ method: "POST", url: "/raftkv.v1.KvService/Put", headers: { "content-type": "application/json" }, payload: putJson });
+    await server.inject({
+      method: "POST",
+      url: "/raftkv.v1.KvService/Put",
+      headers: { "content-type": "application/json" },
+      payload: putJson,
+    });
     await server.inject({ method: "POST", url: "/raftkv.v1.KvService/Put", headers: { "content-type": "application/json" }, payload: {} });
     const body = (await server.inject({ method: "GET", url: "/metrics" })).body;
     expect(body).toContain('raftkv_rpc_requests_total{method="Put",code="ok"} 1');
@@ -93,7 +111,7 @@ describe("CORS", () => {
     const response = await server.inject({
       method: "POST",
       url: "/raftkv.v1.KvService/Put",
-      headers: { origin: "https://app.example.com", "content-type": "application/json" },
+      headers: { "origin": "https://app.example.com", "content-type": "application/json" },
       payload: putJson,
     });
     expect(response.statusCode).toBe(200);

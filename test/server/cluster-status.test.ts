@@ -63,7 +63,14 @@ describe("the cluster page's view", () => {
                 lastLogIndex: id === 1n ? leaderLast : 7n,
                 writesTotal: writes[i] ?? 0n,
                 readsTotal: 0n,
-                progress: id === 1n ? [{ id: 1n, matchIndex: leaderLast }, { id: 2n, matchIndex: 7n }, { id: 3n, matchIndex: 2n }] : [],
+                progress:
+                  id === 1n
+                    ? [
+                        { id: 1n, matchIndex: leaderLast },
+                        { id: 2n, matchIndex: 7n },
+                        { id: 3n, matchIndex: 2n },
+                      ]
+                    : [],
               },
             }),
       })),

@@ -34,10 +34,14 @@ afterAll(async () => {
 });
 
 /** One raw gRPC call: the response headers, the body and the trailers, as a client sees them on the wire. */
-async function rawCall(path: string, body: Buffer, headers: Record<string, string> = {}): Promise<{ headers: IncomingHttpHeaders; body: Buffer; trailers: IncomingHttpHeaders }> {
+async function rawCall(
+  path: string,
+  body: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ headers: IncomingHttpHeaders; body: Buffer; trailers: IncomingHttpHeaders }> {
   const session: ClientHttp2Session = connectH2(server.url);
   try {
-    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+    const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", "te": "trailers", ...headers });
     const chunks: Buffer[] = [];
     let responseHeaders: IncomingHttpHeaders = {};
     let trailers: IncomingHttpHeaders = {};
@@ -81,7 +85,10 @@ describe("gRPC fast path", () => {
     taken.length = 0;
     const connect = createClient(KvService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
     await connect.put({ key: bytes("slow"), value: bytes("1") });
-    const gzip = createClient(KvService, createGrpcTransport({ baseUrl: server.url, sendCompression: compressionGzip, compressMinBytes: 1 }));
+    const gzip = createClient(
+      KvService,
+      createGrpcTransport({ baseUrl: server.url, sendCompression: compressionGzip, compressMinBytes: 1 }),
+    );
     await gzip.put({ key: bytes("zipped"), value: bytes("1".repeat(100)) });
     expect(text((await grpc.get({ key: bytes("zipped") })).kv?.value)).toBe("1".repeat(100));
     // Only the uncompressed gRPC Get above took the fast path.
@@ -111,7 +118,10 @@ describe("gRPC fast path", () => {
     expect(garbage.headers["grpc-status"]).toBe(String(Code.InvalidArgument));
     expect(decodeURIComponent(String(garbage.headers["grpc-message"]))).toMatch(/does not parse/);
 
-    const twoMessages = await rawCall("/raftkv.v1.KvService/Get", Buffer.concat([envelope(new Uint8Array(0)), envelope(new Uint8Array(0))]));
+    const twoMessages = await rawCall(
+      "/raftkv.v1.KvService/Get",
+      Buffer.concat([envelope(new Uint8Array(0)), envelope(new Uint8Array(0))]),
+    );
     expect(twoMessages.headers["grpc-status"]).toBe(String(Code.InvalidArgument));
     const flagged = await rawCall("/raftkv.v1.KvService/Get", envelope(new Uint8Array(0), 1));
     expect(flagged.headers["grpc-status"]).toBe(String(Code.InvalidArgument));

@@ -1,7 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import { pino } from "pino";
 import { createMetrics, type RaftkvMetrics } from "../../src/metrics/index.js";
-import { buildApp, buildGrpcFastPath, listenClient, type ClientListener, type ClientListenerOptions, type GrpcFastPath } from "../../src/server/index.js";
+import {
+  buildApp,
+  buildGrpcFastPath,
+  listenClient,
+  type ClientListener,
+  type ClientListenerOptions,
+  type GrpcFastPath,
+} from "../../src/server/index.js";
 import { FakeNode } from "../rpc/fake-node.js";
 
 export interface TestServer {
@@ -48,10 +55,14 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   };
   const app = await buildApp(appOptions);
   // As `raftkv serve` listens: unary gRPC KvService calls take the fast path, everything else Fastify.
-  const listener = await listenClient(app, { host: "127.0.0.1", port: 0 }, {
-    grpcFastPath: (options.wrapFastPath ?? ((f) => f))(buildGrpcFastPath(appOptions)),
-    ...options.listener,
-  });
+  const listener = await listenClient(
+    app,
+    { host: "127.0.0.1", port: 0 },
+    {
+      grpcFastPath: (options.wrapFastPath ?? ((f) => f))(buildGrpcFastPath(appOptions)),
+      ...options.listener,
+    },
+  );
   return {
     node,
     app,

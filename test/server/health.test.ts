@@ -6,7 +6,11 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus, type HealthCheckResponse } from "../../gen/grpc/health/v1/health_pb.js";
+import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  type HealthCheckResponse,
+} from "../../gen/grpc/health/v1/health_pb.js";
 import { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import { createMetrics } from "../../src/metrics/index.js";
 import { buildApp, buildGrpcFastPath, listenClient, type AppOptions, type ClientListener } from "../../src/server/index.js";
@@ -105,7 +109,9 @@ describe("grpc.health.v1.Health on the client port", () => {
     node.ready = true;
     const client = createGrpcJsClient(Health, listener.url);
     const seen: ServingStatus[] = [];
-    const stream: grpc.ClientReadableStream<HealthCheckResponse> = client.serverStream(Health.method.watch, { service: "raftkv.v1.KvService" });
+    const stream: grpc.ClientReadableStream<HealthCheckResponse> = client.serverStream(Health.method.watch, {
+      service: "raftkv.v1.KvService",
+    });
     const ended = new Promise<unknown>((resolve) => {
       stream.on("error", resolve);
       stream.on("end", () => resolve(undefined));
@@ -168,7 +174,8 @@ describe("/livez and Status extras", () => {
     const sessionManager = new Http2SessionManager(listener.url);
     const cluster = createClient(ClusterService, createGrpcTransport({ baseUrl: listener.url, sessionManager }));
     try {
-      const version = (JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "package.json"), "utf8")) as { version: string }).version;
+      const version = (JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "package.json"), "utf8")) as { version: string })
+        .version;
       const ready = (await cluster.status({})).status;
       expect(ready?.version).toBe(version);
       expect(ready?.dataBytes).toBe(71_000n);

@@ -71,12 +71,21 @@ describe("client port: every protocol on one cleartext port", () => {
   it("serves @grpc/grpc-js with the proto files, leader hint in trailers", async () => {
     const definition = protoLoader.loadSync("raftkv/v1/kv.proto", { includeDirs: [join(repo, "proto")], longs: String, defaults: true });
     const loaded = grpc.loadPackageDefinition(definition) as unknown as {
-      raftkv: { v1: { KvService: new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client & Record<string, grpc.requestCallback<unknown> & ((...args: unknown[]) => unknown)> } };
+      raftkv: {
+        v1: {
+          KvService: new (
+            address: string,
+            credentials: grpc.ChannelCredentials,
+          ) => grpc.Client & Record<string, grpc.requestCallback<unknown> & ((...args: unknown[]) => unknown)>;
+        };
+      };
     };
     const client = new loaded.raftkv.v1.KvService(server.url.replace("http://", ""), grpc.credentials.createInsecure());
     const call = <T>(method: string, request: object): Promise<T> =>
       new Promise((resolve, reject) => {
-        (client[method] as (r: object, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(client, request, (error, value) => (error === null ? resolve(value) : reject(error)));
+        (client[method] as (r: object, cb: (e: grpc.ServiceError | null, v: T) => void) => void).call(client, request, (error, value) =>
+          error === null ? resolve(value) : reject(error),
+        );
       });
     try {
       const put = await call<{ header: { revision: string } }>("Put", { key: Buffer.from("grpc-js"), value: Buffer.from("yes") });
@@ -140,11 +149,15 @@ describe("client port: every protocol on one cleartext port", () => {
         await iterator.next();
         open.push(iterator);
       }
-      const refused = await one.watch({ key: bytes("w5") })[Symbol.asyncIterator]().next().catch((e: unknown) => ConnectError.from(e));
+      const sixth = one.watch({ key: bytes("w5") });
+      const refused = await sixth[Symbol.asyncIterator]()
+        .next()
+        .catch((e: unknown) => ConnectError.from(e));
       expect((refused as ConnectError).code).toBe(Code.ResourceExhausted);
       // Another connection has its own budget.
       const other = createClient(KvService, createGrpcTransport({ baseUrl: server.url }));
-      const first = await other.watch({ key: bytes("w6") }, { signal: controller.signal })[Symbol.asyncIterator]().next();
+      const otherWatch = other.watch({ key: bytes("w6") }, { signal: controller.signal });
+      const first = await otherWatch[Symbol.asyncIterator]().next();
       expect(first.done).toBe(false);
     } finally {
       controller.abort();

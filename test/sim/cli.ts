@@ -1,6 +1,16 @@
 import { spawn } from "node:child_process";
 import { parseArgs } from "node:util";
-import { flagArgs, flagParams, formatFailure, formatSummary, nodesForSeed, runSeeds, zeroCounts, type SimFlags, type Summary } from "./run-seeds.js";
+import {
+  flagArgs,
+  flagParams,
+  formatFailure,
+  formatSummary,
+  nodesForSeed,
+  runSeeds,
+  zeroCounts,
+  type SimFlags,
+  type Summary,
+} from "./run-seeds.js";
 import { driverNodesForSeed, runDriverSimulation } from "./driver-sim/driver-simulation.js";
 import { formatDriverFailure, formatDriverSummary, runDriverSeeds } from "./driver-sim/run-driver-seeds.js";
 import { runSimulation } from "./simulation.js";
@@ -71,14 +81,14 @@ function parse(): Args {
   try {
     ({ values } = parseArgs({
       options: {
-        seeds: { type: "string" },
-        seed: { type: "string" },
-        nodes: { type: "string" },
-        steps: { type: "string" },
-        jobs: { type: "string" },
-        trace: { type: "string" },
-        json: { type: "boolean" },
-        driver: { type: "boolean" },
+        "seeds": { type: "string" },
+        "seed": { type: "string" },
+        "nodes": { type: "string" },
+        "steps": { type: "string" },
+        "jobs": { type: "string" },
+        "trace": { type: "string" },
+        "json": { type: "boolean" },
+        "driver": { type: "boolean" },
         "disk-loss": { type: "boolean" },
         "unsafe-no-bootstrap-check": { type: "boolean" },
         "unsafe-no-incarnation-check": { type: "boolean" },
@@ -102,7 +112,15 @@ function parse(): Args {
   const traceLines = integer("trace", text("trace"), 0, 1);
   const driver = values.driver === true;
   if (driver) {
-    const modelOnly = ["steps", "jobs", "json", "disk-loss", "unsafe-no-bootstrap-check", "unsafe-no-incarnation-check", "unsafe-no-probe-learning"];
+    const modelOnly = [
+      "steps",
+      "jobs",
+      "json",
+      "disk-loss",
+      "unsafe-no-bootstrap-check",
+      "unsafe-no-incarnation-check",
+      "unsafe-no-probe-learning",
+    ];
     const given = modelOnly.filter((name) => values[name] !== undefined);
     if (given.length > 0) usageError(`--driver does not take --${given.join(", --")}`);
     if (nodes !== undefined && nodes !== 3 && nodes !== 5) usageError(`--driver runs 3 or 5 nodes, got ${nodes}`);
@@ -129,12 +147,17 @@ function parse(): Args {
 function runHere(args: Args): ChildReport {
   // Long runs report progress on stderr, so stdout keeps its one summary line.
   let done = 0;
-  const summary = runSeeds({ firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes, steps: args.steps, flags: args.flags }, (result) => {
-    done++;
-    if (args.seeds >= PROGRESS_MIN_SEEDS && done % PROGRESS_EVERY_SEEDS === 0) {
-      process.stderr.write(`sim: ${done}/${args.seeds} seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
-    }
-  });
+  const summary = runSeeds(
+    { firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes, steps: args.steps, flags: args.flags },
+    (result) => {
+      done++;
+      if (args.seeds >= PROGRESS_MIN_SEEDS && done % PROGRESS_EVERY_SEEDS === 0) {
+        process.stderr.write(
+          `sim: ${done}/${args.seeds} seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`,
+        );
+      }
+    },
+  );
   const { failures, ...counts } = summary;
   return { counts, failures: failures.map((result) => formatFailure(result, args.steps, args.flags)) };
 }
@@ -154,7 +177,16 @@ async function runInChildren(args: Args): Promise<ChildReport> {
     slices.map(
       (slice) =>
         new Promise<ChildReport>((resolve, reject) => {
-          const childArgs = ["--seed", String(slice.first), "--seeds", String(slice.count), "--steps", String(args.steps), "--json", ...flagArgs(args.flags)];
+          const childArgs = [
+            "--seed",
+            String(slice.first),
+            "--seeds",
+            String(slice.count),
+            "--steps",
+            String(args.steps),
+            "--json",
+            ...flagArgs(args.flags),
+          ];
           if (args.nodes !== undefined) childArgs.push("--nodes", String(args.nodes));
           const child = spawn(process.execPath, [...process.execArgv, script, ...childArgs], { stdio: ["ignore", "pipe", "inherit"] });
           let out = "";
@@ -166,7 +198,9 @@ async function runInChildren(args: Args): Promise<ChildReport> {
             try {
               resolve(JSON.parse(line) as ChildReport);
             } catch {
-              reject(new Error(`sim: child for seeds ${slice.first}..${slice.first + slice.count - 1} exited with ${code} without a report`));
+              reject(
+                new Error(`sim: child for seeds ${slice.first}..${slice.first + slice.count - 1} exited with ${code} without a report`),
+              );
             }
           });
         }),
@@ -200,14 +234,17 @@ async function runDriverMode(args: Args): Promise<void> {
   const summary = await runDriverSeeds({ firstSeed: args.firstSeed, seeds: args.seeds, nodes: args.nodes }, (result) => {
     done++;
     if (args.seeds >= DRIVER_PROGRESS_MIN_SEEDS && done % DRIVER_PROGRESS_EVERY_SEEDS === 0) {
-      process.stderr.write(`sim: ${done}/${args.seeds} driver seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`);
+      process.stderr.write(
+        `sim: ${done}/${args.seeds} driver seeds from ${args.firstSeed}, last ${result.seed}${result.violations.length > 0 ? " FAILED" : ""}\n`,
+      );
     }
   });
   process.stdout.write(`${formatDriverSummary(summary)}\n`);
   if (summary.failures.length === 0) return;
   process.stdout.write(`failing seeds: ${summary.failures.length} of ${summary.seeds}\n`);
   for (const failure of summary.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${formatDriverFailure(failure)}\n`);
-  if (summary.failures.length > FAILURES_SHOWN_MAX) process.stdout.write(`... and ${summary.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);
+  if (summary.failures.length > FAILURES_SHOWN_MAX)
+    process.stdout.write(`... and ${summary.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);
   process.exitCode = 1;
 }
 
@@ -234,7 +271,9 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`${formatSummary({ ...report.counts, failures: [] })}\n`);
   if (report.failures.length === 0) return;
-  process.stdout.write(`failing seeds: ${report.failures.length} of ${report.counts.seeds} (by first violation: ${tallyFirstKinds(report.failures)})\n`);
+  process.stdout.write(
+    `failing seeds: ${report.failures.length} of ${report.counts.seeds} (by first violation: ${tallyFirstKinds(report.failures)})\n`,
+  );
   for (const failure of report.failures.slice(0, FAILURES_SHOWN_MAX)) process.stdout.write(`${failure}\n`);
   if (report.failures.length > FAILURES_SHOWN_MAX) {
     process.stdout.write(`... and ${report.failures.length - FAILURES_SHOWN_MAX} more failing seeds\n`);

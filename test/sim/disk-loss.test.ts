@@ -15,7 +15,9 @@ const IDS = [1, 2, 3];
 
 function storage(term: number, entries = 0): MemoryStorage {
   const s = new MemoryStorage({ voters: IDS, learners: [] });
-  s.append(Array.from({ length: entries }, (_, i) => ({ index: i + 1, term: Math.max(1, term), type: "noop" as const, data: new Uint8Array(0) })));
+  s.append(
+    Array.from({ length: entries }, (_, i) => ({ index: i + 1, term: Math.max(1, term), type: "noop" as const, data: new Uint8Array(0) })),
+  );
   s.setHardState({ term, vote: 0, commit: 0 });
   return s;
 }
@@ -126,7 +128,12 @@ interface Guards {
 }
 const GUARDS_ON: Guards = { bootstrapCheck: true, incarnationCheck: true };
 
-function run(script: ScriptedFault[], guards: Guards, seed = 7, observe?: (step: number, diskLoss: DiskLossReport | undefined) => void): SimResult {
+function run(
+  script: ScriptedFault[],
+  guards: Guards,
+  seed = 7,
+  observe?: (step: number, diskLoss: DiskLossReport | undefined) => void,
+): SimResult {
   return runSimulation(
     {
       seed,

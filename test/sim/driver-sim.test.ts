@@ -16,16 +16,20 @@ describe("the real Driver in the deterministic simulator", () => {
   for (let batch = 0; batch < BATCHES; batch++) {
     const firstSeed = 1 + batch * perBatch;
     const seeds = Math.min(perBatch, SEEDS - batch * perBatch);
-    it(`seeds ${firstSeed}..${firstSeed + seeds - 1}: acks after durability, one state machine, linearizable`, { timeout: BATCH_TIMEOUT_MS }, async () => {
-      const summary = await runDriverSeeds({ firstSeed, seeds, nodes: undefined });
-      if (summary.failures.length > 0) throw new Error(summary.failures.map(formatDriverFailure).join("\n"));
-      // "No violation" means something only if the runs did real work under real faults.
-      expect(summary.elections).toBeGreaterThan(seeds);
-      expect(summary.commits).toBeGreaterThan(100 * seeds);
-      expect(summary.crashes).toBeGreaterThan(seeds);
-      expect(summary.okOperations).toBeGreaterThan(100 * seeds);
-      expect(summary.snapshotsInstalled).toBeGreaterThan(0);
-    });
+    it(
+      `seeds ${firstSeed}..${firstSeed + seeds - 1}: acks after durability, one state machine, linearizable`,
+      { timeout: BATCH_TIMEOUT_MS },
+      async () => {
+        const summary = await runDriverSeeds({ firstSeed, seeds, nodes: undefined });
+        if (summary.failures.length > 0) throw new Error(summary.failures.map(formatDriverFailure).join("\n"));
+        // "No violation" means something only if the runs did real work under real faults.
+        expect(summary.elections).toBeGreaterThan(seeds);
+        expect(summary.commits).toBeGreaterThan(100 * seeds);
+        expect(summary.crashes).toBeGreaterThan(seeds);
+        expect(summary.okOperations).toBeGreaterThan(100 * seeds);
+        expect(summary.snapshotsInstalled).toBeGreaterThan(0);
+      },
+    );
   }
 
   it("is deterministic: a seed replays event for event, with no real timer or clock", async () => {
@@ -84,9 +88,17 @@ function watchRealTime(): { calls: string[]; restore: () => void } {
   const calls: string[] = [];
   const ours = (): boolean => {
     const stack = new Error().stack ?? "";
-    return stack.split("\n").slice(3).some((line) => line.includes("/src/") || line.includes("/test/sim/driver-sim/"));
+    return stack
+      .split("\n")
+      .slice(3)
+      .some((line) => line.includes("/src/") || line.includes("/test/sim/driver-sim/"));
   };
-  const originals = { setTimeout: globalThis.setTimeout, setInterval: globalThis.setInterval, dateNow: Date.now, perfNow: performance.now.bind(performance) };
+  const originals = {
+    setTimeout: globalThis.setTimeout,
+    setInterval: globalThis.setInterval,
+    dateNow: Date.now,
+    perfNow: performance.now.bind(performance),
+  };
   const record = (what: string): void => {
     if (ours()) calls.push(`${what}: ${(new Error().stack ?? "").split("\n").slice(3, 6).join(" | ")}`);
   };

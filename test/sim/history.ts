@@ -14,9 +14,7 @@ export type KvInput =
   | { readonly kind: "cas"; readonly key: string; readonly expected: string | null; readonly value: string };
 
 export type KvOutput =
-  | { readonly kind: "put" }
-  | { readonly kind: "get"; readonly value: string | null }
-  | { readonly kind: "cas"; readonly swapped: boolean };
+  { readonly kind: "put" } | { readonly kind: "get"; readonly value: string | null } | { readonly kind: "cas"; readonly swapped: boolean };
 
 /**
  * How an operation ended, as the client knows it:

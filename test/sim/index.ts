@@ -2,9 +2,37 @@
  * The deterministic cluster simulator: run seeds (`runSimulation`, `runSeeds`), the checkers it uses
  * (`SafetyMonitor`, `checkLinearizability`), and its building blocks for targeted tests.
  */
-export { runSimulation, type DiskLossReport, type FaultAction, type ScriptedFault, type SimOptions, type SimResult, type SimView } from "./simulation.js";
-export { runSeeds, formatFailure, formatSummary, replayCommand, nodesForSeed, flagArgs, flagParams, type SeedRange, type SimFlags, type Summary } from "./run-seeds.js";
-export { probeAnswers, durableSummary, holdsSomething, Incarnations, LEARN_RETRY_STEPS, LEARN_RETRY_STEPS_MAX, type ProbeView, type MemberPhase } from "./disk-loss.js";
+export {
+  runSimulation,
+  type DiskLossReport,
+  type FaultAction,
+  type ScriptedFault,
+  type SimOptions,
+  type SimResult,
+  type SimView,
+} from "./simulation.js";
+export {
+  runSeeds,
+  formatFailure,
+  formatSummary,
+  replayCommand,
+  nodesForSeed,
+  flagArgs,
+  flagParams,
+  type SeedRange,
+  type SimFlags,
+  type Summary,
+} from "./run-seeds.js";
+export {
+  probeAnswers,
+  durableSummary,
+  holdsSomething,
+  Incarnations,
+  LEARN_RETRY_STEPS,
+  LEARN_RETRY_STEPS_MAX,
+  type ProbeView,
+  type MemberPhase,
+} from "./disk-loss.js";
 export { drawParams, drawNetwork, drawNodeCount, type SimParams } from "./params.js";
 export { checkLinearizability, type LinearizabilityOptions, type LinearizabilityResult } from "./linearizability.js";
 export { describeOperation, type KvInput, type KvOutput, type Operation, type Outcome } from "./history.js";

@@ -137,10 +137,22 @@ describe("safety monitor", () => {
     const compacted = storageWith(log);
     compacted.createSnapshot(2, { voters: VOTERS, learners: [] }, bytes("state"));
     const short = storageWith([entry(1, 1)]);
-    monitor.checkCommittedDurable(new Map([[1, full], [2, compacted], [3, short]]));
+    monitor.checkCommittedDurable(
+      new Map([
+        [1, full],
+        [2, compacted],
+        [3, short],
+      ]),
+    );
     expect(kinds(monitor)).toEqual([]);
     const diverged = storageWith([entry(1, 1), entry(2, 2)]);
-    monitor.checkCommittedDurable(new Map([[1, full], [2, diverged], [3, short]]));
+    monitor.checkCommittedDurable(
+      new Map([
+        [1, full],
+        [2, diverged],
+        [3, short],
+      ]),
+    );
     expect(kinds(monitor)).toEqual(["committedLost"]);
   });
 

@@ -248,7 +248,10 @@ export class SafetyMonitor {
   observeSnapshotInstalled(node: NodeId, meta: SnapshotMeta, nodeTerm: number): void {
     const term = this.committedTerm[meta.index] ?? 0;
     if (term !== 0 && term !== meta.term) {
-      this.record("snapshotMismatch", `node ${node} installed a snapshot at (${meta.index}, term ${meta.term}) but term ${term} is committed there`);
+      this.record(
+        "snapshotMismatch",
+        `node ${node} installed a snapshot at (${meta.index}, term ${meta.term}) but term ${term} is committed there`,
+      );
       return;
     }
     if (term === 0) {
@@ -264,14 +267,16 @@ export class SafetyMonitor {
     const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("latin1");
     const known = this.snapshotBytes.get(index);
     if (known === undefined) this.snapshotBytes.set(index, text);
-    else if (known !== text) this.record("snapshotMismatch", `node ${node} built a different state at index ${index}: ${shorten(text)} vs ${shorten(known)}`);
+    else if (known !== text)
+      this.record("snapshotMismatch", `node ${node} built a different state at index ${index}: ${shorten(text)} vs ${shorten(known)}`);
   }
 
   /** A client command was applied at `index`: a command (unique per client op) lives at one index only. */
   observeCommand(node: NodeId, opId: number, index: number): void {
     const at = this.opIndex.get(opId);
     if (at === undefined) this.opIndex.set(opId, index);
-    else if (at !== index) this.record("duplicateApply", `node ${node} applied op ${opId} at index ${index}; it was applied at ${at} before`);
+    else if (at !== index)
+      this.record("duplicateApply", `node ${node} applied op ${opId} at index ${index}; it was applied at ${at} before`);
     if (this.failedOps.has(opId)) this.record("failedOpApplied", `node ${node} applied op ${opId}, whose client was told it failed`);
   }
 
@@ -344,12 +349,18 @@ export class SafetyMonitor {
     const committed = this.committedTerm[j] ?? 0;
     if (j < log.firstIndex - 1) return;
     if (j > log.lastIndex) {
-      this.record("leaderCompleteness", `leader ${node} of term ${term} has last index ${log.lastIndex} but (${j}, term ${committed}) was committed earlier`);
+      this.record(
+        "leaderCompleteness",
+        `leader ${node} of term ${term} has last index ${log.lastIndex} but (${j}, term ${committed}) was committed earlier`,
+      );
       return;
     }
     const held = log.termAt(j);
     if (held !== undefined && held !== committed) {
-      this.record("leaderCompleteness", `leader ${node} of term ${term} has term ${held} at index ${j} where term ${committed} was committed earlier`);
+      this.record(
+        "leaderCompleteness",
+        `leader ${node} of term ${term} has term ${held} at index ${j} where term ${committed} was committed earlier`,
+      );
     }
   }
 }

@@ -60,28 +60,18 @@ describe("linearizability checker: known-good histories", () => {
     expect(verdict([unknown(put("x", "a"), 1), ok(get("x"), 5, 6, read("a"))])).toBe("linearizable");
     expect(verdict([unknown(put("x", "a"), 1), ok(get("x"), 5, 6, read(null))])).toBe("linearizable");
     // It may take effect long after every known op returned.
-    expect(verdict([unknown(put("x", "a"), 1), ok(get("x"), 2, 3, read(null)), ok(get("x"), 50, 51, read("a"))])).toBe(
-      "linearizable",
-    );
+    expect(verdict([unknown(put("x", "a"), 1), ok(get("x"), 2, 3, read(null)), ok(get("x"), 50, 51, read("a"))])).toBe("linearizable");
   });
 
   it("accepts a failed CAS explained only by an unknown write (the case the prune must not touch)", () => {
-    const history = [
-      ok(put("x", "a"), 1, 2, PUT),
-      unknown(put("x", "u"), 3),
-      ok(cas("x", "a", "b"), 4, 5, swapped(false)),
-    ];
+    const history = [ok(put("x", "a"), 1, 2, PUT), unknown(put("x", "u"), 3), ok(cas("x", "a", "b"), 4, 5, swapped(false))];
     expect(checkLinearizability(history, { prune: true }).kind).toBe("linearizable");
     expect(checkLinearizability(history, { prune: false }).kind).toBe("linearizable");
     expect(verdict([ok(put("x", "a"), 1, 2, PUT), ok(cas("x", "a", "b"), 4, 5, swapped(false))])).toBe("violation");
   });
 
   it("ignores failed ops and unknown reads", () => {
-    const history = [
-      fail(put("x", "z"), 1, 2),
-      unknown(get("x"), 1),
-      ok(get("x"), 3, 4, read(null)),
-    ];
+    const history = [fail(put("x", "z"), 1, 2), unknown(get("x"), 1), ok(get("x"), 3, 4, read(null))];
     expect(verdict(history)).toBe("linearizable");
   });
 
@@ -134,17 +124,11 @@ describe("linearizability checker: known-bad histories", () => {
 
   it("rejects reads that see a write before it was invoked, and an unknown write that is later undone", () => {
     expect(verdict([ok(get("x"), 1, 2, read("a")), unknown(put("x", "a"), 3)])).toBe("violation");
-    expect(verdict([unknown(put("x", "a"), 1), ok(get("x"), 2, 3, read("a")), ok(get("x"), 4, 5, read(null))])).toBe(
-      "violation",
-    );
+    expect(verdict([unknown(put("x", "a"), 1), ok(get("x"), 2, 3, read("a")), ok(get("x"), 4, 5, read(null))])).toBe("violation");
   });
 
   it("rejects reads that go back in time across clients", () => {
-    const history = [
-      ok(put("x", "a"), 1, 20, PUT),
-      ok(get("x"), 2, 3, read("a")),
-      ok(get("x"), 4, 5, read(null)),
-    ];
+    const history = [ok(put("x", "a"), 1, 20, PUT), ok(get("x"), 2, 3, read("a")), ok(get("x"), 4, 5, read(null))];
     expect(verdict(history)).toBe("violation");
   });
 
@@ -204,7 +188,13 @@ function someOrder(remaining: readonly Operation[], state: string | null): boole
       if (output?.kind === "cas" && output.swapped !== swaps) continue;
       next = swaps ? input.value : state;
     }
-    if (someOrder(remaining.filter((other) => other !== op), next)) return true;
+    if (
+      someOrder(
+        remaining.filter((other) => other !== op),
+        next,
+      )
+    )
+      return true;
   }
   return false;
 }

@@ -50,10 +50,7 @@ const SEARCH_STEPS_MAX_DEFAULT = 5_000_000;
 /** How many ops of the linearized prefix a violation report shows. */
 const EXPLAIN_PREFIX_OPS_MAX = 8;
 
-export function checkLinearizability(
-  history: readonly Operation[],
-  options: LinearizabilityOptions = {},
-): LinearizabilityResult {
+export function checkLinearizability(history: readonly Operation[], options: LinearizabilityOptions = {}): LinearizabilityResult {
   const searchStepsMax = options.searchStepsMax ?? SEARCH_STEPS_MAX_DEFAULT;
   assert(searchStepsMax > 0, "linearizability: searchStepsMax must be positive");
   const prune = options.prune ?? true;
@@ -202,7 +199,14 @@ function buildEventList(ops: readonly CheckOp[]): ListEntry {
   }
   // Ties (equal times) put calls first: the two ops then overlap, the permissive reading.
   events.sort((a, b) => (a.time !== b.time ? a.time - b.time : a.isCall === b.isCall ? 0 : a.isCall ? -1 : 1));
-  const head: ListEntry = { op: SENTINEL, isCall: false, time: Number.NEGATIVE_INFINITY, match: undefined, prev: undefined, next: undefined };
+  const head: ListEntry = {
+    op: SENTINEL,
+    isCall: false,
+    time: Number.NEGATIVE_INFINITY,
+    match: undefined,
+    prev: undefined,
+    next: undefined,
+  };
   let last = head;
   for (const event of events) {
     last.next = event;

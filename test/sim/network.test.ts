@@ -15,7 +15,15 @@ function drain(network: SimNetwork, until: number): { step: number; message: Mes
 describe("simulated network", () => {
   it("delivers every message once within the delay bound when calm", () => {
     const network = new SimNetwork([1, 2, 3], createPrng(1), 1000);
-    network.conditions = { lossRate: 0, duplicateRate: 0, delayStepsMax: 4, longDelayRate: 0, longDelayStepsMax: 4, stallAcrossPartitions: false, replayRate: 0 };
+    network.conditions = {
+      lossRate: 0,
+      duplicateRate: 0,
+      delayStepsMax: 4,
+      longDelayRate: 0,
+      longDelayStepsMax: 4,
+      stallAcrossPartitions: false,
+      replayRate: 0,
+    };
     for (let i = 0; i < 100; i++) network.send(heartbeat(1, 2, i + 1), 0);
     const delivered = drain(network, 10);
     expect(delivered).toHaveLength(100);
@@ -28,7 +36,15 @@ describe("simulated network", () => {
 
   it("loses and duplicates at the configured rates", () => {
     const network = new SimNetwork([1, 2], createPrng(2), 100_000);
-    network.conditions = { lossRate: 0.2, duplicateRate: 0.1, delayStepsMax: 2, longDelayRate: 0, longDelayStepsMax: 2, stallAcrossPartitions: false, replayRate: 0 };
+    network.conditions = {
+      lossRate: 0.2,
+      duplicateRate: 0.1,
+      delayStepsMax: 2,
+      longDelayRate: 0,
+      longDelayStepsMax: 2,
+      stallAcrossPartitions: false,
+      replayRate: 0,
+    };
     for (let i = 0; i < 10_000; i++) network.send(heartbeat(1, 2), 0);
     const delivered = drain(network, 3).length;
     expect(network.stats.lost).toBeGreaterThan(1800);
@@ -54,7 +70,15 @@ describe("simulated network", () => {
 
   it("can instead hold messages on a cut link and deliver them once it is restored", () => {
     const network = new SimNetwork([1, 2, 3], createPrng(6), 1000);
-    network.conditions = { lossRate: 0, duplicateRate: 0, delayStepsMax: 2, longDelayRate: 0, longDelayStepsMax: 2, stallAcrossPartitions: true, replayRate: 0 };
+    network.conditions = {
+      lossRate: 0,
+      duplicateRate: 0,
+      delayStepsMax: 2,
+      longDelayRate: 0,
+      longDelayStepsMax: 2,
+      stallAcrossPartitions: true,
+      replayRate: 0,
+    };
     network.partition([[1], [2, 3]]);
     network.send(heartbeat(1, 2, 7), 0);
     network.send(heartbeat(3, 2, 8), 0);
@@ -70,7 +94,15 @@ describe("simulated network", () => {
 
   it("replays messages from long ago", () => {
     const network = new SimNetwork([1, 2], createPrng(7), 1000, 4);
-    network.conditions = { lossRate: 0, duplicateRate: 0, delayStepsMax: 1, longDelayRate: 0, longDelayStepsMax: 1, stallAcrossPartitions: false, replayRate: 0.5 };
+    network.conditions = {
+      lossRate: 0,
+      duplicateRate: 0,
+      delayStepsMax: 1,
+      longDelayRate: 0,
+      longDelayStepsMax: 1,
+      stallAcrossPartitions: false,
+      replayRate: 0.5,
+    };
     for (let term = 1; term <= 20; term++) network.send(heartbeat(1, 2, term), 0);
     const delivered = drain(network, 200).map((d) => d.message.term);
     expect(network.stats.replayed).toBeGreaterThan(50);
@@ -81,7 +113,15 @@ describe("simulated network", () => {
 
   it("drops late and stalled messages when told the network is healthy again", () => {
     const network = new SimNetwork([1, 2], createPrng(8), 1000);
-    network.conditions = { lossRate: 0, duplicateRate: 0, delayStepsMax: 1, longDelayRate: 1, longDelayStepsMax: 500, stallAcrossPartitions: true, replayRate: 0 };
+    network.conditions = {
+      lossRate: 0,
+      duplicateRate: 0,
+      delayStepsMax: 1,
+      longDelayRate: 1,
+      longDelayStepsMax: 500,
+      stallAcrossPartitions: true,
+      replayRate: 0,
+    };
     for (let i = 0; i < 50; i++) network.send(heartbeat(1, 2), 0);
     network.partition([[1], [2]]);
     network.conditions = { ...network.conditions, longDelayRate: 0 };
@@ -131,7 +171,15 @@ describe("simulated network", () => {
 
   it("keeps a message's tag through duplication, holds and replays; untagged messages have none", () => {
     const network = new SimNetwork([1, 2], createPrng(9), 100_000);
-    network.conditions = { lossRate: 0, duplicateRate: 0.5, delayStepsMax: 3, longDelayRate: 0, longDelayStepsMax: 3, stallAcrossPartitions: true, replayRate: 0.3 };
+    network.conditions = {
+      lossRate: 0,
+      duplicateRate: 0.5,
+      delayStepsMax: 3,
+      longDelayRate: 0,
+      longDelayStepsMax: 3,
+      stallAcrossPartitions: true,
+      replayRate: 0.3,
+    };
     network.partition([[1], [2]]);
     for (let i = 0; i < 50; i++) network.send(heartbeat(1, 2, 100), 0, 7);
     for (let i = 0; i < 50; i++) network.send(heartbeat(1, 2, 200), 0);

@@ -90,7 +90,10 @@ export class SimNetwork {
     /** Size of the sample of past messages that replays draw from. */
     readonly historyMax = 512,
   ) {
-    assert(nodeIds.every((id) => id > 0 && id < 1000), "network: node ids must be in 1..999");
+    assert(
+      nodeIds.every((id) => id > 0 && id < 1000),
+      "network: node ids must be in 1..999",
+    );
     this.group = new Array<number>(Math.max(...nodeIds) + 1).fill(0);
   }
 
@@ -172,7 +175,10 @@ export class SimNetwork {
   /** Splits the nodes into the given groups (every node in exactly one) and clears one-way cuts. */
   partition(groups: readonly (readonly NodeId[])[]): void {
     const seen = groups.flat();
-    assert(seen.length === this.nodeIds.length && this.nodeIds.every((id) => seen.includes(id)), "network: a partition must place every node once");
+    assert(
+      seen.length === this.nodeIds.length && this.nodeIds.every((id) => seen.includes(id)),
+      "network: a partition must place every node once",
+    );
     this.cutLinks.clear();
     groups.forEach((members, g) => {
       for (const id of members) this.group[id] = g;

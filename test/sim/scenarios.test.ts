@@ -67,7 +67,12 @@ function committedAt(rec: Recorder, step: number): number {
 }
 
 /** The first step in [from, to) where `predicate` holds, or undefined. */
-function firstStep(rec: Recorder, from: number, to: number, predicate: (statuses: Map<NodeId, Status | undefined>) => boolean): number | undefined {
+function firstStep(
+  rec: Recorder,
+  from: number,
+  to: number,
+  predicate: (statuses: Map<NodeId, Status | undefined>) => boolean,
+): number | undefined {
   for (let step = from; step < to; step++) {
     const snapshot = rec.at.get(step);
     if (snapshot !== undefined && predicate(snapshot.statuses)) return step;
@@ -107,11 +112,29 @@ describe("simulator scenarios", () => {
 
   it("partitions that heal: the side with a majority makes progress and everyone converges", () => {
     const { rec } = run(5, 2000, [
-      { at: 300, action: { kind: "partition", groups: [[1, 2], [3, 4, 5]] } },
+      {
+        at: 300,
+        action: {
+          kind: "partition",
+          groups: [
+            [1, 2],
+            [3, 4, 5],
+          ],
+        },
+      },
       { at: 800, action: { kind: "heal" } },
       { at: 1100, action: { kind: "partition", groups: [[1, 5], [2, 3], [4]] } },
       { at: 1400, action: { kind: "heal" } },
-      { at: 1500, action: { kind: "partition", groups: [[2, 4, 5], [1, 3]] } },
+      {
+        at: 1500,
+        action: {
+          kind: "partition",
+          groups: [
+            [2, 4, 5],
+            [1, 3],
+          ],
+        },
+      },
     ]);
     const majorityLeader = firstStep(rec, 300, 800, (statuses) =>
       [3, 4, 5].some((id) => statuses.get(id)?.role === "leader" && statuses.get(id)?.leader === id),

@@ -23,15 +23,19 @@ describe("deterministic cluster simulation", () => {
   for (let batch = 0; batch < BATCHES; batch++) {
     const firstSeed = 1 + batch * perBatch;
     const seeds = Math.min(perBatch, SEEDS - batch * perBatch);
-    it(`seeds ${firstSeed}..${firstSeed + seeds - 1} keep every safety, liveness and linearizability check`, { timeout: BATCH_TIMEOUT_MS }, () => {
-      const summary = runSeeds({ firstSeed, seeds, nodes: undefined, steps: STEPS });
-      expectNoFailures(summary);
-      // The runs must have done real work for "no violation" to mean anything.
-      expect(summary.elections).toBeGreaterThan(seeds);
-      expect(summary.commits).toBeGreaterThan(100 * seeds);
-      expect(summary.faults).toBeGreaterThan(5 * seeds);
-      expect(summary.okOperations).toBeGreaterThan(100 * seeds);
-    });
+    it(
+      `seeds ${firstSeed}..${firstSeed + seeds - 1} keep every safety, liveness and linearizability check`,
+      { timeout: BATCH_TIMEOUT_MS },
+      () => {
+        const summary = runSeeds({ firstSeed, seeds, nodes: undefined, steps: STEPS });
+        expectNoFailures(summary);
+        // The runs must have done real work for "no violation" to mean anything.
+        expect(summary.elections).toBeGreaterThan(seeds);
+        expect(summary.commits).toBeGreaterThan(100 * seeds);
+        expect(summary.faults).toBeGreaterThan(5 * seeds);
+        expect(summary.okOperations).toBeGreaterThan(100 * seeds);
+      },
+    );
   }
 
   it("is deterministic: a seed replays event for event", () => {
@@ -87,7 +91,13 @@ describe("deterministic cluster simulation", () => {
       seed,
       nodes: 3,
       steps: 2000,
-      params: { diskLossRate: 0.002, crashRate: 0.003, partitionRate: 0.008, unsafeNoBootstrapCheck: !guards, unsafeNoIncarnationCheck: !guards },
+      params: {
+        diskLossRate: 0.002,
+        crashRate: 0.003,
+        partitionRate: 0.008,
+        unsafeNoBootstrapCheck: !guards,
+        unsafeNoIncarnationCheck: !guards,
+      },
     });
 
   it("catches a member that lost its disk and came back empty (issue 9's two guards off)", () => {
@@ -103,7 +113,10 @@ describe("deterministic cluster simulation", () => {
     expect(caught.length).toBeGreaterThanOrEqual(3);
     const kinds = new Set(caught.map((c) => c.split(":")[1]));
     expect(kinds).toContain("committedLost");
-    for (const kind of kinds) expect(["committedLost", "doubleVote", "electionSafety", "leaderCompleteness", "stateMachineSafety", "linearizability"]).toContain(kind);
+    for (const kind of kinds)
+      expect(["committedLost", "doubleVote", "electionSafety", "leaderCompleteness", "stateMachineSafety", "linearizability"]).toContain(
+        kind,
+      );
   });
 
   it("keeps every check on the same seeds with the guards on", () => {

@@ -231,7 +231,16 @@ class Simulation {
     this.params = {
       ...drawn,
       ...(scripted
-        ? { network: CALM_NETWORK, crashRate: 0, partitionRate: 0, pauseRate: 0, weatherRate: 0, transferRate: 0, campaignRate: 0, diskLossRate: 0 }
+        ? {
+            network: CALM_NETWORK,
+            crashRate: 0,
+            partitionRate: 0,
+            pauseRate: 0,
+            weatherRate: 0,
+            transferRate: 0,
+            campaignRate: 0,
+            diskLossRate: 0,
+          }
         : {}),
       ...options.params,
     };
@@ -243,7 +252,8 @@ class Simulation {
     this.network.conditions = this.params.network;
     this.monitor = new SafetyMonitor(this.ids);
     this.monitor.voteCounts = (voter, candidate) =>
-      !this.monitor.excluded.has(voter) && (voter === candidate || this.params.unsafeNoIncarnationCheck || this.incarnations.wouldAccept(candidate, voter));
+      !this.monitor.excluded.has(voter) &&
+      (voter === candidate || this.params.unsafeNoIncarnationCheck || this.incarnations.wouldAccept(candidate, voter));
     const electionSteps = 2 * this.params.electionTicks * Math.max(...this.params.stepsPerTick);
     this.electionSteps = electionSteps;
     this.leaderStepsMax = 20 * electionSteps;
@@ -302,7 +312,10 @@ class Simulation {
       try {
         this.step();
       } catch (error) {
-        const text = error instanceof Error ? `${error.name}: ${error.message}\n${(error.stack ?? "").split("\n").slice(1, 6).join("\n")}` : String(error);
+        const text =
+          error instanceof Error
+            ? `${error.name}: ${error.message}\n${(error.stack ?? "").split("\n").slice(1, 6).join("\n")}`
+            : String(error);
         this.monitor.record("exception", `thrown at step ${step}: ${text}`);
       }
       observe?.(view);
@@ -325,7 +338,11 @@ class Simulation {
       incarnationRefusals: this.incarnations.refused,
       incarnationsLearnedByProbe: this.incarnations.learnedByProbe,
       unblocked: [...this.nodes.values()].reduce(
-        (sum, n) => ({ takes: sum.takes + n.unblockedStats.takes, messages: sum.messages + n.unblockedStats.messages, readStates: sum.readStates + n.unblockedStats.readStates }),
+        (sum, n) => ({
+          takes: sum.takes + n.unblockedStats.takes,
+          messages: sum.messages + n.unblockedStats.messages,
+          readStates: sum.readStates + n.unblockedStats.readStates,
+        }),
         { takes: 0, messages: 0, readStates: 0 },
       ),
       violations: this.monitor.violations,
@@ -392,20 +409,32 @@ class Simulation {
         else if (candidate === undefined || candidate.leader !== agreed.leader || candidate.term !== agreed.term) {
           phase.candidate = { ...agreed, agreedSince: now };
         } else if (now - candidate.agreedSince >= this.electionSteps) {
-          this.phase = { kind: "liveness", leader: agreed.leader, term: agreed.term, from: now + this.livenessGraceSteps, until: now + this.livenessSteps };
+          this.phase = {
+            kind: "liveness",
+            leader: agreed.leader,
+            term: agreed.term,
+            from: now + this.livenessGraceSteps,
+            until: now + this.livenessSteps,
+          };
           this.workload.mode = { kind: "liveness", leader: agreed.leader };
           this.log(`stable leader ${agreed.leader} in term ${agreed.term} after ${now - phase.since} steps`);
           break;
         }
         if (now - phase.since > this.leaderStepsMax) {
-          this.monitor.record("liveness", `no stable leader within ${this.leaderStepsMax} steps after the faults healed (${this.describeCluster()})`);
+          this.monitor.record(
+            "liveness",
+            `no stable leader within ${this.leaderStepsMax} steps after the faults healed (${this.describeCluster()})`,
+          );
         }
         break;
       }
       case "liveness": {
         const status = this.node(phase.leader).status();
         if (status?.role !== "leader" || status.term !== phase.term) {
-          this.monitor.record("liveness", `leader ${phase.leader} of term ${phase.term} lost leadership in a healthy cluster (${this.describeCluster()})`);
+          this.monitor.record(
+            "liveness",
+            `leader ${phase.leader} of term ${phase.term} lost leadership in a healthy cluster (${this.describeCluster()})`,
+          );
           return;
         }
         if (now >= phase.until) {
@@ -467,7 +496,10 @@ class Simulation {
     if (result.kind === "violation") {
       this.monitor.record("linearizability", `key ${result.key}: ${result.explanation}`);
     } else if (result.kind === "budgetExceeded") {
-      this.monitor.record("linearizability", `the checker gave up on key ${result.key} (${result.operations} ops, ${result.searchSteps} search steps)`);
+      this.monitor.record(
+        "linearizability",
+        `the checker gave up on key ${result.key} (${result.operations} ops, ${result.searchSteps} search steps)`,
+      );
     }
   }
 
@@ -621,7 +653,8 @@ class Simulation {
           target = leader;
         } else if (action.target === "follower") {
           const followers = this.ids.filter((id) => id !== leader && this.node(id).isUp);
-          const reached = (id: NodeId): boolean => leader !== undefined && this.network.connected(leader, id) && this.network.connected(id, leader);
+          const reached = (id: NodeId): boolean =>
+            leader !== undefined && this.network.connected(leader, id) && this.network.connected(id, leader);
           target = followers.find(reached) ?? followers[0];
         } else {
           target = action.target;
@@ -670,7 +703,9 @@ class Simulation {
       this.node(id).start(replay);
       this.started(id);
       const status = this.node(id).status();
-      this.log(`node ${id} restarted (term ${status?.term}, commit ${status?.commit}, applied ${status?.applied}, last ${status?.lastIndex})`);
+      this.log(
+        `node ${id} restarted (term ${status?.term}, commit ${status?.commit}, applied ${status?.applied}, last ${status?.lastIndex})`,
+      );
     }
   }
 
@@ -693,7 +728,8 @@ class Simulation {
     if (!this.params.unsafeNoIncarnationCheck && message.type !== "snapshot") {
       const incarnation = this.network.tagOf(message) ?? this.incarnations.initialOf(message.from);
       if (!this.incarnations.accepts(message.to, message.from, incarnation)) {
-        if (this.tracing) this.log(`node ${message.to} refused ${describeMessage(message)}: incarnation ${incarnation} of node ${message.from} changed`);
+        if (this.tracing)
+          this.log(`node ${message.to} refused ${describeMessage(message)}: incarnation ${incarnation} of node ${message.from} changed`);
         return;
       }
     }
@@ -754,7 +790,9 @@ class Simulation {
       case "exists": {
         const e = verdict.evidence;
         loss.state = { kind: "refused" };
-        this.log(`node ${loss.node} refuses to start: member ${e.peer} holds term ${e.term}, last index ${e.lastIndex}, snapshot ${e.snapshotIndex} (it stays down)`);
+        this.log(
+          `node ${loss.node} refuses to start: member ${e.peer} holds term ${e.term}, last index ${e.lastIndex}, snapshot ${e.snapshotIndex} (it stays down)`,
+        );
         break;
       }
       case "new": {
@@ -912,12 +950,20 @@ class Simulation {
     return {
       send: (message) => {
         if (message.type === "append") {
-          this.monitor.observeLogEntries(message.entries, message.prevTerm, `append from ${message.from} (term ${message.term}) to ${message.to}`);
+          this.monitor.observeLogEntries(
+            message.entries,
+            message.prevTerm,
+            `append from ${message.from} (term ${message.term}) to ${message.to}`,
+          );
         }
         if (this.tracing) this.log(`send ${describeMessage(message)}`);
         // A node that started again on a new disk tags what it sends with its new incarnation.
         const loss = this.diskLoss;
-        this.network.send(message, this.now, loss?.node === message.from && loss.state.kind === "rejoined" ? this.incarnations.of(message.from) : undefined);
+        this.network.send(
+          message,
+          this.now,
+          loss?.node === message.from && loss.state.kind === "rejoined" ? this.incarnations.of(message.from) : undefined,
+        );
       },
       persisted: (node, write) => {
         this.monitor.observeLogEntries(write.entries, write.prevTerm, `node ${node.id} durable log`);

@@ -97,7 +97,13 @@ export class Workload {
     assert(config.clients > 0 && config.keys > 0, "workload: needs clients and keys");
     this.keys = Array.from({ length: config.keys }, (_, i) => `k${i}`);
     for (let id = 1; id <= config.clients; id++) {
-      this.clients.push({ id, pending: undefined, nextAt: prng.int(0, config.thinkStepsMax), leaderGuess: prng.pick(cluster.nodeIds), lastSeen: new Map() });
+      this.clients.push({
+        id,
+        pending: undefined,
+        nextAt: prng.int(0, config.thinkStepsMax),
+        leaderGuess: prng.pick(cluster.nodeIds),
+        lastSeen: new Map(),
+      });
     }
   }
 
@@ -110,7 +116,8 @@ export class Workload {
     const now = this.now;
     for (const client of this.clients) {
       const pending = client.pending;
-      if (pending !== undefined && now >= pending.deadline) this.resolve(client, { status: "unknown", reason: `no answer within ${this.config.opTimeoutSteps} steps` });
+      if (pending !== undefined && now >= pending.deadline)
+        this.resolve(client, { status: "unknown", reason: `no answer within ${this.config.opTimeoutSteps} steps` });
       if (client.pending === undefined && now >= client.nextAt && this.mode.kind !== "stopped") this.invoke(client, now);
     }
   }
@@ -211,7 +218,8 @@ export class Workload {
       const output = outcome.output;
       const input = p.input;
       if (output.kind === "get") client.lastSeen.set(input.key, output.value);
-      else if (input.kind === "put" || (input.kind === "cas" && output.kind === "cas" && output.swapped)) client.lastSeen.set(input.key, input.value);
+      else if (input.kind === "put" || (input.kind === "cas" && output.kind === "cas" && output.swapped))
+        client.lastSeen.set(input.key, input.value);
     } else if (outcome.status === "fail") {
       this.stats.failed++;
       if (p.input.kind !== "get") this.onFailed(p.id, outcome.reason);

@@ -5,10 +5,26 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/lib/logger.js";
 import { backupHeaderBytes, encodeBackupHeader } from "../../src/storage/backup-file.js";
-import { BackupFileError, BackupFileWriter, inspectBackupFile, openStorage, readBackupFile, seedStorage, type BackupMeta } from "../../src/storage/index.js";
+import {
+  BackupFileError,
+  BackupFileWriter,
+  inspectBackupFile,
+  openStorage,
+  readBackupFile,
+  seedStorage,
+  type BackupMeta,
+} from "../../src/storage/index.js";
 import { entryData } from "./helpers.js";
 
-const meta: BackupMeta = { revision: 42, appliedIndex: 117, raftTerm: 3, memberId: 2, keyCount: 9, kvFormatVersion: 1, createdAtMs: 1_700_000_000_000 };
+const meta: BackupMeta = {
+  revision: 42,
+  appliedIndex: 117,
+  raftTerm: 3,
+  memberId: 2,
+  keyCount: 9,
+  kvFormatVersion: 1,
+  createdAtMs: 1_700_000_000_000,
+};
 
 let dir: string;
 beforeEach(() => {
@@ -19,7 +35,12 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 /** Writes `data` as a backup in three pieces, as a save streams it. */
 async function writeBackup(file: string, data: Uint8Array): Promise<void> {
   const writer = await BackupFileWriter.create(file, meta);
-  for (const [from, to] of [[0, 1], [1, 700], [700, data.byteLength]] as const) await writer.write(data.subarray(from, to));
+  for (const [from, to] of [
+    [0, 1],
+    [1, 700],
+    [700, data.byteLength],
+  ] as const)
+    await writer.write(data.subarray(from, to));
   await writer.finish({ dataBytes: data.byteLength, sha256: sha256(data) });
 }
 
@@ -76,7 +97,11 @@ describe("backup file", () => {
       ["truncated", (b) => b.subarray(0, b.byteLength - 1), /announces 1000 bytes of data but the file holds 999: it is truncated/],
       ["appended", (b) => Buffer.concat([b, Buffer.from([0])]), /holds 1001: it is truncated or has bytes appended/],
       ["short", (b) => b.subarray(0, 40), /shorter than the 128-byte header/],
-      ["magic", () => Buffer.from("hello, this is not a backup at all, but it is long enough to have a header".repeat(3)), /not a raftkv backup file \(bad magic\)/],
+      [
+        "magic",
+        () => Buffer.from("hello, this is not a backup at all, but it is long enough to have a header".repeat(3)),
+        /not a raftkv backup file \(bad magic\)/,
+      ],
       ["version", (b) => flip(b, 8, 0x02), /backup format version 3 is not supported/],
     ];
     for (const [name, damage, message] of cases) {
@@ -146,7 +171,9 @@ describe("seedStorage", () => {
     const snapshot = { meta: { index: 5, term: 1, conf: { voters: [1], learners: [] } }, data: new Uint8Array(1) };
     await seedStorage(join(dir, "raft"), snapshot, silentLogger);
     await expect(seedStorage(join(dir, "raft"), snapshot, silentLogger)).rejects.toThrow(/already exists/);
-    await expect(seedStorage(join(dir, "other"), { ...snapshot, meta: { ...snapshot.meta, term: 0 } }, silentLogger)).rejects.toThrow(RangeError);
+    await expect(seedStorage(join(dir, "other"), { ...snapshot, meta: { ...snapshot.meta, term: 0 } }, silentLogger)).rejects.toThrow(
+      RangeError,
+    );
   });
 });
 

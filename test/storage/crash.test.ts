@@ -128,7 +128,10 @@ async function lane(laneId: number, kills: number): Promise<LaneResult> {
         }
         if (k >= lastDone) matched = matches();
       }
-      expect(matched, `${context}: recovered last ${got.last} hs ${JSON.stringify(got.hardState)} matches no state at or after call ${lastDone}`).toBe(true);
+      expect(
+        matched,
+        `${context}: recovered last ${got.last} hs ${JSON.stringify(got.hardState)} matches no state at or after call ${lastDone}`,
+      ).toBe(true);
       expect(got.first - 1, context).toBe(got.snapshot.meta.index);
       expect(got.snapshot.meta.index, `${context}: an acknowledged snapshot was lost`).toBeGreaterThanOrEqual(snapshotAcked);
       if (got.snapshot.meta.index > 0) {

@@ -1,12 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { sameHardState, type ConfState, type Entry, type HardState, type Snapshot } from "../../src/core/types.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
-import {
-  CorruptLogError,
-  openStorage,
-  StorageFailedError,
-  type DurableLog,
-} from "../../src/storage/index.js";
+import { CorruptLogError, openStorage, StorageFailedError, type DurableLog } from "../../src/storage/index.js";
 import { SimFileSystem, type CrashOptions, type FsOp } from "./sim-file-system.js";
 import { entryData, makeEntry, memoryLogger, sameBytes, settle, type LogLine } from "./helpers.js";
 
@@ -241,8 +236,14 @@ function verify(run: Run, log: DurableLog, flipped: boolean, context: string): n
     let k = model.states.length - 1;
     while (k >= 0 && !sameLog(model.states[k] as ModelState, true)) k--;
     expect(k, `${context}: after bit flips the log served is not a prefix of any log written`).toBeGreaterThanOrEqual(0);
-    expect(model.states.some((state) => sameHardState(state.hardState, hardState)), `${context}: after bit flips the hard state served was never written`).toBe(true);
-    expect(run.lines.some((l) => l.level === "warn"), `${context}: acknowledged data dropped without a warning`).toBe(true);
+    expect(
+      model.states.some((state) => sameHardState(state.hardState, hardState)),
+      `${context}: after bit flips the hard state served was never written`,
+    ).toBe(true);
+    expect(
+      run.lines.some((l) => l.level === "warn"),
+      `${context}: acknowledged data dropped without a warning`,
+    ).toBe(true);
     return k;
   }
   throw new Error(
@@ -343,7 +344,12 @@ async function scenario(seed: number, coverage: Coverage): Promise<void> {
     const hardState = log.initialState().hardState;
     run.log = log;
     run.model = new Model(
-      { hardState, baseIndex: log.snapshot().meta.index, baseTerm: log.term(log.firstIndex() - 1), entries: log.entries(log.firstIndex(), log.lastIndex() + 1, Infinity) },
+      {
+        hardState,
+        baseIndex: log.snapshot().meta.index,
+        baseTerm: log.term(log.firstIndex() - 1),
+        entries: log.entries(log.firstIndex(), log.lastIndex() + 1, Infinity),
+      },
       log.snapshot(),
     );
     // The recovered log takes new appends.
@@ -360,23 +366,35 @@ function hasCode(error: unknown): boolean {
 }
 
 describe("storage under seeded faults", () => {
-  it(`recovers every acknowledged write in ${onlySeed === undefined ? seedCount : 1} seeded scenarios`, async () => {
-    const seeds = onlySeed === undefined ? Array.from({ length: seedCount }, (_, i) => i + 1) : [onlySeed];
-    const coverage: Coverage = {
-      crashes: 0, corruptRefusals: 0, tornTails: 0, historiesDropped: 0, diskFailures: 0, unacknowledgedLost: 0, overwrites: 0,
-    };
-    for (const seed of seeds) {
-      try {
-        await scenario(seed, coverage);
-      } catch (error) {
-        throw new Error(`seed ${seed} failed (replay: STORAGE_FAULT_SEED=${seed} npx vitest run test/storage/fault-scenarios.test.ts)`, { cause: error });
+  it(
+    `recovers every acknowledged write in ${onlySeed === undefined ? seedCount : 1} seeded scenarios`,
+    async () => {
+      const seeds = onlySeed === undefined ? Array.from({ length: seedCount }, (_, i) => i + 1) : [onlySeed];
+      const coverage: Coverage = {
+        crashes: 0,
+        corruptRefusals: 0,
+        tornTails: 0,
+        historiesDropped: 0,
+        diskFailures: 0,
+        unacknowledgedLost: 0,
+        overwrites: 0,
+      };
+      for (const seed of seeds) {
+        try {
+          await scenario(seed, coverage);
+        } catch (error) {
+          throw new Error(`seed ${seed} failed (replay: STORAGE_FAULT_SEED=${seed} npx vitest run test/storage/fault-scenarios.test.ts)`, {
+            cause: error,
+          });
+        }
       }
-    }
-    console.log(`storage fault scenarios: ${JSON.stringify(coverage)}`);
-    expect(coverage.crashes).toBeGreaterThanOrEqual(seeds.length);
-    if (onlySeed === undefined) {
-      // Each kind of trouble must actually have happened, many times.
-      for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThanOrEqual(seeds.length / 50);
-    }
-  }, 60_000 + seedCount * 200);
+      console.log(`storage fault scenarios: ${JSON.stringify(coverage)}`);
+      expect(coverage.crashes).toBeGreaterThanOrEqual(seeds.length);
+      if (onlySeed === undefined) {
+        // Each kind of trouble must actually have happened, many times.
+        for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThanOrEqual(seeds.length / 50);
+      }
+    },
+    60_000 + seedCount * 200,
+  );
 });

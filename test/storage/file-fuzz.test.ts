@@ -154,10 +154,16 @@ describe("start-up on damaged real files", () => {
         );
         expect(origin, `${context}: served a log that was never written`).toBeDefined();
         const hs = log.initialState().hardState;
-        expect(history.some((h) => h.hardState.term === hs.term && h.hardState.commit === hs.commit), `${context}: hard state`).toBe(true);
+        expect(
+          history.some((h) => h.hardState.term === hs.term && h.hardState.commit === hs.commit),
+          `${context}: hard state`,
+        ).toBe(true);
         const final = history.at(-1);
         if (final !== undefined && (last < final.entries.length - 1 || hs.commit !== final.hardState.commit)) {
-          expect(lines.some((l) => l.level === "warn"), `${context}: data dropped without a warning`).toBe(true);
+          expect(
+            lines.some((l) => l.level === "warn"),
+            `${context}: data dropped without a warning`,
+          ).toBe(true);
         }
         // The repaired log takes new appends and keeps them.
         const term = Math.max(hs.term, log.term(last));

@@ -189,6 +189,7 @@ function compare(want: LogStorage, got: LogStorage, bytesMax: number, context: s
     expect(b, `${context}: term(${i})`).toEqual(a);
   }
   const lo = want.firstIndex();
-  const entriesOf = (log: LogStorage): unknown => thrown(() => log.entries(lo, want.lastIndex() + 1, bytesMax)) ?? log.entries(lo, want.lastIndex() + 1, bytesMax);
+  const entriesOf = (log: LogStorage): unknown =>
+    thrown(() => log.entries(lo, want.lastIndex() + 1, bytesMax)) ?? log.entries(lo, want.lastIndex() + 1, bytesMax);
   expect(entriesOf(got), context).toEqual(entriesOf(want));
 }

@@ -33,12 +33,18 @@ function records(data: Uint8Array): { offset: number; batchStart: boolean }[] {
 
 /** Offsets of the first record of each batch in a segment file. */
 function batchOffsets(data: Uint8Array): number[] {
-  return records(data).filter((r) => r.batchStart).map((r) => r.offset);
+  return records(data)
+    .filter((r) => r.batchStart)
+    .map((r) => r.offset);
 }
 
 /** The offset of the record holding byte `at`. */
 function recordAt(data: Uint8Array, at: number): number {
-  return records(data).filter((r) => r.offset <= at).at(-1)?.offset ?? -1;
+  return (
+    records(data)
+      .filter((r) => r.offset <= at)
+      .at(-1)?.offset ?? -1
+  );
 }
 
 /** A log with `batches` single-entry saves in one segment, closed. */
@@ -193,8 +199,16 @@ describe("recovery", () => {
     // Each repair is one warning that says what was done, why, and to which file.
     const repairs = lines.filter((l) => l.level === "warn").map((l) => l.fields);
     expect(repairs).toEqual([
-      expect.objectContaining({ repair: "snapshot-temp-removed", reason: expect.any(String), file: "/data/snap/0000000000000009-0000000000000001.snap.tmp" }),
-      expect.objectContaining({ repair: "prepared-segment-removed", reason: expect.any(String), file: "/data/wal/0000000000000002.wal.tmp" }),
+      expect.objectContaining({
+        repair: "snapshot-temp-removed",
+        reason: expect.any(String),
+        file: "/data/snap/0000000000000009-0000000000000001.snap.tmp",
+      }),
+      expect.objectContaining({
+        repair: "prepared-segment-removed",
+        reason: expect.any(String),
+        file: "/data/wal/0000000000000002.wal.tmp",
+      }),
     ]);
   });
 
@@ -237,7 +251,10 @@ describe("recovery", () => {
     // Entry 6 has term 2, the snapshot term 3: a different history, so entries 7..10 go, loudly.
     expect(again.snapshot().meta.index).toBe(6);
     expect(again.lastIndex()).toBe(6);
-    expect(lines.find((l) => l.msg.startsWith("dropping log entries"))?.fields).toMatchObject({ repair: "entries-dropped-for-snapshot", entries: 4 });
+    expect(lines.find((l) => l.msg.startsWith("dropping log entries"))?.fields).toMatchObject({
+      repair: "entries-dropped-for-snapshot",
+      entries: 4,
+    });
     await again.save(undefined, makeEntries(7, 8, 3, 20));
     await again.close();
     const { log: third } = await open(crashed);

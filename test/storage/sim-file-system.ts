@@ -13,18 +13,7 @@ import type { FileHandle, FileSystem } from "../../src/storage/index.js";
  *   full or broken disk); or the disk freezes (every operation hangs: the process has crashed).
  * Directories themselves are always durable.
  */
-export type FsOp =
-  | "open"
-  | "close"
-  | "write"
-  | "datasync"
-  | "sync"
-  | "rename"
-  | "unlink"
-  | "syncDir"
-  | "readFile"
-  | "readdir"
-  | "mkdirp";
+export type FsOp = "open" | "close" | "write" | "datasync" | "sync" | "rename" | "unlink" | "syncDir" | "readFile" | "readdir" | "mkdirp";
 
 interface PendingWrite {
   readonly position: number;
@@ -101,7 +90,17 @@ export class SimFileSystem implements FileSystem {
   readonly frozen: Promise<void>;
   /** Counts of operations that completed, for tests that measure batching. */
   readonly counts: Record<FsOp, number> = {
-    open: 0, close: 0, write: 0, datasync: 0, sync: 0, rename: 0, unlink: 0, syncDir: 0, readFile: 0, readdir: 0, mkdirp: 0,
+    open: 0,
+    close: 0,
+    write: 0,
+    datasync: 0,
+    sync: 0,
+    rename: 0,
+    unlink: 0,
+    syncDir: 0,
+    readFile: 0,
+    readdir: 0,
+    mkdirp: 0,
   };
   /** Bits flipped by the crash that made this disk. */
   flipped: readonly FlippedBit[] = [];

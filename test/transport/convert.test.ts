@@ -1,12 +1,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import {
-  EntryType,
-  RaftMessageSchema,
-  SnapshotMetaSchema,
-  StepRequestSchema,
-  type RaftMessage,
-} from "../../gen/raftkv/v1/raft_pb.js";
+import { EntryType, RaftMessageSchema, SnapshotMetaSchema, StepRequestSchema, type RaftMessage } from "../../gen/raftkv/v1/raft_pb.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 import {
   messageFromProto,
@@ -78,7 +72,10 @@ describe("convert: core message <-> protobuf", () => {
   });
 
   it("refuses numbers above 2^53-1 with the field's path", () => {
-    expectError(create(RaftMessageSchema, { message: { case: "heartbeat", value: { from: 1n, to: 2n, term: MAX_SAFE + 1n } } }), "m.heartbeat.term");
+    expectError(
+      create(RaftMessageSchema, { message: { case: "heartbeat", value: { from: 1n, to: 2n, term: MAX_SAFE + 1n } } }),
+      "m.heartbeat.term",
+    );
     expectError(
       create(RaftMessageSchema, { message: { case: "appendEntriesResponse", value: { from: 1n, to: 2n, hintIndex: 2n ** 64n - 1n } } }),
       "m.append_entries_response.hint_index",
@@ -89,7 +86,10 @@ describe("convert: core message <-> protobuf", () => {
     );
     expectError(
       create(RaftMessageSchema, {
-        message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 5n, entries: [{ term: 2n ** 53n, index: 1n, type: EntryType.NORMAL }] } },
+        message: {
+          case: "appendEntries",
+          value: { from: 1n, to: 2n, term: 5n, entries: [{ term: 2n ** 53n, index: 1n, type: EntryType.NORMAL }] },
+        },
       }),
       "m.append_entries.entries[0].term",
     );
@@ -102,7 +102,10 @@ describe("convert: core message <-> protobuf", () => {
     expectError(create(RaftMessageSchema, {}), /^m$/);
     expectError(create(RaftMessageSchema, { message: { case: "vote", value: { from: 0n, to: 2n } } }), "m.vote.from");
     expectError(create(RaftMessageSchema, { message: { case: "timeoutNow", value: { from: 1n, to: 0n } } }), "m.timeout_now.to");
-    expectError(create(RaftMessageSchema, { message: { case: "timeoutNow", value: { from: 1n, to: 2n, term: -1n } } }), "m.timeout_now.term");
+    expectError(
+      create(RaftMessageSchema, { message: { case: "timeoutNow", value: { from: 1n, to: 2n, term: -1n } } }),
+      "m.timeout_now.term",
+    );
   });
 
   it("refuses unknown and unspecified entry types", () => {
@@ -117,7 +120,9 @@ describe("convert: core message <-> protobuf", () => {
     // An unknown enum number survives the wire (proto3 enums are open) and is still refused.
     const wire = toBinary(
       RaftMessageSchema,
-      create(RaftMessageSchema, { message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: 9 as EntryType }] } } }),
+      create(RaftMessageSchema, {
+        message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: 9 as EntryType }] } },
+      }),
     );
     expectError(fromBinary(RaftMessageSchema, wire), "m.append_entries.entries[0].type");
   });
@@ -125,7 +130,10 @@ describe("convert: core message <-> protobuf", () => {
   it("refuses config entries (membership changes, not supported) with a clear reason", () => {
     const result = messageFromProto(
       create(RaftMessageSchema, {
-        message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: EntryType.CONFIG }] } },
+        message: {
+          case: "appendEntries",
+          value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: EntryType.CONFIG }] },
+        },
       }),
       "m",
     );
@@ -139,11 +147,15 @@ describe("convert: core message <-> protobuf", () => {
   it("refuses entries that are not consecutive from prev_index + 1", () => {
     const entry = (index: bigint) => ({ term: 1n, index, type: EntryType.NORMAL });
     expectError(
-      create(RaftMessageSchema, { message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, prevIndex: 4n, entries: [entry(5n), entry(7n)] } } }),
+      create(RaftMessageSchema, {
+        message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, prevIndex: 4n, entries: [entry(5n), entry(7n)] } },
+      }),
       "m.append_entries.entries[1].index",
     );
     expectError(
-      create(RaftMessageSchema, { message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, prevIndex: 4n, entries: [entry(4n)] } } }),
+      create(RaftMessageSchema, {
+        message: { case: "appendEntries", value: { from: 1n, to: 2n, term: 1n, prevIndex: 4n, entries: [entry(4n)] } },
+      }),
       "m.append_entries.entries[0].index",
     );
   });
@@ -210,7 +222,18 @@ function wild(rng: Prng): bigint {
 /** A RaftMessage with arbitrary field values, including ones no valid sender produces. */
 function randomProto(rng: Prng): RaftMessage {
   const env = { from: wild(rng), to: wild(rng), term: wild(rng) };
-  const cases = ["vote", "voteResponse", "appendEntries", "appendEntriesResponse", "heartbeat", "heartbeatResponse", "timeoutNow", "readIndex", "readIndexResponse", "none"] as const;
+  const cases = [
+    "vote",
+    "voteResponse",
+    "appendEntries",
+    "appendEntriesResponse",
+    "heartbeat",
+    "heartbeatResponse",
+    "timeoutNow",
+    "readIndex",
+    "readIndexResponse",
+    "none",
+  ] as const;
   const kind = rng.pick(cases);
   switch (kind) {
     case "none":
@@ -223,16 +246,24 @@ function randomProto(rng: Prng): RaftMessage {
         type: rng.int(-1, 4) as EntryType,
         data: new Uint8Array(rng.int(0, 3)),
       }));
-      return create(RaftMessageSchema, { message: { case: kind, value: { ...env, prevIndex, prevTerm: wild(rng), commit: wild(rng), entries } } });
+      return create(RaftMessageSchema, {
+        message: { case: kind, value: { ...env, prevIndex, prevTerm: wild(rng), commit: wild(rng), entries } },
+      });
     }
     case "readIndex":
       return create(RaftMessageSchema, { message: { case: kind, value: { ...env, requestIds: [wild(rng), wild(rng)] } } });
     case "readIndexResponse":
-      return create(RaftMessageSchema, { message: { case: kind, value: { ...env, requestIds: [wild(rng), wild(rng)], index: wild(rng) } } });
+      return create(RaftMessageSchema, {
+        message: { case: kind, value: { ...env, requestIds: [wild(rng), wild(rng)], index: wild(rng) } },
+      });
     case "vote":
-      return create(RaftMessageSchema, { message: { case: kind, value: { ...env, lastLogIndex: wild(rng), lastLogTerm: wild(rng), preVote: rng.chance(0.5) } } });
+      return create(RaftMessageSchema, {
+        message: { case: kind, value: { ...env, lastLogIndex: wild(rng), lastLogTerm: wild(rng), preVote: rng.chance(0.5) } },
+      });
     case "appendEntriesResponse":
-      return create(RaftMessageSchema, { message: { case: kind, value: { ...env, index: wild(rng), hintIndex: wild(rng), hintTerm: wild(rng) } } });
+      return create(RaftMessageSchema, {
+        message: { case: kind, value: { ...env, index: wild(rng), hintIndex: wild(rng), hintTerm: wild(rng) } },
+      });
     case "heartbeat":
       return create(RaftMessageSchema, { message: { case: kind, value: { ...env, commit: wild(rng), readRound: wild(rng) } } });
     case "heartbeatResponse":

@@ -75,7 +75,11 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     snapshotBytesMax: o.snapshotBytesMax ?? 16 * 1024 * 1024,
     msgBytesMax: o.msgBytesMax ?? 4 * 1024 * 1024,
     ...(o.readMsgBytesMax === undefined ? {} : { readMsgBytesMax: o.readMsgBytesMax }),
-    logger: { info: () => undefined, warn: (_msg, fields) => void warnings.push({ ...fields }), error: (_msg, fields) => void warnings.push({ ...fields }) },
+    logger: {
+      info: () => undefined,
+      warn: (_msg, fields) => void warnings.push({ ...fields }),
+      error: (_msg, fields) => void warnings.push({ ...fields }),
+    },
   });
   await app.listen({ host: "127.0.0.1", port: o.port ?? 0 });
   const address = app.server.address();

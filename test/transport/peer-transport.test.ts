@@ -69,7 +69,13 @@ function range(from: number, count: number): number[] {
 function snapshotMessage(to: NodeId, bytes: number): SnapshotRequest {
   const data = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 4096) data[i] = (i / 4096) & 0xff;
-  return { type: "snapshot", from: 1, to, term: 3, snapshot: { meta: { index: 500, term: 3, conf: { voters: MEMBERS, learners: [] } }, data } };
+  return {
+    type: "snapshot",
+    from: 1,
+    to,
+    term: 3,
+    snapshot: { meta: { index: 500, term: 3, conf: { voters: MEMBERS, learners: [] } }, data },
+  };
 }
 
 describe("peer transport over real HTTP/2", () => {
@@ -162,12 +168,16 @@ describe("peer transport over real HTTP/2", () => {
 
     // The same through a plain gRPC client, to pin the code on the wire.
     const client = createClient(RaftService, createGrpcTransport({ baseUrl: other.url }));
-    const err = await client.step((async function* () {
-      yield { clusterId: CLUSTER, from: 1n, to: 2n };
-    })()).then(
-      () => undefined,
-      (e: unknown) => ConnectError.from(e),
-    );
+    const err = await client
+      .step(
+        (async function* () {
+          yield { clusterId: CLUSTER, from: 1n, to: 2n };
+        })(),
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => ConnectError.from(e),
+      );
     expect(err?.code).toBe(Code.FailedPrecondition);
   });
 
@@ -197,10 +207,7 @@ describe("peer transport over real HTTP/2", () => {
     const s2 = await server(2);
     const proxy = await startProxy(s2.port);
     cleanups.push(() => proxy.close());
-    const { t, events } = transport(
-      { 2: proxy.url },
-      { requestTimeoutMs: 30_000, keepalive: { pingIntervalMs: 200, pingTimeoutMs: 200 } },
-    );
+    const { t, events } = transport({ 2: proxy.url }, { requestTimeoutMs: 30_000, keepalive: { pingIntervalMs: 200, pingTimeoutMs: 200 } });
     t.send([numbered(1, 2, 0)]);
     await waitFor("first message through the proxy", () => s2.delivered.length === 1);
 
@@ -319,7 +326,12 @@ describe("peer transport over real HTTP/2", () => {
     t.send([numbered(3, 2, 0)]);
     expect(events.log.filter((l) => l.level === "error").map((l) => l.fields)).toEqual([{ type: "heartbeat", from: 3, to: 2, self: 1 }]);
 
-    t.setPeers(new Map([[1, "http://127.0.0.1:1"], [3, s3.url]]));
+    t.setPeers(
+      new Map([
+        [1, "http://127.0.0.1:1"],
+        [3, s3.url],
+      ]),
+    );
     expect([...t.stats().keys()]).toEqual([3]);
     t.send([numbered(1, 3, 1), numbered(1, 2, 1)]);
     await waitFor("peer 3 reachable after setPeers", () => s3.delivered.length === 1);
@@ -328,7 +340,12 @@ describe("peer transport over real HTTP/2", () => {
 
     const silent = await startSilentServer();
     cleanups.push(() => silent.close());
-    t.setPeers(new Map([[3, s3.url], [2, silent.url]]));
+    t.setPeers(
+      new Map([
+        [3, s3.url],
+        [2, silent.url],
+      ]),
+    );
     t.send([numbered(1, 2, 2)]);
     const reports = events.unreachable.length;
     // close() cancels the call hanging on the silent peer and resolves without waiting for its deadline.

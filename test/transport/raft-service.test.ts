@@ -4,8 +4,14 @@ import { crc32c } from "@node-rs/crc32";
 import { describe, expect, it } from "vitest";
 import { PutResponseSchema, type PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KvUnaryHandlers } from "../../src/rpc/kv-unary.js";
-import type { StepRequestSchema} from "../../gen/raftkv/v1/raft_pb.js";
-import { InstallSnapshotRequestSchema, MemberPhase, RaftService, type ForwardRequestSchema, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
+import type { StepRequestSchema } from "../../gen/raftkv/v1/raft_pb.js";
+import {
+  InstallSnapshotRequestSchema,
+  MemberPhase,
+  RaftService,
+  type ForwardRequestSchema,
+  type InstallSnapshotRequest,
+} from "../../gen/raftkv/v1/raft_pb.js";
 import type { Message, SnapshotRequest } from "../../src/core/index.js";
 import { createPrng } from "../../src/lib/prng.js";
 import Fastify from "fastify";
@@ -25,7 +31,9 @@ const CLUSTER = "cluster-a";
 const META = { index: 10, term: 2, conf: { voters: [1, 2, 3], learners: [] } };
 
 /** A Step stream of the given batches (Step is client streaming). */
-async function* batches(...requests: MessageInitShape<typeof StepRequestSchema>[]): AsyncGenerator<MessageInitShape<typeof StepRequestSchema>> {
+async function* batches(
+  ...requests: MessageInitShape<typeof StepRequestSchema>[]
+): AsyncGenerator<MessageInitShape<typeof StepRequestSchema>> {
   yield* requests;
 }
 
@@ -40,7 +48,11 @@ function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
     deliver: (messages) => void h.delivered.push(messages),
     deliverSnapshot: async (m) => void h.snapshots.push(m),
     snapshotBytesMax: 1024 * 1024,
-    logger: { info: () => undefined, warn: (_msg, fields) => void h.warnings.push({ ...fields }), error: (_msg, fields) => void h.warnings.push({ ...fields }) },
+    logger: {
+      info: () => undefined,
+      warn: (_msg, fields) => void h.warnings.push({ ...fields }),
+      error: (_msg, fields) => void h.warnings.push({ ...fields }),
+    },
     ...overrides,
   });
   const transport = createRouterTransport((router) => router.service(RaftService, impl));
@@ -57,7 +69,10 @@ async function codeOf(call: Promise<unknown>): Promise<{ code: Code; message: st
   throw new Error("the call succeeded, expected an error");
 }
 
-function header(overrides: Partial<{ clusterId: string; from: bigint; to: bigint; totalBytes: bigint; crc: number }>, data: Uint8Array): InstallSnapshotRequest {
+function header(
+  overrides: Partial<{ clusterId: string; from: bigint; to: bigint; totalBytes: bigint; crc: number }>,
+  data: Uint8Array,
+): InstallSnapshotRequest {
   return create(InstallSnapshotRequestSchema, {
     payload: {
       case: "header",
@@ -135,7 +150,10 @@ describe("RaftService: Step", () => {
     const good = messageToProto(randomStepMessage(rng, 1, 2));
     const cases = [
       { messages: [good, {}], field: "messages[1]" },
-      { messages: [good, { message: { case: "heartbeat" as const, value: { from: 1n, to: 2n, term: 2n ** 60n } } }], field: "messages[1].heartbeat.term" },
+      {
+        messages: [good, { message: { case: "heartbeat" as const, value: { from: 1n, to: 2n, term: 2n ** 60n } } }],
+        field: "messages[1].heartbeat.term",
+      },
       { messages: [messageToProto(randomStepMessage(rng, 3, 2))], field: "messages[0].from" },
     ];
     for (const c of cases) {
@@ -172,7 +190,9 @@ describe("RaftService: incarnations and Probe", () => {
 
   it("takes no message while the node is starting, and says so with Unavailable", async () => {
     const h = harness({ probeState: () => ({ phase: "bootstrapping" }) });
-    const err = await codeOf(h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: [messageToProto(randomStepMessage(createPrng(3), 1, 2))] })));
+    const err = await codeOf(
+      h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: [messageToProto(randomStepMessage(createPrng(3), 1, 2))] })),
+    );
     expect(err.code).toBe(Code.Unavailable);
     expect(h.delivered).toEqual([]);
   });
@@ -196,11 +216,14 @@ describe("RaftService: incarnations and Probe", () => {
     const envelope = { clusterId: CLUSTER, from: 1n, to: 2n };
     const put = { id: 7n, request: { case: "put" as const, value: { key: new TextEncoder().encode("k"), value: new Uint8Array([1]) } } };
     const del = { id: 8n, request: { case: "delete" as const, value: { key: new Uint8Array([1]) } } };
-    async function* stream(...requests: MessageInitShape<typeof ForwardRequestSchema>[]): AsyncGenerator<MessageInitShape<typeof ForwardRequestSchema>> {
+    async function* stream(
+      ...requests: MessageInitShape<typeof ForwardRequestSchema>[]
+    ): AsyncGenerator<MessageInitShape<typeof ForwardRequestSchema>> {
       yield* requests;
     }
     const answers = new Map<bigint, PipelineResponse["response"]>();
-    for await (const a of h.client.forward(stream({ ...envelope, request: put }, { ...envelope, request: del }))) answers.set(a.response?.id ?? 0n, a.response?.response ?? { case: undefined });
+    for await (const a of h.client.forward(stream({ ...envelope, request: put }, { ...envelope, request: del })))
+      answers.set(a.response?.id ?? 0n, a.response?.response ?? { case: undefined });
     expect(answers.get(7n)?.case).toBe("put");
     expect(ran).toEqual(["k"]);
     // The node's own error, code and reason unchanged: the follower hands it to its client as is.
@@ -215,7 +238,10 @@ describe("RaftService: incarnations and Probe", () => {
     };
     expect((await codeOf(drain(stream({ ...envelope, clusterId: "cluster-b", request: put })))).code).toBe(Code.FailedPrecondition);
     expect((await codeOf(drain(stream({ ...envelope, from: 9n, request: put })))).code).toBe(Code.FailedPrecondition);
-    expect((await codeOf(drain(stream({ ...envelope, request: { id: 9n, request: { case: "get", value: { key: new Uint8Array([1]) } } } })))).code).toBe(Code.InvalidArgument);
+    expect(
+      (await codeOf(drain(stream({ ...envelope, request: { id: 9n, request: { case: "get", value: { key: new Uint8Array([1]) } } } }))))
+        .code,
+    ).toBe(Code.InvalidArgument);
     expect(ran).toEqual(["k"]);
     const starting = harness({ probeState: () => ({ phase: "starting" }), forwarded: () => ({ handlers, requestTimeoutMs: 1_000 }) });
     expect((await codeOf(drain(stream({ ...envelope, request: put }), starting.client))).code).toBe(Code.Unavailable);
@@ -230,7 +256,13 @@ describe("RaftService: incarnations and Probe", () => {
     expect((await h.client.probe({ clusterId: CLUSTER, from: 1n, to: 2n })).phase).toBe(MemberPhase.BOOTSTRAPPING);
     state = { phase: "running", term: 7, lastIndex: 120, snapshotIndex: 100, incarnation: 5n };
     const answer = await h.client.probe({ clusterId: CLUSTER, from: 3n, to: 2n });
-    expect([answer.phase, answer.term, answer.lastIndex, answer.snapshotIndex, answer.incarnation]).toEqual([MemberPhase.RUNNING, 7n, 120n, 100n, 5n]);
+    expect([answer.phase, answer.term, answer.lastIndex, answer.snapshotIndex, answer.incarnation]).toEqual([
+      MemberPhase.RUNNING,
+      7n,
+      120n,
+      100n,
+      5n,
+    ]);
     expect((await codeOf(h.client.probe({ clusterId: "cluster-b", from: 1n, to: 2n }))).code).toBe(Code.FailedPrecondition);
     expect((await codeOf(h.client.probe({ clusterId: CLUSTER, from: 9n, to: 2n }))).code).toBe(Code.FailedPrecondition);
   });
@@ -240,11 +272,19 @@ describe("RaftService: InstallSnapshot", () => {
   it("reassembles chunks, verifies size and CRC-32C, and hands the snapshot over", async () => {
     const h = harness();
     const data = snapshotData(100_000);
-    const response = await h.client.installSnapshot(stream(header({}, data), chunk(0, data.subarray(0, 40_000)), chunk(40_000, data.subarray(40_000))));
+    const response = await h.client.installSnapshot(
+      stream(header({}, data), chunk(0, data.subarray(0, 40_000)), chunk(40_000, data.subarray(40_000))),
+    );
     expect(response.accepted).toBe(true);
     expect(h.snapshots).toHaveLength(1);
     const got = h.snapshots[0];
-    expect(got && { ...got, snapshot: { ...got.snapshot, data: undefined } }).toEqual({ type: "snapshot", from: 1, to: 2, term: 2, snapshot: { meta: META, data: undefined } });
+    expect(got && { ...got, snapshot: { ...got.snapshot, data: undefined } }).toEqual({
+      type: "snapshot",
+      from: 1,
+      to: 2,
+      term: 2,
+      snapshot: { meta: META, data: undefined },
+    });
     // Byte comparison: a deep equal over 100 kB of elements takes a second.
     expect(got && Buffer.from(got.snapshot.data).equals(data)).toBe(true);
   });
@@ -262,8 +302,16 @@ describe("RaftService: InstallSnapshot", () => {
     const cases: { requests: InstallSnapshotRequest[]; code: Code; text: string }[] = [
       { requests: [header({ crc: (crc32c(data) ^ 1) >>> 0 }, data), chunk(0, data)], code: Code.InvalidArgument, text: "CRC-32C" },
       { requests: [header({}, data), chunk(0, data.subarray(0, half))], code: Code.InvalidArgument, text: `ended after ${half} of 50000` },
-      { requests: [header({}, data), chunk(0, data.subarray(0, half)), chunk(half + 1, data.subarray(half + 1))], code: Code.InvalidArgument, text: "expected 25000" },
-      { requests: [header({}, data), chunk(0, data), chunk(50_000, data.subarray(0, 1))], code: Code.InvalidArgument, text: "past the announced total" },
+      {
+        requests: [header({}, data), chunk(0, data.subarray(0, half)), chunk(half + 1, data.subarray(half + 1))],
+        code: Code.InvalidArgument,
+        text: "expected 25000",
+      },
+      {
+        requests: [header({}, data), chunk(0, data), chunk(50_000, data.subarray(0, 1))],
+        code: Code.InvalidArgument,
+        text: "past the announced total",
+      },
       { requests: [header({}, data), header({}, data)], code: Code.InvalidArgument, text: "should be a chunk" },
       { requests: [header({}, data), chunk(0, new Uint8Array(0))], code: Code.InvalidArgument, text: "is empty" },
       { requests: [chunk(0, data)], code: Code.InvalidArgument, text: "starts with a header" },

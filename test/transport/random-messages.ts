@@ -43,15 +43,36 @@ export function randomStepMessage(rng: Prng, from = randomId(rng), to = randomId
   const env = { from, to, term };
   switch (rng.int(0, 8)) {
     case 0:
-      return { type: "vote", ...env, preVote: rng.chance(0.5), lastLogIndex: randomU53(rng), lastLogTerm: randomU53(rng), transfer: rng.chance(0.5) };
+      return {
+        type: "vote",
+        ...env,
+        preVote: rng.chance(0.5),
+        lastLogIndex: randomU53(rng),
+        lastLogTerm: randomU53(rng),
+        transfer: rng.chance(0.5),
+      };
     case 1:
       return { type: "voteResp", ...env, preVote: rng.chance(0.5), granted: rng.chance(0.5) };
     case 2: {
       const prevIndex = randomU53(rng);
-      return { type: "append", ...env, prevIndex, prevTerm: randomU53(rng), entries: randomEntries(rng, prevIndex, term), commit: randomU53(rng) };
+      return {
+        type: "append",
+        ...env,
+        prevIndex,
+        prevTerm: randomU53(rng),
+        entries: randomEntries(rng, prevIndex, term),
+        commit: randomU53(rng),
+      };
     }
     case 3:
-      return { type: "appendResp", ...env, reject: rng.chance(0.5), index: randomU53(rng), hintIndex: randomU53(rng), hintTerm: randomU53(rng) };
+      return {
+        type: "appendResp",
+        ...env,
+        reject: rng.chance(0.5),
+        index: randomU53(rng),
+        hintIndex: randomU53(rng),
+        hintTerm: randomU53(rng),
+      };
     case 4:
       return { type: "heartbeat", ...env, commit: randomU53(rng), readRound: randomU53(rng) };
     case 5:

@@ -52,7 +52,8 @@ describe("SendQueue", () => {
         modelBytes -= want?.size ?? 0;
         if (got !== want?.v) mismatches.push(`step ${i}: shift gave ${got}, model ${want?.v}`);
       }
-      if (q.length !== model.length || q.byteLength !== modelBytes) mismatches.push(`step ${i}: size ${q.length}/${q.byteLength}, model ${model.length}/${modelBytes}`);
+      if (q.length !== model.length || q.byteLength !== modelBytes)
+        mismatches.push(`step ${i}: size ${q.length}/${q.byteLength}, model ${model.length}/${modelBytes}`);
     }
     expect(mismatches).toEqual([]);
     expect(q.clear()).toBe(model.length);

@@ -60,7 +60,13 @@ async function partitionProxy(targetPort: number, cutAfterBytes: number): Promis
 }
 
 function snapshot(to: NodeId, bytes: number): SnapshotRequest {
-  return { type: "snapshot", from: 1, to, term: 3, snapshot: { meta: { index: 500, term: 3, conf: { voters: [1, 2, 3], learners: [] } }, data: new Uint8Array(bytes).fill(7) } };
+  return {
+    type: "snapshot",
+    from: 1,
+    to,
+    term: 3,
+    snapshot: { meta: { index: 500, term: 3, conf: { voters: [1, 2, 3], learners: [] } }, data: new Uint8Array(bytes).fill(7) },
+  };
 }
 
 it("a snapshot stream cut by a partition does not block the leader's later snapshots to that node", async () => {

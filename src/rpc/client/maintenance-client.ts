@@ -51,7 +51,10 @@ export function createMaintenanceClient(options: MaintenanceClientOptions): Main
     endpoints,
     async *snapshot(endpoint, callOptions) {
       const url = normalizeEndpoint(endpoint);
-      const stream = clientFor(url).snapshot({}, { timeoutMs: callOptions.timeoutMs, ...(callOptions.signal === undefined ? {} : { signal: callOptions.signal }) });
+      const stream = clientFor(url).snapshot(
+        {},
+        { timeoutMs: callOptions.timeoutMs, ...(callOptions.signal === undefined ? {} : { signal: callOptions.signal }) },
+      );
       let state: "header" | "chunks" | "done" = "header";
       for await (const message of stream) {
         const { kind } = message;
@@ -67,7 +70,10 @@ export function createMaintenanceClient(options: MaintenanceClientOptions): Main
           state = "done";
           yield { kind: "trailer", totalBytes, sha256: Buffer.from(kind.value.sha256).toString("hex") };
         } else {
-          throw protocolError(url, `a ${kind.case ?? "empty"} message where a ${state === "header" ? "header" : "chunk or the trailer"} belongs`);
+          throw protocolError(
+            url,
+            `a ${kind.case ?? "empty"} message where a ${state === "header" ? "header" : "chunk or the trailer"} belongs`,
+          );
         }
       }
       if (state !== "done") throw protocolError(url, "the end of the stream before the trailer");

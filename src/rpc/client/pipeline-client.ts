@@ -41,7 +41,10 @@ export interface KvPipeline {
 }
 
 /** Opens the stream a pipeline runs on (KvService.Pipeline, or the peer port's RaftService.Forward). */
-export type OpenPipelineStream = (requests: AsyncIterable<PipelineRequest>, options: { signal: AbortSignal }) => AsyncIterable<PipelineResponse>;
+export type OpenPipelineStream = (
+  requests: AsyncIterable<PipelineRequest>,
+  options: { signal: AbortSignal },
+) => AsyncIterable<PipelineResponse>;
 
 /** One failed request of a pipeline. `outcomeUnknown`: a write that may or may not have applied. */
 export class PipelineCallError extends Error {
@@ -133,7 +136,8 @@ export function openStreamPipeline(endpoint: string, open: OpenPipelineStream, i
     outbox.push(create(PipelineRequestSchema, { id, request }));
     wakeWriter?.();
     const response = await answer;
-    if (response.case !== kind) throw new PipelineCallError(new ConnectError(`the server answered a ${kind} with ${String(response.case)}`, Code.Internal), mutation);
+    if (response.case !== kind)
+      throw new PipelineCallError(new ConnectError(`the server answered a ${kind} with ${String(response.case)}`, Code.Internal), mutation);
     return response.value as T;
   }
 

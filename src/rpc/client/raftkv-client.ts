@@ -100,7 +100,10 @@ export interface RaftkvClient {
    */
   watch(request: MessageInitShape<typeof WatchRequestSchema>, options?: CallOptions): AsyncIterable<WatchResponse>;
   memberList(request: MessageInitShape<typeof MemberListRequestSchema>, options?: CallOptions): Promise<MemberListResponse>;
-  transferLeadership(request: MessageInitShape<typeof TransferLeadershipRequestSchema>, options?: CallOptions): Promise<TransferLeadershipResponse>;
+  transferLeadership(
+    request: MessageInitShape<typeof TransferLeadershipRequestSchema>,
+    options?: CallOptions,
+  ): Promise<TransferLeadershipResponse>;
   /** Asks every known endpoint for its status, in parallel; one failure does not fail the others. */
   statusAll(options?: CallOptions): Promise<EndpointStatus[]>;
   /**
@@ -196,7 +199,10 @@ class RaftkvClientImpl implements RaftkvClient {
     return this.call(false, options, (e, o) => e.cluster.memberList(request, o));
   }
 
-  transferLeadership(request: MessageInitShape<typeof TransferLeadershipRequestSchema>, options?: CallOptions): Promise<TransferLeadershipResponse> {
+  transferLeadership(
+    request: MessageInitShape<typeof TransferLeadershipRequestSchema>,
+    options?: CallOptions,
+  ): Promise<TransferLeadershipResponse> {
     return this.call(false, options, (e, o) => e.cluster.transferLeadership(request, o));
   }
 
@@ -375,7 +381,11 @@ class RaftkvClientImpl implements RaftkvClient {
     let transport: Transport;
     let close: () => void;
     if (this.protocol === "grpc") {
-      const sessionManager = new Http2SessionManager(url, { pingIntervalMs: 10_000, pingTimeoutMs: 5_000, idleConnectionTimeoutMs: 60_000 });
+      const sessionManager = new Http2SessionManager(url, {
+        pingIntervalMs: 10_000,
+        pingTimeoutMs: 5_000,
+        idleConnectionTimeoutMs: 60_000,
+      });
       transport = createGrpcTransport({ baseUrl: url, sessionManager });
       close = () => sessionManager.abort();
     } else {
@@ -423,9 +433,18 @@ function classify(error: ConnectError): Action {
 /** False only when the server said the request was not proposed. */
 function mayHaveApplied(error: ConnectError): boolean {
   const reason = errorReason(error);
-  return !(reason === "not-leader" || reason === "no-leader" || reason === "overloaded" || reason === "too-large" ||
-    reason === "invalid-argument" || reason === "limit-exceeded" || reason === "duplicate-key" || reason === "too-many-watchers" ||
-    reason === "stale-sequence" || reason === "unimplemented");
+  return !(
+    reason === "not-leader" ||
+    reason === "no-leader" ||
+    reason === "overloaded" ||
+    reason === "too-large" ||
+    reason === "invalid-argument" ||
+    reason === "limit-exceeded" ||
+    reason === "duplicate-key" ||
+    reason === "too-many-watchers" ||
+    reason === "stale-sequence" ||
+    reason === "unimplemented"
+  );
 }
 
 export function normalizeEndpoint(url: string): string {

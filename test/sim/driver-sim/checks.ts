@@ -57,7 +57,8 @@ export function checkDurablePromise(message: Message, storage: SimStorage): stri
       const durableTerm = disk.termAt(i);
       if (durableTerm === undefined) return `acknowledges ${i}, but the durable log ends at ${disk.durable.lastIndex()}`;
       const logTerm = storage.viewTermAt(i);
-      if (logTerm !== undefined && logTerm !== durableTerm) return `acknowledges ${i} of term ${logTerm}, but the durable entry ${i} has term ${durableTerm}`;
+      if (logTerm !== undefined && logTerm !== durableTerm)
+        return `acknowledges ${i} of term ${logTerm}, but the durable entry ${i} has term ${durableTerm}`;
       return undefined;
     }
     case "voteResp": {
@@ -106,9 +107,15 @@ export class AppliedLog {
     if (first.command === command) return;
     const opId = this.acked.get(first.command);
     if (opId !== undefined) {
-      this.violation("lostWrite", `node ${node} applied another command at index ${index}, where op ${opId}'s write was applied by node ${first.node} at ${first.at} ms and acknowledged`);
+      this.violation(
+        "lostWrite",
+        `node ${node} applied another command at index ${index}, where op ${opId}'s write was applied by node ${first.node} at ${first.at} ms and acknowledged`,
+      );
     } else {
-      this.violation("stateMachineSafety", `node ${node} applied a different command at index ${index} than node ${first.node} did at ${first.at} ms`);
+      this.violation(
+        "stateMachineSafety",
+        `node ${node} applied a different command at index ${index} than node ${first.node} did at ${first.at} ms`,
+      );
     }
   }
 

@@ -3,7 +3,15 @@ import { CommandSchema, type Command, type CommandResult } from "../../../gen/ra
 import { CompareResult, CompareTarget, GetRequestSchema } from "../../../gen/raftkv/v1/kv_pb.js";
 import type { NodeId } from "../../../src/core/index.js";
 import type { Driver } from "../../../src/driver/node.js";
-import { InvalidRequestError, NotLeaderError, OverloadedError, ReadFailedError, StoppedError, TooLargeError, UnknownOutcomeError } from "../../../src/driver/errors.js";
+import {
+  InvalidRequestError,
+  NotLeaderError,
+  OverloadedError,
+  ReadFailedError,
+  StoppedError,
+  TooLargeError,
+  UnknownOutcomeError,
+} from "../../../src/driver/errors.js";
 import { assert } from "../../../src/lib/assert.js";
 import type { Prng } from "../../../src/lib/prng.js";
 import type { KvInput, KvOutput, Operation, Outcome } from "../history.js";
@@ -121,7 +129,8 @@ export class Clients {
       if (outcome.status === "ok") {
         const output = outcome.output;
         if (output.kind === "get") lastSeen.set(key, output.value);
-        else if (input.kind !== "get" && (output.kind === "put" || (output.kind === "cas" && output.swapped))) lastSeen.set(key, input.value);
+        else if (input.kind !== "get" && (output.kind === "put" || (output.kind === "cas" && output.swapped)))
+          lastSeen.set(key, input.value);
       } else if (outcome.status === "unknown") {
         // A write of unknown fate may or may not have replaced the value: expect nothing in particular.
         lastSeen.delete(key);
@@ -134,7 +143,12 @@ export class Clients {
    * Runs one operation to its outcome. `leader`: where the client should send its next request
    * (0: pick anew), when this one told it something.
    */
-  private async invoke(id: number, clientId: number, node: NodeId, input: KvInput): Promise<{ outcome: Outcome; leader: NodeId | undefined }> {
+  private async invoke(
+    id: number,
+    clientId: number,
+    node: NodeId,
+    input: KvInput,
+  ): Promise<{ outcome: Outcome; leader: NodeId | undefined }> {
     this.stats.invoked++;
     const call = ++this.clock;
     const callStep = this.scheduler.now;
@@ -149,7 +163,11 @@ export class Clients {
       outcome = await new Promise<Outcome>((resolve) => {
         const abort = new AbortController();
         const deadline = this.scheduler.after(this.config.opTimeoutMs, () => abort.abort());
-        const tracked: InFlight = { node, instance: target.instance, crashed: () => finish(() => ({ status: "unknown", reason: `node ${node} crashed` })) };
+        const tracked: InFlight = {
+          node,
+          instance: target.instance,
+          crashed: () => finish(() => ({ status: "unknown", reason: `node ${node} crashed` })),
+        };
         let done = false;
         // The outcome is built when the answer is seen, so a read's value and the return time are those
         // of that moment.
@@ -169,7 +187,13 @@ export class Clients {
           });
         if (write === undefined) {
           target.driver.readBarrier(abort.signal).then(
-            () => finish(() => ({ status: "ok", output: { kind: "get", value: readValue(target.driver, input.key) }, ret: ++this.clock, retStep: this.scheduler.now })),
+            () =>
+              finish(() => ({
+                status: "ok",
+                output: { kind: "get", value: readValue(target.driver, input.key) },
+                ret: ++this.clock,
+                retStep: this.scheduler.now,
+              })),
             failed,
           );
         } else {
@@ -197,13 +221,23 @@ export class Clients {
   private classify(error: unknown, input: KvInput, node: NodeId): { outcome: Outcome; leader?: NodeId } {
     const retStep = this.scheduler.now;
     const name = error instanceof Error ? error.name : "non-error";
-    if (error instanceof NotLeaderError) return { outcome: { status: "fail", reason: `not the leader (node ${node})`, retStep }, leader: error.leaderId };
-    if (error instanceof OverloadedError || error instanceof TooLargeError || error instanceof StoppedError || error instanceof InvalidRequestError) {
+    if (error instanceof NotLeaderError)
+      return { outcome: { status: "fail", reason: `not the leader (node ${node})`, retStep }, leader: error.leaderId };
+    if (
+      error instanceof OverloadedError ||
+      error instanceof TooLargeError ||
+      error instanceof StoppedError ||
+      error instanceof InvalidRequestError
+    ) {
       return { outcome: { status: "fail", reason: `${name} at node ${node}`, retStep }, leader: 0 };
     }
-    if (input.kind === "get" && error instanceof ReadFailedError) return { outcome: { status: "fail", reason: `read failed at node ${node}`, retStep } };
-    if (input.kind !== "get" && error instanceof UnknownOutcomeError) return { outcome: { status: "unknown", reason: error.message }, leader: 0 };
-    this.port.unexpected(`node ${node} answered ${describeInput(input)} with ${name}: ${error instanceof Error ? error.message : String(error)}`);
+    if (input.kind === "get" && error instanceof ReadFailedError)
+      return { outcome: { status: "fail", reason: `read failed at node ${node}`, retStep } };
+    if (input.kind !== "get" && error instanceof UnknownOutcomeError)
+      return { outcome: { status: "unknown", reason: error.message }, leader: 0 };
+    this.port.unexpected(
+      `node ${node} answered ${describeInput(input)} with ${name}: ${error instanceof Error ? error.message : String(error)}`,
+    );
     return { outcome: { status: "unknown", reason: `unexpected ${name}` } };
   }
 }

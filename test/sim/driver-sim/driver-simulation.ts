@@ -211,7 +211,13 @@ class DriverSimulation {
     this.chaosMs = options.chaosMs ?? CHAOS_MS_DEFAULT;
     this.tracing = options.trace ?? false;
     this.ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
-    this.members = this.ids.map((id) => ({ id, name: `node-${id}`, peerUrl: `sim://${id}`, clientUrl: `sim://${id}/client`, learner: false }));
+    this.members = this.ids.map((id) => ({
+      id,
+      name: `node-${id}`,
+      peerUrl: `sim://${id}`,
+      clientUrl: `sim://${id}/client`,
+      learner: false,
+    }));
     for (const id of this.ids) {
       this.nodes.set(id, {
         id,
@@ -255,13 +261,21 @@ class DriverSimulation {
     this.scheduler.after(FAULT_TICK_MS, () => this.faultTick());
     this.scheduler.after(this.chaosMs, () => this.heal());
     this.scheduler.after(this.chaosMs + HEAL_DEADLINE_MS, () => {
-      if (this.phase !== "done") this.violation("liveness", `no convergence ${HEAL_DEADLINE_MS} ms after the heal: ${this.describeCluster()}`);
+      if (this.phase !== "done")
+        this.violation("liveness", `no convergence ${HEAL_DEADLINE_MS} ms after the heal: ${this.describeCluster()}`);
     });
     await this.scheduler.runUntil(
       () => this.phase === "done" || this.violations.length > 0 || this.scheduler.eventsRun >= this.params.eventsMax,
-      (error) => this.violation("exception", error instanceof Error ? `${error.name}: ${error.message}\n${(error.stack ?? "").split("\n").slice(1, 6).join("\n")}` : String(error)),
+      (error) =>
+        this.violation(
+          "exception",
+          error instanceof Error
+            ? `${error.name}: ${error.message}\n${(error.stack ?? "").split("\n").slice(1, 6).join("\n")}`
+            : String(error),
+        ),
     );
-    if (this.phase !== "done" && this.violations.length === 0) this.violation("liveness", `the run took more than ${this.params.eventsMax} events: ${this.describeCluster()}`);
+    if (this.phase !== "done" && this.violations.length === 0)
+      this.violation("liveness", `the run took more than ${this.params.eventsMax} events: ${this.describeCluster()}`);
     if (this.violations.length === 0) this.checkHistory();
     const net = this.network.stats;
     const stats = this.clients.stats;
@@ -323,7 +337,9 @@ class DriverSimulation {
     });
     node.process = { driver, instance, clock, storage };
     const hs = storage.initialState().hardState;
-    this.note(`node ${node.id} starts (instance ${instance}): snapshot ${snapshot.meta.index}, log ${storage.firstIndex()}..${storage.lastIndex()}, term ${hs.term}, vote ${hs.vote}, commit ${hs.commit}`);
+    this.note(
+      `node ${node.id} starts (instance ${instance}): snapshot ${snapshot.meta.index}, log ${storage.firstIndex()}..${storage.lastIndex()}, term ${hs.term}, vote ${hs.vote}, commit ${hs.commit}`,
+    );
     driver.start();
   }
 
@@ -504,7 +520,10 @@ class DriverSimulation {
     const result = checkLinearizability(this.clients.history);
     if (result.kind === "violation") this.violation("linearizability", `key ${result.key}: ${result.explanation}`);
     else if (result.kind === "budgetExceeded") {
-      this.violation("linearizability", `the checker gave up on key ${result.key} (${result.operations} ops, ${result.searchSteps} search steps)`);
+      this.violation(
+        "linearizability",
+        `the checker gave up on key ${result.key} (${result.operations} ops, ${result.searchSteps} search steps)`,
+      );
     }
   }
 
@@ -528,7 +547,8 @@ class DriverSimulation {
     let best: { process: Process; term: number } | undefined;
     for (const node of this.nodes.values()) {
       const s = node.process?.driver.status();
-      if (node.process !== undefined && s?.role === "leader" && (best === undefined || s.term > best.term)) best = { process: node.process, term: s.term };
+      if (node.process !== undefined && s?.role === "leader" && (best === undefined || s.term > best.term))
+        best = { process: node.process, term: s.term };
     }
     return best?.process;
   }
@@ -537,7 +557,9 @@ class DriverSimulation {
     return this.ids
       .map((id) => {
         const s = this.node(id).process?.driver.status();
-        return s === undefined ? `${id}:down` : `${id}:${s.role}/t${s.term}/lead${s.leader}/c${s.commitIndex}/a${s.appliedIndex}/last${s.lastIndex}`;
+        return s === undefined
+          ? `${id}:down`
+          : `${id}:${s.role}/t${s.term}/lead${s.leader}/c${s.commitIndex}/a${s.appliedIndex}/last${s.lastIndex}`;
       })
       .join(" ");
   }

@@ -106,7 +106,10 @@ export class DriverNetwork {
   /** Splits the nodes into groups (every node in exactly one) and clears one-way cuts. */
   partition(groups: readonly (readonly NodeId[])[]): void {
     const seen = groups.flat();
-    assert(seen.length === this.nodeIds.length && this.nodeIds.every((id) => seen.includes(id)), "network: a partition places every node once");
+    assert(
+      seen.length === this.nodeIds.length && this.nodeIds.every((id) => seen.includes(id)),
+      "network: a partition places every node once",
+    );
     this.cutLinks.clear();
     groups.forEach((members, g) => {
       for (const id of members) this.group.set(id, g);
@@ -128,7 +131,10 @@ export class DriverNetwork {
       const g = this.group.get(id) ?? 0;
       groups.set(g, [...(groups.get(g) ?? []), id]);
     }
-    return [...[...groups.keys()].sort((a, b) => a - b).map((g) => `{${(groups.get(g) ?? []).join(",")}}`), ...[...this.cutLinks].sort()].join(" ");
+    return [
+      ...[...groups.keys()].sort((a, b) => a - b).map((g) => `{${(groups.get(g) ?? []).join(",")}}`),
+      ...[...this.cutLinks].sort(),
+    ].join(" ");
   }
 
   private delay(): number {
