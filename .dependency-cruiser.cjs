@@ -19,6 +19,14 @@ const noGen = ["lib", "core", "storage", "metrics", "config"];
 module.exports = {
   forbidden: [
     { name: "no-cycles", severity: "error", from: {}, to: { circular: true } },
+    {
+      // The bundled client runs in other people's processes: it shares only the wire contract with the
+      // server (header names, reasons and what each means), never the server's own modules.
+      name: "client-sdk-wire-contract-only",
+      severity: "error",
+      from: { path: "^src/rpc/client/" },
+      to: { path: "^src/", pathNot: ["^src/rpc/client/", "^src/rpc/wire-contract\\.ts$", "^src/lib/"] },
+    },
     ...Object.entries(allowed).map(([mod, deps]) => ({
       name: `${mod}-imports`,
       severity: "error",

@@ -8,7 +8,7 @@ import { lockDataDir, newIncarnation, writeIdentity } from "../driver/index.js";
 import { createKvStore, isKvError } from "../kv/index.js";
 import type { Logger } from "../lib/logger.js";
 import { createMaintenanceClient } from "../rpc/client/maintenance-client.js";
-import { errorReason } from "../rpc/errors.js";
+import { errorReason } from "../rpc/wire-contract.js";
 import { BackupFileError, BackupFileWriter, inspectBackupFile, readBackupFile, seedStorage, type BackupInfo } from "../storage/index.js";
 import type { CliIo } from "./cli-io.js";
 import {

@@ -11,33 +11,7 @@ import {
 import { isKvError, type KvError } from "../kv/index.js";
 import { unreachable } from "../lib/assert.js";
 
-/**
- * Response metadata keys. A client (ours, or any other) reads them from the error's metadata; Connect
- * sends them as headers, gRPC as trailers.
- */
-export const leaderHeader = "raftkv-leader";
-export const leaderIdHeader = "raftkv-leader-id";
-/** A stable, machine-readable name of what went wrong (see ErrorReason); the message is for people. */
-export const reasonHeader = "raftkv-error";
-
-export type ErrorReason =
-  | "not-leader"
-  | "no-leader"
-  | "unknown-outcome"
-  | "read-failed"
-  | "overloaded"
-  | "stopped"
-  | "too-large"
-  | "invalid-argument"
-  | "limit-exceeded"
-  | "duplicate-key"
-  | "stale-sequence"
-  | "result-not-retained"
-  | "too-many-watchers"
-  | "deadline"
-  | "canceled"
-  | "unimplemented"
-  | "internal";
+import { leaderHeader, leaderIdHeader, reasonHeader, type ErrorReason } from "./wire-contract.js";
 
 /** What the request was when it failed; it decides whether a timeout means "maybe applied". */
 export interface ErrorContext {
@@ -177,10 +151,4 @@ function wire(cause: unknown, code: Code, reason: ErrorReason, message: string, 
 /** Builds the error for bad input found by the rpc layer itself (for example an unknown member id). */
 export function invalidArgument(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument, { [reasonHeader]: "invalid-argument" });
-}
-
-/** The reason a server attached to an error, or undefined for errors from elsewhere (the network, a proxy). */
-export function errorReason(error: ConnectError): ErrorReason | undefined {
-  const value = error.metadata.get(reasonHeader);
-  return value === null ? undefined : (value as ErrorReason);
 }

@@ -1,13 +1,13 @@
+export { invalidArgument, toConnectError, type ErrorContext } from "./errors.js";
 export {
   errorReason,
-  invalidArgument,
   leaderHeader,
   leaderIdHeader,
+  reasonContract,
   reasonHeader,
-  toConnectError,
-  type ErrorContext,
   type ErrorReason,
-} from "./errors.js";
+  type ReasonContract,
+} from "./wire-contract.js";
 export { createKvServiceImpl, type KvServiceOptions } from "./kv-service.js";
 export { createKvUnaryHandlers, type KvReadStore, type KvUnaryHandlers, type KvUnaryOptions } from "./kv-unary.js";
 export { servePipeline, pipelineInflightMax } from "./pipeline.js";

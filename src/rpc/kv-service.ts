@@ -2,7 +2,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import type { KvService, WatchResponse } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KvNode } from "../driver/types.js";
 import { validateWatch, type ValidationLimits } from "../kv/index.js";
-import { reasonHeader } from "./errors.js";
+import { reasonHeader } from "./wire-contract.js";
 import { failRequest } from "./handler-errors.js";
 import { createKvUnaryHandlers, responseHeader, type KvReadStore, type KvUnaryOptions } from "./kv-unary.js";
 import { servePipeline } from "./pipeline.js";

@@ -20,7 +20,7 @@ import type { KvNode } from "../driver/types.js";
 import { noNode, type NodeId } from "../core/index.js";
 import { validateCommand, validateGet, validateRange, type KvStore, type ValidationLimits } from "../kv/index.js";
 import { assert } from "../lib/assert.js";
-import { errorReason } from "./errors.js";
+import { errorReason } from "./wire-contract.js";
 import { failRequest } from "./handler-errors.js";
 import type { Logger } from "../lib/logger.js";
 

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { PipelineErrorSchema, PipelineResponseSchema, type PipelineRequest, type PipelineResponse } from "../../gen/raftkv/v1/kv_pb.js";
-import { leaderHeader, leaderIdHeader, reasonHeader } from "./errors.js";
+import { leaderHeader, leaderIdHeader, reasonHeader } from "./wire-contract.js";
 import { Fifo } from "../lib/fifo.js";
 import type { KvUnaryHandlers } from "./kv-unary.js";
 

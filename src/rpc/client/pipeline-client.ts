@@ -18,7 +18,7 @@ import {
   type TxnResponse,
 } from "../../../gen/raftkv/v1/kv_pb.js";
 import { Fifo } from "../../lib/fifo.js";
-import { leaderHeader, leaderIdHeader, reasonHeader } from "../errors.js";
+import { errorReason, leaderHeader, leaderIdHeader, reasonContract, reasonHeader } from "../wire-contract.js";
 
 /**
  * Many requests on one Pipeline stream to one node (kv.proto): no call per request, answers as each
@@ -65,18 +65,6 @@ interface Pending {
   resolve(response: PipelineResponse["response"]): void;
   reject(error: PipelineCallError): void;
 }
-
-/** Reasons that prove a write was not applied (nothing was proposed). */
-const notApplied: ReadonlySet<string> = new Set([
-  "not-leader",
-  "no-leader",
-  "overloaded",
-  "too-large",
-  "invalid-argument",
-  "limit-exceeded",
-  "duplicate-key",
-  "stale-sequence",
-]);
 
 export function openPipeline(endpoint: string, kv: Client<typeof KvService>, inflightMax = pipelineClientInflightMax): KvPipeline {
   return openStreamPipeline(endpoint, (requests, options) => kv.pipeline(requests, options), inflightMax);
@@ -166,5 +154,7 @@ function callError(e: PipelineError, mutation: boolean): PipelineCallError {
   if (e.leader !== "") metadata[leaderHeader] = e.leader;
   if (e.leaderId !== 0n) metadata[leaderIdHeader] = String(e.leaderId);
   const code = Code[e.code] === undefined ? Code.Unknown : (e.code as Code);
-  return new PipelineCallError(new ConnectError(e.message, code, metadata), mutation && !notApplied.has(e.reason));
+  const error = new ConnectError(e.message, code, metadata);
+  const reason = errorReason(error);
+  return new PipelineCallError(error, mutation && (reason === undefined || !reasonContract[reason].notApplied));
 }

@@ -28,7 +28,7 @@ import {
   type WatchResponse,
 } from "../../../gen/raftkv/v1/kv_pb.js";
 import { sleep } from "../../lib/sleep.js";
-import { errorReason, leaderHeader, type ErrorReason } from "../errors.js";
+import { errorReason, leaderHeader, reasonContract, type ErrorReason } from "../wire-contract.js";
 import { openPipeline, type KvPipeline } from "./pipeline-client.js";
 import { SessionPool, type Session } from "./session-pool.js";
 
@@ -398,7 +398,7 @@ class RaftkvClientImpl implements RaftkvClient {
   }
 }
 
-type Action = "redirect" | "next-endpoint" | "backoff" | "fatal";
+type Action = (typeof reasonContract)[ErrorReason]["action"];
 
 /** What to do after a failed attempt. Only failures where nothing is wrong with the request are retried. */
 function classify(error: ConnectError): Action {
@@ -406,45 +406,26 @@ function classify(error: ConnectError): Action {
   // is the wrong node to wait on again.
   if (error.code === Code.DeadlineExceeded) return "next-endpoint";
   const reason = errorReason(error);
-  switch (reason) {
-    case "not-leader":
-      return error.metadata.get(leaderHeader) !== null ? "redirect" : "backoff";
-    case "stopped":
-      return "next-endpoint";
-    case "no-leader":
-    case "read-failed":
-    case "unknown-outcome":
-    case "overloaded":
-      return "backoff";
-    case undefined:
-      // No raftkv reason: the failure came from the network or the client itself. connect-node reports
-      // a refused connection as Unavailable, a reset one as Aborted ("read ECONNRESET"), and a stream
-      // broken by a dying server as Canceled ("stream closed with error code CANCEL"); a caller's own
-      // cancellation never gets here (checked before classifying). All are the node's fault, not the
-      // request's: try the next node. Mutations keep their session, so a retry applies at most once.
-      return error.code === Code.Unavailable || error.code === Code.Aborted || error.code === Code.Canceled || error.code === Code.Unknown
-        ? "next-endpoint"
-        : "fatal";
-    default:
-      return "fatal";
+  if (reason === undefined) {
+    // No raftkv reason: the failure came from the network or the client itself. connect-node reports
+    // a refused connection as Unavailable, a reset one as Aborted ("read ECONNRESET"), and a stream
+    // broken by a dying server as Canceled ("stream closed with error code CANCEL"); a caller's own
+    // cancellation never gets here (checked before classifying). All are the node's fault, not the
+    // request's: try the next node. Mutations keep their session, so a retry applies at most once.
+    const network =
+      error.code === Code.Unavailable || error.code === Code.Aborted || error.code === Code.Canceled || error.code === Code.Unknown;
+    return network ? "next-endpoint" : "fatal";
   }
+  const action = reasonContract[reason].action;
+  // A not-leader answer from a node that knows no leader names nobody to go to.
+  if (action === "redirect" && error.metadata.get(leaderHeader) === null) return "backoff";
+  return action;
 }
 
-/** False only when the server said the request was not proposed. */
+/** False only when the server said the request was not proposed (wire-contract.ts). */
 function mayHaveApplied(error: ConnectError): boolean {
   const reason = errorReason(error);
-  return !(
-    reason === "not-leader" ||
-    reason === "no-leader" ||
-    reason === "overloaded" ||
-    reason === "too-large" ||
-    reason === "invalid-argument" ||
-    reason === "limit-exceeded" ||
-    reason === "duplicate-key" ||
-    reason === "too-many-watchers" ||
-    reason === "stale-sequence" ||
-    reason === "unimplemented"
-  );
+  return reason === undefined || !reasonContract[reason].notApplied;
 }
 
 export function normalizeEndpoint(url: string): string {
