@@ -172,7 +172,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
   const snapshotsSent = new Map<number, number>();
   const peerMetrics = setInterval(() => {
     for (const [peerId, stats] of node.peerStats()) {
-      metrics.peerMessages(peerId, stats.sent, stats.dropped, stats.steps);
+      metrics.peerMessages(peerId, stats.sent, stats.dropped, stats.steps, stats.failures);
       // A leader always sends its latest snapshot, the one storage holds.
       for (let i = snapshotsSent.get(peerId) ?? 0; i < stats.snapshotsSent; i++) metrics.snapshot("sent", node.snapshotBytes());
       snapshotsSent.set(peerId, stats.snapshotsSent);
@@ -271,6 +271,6 @@ function metricsObserver(metrics: RaftkvMetrics): DriverObserver {
     },
     onProposal: (outcome, ms) => metrics.proposal(outcome, ms),
     onReadBarrier: (outcome, ms) => metrics.readBarrier(outcome, ms),
-    onSnapshot: (kind, _index, bytes) => metrics.snapshot(kind, bytes),
+    onSnapshot: (kind, _index, bytes, ms) => metrics.snapshot(kind, bytes, ms),
   };
 }

@@ -44,7 +44,10 @@ export interface DriverStorage extends LogStorage {
 export interface DriverTransport {
   send(messages: readonly Message[]): void;
   /** Cumulative per-peer counters, for metrics. */
-  stats(): ReadonlyMap<NodeId, { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }>;
+  stats(): ReadonlyMap<
+    NodeId,
+    { readonly sent: number; readonly dropped: number; readonly steps: number; readonly failures: number; readonly snapshotsSent: number }
+  >;
   close(): Promise<void>;
 }
 
@@ -60,7 +63,7 @@ export interface DriverObserver {
   onProposal?(outcome: "ok" | "failed", ms: number): void;
   onReadBarrier?(outcome: "ok" | "failed", ms: number): void;
   /** A snapshot was created from the local state, or installed from the leader's. */
-  onSnapshot?(kind: "created" | "installed", index: number, bytes: number): void;
+  onSnapshot?(kind: "created" | "installed", index: number, bytes: number, ms: number): void;
 }
 
 export interface DriverOptions {
@@ -215,7 +218,7 @@ export class Driver implements KvNode {
   /** The transport's cumulative counters per peer (messages sent and dropped, snapshots sent). */
   peerStats(): ReadonlyMap<
     NodeId,
-    { readonly sent: number; readonly dropped: number; readonly steps: number; readonly snapshotsSent: number }
+    { readonly sent: number; readonly dropped: number; readonly steps: number; readonly failures: number; readonly snapshotsSent: number }
   > {
     return this.options.transport.stats();
   }
@@ -482,7 +485,12 @@ export class Driver implements KvNode {
       stateMachine.restore(rd.snapshot.data);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.applied = rd.snapshot.meta.index;
-      this.options.observer?.onSnapshot?.("installed", rd.snapshot.meta.index, rd.snapshot.data.byteLength);
+      this.options.observer?.onSnapshot?.(
+        "installed",
+        rd.snapshot.meta.index,
+        rd.snapshot.data.byteLength,
+        this.clock.now() - persistStarted,
+      );
       this.conf = rd.snapshot.meta.conf;
       // Proposals at or below the snapshot were overwritten or applied elsewhere; we cannot tell which.
       for (const [index, p] of this.proposals) {
@@ -606,6 +614,7 @@ export class Driver implements KvNode {
 
   private async writeSnapshot(index: number, conf: ConfState, chunks: Iterable<Uint8Array>): Promise<void> {
     const { storage } = this.options;
+    const started = this.clock.now();
     try {
       const parts: Uint8Array[] = [];
       for (const chunk of chunks) {
@@ -617,7 +626,7 @@ export class Driver implements KvNode {
       await storage.createSnapshot(index, conf, data);
       const compactTo = index - this.options.retainEntries;
       if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
-      this.options.observer?.onSnapshot?.("created", index, data.byteLength);
+      this.options.observer?.onSnapshot?.("created", index, data.byteLength, this.clock.now() - started);
     } catch (error) {
       // Writing the snapshot or compacting the log failed. The log itself is intact, but the disk is
       // failing and the node must not go on silently "running" (every write would hang): fail-stop

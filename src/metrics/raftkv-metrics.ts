@@ -23,11 +23,12 @@ export interface RaftkvMetrics {
   /** One WAL write made durable: the fsync latency, the entry bytes and the entries written. */
   walFsync(ms: number, bytes: number, entries: number): void;
   /** The transport's cumulative counters for one peer; the metric grows by the difference. */
-  peerMessages(peer: number, sentTotal: number, droppedTotal: number, batchesTotal: number): void;
+  peerMessages(peer: number, sentTotal: number, droppedTotal: number, batchesTotal: number, failuresTotal: number): void;
   /** A batch from a member was refused because its incarnation changed (it lost its data directory). */
   peerIncarnationRefused(peer: number): void;
   /** A snapshot was created locally, installed from the leader, or sent to a follower. */
-  snapshot(kind: SnapshotKind, bytes: number): void;
+  /** `ms`: how long creating or installing it took (undefined for a snapshot sent). */
+  snapshot(kind: SnapshotKind, bytes: number, ms?: number): void;
   /** One finished client RPC with its Connect code name ("ok" on success). */
   rpc(method: string, code: string, ms: number): void;
   /** A Watch stream opened (+1) or ended (-1). */
@@ -254,6 +255,13 @@ function storageMetrics(registers: Registers): MetricGroup<"walFsync" | "snapsho
     labelNames: ["kind"],
     registers,
   });
+  const snapshotSeconds = new Histogram({
+    name: "raftkv_snapshot_duration_seconds",
+    help: "Time to create a snapshot (encode and write it, beside the loop) or to install one from the leader, by kind.",
+    labelNames: ["kind"],
+    buckets: latencyBuckets,
+    registers,
+  });
   const storageStalled = new Gauge({
     name: "raftkv_storage_stalled",
     help: "1 while a log write has waited longer than --storage-stall-ms for the disk (the node is then not ready).",
@@ -268,9 +276,10 @@ function storageMetrics(registers: Registers): MetricGroup<"walFsync" | "snapsho
         if (bytes > 0) walBytes.inc(bytes);
         if (entries > 0) walEntries.inc(entries);
       },
-      snapshot(kind, bytes) {
+      snapshot(kind, bytes, ms) {
         snapshots.inc({ kind });
         snapshotBytes.set({ kind }, bytes);
+        if (ms !== undefined) snapshotSeconds.observe({ kind }, ms / 1000);
       },
     },
     sample(state) {
@@ -319,23 +328,31 @@ function peerMetrics(registers: Registers): MetricGroup<"peerMessages" | "peerIn
     labelNames: ["peer"],
     registers,
   });
-  const peerTotals = new Map<number, { sent: number; dropped: number; batches: number }>();
+  const peerFailures = new Counter({
+    name: "raftkv_peer_call_failures_total",
+    help: "Calls to a peer that failed (a Step stream broken or refused, a snapshot stream failed); each is retried after a backoff.",
+    labelNames: ["peer"],
+    registers,
+  });
+  const peerTotals = new Map<number, { sent: number; dropped: number; batches: number; failures: number }>();
   return {
     record: {
       peerIncarnationRefused(peer) {
         incarnationRefused.inc({ peer: String(peer) });
       },
-      peerMessages(peer, sentTotal, droppedTotal, batchesTotal) {
+      peerMessages(peer, sentTotal, droppedTotal, batchesTotal, failuresTotal) {
         // The transport reports totals; a total below the last one means its counters restarted.
-        const last = peerTotals.get(peer) ?? { sent: 0, dropped: 0, batches: 0 };
+        const last = peerTotals.get(peer) ?? { sent: 0, dropped: 0, batches: 0, failures: 0 };
         const growth = (total: number, previous: number): number => (total >= previous ? total - previous : total);
         const sent = growth(sentTotal, last.sent);
         const dropped = growth(droppedTotal, last.dropped);
         const batches = growth(batchesTotal, last.batches);
-        peerTotals.set(peer, { sent: sentTotal, dropped: droppedTotal, batches: batchesTotal });
+        const failures = growth(failuresTotal, last.failures);
+        peerTotals.set(peer, { sent: sentTotal, dropped: droppedTotal, batches: batchesTotal, failures: failuresTotal });
         if (sent > 0) peerSent.inc({ peer: String(peer) }, sent);
         if (dropped > 0) peerDropped.inc({ peer: String(peer) }, dropped);
         if (batches > 0) peerBatches.inc({ peer: String(peer) }, batches);
+        if (failures > 0) peerFailures.inc({ peer: String(peer) }, failures);
       },
     },
     sample(state) {

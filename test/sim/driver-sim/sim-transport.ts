@@ -212,6 +212,8 @@ interface PeerCounts {
   sent: number;
   dropped: number;
   steps: number;
+  /** Calls that failed: none here (the simulated network loses messages, not calls). */
+  failures: number;
   snapshotsSent: number;
 }
 
@@ -235,7 +237,7 @@ export class SimTransport implements DriverTransport {
     for (const m of messages) {
       assert(m.from === this.selfId, () => `transport of node ${this.selfId}: a message from ${m.from}`);
       this.inspect(m);
-      const c = this.counts.get(m.to) ?? { sent: 0, dropped: 0, steps: 0, snapshotsSent: 0 };
+      const c = this.counts.get(m.to) ?? { sent: 0, dropped: 0, steps: 0, failures: 0, snapshotsSent: 0 };
       c.sent++;
       c.steps++;
       if (m.type === "snapshot") c.snapshotsSent++;
