@@ -185,6 +185,7 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
       pendingProposals: pending.proposals,
       pendingReads: pending.reads,
       keys: node.store.keyCount,
+      dataBytes: node.store.dataBytes,
       sessions: node.store.sessionCount,
       storageStalled: node.storageStalled,
     });

@@ -21,6 +21,8 @@ export interface LimitsConfig {
   readonly valueBytesMax: number;
   readonly requestBytesMax: number;
   readonly txnOpsMax: number;
+  /** The space quota on the store's keys and values. */
+  readonly quotaBytes: number;
   readonly watchersPerConnectionMax: number;
   readonly requestTimeoutMs: number;
 }
@@ -141,6 +143,7 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     valueBytesMax: bytesSetting(raw, "value-bytes-max"),
     requestBytesMax: bytesSetting(raw, "request-bytes-max"),
     txnOpsMax: integerSetting(raw, "txn-ops-max"),
+    quotaBytes: bytesSetting(raw, "quota-bytes"),
     watchersPerConnectionMax: integerSetting(raw, "watchers-per-connection-max"),
     requestTimeoutMs: integerSetting(raw, "request-timeout-ms"),
   };

@@ -128,6 +128,12 @@ export const settingSpecs = [
     help: "The largest request message a client may send.",
   },
   {
+    flag: "quota-bytes",
+    placeholder: "BYTES",
+    default: { kind: "bytes", value: 2 * GiB, min: 1 * MiB, max: 64 * GiB },
+    help: "The space quota: once the store's keys and values take this much, writes that add data are refused (reads and deletes go on).",
+  },
+  {
     flag: "txn-ops-max",
     placeholder: "N",
     default: { kind: "integer", value: 128, min: 1, max: 10_000 },

@@ -1,6 +1,6 @@
 import { assert } from "../lib/assert.js";
 import { prefixEnd } from "./key-codec.js";
-import type { KeyRecord } from "./key-record.js";
+import { recordBytes, type KeyRecord } from "./key-record.js";
 import { SortedKeys } from "./sorted-keys.js";
 
 /** A selection of keys as a half-open range of key strings: [start, end), end undefined = unbounded. */
@@ -23,6 +23,8 @@ export function spanContains(span: KeySpan, key: string): boolean {
 export class KeyIndex {
   private readonly records = new Map<string, KeyRecord>();
   private readonly order: SortedKeys;
+  /** The live keys' key and value bytes (recordBytes), kept as records change: the store's size. */
+  private liveBytes = 0;
 
   constructor(order: SortedKeys = new SortedKeys()) {
     this.order = order;
@@ -32,7 +34,11 @@ export class KeyIndex {
   static fromSorted(keys: readonly string[], records: readonly KeyRecord[]): KeyIndex {
     assert(keys.length === records.length, "one key string per record");
     const index = new KeyIndex(SortedKeys.fromSorted(keys));
-    keys.forEach((key, i) => index.records.set(key, records[i] as KeyRecord));
+    keys.forEach((key, i) => {
+      const record = records[i] as KeyRecord;
+      index.records.set(key, record);
+      index.liveBytes += recordBytes(record);
+    });
     return index;
   }
 
@@ -40,18 +46,29 @@ export class KeyIndex {
     return this.records.size;
   }
 
+  /** The key and value bytes of every live key. */
+  get bytes(): number {
+    return this.liveBytes;
+  }
+
   get(key: string): KeyRecord | undefined {
     return this.records.get(key);
   }
 
   set(key: string, record: KeyRecord): void {
-    if (!this.records.has(key)) this.order.insert(key);
+    const previous = this.records.get(key);
+    if (previous === undefined) this.order.insert(key);
+    else this.liveBytes -= recordBytes(previous);
     this.records.set(key, record);
+    this.liveBytes += recordBytes(record);
   }
 
   delete(key: string): boolean {
-    if (!this.records.delete(key)) return false;
+    const previous = this.records.get(key);
+    if (previous === undefined) return false;
+    this.records.delete(key);
     this.order.delete(key);
+    this.liveBytes -= recordBytes(previous);
     return true;
   }
 

@@ -86,6 +86,8 @@ export interface KvStore {
   /** The oldest revision a watch can start at. */
   readonly compactRevision: number;
   readonly keyCount: number;
+  /** The live keys' key and value bytes: what the space quota (--quota-bytes) is checked against. */
+  readonly dataBytes: number;
   readonly sessionCount: number;
   readonly watcherCount: number;
 
@@ -151,6 +153,10 @@ class Store implements KvStore {
   }
   get keyCount(): number {
     return this.keys.size;
+  }
+
+  get dataBytes(): number {
+    return this.keys.bytes;
   }
   get sessionCount(): number {
     return this.sessions.size;

@@ -53,6 +53,8 @@ export interface NodeSample {
   readonly pendingProposals: number;
   readonly pendingReads: number;
   readonly keys: number;
+  /** The live keys' key and value bytes (KvStore.dataBytes). */
+  readonly dataBytes: number;
   readonly sessions: number;
   /** A log write has waited longer than --storage-stall-ms. */
   readonly storageStalled: boolean;
@@ -268,6 +270,11 @@ function storageMetrics(registers: Registers): MetricGroup<"walFsync" | "snapsho
     registers,
   });
   const keys = new Gauge({ name: "raftkv_kv_keys", help: "Keys in the store.", registers });
+  const dataBytes = new Gauge({
+    name: "raftkv_kv_bytes",
+    help: "The live keys' key and value bytes (what --quota-bytes is checked against).",
+    registers,
+  });
   const sessions = new Gauge({ name: "raftkv_kv_sessions", help: "Client sessions (exactly-once) the store remembers.", registers });
   return {
     record: {
@@ -284,6 +291,7 @@ function storageMetrics(registers: Registers): MetricGroup<"walFsync" | "snapsho
     },
     sample(state) {
       keys.set(state.keys);
+      dataBytes.set(state.dataBytes);
       sessions.set(state.sessions);
       storageStalled.set(state.storageStalled ? 1 : 0);
     },

@@ -31,9 +31,11 @@ import type { Logger } from "../lib/logger.js";
 
 export interface ClusterServiceOptions {
   readonly node: KvNode;
-  readonly store: Pick<KvStore, "revision">;
+  readonly store: Pick<KvStore, "revision" | "dataBytes">;
   readonly logger: Logger;
   readonly requestTimeoutMs: number;
+  /** The space quota (--quota-bytes): Status names it as an alarm once the store reaches it. */
+  readonly quotaBytes?: number;
   /** The raftkv version Status reports. */
   readonly version?: string;
   /** The bytes the node's data directory takes on disk; Status reports 0 without it. */
@@ -73,6 +75,14 @@ const clusterStatusReuseMs = 500;
  * started with, and saying so plainly beats a change that half happens.
  */
 export function createClusterServiceImpl(options: ClusterServiceOptions): ServiceImpl<typeof ClusterService> {
+  /** Why this node cannot serve now (the /readyz reason), and a store at its space quota. */
+  const alarms = (health: { ready: boolean; reason: string }): string[] => {
+    const found = health.ready ? [] : [health.reason];
+    const quota = options.quotaBytes;
+    if (quota !== undefined && options.store.dataBytes >= quota)
+      found.push(`space quota reached: ${options.store.dataBytes} of ${quota} bytes (--quota-bytes)`);
+    return found;
+  };
   const { node, store, logger } = options;
 
   const header = (term: number): ResponseHeader =>
@@ -107,7 +117,7 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
       clientUrls: self === undefined ? [] : [self.clientUrl],
       version: options.version ?? "",
       dataBytes: BigInt(dataBytes),
-      alarms: health.ready ? [] : [health.reason],
+      alarms: alarms(health),
       writesTotal: BigInt(counts.writes),
       readsTotal: BigInt(counts.reads),
       progress: [...(status.matchIndex ?? [])]

@@ -31,6 +31,8 @@ export interface KvServiceOptions {
   readonly onWatchers?: (delta: 1 | -1) => void;
   /** Hands a follower's writes to the leader (see KvUnaryOptions.forwardWrite). */
   readonly forwardWrite?: NonNullable<KvUnaryOptions["forwardWrite"]>;
+  /** The space quota (see KvUnaryOptions.quotaBytes). */
+  readonly quotaBytes?: number;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import {
   ResponseHeaderSchema,
@@ -20,12 +20,12 @@ import type { KvNode } from "../driver/types.js";
 import { noNode, type NodeId } from "../core/index.js";
 import { validateCommand, validateGet, validateRange, type KvStore, type ValidationLimits } from "../kv/index.js";
 import { assert } from "../lib/assert.js";
-import { errorReason } from "./wire-contract.js";
+import { errorReason, reasonHeader } from "./wire-contract.js";
 import { failRequest } from "./handler-errors.js";
 import type { Logger } from "../lib/logger.js";
 
 /** The store's read side: what a node answers from its local state after a read barrier. */
-export type KvReadStore = Pick<KvStore, "options" | "revision" | "get" | "range" | "watch">;
+export type KvReadStore = Pick<KvStore, "options" | "revision" | "get" | "range" | "watch" | "dataBytes">;
 
 export interface KvUnaryOptions {
   readonly node: KvNode;
@@ -39,6 +39,13 @@ export interface KvUnaryOptions {
    * the client goes there itself (`--forward-writes=false`).
    */
   readonly forwardWrite?: (leader: NodeId, command: Command, signal: AbortSignal) => Promise<CommandResult>;
+  /**
+   * The space quota (--quota-bytes): once the store's keys and values reach it, writes that add data
+   * (a Put, a Txn with a put) are refused with ResourceExhausted / quota-exceeded before they cost a log
+   * entry, while reads and deletes go on, so an operator can free space. Checked on the node that takes
+   * the request and again on the leader for a forwarded one; members may differ during a rolling change.
+   */
+  readonly quotaBytes?: number;
 }
 
 /**
@@ -63,6 +70,7 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
   async function mutate(command: Command, method: string, signal: AbortSignal, forward: boolean): Promise<CommandResult> {
     try {
       validateCommand(command, admission);
+      checkQuota(command);
       try {
         return await node.mutate(command, signal);
       } catch (error) {
@@ -74,6 +82,16 @@ export function createKvUnaryHandlers(options: KvUnaryOptions): KvUnaryHandlers 
     } catch (error) {
       throw failRequest(error, method, { signal, mutation: true }, logger);
     }
+  }
+
+  function checkQuota(command: Command): void {
+    const quota = options.quotaBytes;
+    if (quota === undefined || store.dataBytes < quota || !addsData(command)) return;
+    throw new ConnectError(
+      `the store holds ${store.dataBytes} bytes of keys and values, at its space quota of ${quota} (--quota-bytes): writes that add data are refused until deletes free space; reads and deletes still work`,
+      Code.ResourceExhausted,
+      { [reasonHeader]: "quota-exceeded" },
+    );
   }
 
   async function forwardToLeader(
@@ -173,4 +191,12 @@ export function withHeader<T extends { header?: ResponseHeader | undefined }>(
 ): T {
   response.header = header(response.header?.revision ?? 0n);
   return response;
+}
+
+/** Whether a write may add data: a Put, or a Txn with a put in either branch. */
+function addsData(command: Command): boolean {
+  const op = command.op;
+  if (op.case === "put") return true;
+  if (op.case !== "txn") return false;
+  return [...op.value.success, ...op.value.failure].some((r) => r.request.case === "put");
 }

@@ -26,6 +26,7 @@ export type ErrorReason =
   | "stale-sequence"
   | "result-not-retained"
   | "too-many-watchers"
+  | "quota-exceeded"
   | "deadline"
   | "canceled"
   | "unimplemented"
@@ -59,6 +60,8 @@ export const reasonContract: Readonly<Record<ErrorReason, ReasonContract>> = {
   // The write with that sequence applied earlier; only its result is gone.
   "result-not-retained": { notApplied: false, action: "fatal" },
   "too-many-watchers": { notApplied: true, action: "fatal" },
+  // The store is at its space quota: deletes (or a larger --quota-bytes) must come first.
+  "quota-exceeded": { notApplied: true, action: "fatal" },
   "deadline": { notApplied: false, action: "fatal" },
   "canceled": { notApplied: false, action: "fatal" },
   "unimplemented": { notApplied: true, action: "fatal" },

@@ -42,6 +42,8 @@ export interface AppLimits {
   readonly keyBytesMax?: number;
   readonly valueBytesMax?: number;
   readonly txnOpsMax?: number;
+  /** The space quota on the store's keys and values (see KvUnaryOptions.quotaBytes); none when absent. */
+  readonly quotaBytes?: number;
 }
 
 export interface AppOptions {
@@ -100,6 +102,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           shutdown: options.shutdown,
           onWatchers: (delta) => options.metrics.watchers(delta),
           ...(options.forwardWrite === undefined ? {} : { forwardWrite: options.forwardWrite }),
+          ...(options.limits.quotaBytes === undefined ? {} : { quotaBytes: options.limits.quotaBytes }),
         }),
       );
       router.service(
@@ -109,6 +112,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           store: options.store,
           logger: rpcLogger,
           requestTimeoutMs: options.limits.requestTimeoutMs,
+          ...(options.limits.quotaBytes === undefined ? {} : { quotaBytes: options.limits.quotaBytes }),
           version: packageVersion(),
           ...(options.dataDir === undefined ? {} : { dataBytes: createDataSize(options.dataDir) }),
           requestCounts: requestCounts(options.metrics),
@@ -168,6 +172,7 @@ function unaryHandlers(options: AppOptions): KvUnaryHandlers {
     logger: fromPino(options.logger.child({ component: "rpc" })),
     admission: admissionLimits(options),
     ...(options.forwardWrite === undefined ? {} : { forwardWrite: options.forwardWrite }),
+    ...(options.limits.quotaBytes === undefined ? {} : { quotaBytes: options.limits.quotaBytes }),
   });
 }
 

@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { KvSnapshotSchema } from "../../gen/raftkv/v1/command_pb.js";
-import { KeyValueSchema } from "../../gen/raftkv/v1/kv_pb.js";
+import { KeyValueSchema, RangeRequestSchema } from "../../gen/raftkv/v1/kv_pb.js";
 import { createKvStore } from "../../src/kv/index.js";
 import type { KvStore } from "../../src/kv/index.js";
 import { createPrng } from "../../src/lib/prng.js";
@@ -51,6 +51,12 @@ describe("snapshot", () => {
       expect(a.encodeSnapshot(), `seed ${seed} at 600`).toEqual(b.encodeSnapshot());
       expect(c.encodeSnapshot(), `seed ${seed} restored`).toEqual(a.encodeSnapshot());
       expect(a.revision).toBeGreaterThan(50);
+      // The space quota's count, kept incrementally, equals the live keys' bytes counted afresh, on a
+      // store that applied everything and on one that restored a snapshot midway.
+      const live = a.range(create(RangeRequestSchema, { key: new Uint8Array(0), prefix: true })).kvs;
+      const counted = live.reduce((sum, kv) => sum + kv.key.length + kv.value.length, 0);
+      expect(a.dataBytes, `seed ${seed}`).toBe(counted);
+      expect(c.dataBytes, `seed ${seed} restored`).toBe(counted);
     }
   });
 

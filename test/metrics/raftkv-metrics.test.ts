@@ -11,6 +11,7 @@ const sample: NodeSample = {
   pendingProposals: 0,
   pendingReads: 0,
   keys: 0,
+  dataBytes: 0,
   sessions: 0,
   storageStalled: false,
 };
@@ -36,6 +37,7 @@ describe("raftkv metrics", () => {
       ]),
       pendingProposals: 4,
       keys: 12,
+      dataBytes: 4096,
       storageStalled: true,
     });
     let text = await exposition(metrics);
@@ -44,6 +46,7 @@ describe("raftkv metrics", () => {
     expect(text).toMatch(/^raftkv_follower_match_index\{peer="2"\} 7$/m);
     expect(text).toMatch(/^raftkv_proposals_pending 4$/m);
     expect(text).toMatch(/^raftkv_kv_keys 12$/m);
+    expect(text).toMatch(/^raftkv_kv_bytes 4096$/m);
     expect(text).toMatch(/^raftkv_storage_stalled 1$/m);
     // Deposed: the per-follower series disappear rather than freeze at their last values.
     metrics.sample(sample);

@@ -30,7 +30,13 @@ export interface Harness {
 
 /** KvService and ClusterService over a FakeNode, called in process through a router transport. */
 export function createHarness(
-  options: { node?: FakeNode; requestTimeoutMs?: number; watchBatchEventsMax?: number; admission?: ValidationLimits } = {},
+  options: {
+    node?: FakeNode;
+    requestTimeoutMs?: number;
+    watchBatchEventsMax?: number;
+    admission?: ValidationLimits;
+    quotaBytes?: number;
+  } = {},
 ): Harness {
   const node = options.node ?? new FakeNode();
   const logger = new MemoryLogger();
@@ -46,12 +52,19 @@ export function createHarness(
         watchersPerConnectionMax: 10,
         watchBatchEventsMax: options.watchBatchEventsMax ?? 100,
         ...(options.admission === undefined ? {} : { admission: options.admission }),
+        ...(options.quotaBytes === undefined ? {} : { quotaBytes: options.quotaBytes }),
         shutdown: shutdown.signal,
       }),
     );
     router.service(
       ClusterService,
-      createClusterServiceImpl({ node, store: node.store, logger, requestTimeoutMs: options.requestTimeoutMs ?? 2_000 }),
+      createClusterServiceImpl({
+        node,
+        store: node.store,
+        logger,
+        requestTimeoutMs: options.requestTimeoutMs ?? 2_000,
+        ...(options.quotaBytes === undefined ? {} : { quotaBytes: options.quotaBytes }),
+      }),
     );
   });
   return { node, kv: createClient(KvService, transport), cluster: createClient(ClusterService, transport), logger, shutdown };

@@ -41,6 +41,28 @@ describe("KvService", () => {
     expect(node.proposals).toHaveLength(4);
   });
 
+  it("refuses writes that add data once the store reaches its space quota, and keeps reads and deletes working", async () => {
+    // 1 + 20 bytes per key: the quota is reached with the third key.
+    const { kv, cluster, node } = createHarness({ quotaBytes: 60 });
+    for (const key of ["a", "b", "c"]) await kv.put({ key: bytes(key), value: bytes("v".repeat(20)) });
+    expect(node.store.dataBytes).toBe(63);
+    const refused = await rejection(kv.put({ key: bytes("d"), value: bytes("x") }));
+    expect(refused.code).toBe(Code.ResourceExhausted);
+    expect(errorReason(refused)).toBe("quota-exceeded");
+    const txnPut = await rejection(kv.txn({ success: [{ request: { case: "put", value: { key: bytes("e"), value: bytes("x") } } }] }));
+    expect(errorReason(txnPut)).toBe("quota-exceeded");
+    expect(node.proposals).toHaveLength(3);
+    // Status says why.
+    expect((await cluster.status({})).status?.alarms.some((a) => a.startsWith("space quota reached"))).toBe(true);
+    // Reads, deletes and a Txn that only deletes still work; freeing space lets writes in again.
+    expect(text((await kv.get({ key: bytes("a") })).kv?.value)).toHaveLength(20);
+    await kv.txn({ success: [{ request: { case: "delete", value: { key: bytes("a") } } }] });
+    await kv.delete({ key: bytes("b") });
+    expect(node.store.dataBytes).toBe(21);
+    await kv.put({ key: bytes("d"), value: bytes("x") });
+    expect((await cluster.status({})).status?.alarms).toEqual([]);
+  });
+
   it("reads through the barrier by default and skips it when serializable", async () => {
     const { kv, node } = createHarness();
     await kv.get({ key: bytes("k") });

@@ -160,6 +160,9 @@ export class RecordingStore implements KvStore {
   get keyCount(): number {
     return this.inner.keyCount;
   }
+  get dataBytes(): number {
+    return this.inner.dataBytes;
+  }
   get sessionCount(): number {
     return this.inner.sessionCount;
   }
