@@ -40,6 +40,8 @@ export interface ServerConfig {
   /** Sorted by id; contains this node. */
   readonly initialCluster: readonly InitialMember[];
   readonly timing: TimingConfig;
+  /** When to take a snapshot and how much log to keep below it. */
+  readonly snapshots: { readonly entries: number; readonly bytes: number; readonly retainEntries: number };
   readonly limits: LimitsConfig;
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
@@ -167,6 +169,11 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     initialCluster,
     timing,
     limits,
+    snapshots: {
+      entries: integerSetting(raw, "snapshot-entries"),
+      bytes: bytesSetting(raw, "snapshot-bytes"),
+      retainEntries: integerSetting(raw, "snapshot-retain-entries"),
+    },
     shutdownTimeoutMs: integerSetting(raw, "shutdown-timeout-ms"),
     logLevel: logLevel(raw),
     corsOrigins: corsOrigins(raw),

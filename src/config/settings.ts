@@ -128,6 +128,24 @@ export const settingSpecs = [
     help: "The largest request message a client may send.",
   },
   {
+    flag: "snapshot-entries",
+    placeholder: "N",
+    default: { kind: "integer", value: 10_000, min: 1, max: 10_000_000 },
+    help: "Take a snapshot (and compact the log behind it) once this many entries were applied since the last one.",
+  },
+  {
+    flag: "snapshot-bytes",
+    placeholder: "BYTES",
+    default: { kind: "bytes", value: 64 * MiB, min: 1 * KiB, max: 16 * GiB },
+    help: "Or once the writes applied since the last snapshot carry this many bytes, whichever comes first.",
+  },
+  {
+    flag: "snapshot-retain-entries",
+    placeholder: "N",
+    default: { kind: "integer", value: 5_000, min: 0, max: 10_000_000 },
+    help: "Entries kept in the log below a snapshot, so that a slightly lagging follower catches up without a snapshot transfer.",
+  },
+  {
     flag: "quota-bytes",
     placeholder: "BYTES",
     default: { kind: "bytes", value: 2 * GiB, min: 1 * MiB, max: 64 * GiB },

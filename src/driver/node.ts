@@ -84,6 +84,12 @@ export interface DriverOptions {
   readonly readsMax: number;
   /** Take a snapshot once this many entries were applied since the last one. */
   readonly snapshotEntries: number;
+  /**
+   * Or once the commands applied since the last one carry this many bytes, whichever comes first: with
+   * large values the entry count alone would let the WAL, and a restart's replay, grow without bound.
+   * Absent: the entry count alone.
+   */
+  readonly snapshotBytes?: number;
   /** Entries kept in the log below a snapshot, so slightly lagging followers catch up without one. */
   readonly retainEntries: number;
   /** Called once everything is closed at the end of stop() (openNode releases the data directory). */
@@ -156,6 +162,8 @@ export class Driver implements KvNode {
   private shown = { role: "follower", leader: noNode, term: 0 };
   /** A snapshot's file is being written beside the loop (maybeSnapshot). */
   private snapshotInFlight = false;
+  /** Command bytes applied since the last snapshot was taken or installed (the snapshotBytes trigger). */
+  private appliedBytesSinceSnapshot = 0;
   private unblockedScheduled = false;
 
   constructor(options: DriverOptions) {
@@ -484,6 +492,7 @@ export class Driver implements KvNode {
       await storage.installSnapshot(rd.snapshot);
       stateMachine.restore(rd.snapshot.data);
       this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.appliedBytesSinceSnapshot = 0;
       this.applied = rd.snapshot.meta.index;
       this.options.observer?.onSnapshot?.(
         "installed",
@@ -538,6 +547,7 @@ export class Driver implements KvNode {
     // (or reset to by a snapshot): a gap or a repeat would make this replica diverge.
     assert(entry.index === this.applied + 1, () => `driver: applying entry ${entry.index} after ${this.applied}`);
     this.applied = entry.index;
+    this.appliedBytesSinceSnapshot += entry.data.byteLength;
     const pending = this.proposals.get(entry.index);
     if (entry.type !== "normal") {
       pending?.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
@@ -593,7 +603,8 @@ export class Driver implements KvNode {
   }
 
   /**
-   * Takes a snapshot every `snapshotEntries` applied entries and compacts the log behind it, beside
+   * Takes a snapshot every `snapshotEntries` applied entries (or `snapshotBytes` of applied commands)
+   * and compacts the log behind it, beside
    * the loop, which goes on handling Readies: a snapshot of a large state used to stop every write for
    * as long as its encoding and its file's fsyncs took (p99 of 0.5 s at 64 writers). The state machine
    * captures its state now, at exactly `applied` (a copy of references to immutable records), and
@@ -603,11 +614,14 @@ export class Driver implements KvNode {
    * most one is in flight, so their memory is bounded by one encoded state.
    */
   private maybeSnapshot(): void {
-    const { stateMachine, snapshotEntries } = this.options;
+    const { stateMachine, snapshotEntries, snapshotBytes } = this.options;
     const applied = this.applied;
-    if (this.snapshotInFlight || applied - this.lastSnapshotIndex < snapshotEntries) return;
+    const entriesDue = applied - this.lastSnapshotIndex >= snapshotEntries;
+    const bytesDue = snapshotBytes !== undefined && this.appliedBytesSinceSnapshot >= snapshotBytes;
+    if (this.snapshotInFlight || applied <= this.lastSnapshotIndex || (!entriesDue && !bytesDue)) return;
     const chunks = stateMachine.snapshotChunks();
     this.lastSnapshotIndex = applied;
+    this.appliedBytesSinceSnapshot = 0;
     this.snapshotInFlight = true;
     void this.writeSnapshot(applied, this.conf, chunks).finally(() => (this.snapshotInFlight = false));
   }

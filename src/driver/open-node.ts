@@ -26,8 +26,10 @@ export interface NodeConfig {
   readonly msgBytesMax: number;
   readonly proposalsMax?: number;
   readonly readsMax?: number;
-  readonly snapshotEntries?: number;
-  readonly retainEntries?: number;
+  /** See DriverOptions: `--snapshot-entries`, `--snapshot-bytes`, `--snapshot-retain-entries`. */
+  readonly snapshotEntries: number;
+  readonly snapshotBytes: number;
+  readonly retainEntries: number;
   /** See DriverOptions.storageStallMs (`--storage-stall-ms`); absent: never reported stalled. */
   readonly storageStallMs?: number;
   readonly kv?: Partial<KvOptions>;
@@ -147,8 +149,9 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     msgBytesMax: Math.floor(config.msgBytesMax / 2),
     proposalsMax: config.proposalsMax ?? 65_536,
     readsMax: config.readsMax ?? 65_536,
-    snapshotEntries: config.snapshotEntries ?? 10_000,
-    retainEntries: config.retainEntries ?? 5_000,
+    snapshotEntries: config.snapshotEntries,
+    snapshotBytes: config.snapshotBytes,
+    retainEntries: config.retainEntries,
     ...(config.storageStallMs === undefined ? {} : { storageStallMs: config.storageStallMs }),
     onStopped: async () => {
       learning.abort();

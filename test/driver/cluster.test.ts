@@ -89,6 +89,7 @@ async function open(node: TestNode): Promise<void> {
     msgBytesMax: 4 * 1024 * 1024,
     snapshotEntries: 50,
     retainEntries: 10,
+    snapshotBytes: 64 * 1024 * 1024,
     logger: quiet,
   });
   node.driver = node.opened.driver;
@@ -212,6 +213,9 @@ describe("a three-node cluster of drivers over real HTTP/2 and WAL files", () =>
       electionTicks: 10,
       heartbeatTicks: 2,
       msgBytesMax: 4 * 1024 * 1024,
+      snapshotEntries: 50,
+      snapshotBytes: 64 * 1024 * 1024,
+      retainEntries: 10,
       logger: quiet,
       signal: stop.signal,
       bootstrapRetryMs: 20,
