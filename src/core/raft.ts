@@ -686,7 +686,10 @@ export class RaftNode {
   private becomeFollower(term: number, leader: NodeId): void {
     if (this.role === "leader") this.reads.failLeaderReads();
     this.reset(term);
-    if (leader !== this.leader) this.reads.failForwardedReads();
+    // Reads forwarded under the old term or leader may never be answered: fail them now, so their
+    // clients retry, rather than at their timeout. (This compared the new leader with the one reset()
+    // had just cleared, so a leader that became unknown left them waiting out the timeout.)
+    this.reads.failForwardedReads();
     this.leader = leader;
     this.role = "follower";
   }

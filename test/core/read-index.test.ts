@@ -86,6 +86,33 @@ describe("ReadIndex (thesis 6.4)", () => {
     expect(readStateOf(net, 2, 4)).toEqual({ requestId: 4, index: 0 });
   });
 
+  it("fails a forwarded read at once when the follower stops knowing the leader, not at its timeout", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    const [follower, other] = net.ids.filter((id) => id !== leader);
+    if (follower === undefined || other === undefined) throw new Error("three nodes expected");
+    // The read goes to a leader that will never answer it.
+    net.isolate(leader);
+    net.node(follower).readIndex(5);
+    net.deliver();
+    expect(readStateOf(net, follower, 5)).toBeUndefined();
+    // A vote for a newer term (a transfer's, which no lease ignores) leaves the follower without a leader.
+    const s = net.status(follower);
+    net.stepOne({
+      type: "vote",
+      from: other,
+      to: follower,
+      term: s.term + 1,
+      preVote: false,
+      lastLogIndex: s.lastIndex,
+      lastLogTerm: s.term,
+      transfer: true,
+    });
+    net.deliver();
+    expect(net.status(follower).leader).toBe(0);
+    expect(readStateOf(net, follower, 5)).toEqual({ requestId: 5, index: 0 });
+  });
+
   it("holds a read on a new leader until it has committed an entry of its own term", () => {
     const net = new Network([1, 2, 3]);
     const first = net.tickUntilLeader();

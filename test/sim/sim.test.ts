@@ -66,8 +66,10 @@ describe("deterministic cluster simulation", () => {
   it("catches a driver that sends votes and acknowledgements before they are durable", () => {
     // The self-test of the simulator: break the Ready contract on purpose and expect the checkers to
     // notice within a few seeds (committed entries not durable on a majority, or their consequences).
+    // About half the seeds catch it (10 of 20 when this was written; which ones move with any change to
+    // the core's timing), so 20 seeds and at least 8 catches keep the margin without pinning trajectories.
     const caught: string[] = [];
-    for (let seed = 1; seed <= 10; seed++) {
+    for (let seed = 1; seed <= 20; seed++) {
       const result = runSimulation({
         seed,
         nodes: 3,
@@ -77,7 +79,7 @@ describe("deterministic cluster simulation", () => {
       const first = result.violations[0];
       if (first !== undefined) caught.push(first.kind);
     }
-    expect(caught.length).toBeGreaterThanOrEqual(5);
+    expect(caught.length).toBeGreaterThanOrEqual(8);
     expect(caught).toContain("committedLost");
   });
 
