@@ -1,16 +1,6 @@
-import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { CommandSchema } from "../../gen/raftkv/v1/command_pb.js";
-import { Driver } from "../../src/driver/node.js";
-import { createKvStore } from "../../src/kv/index.js";
-import { openStorage } from "../../src/storage/index.js";
 import { SimFileSystem } from "../storage/sim-file-system.js";
-import { silentLogger } from "../../src/lib/logger.js";
-
-const quiet = { info: () => {}, warn: () => {}, error: () => {} };
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const put = (key: string) =>
-  create(CommandSchema, { op: { case: "put", value: { key: new TextEncoder().encode(key), value: new Uint8Array([1]) } } });
+import { putCommand as put, sleep, startSingleMember } from "./single-member.js";
 
 describe("a snapshot that cannot be written", () => {
   // Found by review: the loop awaited the snapshot outside its error handling, so a failed snapshot
@@ -18,35 +8,8 @@ describe("a snapshot that cannot be written", () => {
   // and every later write hung until its deadline.
   it("fails the node visibly (not ready, writes refused at once) instead of killing its loop silently", async () => {
     const fs = new SimFileSystem();
-    const storage = await openStorage({
-      dir: "/d",
-      fs,
-      segmentBytes: 1 << 20,
-      initialConf: { voters: [1], learners: [] },
-      logger: silentLogger,
-    });
-    await sleep(20); // the background preparation of the next segment settles
-    const driver = new Driver({
-      id: 1,
-      members: [{ id: 1, name: "n1", peerUrl: "", clientUrl: "", learner: false }],
-      storage,
-      stateMachine: createKvStore({}),
-      transport: { send: () => {}, stats: () => new Map(), close: async () => {} },
-      logger: quiet,
-      tickMs: 2,
-      electionTicks: 5,
-      heartbeatTicks: 1,
-      msgBytesMax: 1 << 20,
-      proposalsMax: 100,
-      readsMax: 100,
-      snapshotEntries: 5,
-      retainEntries: 0,
-      seed: 1,
-    });
-    driver.start();
+    const driver = await startSingleMember(fs, { snapshotEntries: 5, retainEntries: 0 });
     try {
-      for (let i = 0; i < 200 && driver.status().role !== "leader"; i++) await sleep(5);
-      expect(driver.status().role).toBe("leader");
       // The snapshot's temporary file cannot be renamed into place (the WAL does not rename before it rotates).
       fs.failAfter(0, "ENOSPC", ["rename"]);
       const outcomes: string[] = [];
