@@ -46,7 +46,9 @@ export interface ReasonContract {
 
 export const reasonContract: Readonly<Record<ErrorReason, ReasonContract>> = {
   "not-leader": { notApplied: true, action: "redirect" },
-  "no-leader": { notApplied: true, action: "backoff" },
+  // A node that knows no leader may be the one cut off from the others (etcd's clients move on too):
+  // staying on it would wait out the partition, not the election.
+  "no-leader": { notApplied: true, action: "next-endpoint" },
   "unknown-outcome": { notApplied: false, action: "backoff" },
   "read-failed": { notApplied: true, action: "backoff" },
   "overloaded": { notApplied: true, action: "backoff" },

@@ -73,6 +73,20 @@ describe("createRaftkvClient", () => {
     expect(kv.endpoint).toBe(leader.url);
   });
 
+  it("leaves a node that knows no leader (it may be the one cut off) for the next one", async () => {
+    const cutOff = await startServer({ node: new FakeNode(1) });
+    const healthy = await startServer({ node: new FakeNode(2, {}, cutOff.node.store) });
+    servers.push(cutOff, healthy);
+    cutOff.node.role = "candidate";
+    cutOff.node.leader = 0;
+    cutOff.node.fail = (kind) => (kind === "mutate" ? new NotLeaderError(0, "") : undefined);
+    const kv = client([cutOff.url, healthy.url]);
+    const put = await kv.put({ key: bytes("k"), value: bytes("v") });
+    expect(put.header?.memberId).toBe(2n);
+    expect(kv.endpoint).toBe(healthy.url);
+    expect(cutOff.node.proposals).toHaveLength(0);
+  });
+
   it("leaves a node that does not answer in time for the next one", async () => {
     const hung = await startServer({ node: new FakeNode(1) });
     const healthy = await startServer({ node: new FakeNode(2, {}, hung.node.store) });
