@@ -1,5 +1,6 @@
 import { assert } from "../lib/assert.js";
 import type { Prng } from "../lib/prng.js";
+import { applyConfChange, confChangeRefusal, decodeConfEntry, encodeConfEntry, type ConfChange } from "./conf-change.js";
 import { Progress } from "./progress.js";
 import { committedIndex, hasQuorum, voteResult } from "./quorum.js";
 import { RaftLog } from "./raft-log.js";
@@ -75,6 +76,20 @@ export type ProposeResult =
   | { readonly ok: true; readonly index: number; readonly term: number }
   | { readonly ok: false; readonly reason: "notLeader" | "transferring" | "tooLarge" | "overloaded"; readonly leader: NodeId };
 
+export type ConfProposeResult =
+  | ProposeResult
+  | {
+      /**
+       * A membership change refused: `confPending` while an earlier change is not committed or this
+       * leader has not yet committed an entry of its term (retry shortly); `confRefused` when the
+       * change does not fit the membership (`detail` says why) or a learner lags too far to be promoted.
+       */
+      readonly ok: false;
+      readonly reason: "confPending" | "confRefused";
+      readonly leader: NodeId;
+      readonly detail: string;
+    };
+
 export interface ProgressStatus {
   readonly match: number;
   readonly next: number;
@@ -126,7 +141,12 @@ export class RaftNode {
   private vote: NodeId = noNode;
   private leader: NodeId = noNode;
   private role: Role = "follower";
+  /** The membership in effect: that of the last conf entry in the log, else confBase. */
   private conf: ConfState;
+  /** The membership as of the entry just before the log (the snapshot's). */
+  private confBase: ConfState;
+  /** Every conf entry in the log (above the snapshot), ascending by index, with the membership it makes. */
+  private confEntries: { readonly index: number; readonly conf: ConfState }[] = [];
   private progress = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
   private electionElapsed = 0;
@@ -168,7 +188,10 @@ export class RaftNode {
     this.log = new RaftLog(config.storage, hardState.commit, config.applied ?? 0);
     this.term = hardState.term;
     this.vote = hardState.vote;
+    this.confBase = conf;
     this.conf = conf;
+    // The membership is the log's last conf entry, committed or not: a restart finds it again here.
+    this.rescanConf(this.log.firstIndex());
     this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
     this.resetProgress();
     this.becomeFollower(this.term, noNode);
@@ -198,6 +221,44 @@ export class RaftNode {
 
   propose(data: Uint8Array): ProposeResult {
     return this.proposeEntry("normal", data);
+  }
+
+  /**
+   * Proposes a membership change. One server at a time, so any majority of the old membership overlaps
+   * any majority of the new one, and only:
+   *  - when no earlier change is uncommitted: two pending single-server changes could together change
+   *    the membership by two, whose majorities need not overlap;
+   *  - once this leader committed an entry of its own term. Without it a change of a deposed leader's
+   *    term, never committed, can be overwritten after a new leader's change took effect on some nodes
+   *    and two leaders can be elected in one term (Ongaro, raft-dev, "bug in single-server membership
+   *    changes", 2015); the fix is this rule.
+   * A learner is promoted only when its log is within `promoteLagMax` entries of the leader's.
+   */
+  proposeConfChange(cc: ConfChange, promoteLagMax: number): ConfProposeResult {
+    if (this.role !== "leader") return { ok: false, reason: "notLeader", leader: this.leader };
+    if (this.leadTransferee !== noNode) return { ok: false, reason: "transferring", leader: this.leader };
+    const pending = this.confEntries.at(-1);
+    if (pending !== undefined && pending.index > this.log.committed) {
+      return { ok: false, reason: "confPending", leader: this.leader, detail: `the change at index ${pending.index} is not committed yet` };
+    }
+    if (!this.committedInTerm()) {
+      return { ok: false, reason: "confPending", leader: this.leader, detail: "the leader has not committed an entry of its term yet" };
+    }
+    const refusal = confChangeRefusal(this.conf, cc);
+    if (refusal !== undefined) return { ok: false, reason: "confRefused", leader: this.leader, detail: refusal };
+    if (cc.op === "promote") {
+      const match = this.progress.get(cc.nodeId)?.match ?? 0;
+      const lag = this.log.lastIndex() - match;
+      if (lag > promoteLagMax) {
+        return {
+          ok: false,
+          reason: "confRefused",
+          leader: this.leader,
+          detail: `learner ${cc.nodeId} is ${lag} entries behind the leader (at most ${promoteLagMax} to be promoted)`,
+        };
+      }
+    }
+    return this.proposeEntry("conf", encodeConfEntry({ change: cc, conf: applyConfChange(this.conf, cc) }));
   }
 
   /**
@@ -290,12 +351,12 @@ export class RaftNode {
 
   /** Drops messages that are not for us, come from strangers, or are malformed. Never throws. */
   private acceptable(m: Message): boolean {
-    if (m.to !== this.id || m.from === this.id) return false;
-    if (!this.isMember(m.from)) return false;
+    if (m.to !== this.id || m.from === this.id || !this.knows(m.from)) return false;
     if (!isIndex(m.term)) return false;
     switch (m.type) {
       case "vote":
-        // Only voters campaign; a learner's vote request is a bug or an attack.
+        // Only voters campaign; a learner's (or a removed member's) vote request is a bug or an attack,
+        // refused before its term can disrupt us.
         return this.conf.voters.includes(m.from) && isIndex(m.lastLogIndex) && isIndex(m.lastLogTerm) && m.lastLogTerm <= m.term;
       case "append": {
         if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || m.prevTerm > m.term) return false;
@@ -446,6 +507,9 @@ export class RaftNode {
     }
     const lastNew = this.log.maybeAppend(m.prevIndex, m.prevTerm, m.commit, m.entries);
     if (lastNew !== undefined) {
+      // The entries after prevIndex may have replaced a conf entry or brought one.
+      const replacedConf = (this.confEntries.at(-1)?.index ?? 0) > m.prevIndex;
+      if (replacedConf || m.entries.some((e) => e.type === "conf")) this.rescanConf(m.prevIndex + 1);
       this.send(this.appendResponse(m.from, { reject: false, index: lastNew, hintIndex: 0, hintTerm: 0 }));
       return;
     }
@@ -474,7 +538,9 @@ export class RaftNode {
       this.log.commitTo(index);
     } else {
       this.log.restore(m.snapshot);
-      this.conf = m.snapshot.meta.conf;
+      this.confBase = m.snapshot.meta.conf;
+      this.confEntries = [];
+      this.conf = this.confBase;
       this.resetProgress();
     }
     this.send(this.appendResponse(m.from, { reject: false, index, hintIndex: 0, hintTerm: 0 }));
@@ -530,6 +596,7 @@ export class RaftNode {
     this.log.append([entry]);
     this.uncommittedBytes += entrySize(entry);
     this.broadcastPending = true;
+    if (type === "conf") this.rescanConf(index);
     return index;
   }
 
@@ -658,7 +725,7 @@ export class RaftNode {
     }
   }
 
-  /** Advances the commit index to what a majority holds, if that entry is of our term. */
+  /** Advances the commit index to what a majority holds, if that entry is of our term; false if it did not, or if we stepped down. */
   private maybeCommit(): boolean {
     const before = this.log.committed;
     const index = committedIndex(this.conf.voters, (id) => this.progress.get(id)?.match ?? 0);
@@ -668,7 +735,28 @@ export class RaftNode {
       if (entry.term === this.term) this.uncommittedBytes = Math.max(0, this.uncommittedBytes - entrySize(entry));
     }
     this.reads.leaderCommitted(this.leaderCommit());
-    return true;
+    this.maybeStepDownRemoved();
+    // A leader that just stepped down has nothing to broadcast: its successor carries the commit on.
+    return this.role === "leader";
+  }
+
+  /**
+   * A leader that removed itself leads until the change commits (it replicates it, and counts toward no
+   * quorum meanwhile: maybeCommit counts voters only), then hands off: TimeoutNow to the most caught-up
+   * voter, which campaigns at once, and steps down. It never campaigns again (promotable() is false).
+   */
+  private maybeStepDownRemoved(): void {
+    if (this.role !== "leader" || this.promotable()) return;
+    const last = this.confEntries.at(-1);
+    if (last === undefined || last.index > this.log.committed) return;
+    let successor: NodeId = noNode;
+    let best = -1;
+    for (const id of this.conf.voters) {
+      const match = this.progress.get(id)?.match ?? 0;
+      if (match > best) [successor, best] = [id, match];
+    }
+    if (successor !== noNode && best === this.log.lastIndex()) this.sendTimeoutNow(successor);
+    this.becomeFollower(this.term, noNode);
   }
 
   private committedInTerm(): boolean {
@@ -763,6 +851,47 @@ export class RaftNode {
     this.resetProgress();
   }
 
+  /**
+   * Recomputes the membership from the conf entries of the log from `from` on (they may have been
+   * replaced, or be new), and keeps progress for exactly the members: a new member is probed from the
+   * end of the log, a removed one is forgotten. Entries below the log's first index are compacted into
+   * the snapshot, whose membership becomes the base.
+   */
+  private rescanConf(from: number): void {
+    const first = this.log.firstIndex();
+    this.confEntries = this.confEntries.filter((c) => c.index < from);
+    while (this.confEntries[0] !== undefined && this.confEntries[0].index < first) {
+      this.confBase = this.confEntries[0].conf;
+      this.confEntries.shift();
+    }
+    const last = this.log.lastIndex();
+    const lo = Math.max(from, first);
+    let conf = this.confEntries.at(-1)?.conf ?? this.confBase;
+    for (const entry of lo <= last ? (this.log.slice(lo, last + 1, Infinity) ?? []) : []) {
+      if (entry.type !== "conf") continue;
+      const decoded = decodeConfEntry(entry.data);
+      assert(decoded !== undefined, () => `raft: conf entry ${entry.index} that does not decode reached the log`);
+      conf = decoded.conf;
+      this.confEntries.push({ index: entry.index, conf });
+    }
+    if (conf === this.conf) return;
+    this.conf = conf;
+    const next = this.log.lastIndex() + 1;
+    const members = [...conf.voters, ...conf.learners];
+    for (const id of [...this.progress.keys()]) if (!members.includes(id)) this.progress.delete(id);
+    for (const id of members) {
+      if (this.progress.has(id)) continue;
+      const pr = new Progress(next, this.inflightMsgsMax, this.inflightBytesMax);
+      if (this.role === "leader" && id === this.id) {
+        pr.match = this.log.stableLastIndex();
+        pr.becomeReplicate();
+        pr.recentActive = true;
+      }
+      this.progress.set(id, pr);
+    }
+    if (this.leadTransferee !== noNode && !conf.voters.includes(this.leadTransferee)) this.leadTransferee = noNode;
+  }
+
   private resetProgress(): void {
     const next = this.log.lastIndex() + 1;
     const progress = new Map<NodeId, Progress>();
@@ -852,11 +981,9 @@ export class RaftNode {
     if (last !== undefined) this.log.stableTo(last.index, last.term);
     const applied = rd.committedEntries[rd.committedEntries.length - 1];
     if (applied !== undefined) this.log.appliedTo(applied.index);
-    if (this.role === "leader") {
-      const self = this.progress.get(this.id);
-      assert(self !== undefined, "raft: leader is not a member");
-      if (self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit()) this.broadcastPending = true;
-    }
+    // A leader counts its own durable log toward commit, unless it removed itself (it is then no voter).
+    const self = this.role === "leader" ? this.progress.get(this.id) : undefined;
+    if (self !== undefined && self.maybeUpdate(this.log.stableLastIndex()) && this.maybeCommit()) this.broadcastPending = true;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -925,8 +1052,12 @@ export class RaftNode {
         assert(this.leader === this.id, "raft: a leader that does not know itself as leader");
         // A leader won an election in its term, with its own vote (becomeCandidate voted before it won).
         assert(this.vote === this.id, () => `raft: leader of term ${this.term} voted for ${this.vote}`);
-        // Only voters campaign; a leader that is not a voter would count itself toward quorums it is not in.
-        assert(this.promotable(), "raft: the leader is not a voter");
+        // Only voters campaign. A leader stops being a voter only by removing itself, and steps down once
+        // that change commits (maybeStepDownRemoved).
+        assert(
+          this.promotable() || (this.confEntries.at(-1)?.index ?? 0) > this.log.committed,
+          "raft: a leader that is not a voter, past the commit of its removal",
+        );
         break;
       case "candidate":
         // A candidate votes for itself before asking anyone (becomeCandidate) and counts that vote.
@@ -1026,8 +1157,17 @@ export class RaftNode {
     return this.conf.voters.includes(this.id);
   }
 
-  private isMember(id: NodeId): boolean {
-    return this.conf.voters.includes(id) || this.conf.learners.includes(id);
+  /**
+   * Whether messages from `id` are taken: from a member; from a member that the last change removed (a
+   * leader that removes itself leads, and is followed, until that change commits); and from anyone
+   * while this node knows no voter (it is joining: it learns the membership from the leader's log or
+   * snapshot). Votes are checked apart, against the voters.
+   */
+  private knows(id: NodeId): boolean {
+    if (id === noNode) return false;
+    if (this.conf.voters.length === 0 || isMember(this.conf, id)) return true;
+    const previous = this.confEntries.at(-2)?.conf ?? (this.confEntries.length > 0 ? this.confBase : undefined);
+    return previous !== undefined && isMember(previous, id);
   }
 
   private inLease(): boolean {
@@ -1041,6 +1181,10 @@ export class RaftNode {
   private hardState(): HardState {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
+}
+
+function isMember(conf: ConfState, id: NodeId): boolean {
+  return conf.voters.includes(id) || conf.learners.includes(id);
 }
 
 function isIndex(n: number): boolean {

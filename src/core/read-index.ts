@@ -90,7 +90,9 @@ export class ReadIndex {
       this.awaitingCommit.push({ requestIds, from });
       return;
     }
-    if (leader.voters.length === 1) {
+    // The only voter is this leader: no one else can have been elected. (A leader removing itself is not
+    // a voter, and waits for a round like any other.)
+    if (leader.voters.length === 1 && leader.voters[0] === this.self) {
       this.answer(requestIds, from, leader.commit);
       return;
     }

@@ -12,12 +12,10 @@ export const noNode: NodeId = 0;
 /**
  * - `normal`: an application command (the KV state machine decodes `data`).
  * - `noop`: appended by every new leader so that entries of earlier terms can commit (Figure 8).
- *
- * Membership changes are not built (docs/design.md, "Where does X live"): the wire and the WAL reserve a
- * code for their entries, and the decoders of both refuse it (src/transport/convert.ts,
- * src/storage/wal-codec.ts) until the core can apply one.
+ * - `conf`: a membership change (conf-change.ts). It takes effect on every node as soon as it is in
+ *   that node's log, committed or not (thesis 4.1), and is undone if the entry is overwritten.
  */
-export type EntryType = "normal" | "noop";
+export type EntryType = "normal" | "noop" | "conf";
 
 export interface Entry {
   readonly term: number;

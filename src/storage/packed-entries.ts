@@ -1,8 +1,12 @@
 import { assert } from "../lib/assert.js";
 import type { Entry, EntryType } from "../core/types.js";
 
-/** Every entry type; PackedEntries stores an entry's type as its position here (not its WAL code). */
-export const entryTypesInOrder: readonly EntryType[] = ["normal", "noop"];
+/** Where PackedEntries stores each entry type (not its WAL code); a Record, so a new type fails to compile until it has one. */
+const entryTypePositions: Readonly<Record<EntryType, number>> = { normal: 0, noop: 1, conf: 2 };
+/** Every entry type, at its position. */
+export const entryTypesInOrder: readonly EntryType[] = Object.entries(entryTypePositions)
+  .sort(([, a], [, b]) => a - b)
+  .map(([type]) => type as EntryType);
 
 /** Grows typed arrays by this factor: amortised O(1) appends while replaying millions of entries. */
 const growthFactor = 2;
@@ -41,7 +45,7 @@ export class PackedEntries {
     if (this.end === this.terms.length) this.grow();
     const at = this.end++;
     this.terms[at] = term;
-    this.types[at] = entryTypesInOrder.indexOf(type);
+    this.types[at] = entryTypePositions[type];
     this.bufferIds[at] = bufferId;
     this.offsets[at] = offset;
     this.lengths[at] = bytes;

@@ -1,4 +1,5 @@
 import { assert } from "../lib/assert.js";
+import { decodeConfEntry } from "../core/conf-change.js";
 import type { ConfState, Entry, EntryType, HardState } from "../core/types.js";
 import { recordHeaderBytes, writeRecord, type RecordFrame } from "./record.js";
 
@@ -43,18 +44,13 @@ export const entryFixedBytes = 2 * f64 + 1;
 const hardStateBytes = 3 * f64;
 const resetBytes = 2 * f64;
 /** An entry's type as the u8 in its record (docs/storage.md). */
-const entryTypeCodes: Readonly<Record<EntryType, number>> = { normal: 0, noop: 1 };
+const entryTypeCodes: Readonly<Record<EntryType, number>> = { normal: 0, noop: 1, conf: 2 };
 /** Entry types by code; an array, as decoding runs for every entry in replay. */
 const entryTypeByCode: readonly (EntryType | undefined)[] = ((): (EntryType | undefined)[] => {
   const types: (EntryType | undefined)[] = [];
   for (const [type, code] of Object.entries(entryTypeCodes)) types[code] = type as EntryType;
   return types;
 })();
-/**
- * The code reserved for membership-change entries, which this build never writes: a record holding it
- * comes from a newer version (or a bug), and reading it as anything else would lose the change.
- */
-const configEntryCode = 2;
 
 /** More members than any Raft group has; bounds decoding of a damaged count. */
 export const confMembersMax = 1024;
@@ -150,10 +146,11 @@ export function decodeRecord(frame: RecordFrame, view: DataView, entryData: (off
       const term = getNumber(view, at + f64);
       const code = view.getUint8(at + 2 * f64);
       const type = entryTypeByCode[code];
-      if (code === configEntryCode) throw new PayloadError("config entry (a membership change), which this build does not support");
       if (type === undefined) throw new PayloadError(`unknown entry type ${code}`);
       if (index < 1) throw new PayloadError("entry index 0");
       const data = entryData(at + entryFixedBytes, bytes - entryFixedBytes);
+      // The core applies every membership change in its log: one it cannot read is damage, not data.
+      if (type === "conf" && decodeConfEntry(data) === undefined) throw new PayloadError("membership change that does not decode");
       return { type: "entry", entry: { index, term, type, data } };
     }
     case "reset": {

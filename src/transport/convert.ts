@@ -1,6 +1,15 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import * as pb from "../../gen/raftkv/v1/raft_pb.js";
-import type { ConfState, Entry, EntryType, Message, NodeId, SnapshotMeta, SnapshotRequest } from "../core/index.js";
+import {
+  decodeConfEntry,
+  type ConfState,
+  type Entry,
+  type EntryType,
+  type Message,
+  type NodeId,
+  type SnapshotMeta,
+  type SnapshotRequest,
+} from "../core/index.js";
 import { assert, unreachable } from "../lib/assert.js";
 
 /**
@@ -42,6 +51,7 @@ function u64(n: number, what: string): bigint {
 const entryTypeToProto: Readonly<Record<EntryType, pb.EntryType>> = {
   normal: pb.EntryType.NORMAL,
   noop: pb.EntryType.NOOP,
+  conf: pb.EntryType.CONFIG,
 };
 
 function entryToProto(e: Entry): pb.Entry {
@@ -139,22 +149,19 @@ function entryTypeFromProto(t: pb.EntryType, path: string): EntryType {
     case pb.EntryType.NOOP:
       return "noop";
     case pb.EntryType.CONFIG:
-      // Reserved in raft.proto for membership changes, which this build neither makes nor applies: taking
-      // one as anything else would put an entry into the log that no member can interpret.
-      throw new ConvertError(path, "config entries (membership changes) are not supported by this build");
+      return "conf";
     default:
       // Covers ENTRY_TYPE_UNSPECIFIED and numbers this build does not know (proto3 enums are open).
-      throw new ConvertError(path, `entry type ${String(t)} is not normal or noop`);
+      throw new ConvertError(path, `entry type ${String(t)} is not normal, noop or config`);
   }
 }
 
 function entryFromProto(e: pb.Entry, path: string): Entry {
-  return {
-    term: num(e.term, `${path}.term`),
-    index: num(e.index, `${path}.index`),
-    type: entryTypeFromProto(e.type, `${path}.type`),
-    data: e.data,
-  };
+  const type = entryTypeFromProto(e.type, `${path}.type`);
+  // The core applies every membership change it appends: one it cannot read must not reach the log.
+  if (type === "conf" && decodeConfEntry(e.data) === undefined)
+    throw new ConvertError(`${path}.data`, "a membership change that does not decode");
+  return { term: num(e.term, `${path}.term`), index: num(e.index, `${path}.index`), type, data: e.data };
 }
 
 function idList(ids: readonly bigint[], path: string, seen: Set<NodeId>): NodeId[] {

@@ -2,6 +2,9 @@ import { createPrng } from "../../src/lib/prng.js";
 import {
   MemoryStorage,
   RaftNode,
+  type ConfChangeOp,
+  type ConfProposeResult,
+  type ConfState,
   type Entry,
   type Message,
   type MessageType,
@@ -57,16 +60,35 @@ export class Network {
   drop: MessageFilter = () => false;
   hold: MessageFilter = () => false;
 
+  /** Every node of the network (grown by `addNode`), in the order they were created. */
+  readonly ids: NodeId[];
+
   constructor(
-    readonly ids: readonly NodeId[],
+    ids: readonly NodeId[],
     readonly options: NetworkOptions = {},
   ) {
-    for (const id of ids) {
-      this.storages.set(id, new MemoryStorage({ voters: [...ids], learners: [] }));
-      this.applied.set(id, []);
-      this.readStates.set(id, []);
-      this.start(id);
-    }
+    this.ids = [];
+    for (const id of ids) this.addNode(id, { voters: [...ids], learners: [] });
+  }
+
+  /**
+   * Creates node `id` with an empty log and the membership `conf` (a node joining an existing cluster
+   * knows none: it learns it from the leader's log or snapshot) and starts it.
+   */
+  addNode(id: NodeId, conf: ConfState = { voters: [], learners: [] }): RaftNode {
+    if (this.nodes.has(id)) throw new Error(`node ${id} exists`);
+    this.ids.push(id);
+    this.storages.set(id, new MemoryStorage(conf));
+    this.applied.set(id, []);
+    this.readStates.set(id, []);
+    return this.start(id);
+  }
+
+  /** Proposes a membership change on `id` and delivers; promotion allows `promoteLagMax` entries of lag. */
+  proposeConf(id: NodeId, op: ConfChangeOp, nodeId: NodeId, promoteLagMax = 0): ConfProposeResult {
+    const result = this.node(id).proposeConfChange({ op, nodeId, context: new TextEncoder().encode(`member ${nodeId}`) }, promoteLagMax);
+    this.deliver();
+    return result;
   }
 
   /** (Re)starts a node from its storage, as after a crash: volatile state is gone. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { decodeConfEntry, encodeConfEntry, type Entry } from "../../src/core/index.js";
 import { CorruptLogError } from "../../src/storage/errors.js";
 import { recordHeaderBytes, writeRecord } from "../../src/storage/record.js";
 import { forEachRecord } from "../../src/storage/segment-scan.js";
@@ -32,9 +33,20 @@ describe("entry type codes in the WAL", () => {
     expect(encoded[recordHeaderBytes + 16]).toBe(1);
   });
 
-  it("refuses a config entry (code 2, membership changes) by name, with the file and offset", () => {
+  it("reads a membership change (code 2) back as it was written, and refuses one whose data does not decode", () => {
+    const data = encodeConfEntry({
+      change: { op: "addLearner", nodeId: 4, context: new Uint8Array([7]) },
+      conf: { voters: [1, 2, 3], learners: [4] },
+    });
+    const encoded = encodeBatch(0, [{ type: "entry", entry: { index: 1, term: 1, type: "conf", data } }]);
+    expect(encoded[recordHeaderBytes + 16]).toBe(2);
+    const entries: Entry[] = [];
+    forEachRecord("segment-0001", encoded, (record) => {
+      if (record.type === "entry") entries.push(record.entry);
+    });
+    expect(entries.map((e) => [e.type, decodeConfEntry(e.data)?.conf])).toEqual([["conf", { voters: [1, 2, 3], learners: [4] }]]);
     expect(() => decodeEntryTypes(entryRecordWithCode(2))).toThrow(CorruptLogError);
-    expect(() => decodeEntryTypes(entryRecordWithCode(2))).toThrow(/segment-0001.*config entry \(a membership change\)/);
+    expect(() => decodeEntryTypes(entryRecordWithCode(2))).toThrow(/segment-0001.*membership change that does not decode/);
   });
 
   it("refuses codes no version defines", () => {

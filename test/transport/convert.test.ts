@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { EntryType, RaftMessageSchema, SnapshotMetaSchema, StepRequestSchema, type RaftMessage } from "../../gen/raftkv/v1/raft_pb.js";
+import { encodeConfEntry } from "../../src/core/index.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
 import {
   messageFromProto,
@@ -127,20 +128,28 @@ describe("convert: core message <-> protobuf", () => {
     expectError(fromBinary(RaftMessageSchema, wire), "m.append_entries.entries[0].type");
   });
 
-  it("refuses config entries (membership changes, not supported) with a clear reason", () => {
-    const result = messageFromProto(
-      create(RaftMessageSchema, {
-        message: {
-          case: "appendEntries",
-          value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: EntryType.CONFIG }] },
-        },
-      }),
-      "m",
-    );
-    expect(result.ok).toBe(false);
-    if (!result.ok) {
-      expect(result.error.path).toBe("m.append_entries.entries[0].type");
-      expect(result.error.message).toMatch(/config entries \(membership changes\) are not supported/);
+  it("carries membership changes, and refuses one whose data does not decode", () => {
+    const data = encodeConfEntry({
+      change: { op: "remove", nodeId: 3, context: new Uint8Array() },
+      conf: { voters: [1, 2], learners: [] },
+    });
+    const append = (bytes: Uint8Array) =>
+      messageFromProto(
+        create(RaftMessageSchema, {
+          message: {
+            case: "appendEntries",
+            value: { from: 1n, to: 2n, term: 1n, entries: [{ term: 1n, index: 1n, type: EntryType.CONFIG, data: bytes }] },
+          },
+        }),
+        "m",
+      );
+    const good = append(data);
+    expect(good.ok && good.value.type === "append" ? good.value.entries[0]?.type : undefined).toBe("conf");
+    const bad = append(data.subarray(0, 5));
+    expect(bad.ok).toBe(false);
+    if (!bad.ok) {
+      expect(bad.error.path).toBe("m.append_entries.entries[0].data");
+      expect(bad.error.message).toMatch(/membership change that does not decode/);
     }
   });
 

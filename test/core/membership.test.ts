@@ -1,0 +1,218 @@
+import { describe, expect, it } from "vitest";
+import { decodeConfEntry, type ConfState, type NodeId } from "../../src/core/index.js";
+import { Network } from "./network.js";
+import { expectSameAppliedData, expectStateMachineSafety } from "./safety.js";
+
+const electionTicks = 10;
+
+function followersOf(net: Network, leader: NodeId): NodeId[] {
+  return net.ids.filter((id) => id !== leader && net.isUp(id));
+}
+
+/** The membership as of what `id` applied: the driver keeps the same, for the snapshots it takes. */
+function confAsApplied(net: Network, id: NodeId, initial: ConfState): ConfState {
+  let conf = initial;
+  for (const entry of net.appliedOf(id)) {
+    if (entry.type !== "conf") continue;
+    conf = decodeConfEntry(entry.data)?.conf ?? conf;
+  }
+  return conf;
+}
+
+describe("membership changes, one server at a time (thesis 4.1)", () => {
+  it("adds a learner that receives the log but neither counts for a quorum nor campaigns", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    net.propose(leader, "before");
+    net.addNode(4);
+    expect(net.proposeConf(leader, "addLearner", 4)).toMatchObject({ ok: true });
+    net.propose(leader, "after");
+    expect(net.appliedData(4)).toEqual(["before", "after"]);
+    for (const id of net.ids) expect(net.status(id).conf).toEqual({ voters: [1, 2, 3], learners: [4] });
+
+    // The learner acknowledges everything, but with two voters down nothing commits.
+    const [f1, f2] = followersOf(net, leader).filter((id) => id !== 4);
+    net.crash(f1 as NodeId);
+    net.crash(f2 as NodeId);
+    const commit = net.status(leader).commit;
+    const stuck = net.propose(leader, "no quorum");
+    expect(stuck.ok).toBe(true);
+    expect(net.status(4).lastIndex).toBe(net.status(leader).lastIndex);
+    expect(net.status(leader).commit).toBe(commit);
+
+    // Cut off from everyone for many election timeouts, the learner never campaigns.
+    net.isolate(4);
+    const mark = net.mark();
+    net.tick(4, 5 * electionTicks);
+    expect(net.sentSince(mark, "vote")).toEqual([]);
+    expect(net.status(4).role).toBe("follower");
+  });
+
+  it("promotes a learner only once it has caught up, then counts it for the quorum", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    net.addNode(4);
+    net.proposeConf(leader, "addLearner", 4);
+    net.isolate(4);
+    for (const c of ["a", "b", "c"]) net.propose(leader, c);
+
+    const refused = net.proposeConf(leader, "promote", 4, 1);
+    expect(refused).toMatchObject({ ok: false, reason: "confRefused" });
+    expect(refused.ok ? "" : "detail" in refused ? refused.detail : "").toMatch(/learner 4 is 3 entries behind the leader \(at most 1/);
+
+    net.reconnect(4);
+    net.tickAll(1);
+    expect(net.proposeConf(leader, "promote", 4, 1)).toMatchObject({ ok: true });
+    for (const id of net.ids) expect(net.status(id).conf).toEqual({ voters: [1, 2, 3, 4], learners: [] });
+
+    // Four voters: a quorum is three. With two of them down, nothing commits.
+    const [f1, f2] = followersOf(net, leader);
+    net.crash(f1 as NodeId);
+    net.crash(f2 as NodeId);
+    const commit = net.status(leader).commit;
+    net.propose(leader, "two of four");
+    expect(net.status(leader).commit).toBe(commit);
+    net.start(f1 as NodeId);
+    net.tickAll(2);
+    expect(net.appliedData(leader)).toContain("two of four");
+  });
+
+  it("refuses a second change while one is pending, and a new leader's change until it commits an entry of its term", () => {
+    const net = new Network([1, 2, 3, 4, 5]);
+    const leader = net.tickUntilLeader();
+    net.propose(leader, "settled");
+    net.addNode(6);
+    net.addNode(7);
+
+    // The change cannot commit while the leader is cut off: a second one must wait for it.
+    net.isolate(leader);
+    expect(net.proposeConf(leader, "addLearner", 6)).toMatchObject({ ok: true });
+    expect(net.proposeConf(leader, "addLearner", 7)).toMatchObject({ ok: false, reason: "confPending" });
+
+    // The others elect a leader; its no-op is not acknowledged yet, so it may not change the membership:
+    // the deposed leader's uncommitted change (on its log only) shows why a new leader must commit first.
+    const others = net.ids.filter((id) => id !== leader && id !== 6 && id !== 7);
+    net.hold = (m) => m.type === "appendResp";
+    const next = net.tickUntilLeader(others);
+    const early = net.proposeConf(next, "addLearner", 7);
+    expect(early).toMatchObject({ ok: false, reason: "confPending" });
+    expect("detail" in early ? early.detail : "").toMatch(/not committed an entry of its term/);
+    net.hold = () => false;
+    net.release();
+    net.tickAll(1);
+    expect(net.proposeConf(next, "addLearner", 7)).toMatchObject({ ok: true });
+
+    // The old leader comes back: its change is overwritten, and with it its membership.
+    net.heal();
+    net.tickUntil(() => net.status(leader).conf.learners.includes(7), "the old leader to take the new log");
+    // Node 6 was added only in the overwritten entry: it is no one's member (and holds nothing).
+    for (const id of net.ids.filter((id) => id !== 6)) expect(net.status(id).conf).toEqual({ voters: [1, 2, 3, 4, 5], learners: [7] });
+    expectStateMachineSafety(net);
+  });
+
+  it("removes the leader: the change commits without its vote, it hands off, and it never campaigns again", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    net.propose(leader, "before");
+    const [a, b] = followersOf(net, leader) as [NodeId, NodeId];
+
+    // With one of the two remaining voters down the removal cannot commit: the leader does not count itself.
+    net.crash(b);
+    const removal = net.proposeConf(leader, "remove", leader);
+    expect(removal.ok).toBe(true);
+    net.tickAll(2);
+    expect(net.status(leader)).toMatchObject({ role: "leader", conf: { voters: [a, b].sort(), learners: [] } });
+    expect(net.status(leader).commit).toBeLessThan(removal.ok ? removal.index : 0);
+    // Meanwhile it still leads: a write commits once both remaining voters hold it.
+    expect(net.propose(leader, "during").ok).toBe(true);
+
+    const mark = net.mark();
+    net.start(b);
+    net.tickAll(2);
+    expect(net.sentSince(mark, "timeoutNow")).toHaveLength(1);
+    const successor = net.leader();
+    expect([a, b]).toContain(successor);
+    expect(net.status(leader).role).toBe("follower");
+    net.propose(successor, "after");
+    for (const id of [a, b]) expect(net.appliedData(id)).toEqual(["before", "during", "after"]);
+
+    // However long it hears nothing, the removed node does not campaign.
+    net.isolate(leader);
+    const quiet = net.mark();
+    net.tick(leader, 5 * electionTicks);
+    expect(net.sentSince(quiet, "vote").filter((m) => m.from === leader)).toEqual([]);
+  });
+
+  it("keeps a removed member that comes back from disrupting the cluster, even without PreVote", () => {
+    const net = new Network([1, 2, 3], { preVote: false });
+    const leader = net.tickUntilLeader();
+    const [gone] = followersOf(net, leader) as [NodeId];
+    // It is cut off while it is removed, so it never learns it.
+    net.isolate(gone);
+    expect(net.proposeConf(leader, "remove", gone)).toMatchObject({ ok: true });
+    net.propose(leader, "after the removal");
+    const { term } = net.status(leader);
+
+    net.reconnect(gone);
+    net.tickAll(5 * electionTicks);
+    expect(net.status(gone).term).toBeGreaterThan(term);
+    expect(net.leader()).toBe(leader);
+    expect(net.status(leader).term).toBe(term);
+    for (const id of net.ids.filter((id) => id !== gone)) expect(net.status(id).term).toBe(term);
+  });
+
+  it("takes the membership from the log on restart, committed or not, and undoes a change the new leader overwrote", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    net.propose(leader, "settled");
+    net.addNode(4);
+    net.isolate(leader);
+    expect(net.proposeConf(leader, "addLearner", 4)).toMatchObject({ ok: true });
+    net.restart(leader);
+    expect(net.status(leader).conf).toEqual({ voters: [1, 2, 3], learners: [4] });
+
+    // The others never saw it; their leader's log overwrites it.
+    const others = followersOf(net, leader).filter((id) => id !== 4);
+    const next = net.tickUntilLeader(others);
+    net.propose(next, "overwrites");
+    net.heal();
+    net.tickUntil(() => net.appliedData(leader).includes("overwrites"), "the old leader to catch up");
+    expect(net.status(leader).conf).toEqual({ voters: [1, 2, 3], learners: [] });
+    expectSameAppliedData(
+      net,
+      net.ids.filter((id) => id !== 4),
+    );
+  });
+
+  it("brings a learner that joins after compaction up through a snapshot that names it", () => {
+    const initial: ConfState = { voters: [1, 2, 3], learners: [] };
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    net.addNode(4);
+    net.proposeConf(leader, "addLearner", 4);
+    net.crash(4);
+    for (const c of ["a", "b", "c", "d"]) net.propose(leader, c);
+    const { applied } = net.status(leader);
+    const conf = confAsApplied(net, leader, initial);
+    net.storage(leader).createSnapshot(applied, conf, new TextEncoder().encode("state"));
+
+    net.start(4);
+    net.tickUntil(() => net.status(4).commit >= applied, "the learner to install the snapshot");
+    expect(net.storage(4).snapshot().meta.conf).toEqual({ voters: [1, 2, 3], learners: [4] });
+    expect(net.status(4).conf).toEqual({ voters: [1, 2, 3], learners: [4] });
+    expect(net.proposeConf(leader, "promote", 4, 0)).toMatchObject({ ok: true });
+    expect(net.status(4).conf.voters).toContain(4);
+  });
+
+  it("refuses changes that do not fit the membership, with the reason", () => {
+    const net = new Network([1]);
+    net.electLeader(1);
+    net.propose(1, "in term");
+    const detail = (r: ReturnType<Network["proposeConf"]>): string => (!r.ok && "detail" in r ? r.detail : "");
+    expect(detail(net.proposeConf(1, "remove", 1))).toBe("node 1 is the last voter");
+    expect(detail(net.proposeConf(1, "addVoter", 1))).toBe("node 1 is already a member");
+    expect(detail(net.proposeConf(1, "promote", 9))).toBe("node 9 is not a member");
+    expect(detail(net.proposeConf(1, "update", 9))).toBe("node 9 is not a member");
+    expect(net.proposeConf(1, "update", 1)).toMatchObject({ ok: true });
+  });
+});
