@@ -19,6 +19,12 @@ export const exitCodes = {
    * the member lost its data (docs/operations.md, a member lost its data directory).
    */
   dataLost: 6,
+  /**
+   * `serve` stopped because the node was removed from the cluster (`raftkv member remove`). Started
+   * again on the same data it stops again; to bring it back, empty its data directory and start it
+   * with `--join`.
+   */
+  removed: 7,
 } as const;
 
 export type ExitCode = (typeof exitCodes)[keyof typeof exitCodes];

@@ -1,6 +1,6 @@
 import { pino, type Logger } from "pino";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
-import { MemberDataLostError, openNode, type Driver, type DriverObserver, type OpenedNode } from "../driver/index.js";
+import { MemberDataLostError, openNode, type Driver, type DriverObserver, type MemberView, type OpenedNode } from "../driver/index.js";
 import { createMetrics, raftRoles, type RaftRole, type RaftkvMetrics } from "../metrics/index.js";
 import { registerRaftService, type ForwardedWrites, type ProbeState } from "../rpc/raft-service.js";
 import { createWriteForwarder } from "../rpc/write-forwarder.js";
@@ -17,6 +17,7 @@ import {
 import { fromPino } from "../lib/logger.js";
 import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
+import { decideJoin, promoteWhenCaughtUp } from "./join.js";
 
 /** The largest snapshot a node accepts from its leader; its receive buffer is allocated up front. */
 const snapshotBytesMax = 1024 * 1024 * 1024;
@@ -44,7 +45,11 @@ export async function runServe(args: readonly string[], io: CliIo): Promise<Exit
     io.stderr(`raftkv serve: ${error.message}\n`);
     return exitCodes.usage;
   }
-  const logger = pino({ level: config.logLevel, base: { node: config.id, name: config.name } });
+  // A node that joins a running cluster learns its id from the cluster (serveNode adds it).
+  const logger = pino({
+    level: config.logLevel,
+    base: config.join.length > 0 ? { name: config.name } : { node: config.id, name: config.name },
+  });
   const unguard = guardKeepaliveRaces(logger);
   try {
     return await serveNode(config, logger, io.signal);
@@ -79,7 +84,34 @@ function guardKeepaliveRaces(logger: Logger): () => void {
   return () => process.off("uncaughtException", onUncaught);
 }
 
-async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSignal): Promise<ExitCode> {
+async function serveNode(given: ServerConfig, givenLogger: Logger, signal: AbortSignal): Promise<ExitCode> {
+  let config = given;
+  let logger = givenLogger;
+  let joining = false;
+  let members: MemberView[] = config.initialCluster.map((m) => ({ ...m, learner: false }));
+  if (config.join.length > 0) {
+    const decision = await decideJoin(config, fromPino(logger), signal);
+    switch (decision.kind) {
+      case "stopped":
+        return exitCodes.ok;
+      case "refused":
+        logger.fatal(decision.message);
+        return exitCodes.dataLost;
+      case "member":
+        // A node that joined earlier has the id the cluster gave it, and finds the members in its log.
+        if (!config.initialCluster.some((m) => m.id === decision.id)) members = [];
+        config = { ...config, id: decision.id };
+        break;
+      case "joined":
+        config = { ...config, id: decision.id };
+        members = [...decision.members];
+        joining = true;
+        break;
+    }
+    logger = logger.child({ node: config.id });
+  }
+  const removed = new AbortController();
+  const stopped = AbortSignal.any([signal, removed.signal]);
   const metrics = createMetrics();
   const msgBytesMax = peerMessageBytes(config.limits.requestBytesMax);
   // The peer port listens before the node opens: a member with an empty data directory asks the others
@@ -120,7 +152,10 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
       id: config.id,
       clusterId: config.clusterId,
       dataDir: config.dataDir,
-      members: config.initialCluster.map((m) => ({ ...m, learner: false })),
+      members,
+      joining,
+      promoteLagMax: config.promoteLagEntries,
+      onRemoved: () => removed.abort(),
       tickMs: config.timing.tickMs,
       electionTicks: config.timing.electionTicks,
       heartbeatTicks: config.timing.heartbeatTicks,
@@ -206,10 +241,19 @@ async function serveNode(config: ServerConfig, logger: Logger, signal: AbortSign
     },
     "raftkv node serving",
   );
-  await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true })));
+  if (config.join.length > 0) {
+    const id = config.id;
+    void promoteWhenCaughtUp(config, id, () => node.members().some((m) => m.id === id && !m.learner), fromPino(logger), stopped);
+  }
+  await new Promise<void>((resolve) => (stopped.aborted ? resolve() : stopped.addEventListener("abort", () => resolve(), { once: true })));
   logger.info("shutting down: handing off leadership, draining requests");
   shutdown.abort();
-  return stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);
+  const code = await stopAll(node, client, peer, app, logger, config.shutdownTimeoutMs);
+  if (removed.signal.aborted && !signal.aborted) {
+    logger.warn("stopped: this node was removed from the cluster. To bring it back, empty its data directory and start it with --join");
+    return exitCodes.removed;
+  }
+  return code;
 }
 
 /**

@@ -49,6 +49,10 @@ export interface ServerConfig {
   readonly corsOrigins: readonly string[];
   /** Whether followers forward writes to the leader instead of answering not-leader. */
   readonly forwardWrites: boolean;
+  /** Client URLs of a running cluster to join (`--join`); empty: never join. */
+  readonly join: readonly string[];
+  /** The leader promotes a learner only within this many entries of its log. */
+  readonly promoteLagEntries: number;
 }
 
 export type ServeArgs = { readonly kind: "help" } | { readonly kind: "config"; readonly config: ServerConfig };
@@ -97,8 +101,10 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     raw["initial-cluster"] === undefined ? undefined : parseOrThrow("initial-cluster", parseInitialCluster(raw["initial-cluster"]));
   const { id, name } = resolveIdentity(raw, env, initial);
 
+  const joinEndpoints = joinUrls(raw);
   const self = initial?.find((m) => m.id === id);
-  if (initial !== undefined && self === undefined) {
+  // A node that joins a running cluster need not be one of its founding members.
+  if (initial !== undefined && self === undefined && joinEndpoints.length === 0) {
     throw new ConfigError(
       "initial-cluster",
       `${describeSetting("initial-cluster")} has no member with this node's id ${id} (members: ${initial.map((m) => m.id).join(", ")}); set ${describeSetting("id")} or add the node`,
@@ -123,7 +129,7 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
   }
   const peerUrl = advertisePeerUrl ?? urlForListenAddress(listenPeer);
   const clientUrl = advertiseClientUrl ?? urlForListenAddress(listenClient);
-  const initialCluster = initial ?? [{ id, name, peerUrl, clientUrl }];
+  const initialCluster = initial === undefined || self === undefined ? [{ id, name, peerUrl, clientUrl }] : initial;
 
   const timing: TimingConfig = {
     tickMs: integerSetting(raw, "tick-ms"),
@@ -178,7 +184,28 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
     logLevel: logLevel(raw),
     corsOrigins: corsOrigins(raw),
     forwardWrites: booleanSetting(raw, "forward-writes"),
+    join: joinEndpoints,
+    promoteLagEntries: integerSetting(raw, "promote-lag-entries"),
   };
+}
+
+/** `--join`: comma-separated http(s) client URLs, or none. */
+function joinUrls(raw: RawSettings): string[] {
+  const value = raw.join;
+  if (value === undefined || value === "none") return [];
+  const urls = value.split(",").map((u) => u.trim());
+  for (const url of urls) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed === undefined || (parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.hostname === "") {
+      throw new ConfigError("join", `${describeSetting("join")}: ${JSON.stringify(url)} is not an http(s) URL with a host`);
+    }
+  }
+  return urls;
 }
 
 /** A StatefulSet pod name ends with its ordinal: raftkv-0, raftkv-1, ... */

@@ -188,6 +188,18 @@ export const settingSpecs = [
     help: "A log write not on disk after this long marks the storage stalled: the node reports not ready and, if it leads, hands leadership to a follower.",
   },
   {
+    flag: "join",
+    placeholder: "URL,...",
+    default: { kind: "text", value: "none" },
+    help: "Client URLs of a running cluster. A node whose data directory is empty and that the cluster does not know joins it there: it adds itself as a learner (the cluster picks its id), catches up, and promotes itself once caught up. Ignored once the node holds data.",
+  },
+  {
+    flag: "promote-lag-entries",
+    placeholder: "N",
+    default: { kind: "integer", value: 1000, min: 0, max: 1_000_000_000 },
+    help: "A learner is promoted to voter only when its log is at most this many entries behind the leader's (checked by the leader).",
+  },
+  {
     flag: "forward-writes",
     placeholder: "true|false",
     default: { kind: "boolean", value: true },

@@ -146,7 +146,7 @@ export class RaftNode {
   /** The membership as of the entry just before the log (the snapshot's). */
   private confBase: ConfState;
   /** Every conf entry in the log (above the snapshot), ascending by index, with the membership it makes. */
-  private confEntries: { readonly index: number; readonly conf: ConfState }[] = [];
+  private confEntries: { readonly index: number; readonly conf: ConfState; readonly context: Uint8Array }[] = [];
   private progress = new Map<NodeId, Progress>();
   private votes = new Map<NodeId, boolean>();
   private electionElapsed = 0;
@@ -206,7 +206,7 @@ export class RaftNode {
     this.reads.tick();
     if (this.role === "leader") {
       this.tickLeader();
-    } else if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
+    } else if (this.electionElapsed >= this.randomizedElectionTimeout && this.campaignable()) {
       this.electionElapsed = 0;
       this.campaign();
     }
@@ -214,7 +214,7 @@ export class RaftNode {
 
   /** Starts an election now (with PreVote first when enabled). */
   campaign(): void {
-    if (this.role === "leader" || !this.promotable()) return;
+    if (this.role === "leader" || !this.campaignable()) return;
     if (this.preVote) this.becomePreCandidate();
     else this.becomeCandidate(false);
   }
@@ -356,8 +356,15 @@ export class RaftNode {
     switch (m.type) {
       case "vote":
         // Only voters campaign; a learner's (or a removed member's) vote request is a bug or an attack,
-        // refused before its term can disrupt us.
-        return this.conf.voters.includes(m.from) && isIndex(m.lastLogIndex) && isIndex(m.lastLogTerm) && m.lastLogTerm <= m.term;
+        // refused before its term can disrupt us. But a node that knows no voter yet (it is joining)
+        // takes votes as it takes any message: it may be a voter already, and the one a candidate lacks;
+        // and the member that our pending change removed may campaign until it commits (campaignable).
+        return (
+          (this.conf.voters.length === 0 || this.conf.voters.includes(m.from) || this.removedByPendingChange(m.from)) &&
+          isIndex(m.lastLogIndex) &&
+          isIndex(m.lastLogTerm) &&
+          m.lastLogTerm <= m.term
+        );
       case "append": {
         if (!isIndex(m.prevIndex) || !isIndex(m.prevTerm) || !isIndex(m.commit) || m.prevTerm > m.term) return false;
         let prevTerm = m.prevTerm;
@@ -743,7 +750,7 @@ export class RaftNode {
   /**
    * A leader that removed itself leads until the change commits (it replicates it, and counts toward no
    * quorum meanwhile: maybeCommit counts voters only), then hands off: TimeoutNow to the most caught-up
-   * voter, which campaigns at once, and steps down. It never campaigns again (promotable() is false).
+   * voter, which campaigns at once, and steps down. It never campaigns again (campaignable() is false).
    */
   private maybeStepDownRemoved(): void {
     if (this.role !== "leader" || this.promotable()) return;
@@ -825,11 +832,14 @@ export class RaftNode {
     this.leader = this.id;
     this.role = "leader";
     const self = this.progress.get(this.id);
-    assert(self !== undefined, "raft: leader is not a member");
-    // The leader counts only what it has durably stored; advance() raises this as writes complete.
-    self.match = this.log.stableLastIndex();
-    self.becomeReplicate();
-    self.recentActive = true;
+    // A leader that the pending change removed (campaignable) is no member: it counts toward no quorum.
+    assert(self !== undefined || this.campaignable(), "raft: leader is not a member");
+    if (self !== undefined) {
+      // The leader counts only what it has durably stored; advance() raises this as writes complete.
+      self.match = this.log.stableLastIndex();
+      self.becomeReplicate();
+      self.recentActive = true;
+    }
     // A no-op of the new term lets entries of earlier terms commit (paper 5.4.2 and 8).
     this.appendEntry("noop", emptyData);
   }
@@ -872,12 +882,12 @@ export class RaftNode {
       const decoded = decodeConfEntry(entry.data);
       assert(decoded !== undefined, () => `raft: conf entry ${entry.index} that does not decode reached the log`);
       conf = decoded.conf;
-      this.confEntries.push({ index: entry.index, conf });
+      this.confEntries.push({ index: entry.index, conf, context: decoded.change.context });
     }
     if (conf === this.conf) return;
     this.conf = conf;
     const next = this.log.lastIndex() + 1;
-    const members = [...conf.voters, ...conf.learners];
+    const members = this.replicatedTo();
     for (const id of [...this.progress.keys()]) if (!members.includes(id)) this.progress.delete(id);
     for (const id of members) {
       if (this.progress.has(id)) continue;
@@ -890,15 +900,35 @@ export class RaftNode {
       this.progress.set(id, pr);
     }
     if (this.leadTransferee !== noNode && !conf.voters.includes(this.leadTransferee)) this.leadTransferee = noNode;
+    if (this.role === "leader") this.reads.votersChanged(conf.voters);
   }
 
   private resetProgress(): void {
     const next = this.log.lastIndex() + 1;
     const progress = new Map<NodeId, Progress>();
-    for (const id of [...this.conf.voters, ...this.conf.learners]) {
+    for (const id of this.replicatedTo()) {
       progress.set(id, new Progress(next, this.inflightMsgsMax, this.inflightBytesMax));
     }
     this.progress = progress;
+  }
+
+  /**
+   * Whom a leader replicates to: the members, and the members the last change removed. A removed node
+   * learns of its removal only from the log: without the commit index of that change it would wait
+   * forever (not campaigning, as its log no longer names it a voter) instead of stopping. It counts
+   * toward no quorum (they are over voters only), and the next change drops it.
+   */
+  private replicatedTo(): NodeId[] {
+    const ids = [...this.conf.voters, ...this.conf.learners];
+    for (const id of this.departing()) ids.push(id);
+    return ids;
+  }
+
+  /** Members of the membership before the last conf entry in the log that it removed. */
+  private departing(): NodeId[] {
+    const previous = this.confEntries.at(-2)?.conf ?? (this.confEntries.length > 0 ? this.confBase : undefined);
+    if (previous === undefined) return [];
+    return [...previous.voters, ...previous.learners].filter((id) => !isMember(this.conf, id));
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -989,6 +1019,15 @@ export class RaftNode {
   // ---------------------------------------------------------------------------------------------
   // Introspection
 
+  /**
+   * The membership in effect and the context of the conf entry that made it (the driver keeps every
+   * member's name and URLs there), or no context when it comes from the snapshot or the bootstrap; and
+   * the members that entry removed, whom a leader still replicates to (replicatedTo).
+   */
+  membership(): { readonly conf: ConfState; readonly context: Uint8Array | undefined; readonly departing: readonly NodeId[] } {
+    return { conf: this.conf, context: this.confEntries.at(-1)?.context, departing: this.departing() };
+  }
+
   status(): Status {
     let progress: Map<NodeId, ProgressStatus> | undefined;
     if (this.role === "leader") {
@@ -1062,12 +1101,12 @@ export class RaftNode {
       case "candidate":
         // A candidate votes for itself before asking anyone (becomeCandidate) and counts that vote.
         assert(this.vote === this.id && this.votes.get(this.id) === true, "raft: a candidate that did not vote for itself");
-        assert(this.leader === noNode && this.promotable(), "raft: a candidate with a leader, or not a voter");
+        assert(this.leader === noNode && this.campaignable(), "raft: a candidate with a leader, or not a voter");
         break;
       case "precandidate":
         // A PreVote counts our own would-be vote too, and asks only while no leader is known.
         assert(this.votes.get(this.id) === true, "raft: a pre-candidate that does not count itself");
-        assert(this.leader === noNode && this.promotable(), "raft: a pre-candidate with a leader, or not a voter");
+        assert(this.leader === noNode && this.campaignable(), "raft: a pre-candidate with a leader, or not a voter");
         break;
       case "follower":
         // Votes are counted only while campaigning; a follower starts every campaign afresh.
@@ -1109,11 +1148,11 @@ export class RaftNode {
     );
   }
 
-  /** Progress exists for exactly the members; only a leader's means anything, and it must be consistent. */
+  /** Progress exists for exactly the members (and those departing); only a leader's means anything, and it must be consistent. */
   private checkProgress(lastIndex: number): void {
-    // resetProgress() tracks exactly the members: a stranger's progress could count toward nothing, a
-    // member without one would never be replicated to.
-    assert(this.progress.size === this.conf.voters.length + this.conf.learners.length, "raft: progress for other nodes than the members");
+    // resetProgress() tracks exactly the members and the departing: a stranger's progress could count
+    // toward nothing, a member without one would never be replicated to.
+    assert(this.progress.size === this.replicatedTo().length, "raft: progress for other nodes than the members and the departing");
     for (const id of this.conf.voters) assert(this.progress.has(id), () => `raft: no progress for voter ${id}`);
     for (const id of this.conf.learners) assert(this.progress.has(id), () => `raft: no progress for learner ${id}`);
     for (const [id, pr] of this.progress) {
@@ -1158,6 +1197,29 @@ export class RaftNode {
   }
 
   /**
+   * Whether this node campaigns: as a voter, or as the member that the last change in its log removed
+   * while that change is not known committed. Such a node may be needed to commit it (thesis 4.2.2): a
+   * leader of two voters that removed itself, and lost its leadership before the other held the
+   * change, is the only one that can: the other cannot win without its vote, which it refuses (its own
+   * log is ahead). It counts its own vote for nothing (voteResult counts voters); elected, it leads as a
+   * leader that removed itself does, and steps down once the change commits (maybeStepDownRemoved).
+   * Nodes that hold the change take its vote requests as long as they do not know it committed (else
+   * it could not win where a voter that holds the change needs its vote, and without PreVote it would
+   * only raise the terms of those that do not hold it).
+   */
+  private campaignable(): boolean {
+    return this.promotable() || this.removedByPendingChange(this.id);
+  }
+
+  /** Whether `id` is the voter that the last change in our log removed, and that change is not known committed. */
+  private removedByPendingChange(id: NodeId): boolean {
+    const last = this.confEntries.at(-1);
+    if (last === undefined || last.index <= this.log.committed || this.conf.voters.includes(id)) return false;
+    const previous = this.confEntries.at(-2)?.conf ?? this.confBase;
+    return previous.voters.includes(id);
+  }
+
+  /**
    * Whether messages from `id` are taken: from a member; from a member that the last change removed (a
    * leader that removes itself leads, and is followed, until that change commits); and from anyone
    * while this node knows no voter (it is joining: it learns the membership from the leader's log or
@@ -1165,9 +1227,7 @@ export class RaftNode {
    */
   private knows(id: NodeId): boolean {
     if (id === noNode) return false;
-    if (this.conf.voters.length === 0 || isMember(this.conf, id)) return true;
-    const previous = this.confEntries.at(-2)?.conf ?? (this.confEntries.length > 0 ? this.confBase : undefined);
-    return previous !== undefined && isMember(previous, id);
+    return this.conf.voters.length === 0 || isMember(this.conf, id) || this.departing().includes(id);
   }
 
   private inLease(): boolean {

@@ -134,7 +134,21 @@ export class ReadIndex {
     // response would count this follower toward every future round.
     if (round <= (this.acked.get(from) ?? 0) || round > this.round) return;
     this.acked.set(from, round);
-    if (!this.roundInFlight) return;
+    if (this.roundInFlight) this.confirmRound(voters);
+  }
+
+  /**
+   * The leader's voters changed (a conf entry reached its log): the round in flight may have a quorum of
+   * the new voters already. Its members acknowledge a round once (a repeated echo counts for nothing), so
+   * waiting for the next acknowledgement could wait forever: for a voter that was just removed, or when
+   * every member that is up has answered.
+   */
+  votersChanged(voters: readonly NodeId[]): void {
+    if (this.roundInFlight) this.confirmRound(voters);
+  }
+
+  /** Releases every read of the round in flight if a quorum of `voters` acknowledged it. */
+  private confirmRound(voters: readonly NodeId[]): void {
     const confirmed = this.round;
     if (!hasQuorum(voters, (id) => id === this.self || (this.acked.get(id) ?? 0) >= confirmed)) return;
     this.roundInFlight = false;

@@ -77,7 +77,8 @@ export class MemberDataLostError extends Error {
         `(member ${evidence.peer} is at term ${evidence.term}, last log index ${evidence.lastIndex}, snapshot index ${evidence.snapshotIndex}). ` +
         `This member lost its data: it would vote again and forget the writes it acknowledged, and the cluster could lose them. ` +
         `The rest of the cluster keeps serving without it. Restore this member's own data directory if you can; ` +
-        `otherwise follow "A member lost its data directory" in docs/operations.md.`,
+        `otherwise replace it: remove it (raftkv member remove ${selfId}), then start this node again, empty, with --join ` +
+        `(it joins under a new id; "A member lost its data directory" in docs/operations.md).`,
     );
   }
 }

@@ -40,3 +40,19 @@ export class TooLargeError extends Error {
 export class InvalidRequestError extends Error {
   override readonly name = "InvalidRequestError";
 }
+
+/**
+ * A membership change that cannot be made: the member set does not allow it (adding a member twice,
+ * removing the last voter, reusing an id), or a learner lags too far to be promoted. Nothing was proposed.
+ */
+export class MembershipRefusedError extends Error {
+  override readonly name = "MembershipRefusedError";
+}
+
+/**
+ * A membership change that must wait: an earlier one is not committed yet, or a new leader has not yet
+ * committed an entry of its term. Nothing was proposed; retry shortly.
+ */
+export class MembershipPendingError extends Error {
+  override readonly name = "MembershipPendingError";
+}

@@ -2,8 +2,12 @@ export { systemClock, type DriverClock } from "./clock.js";
 export { Driver, type DriverOptions, type DriverStorage, type DriverTransport, type DriverLogger, type DriverObserver } from "./node.js";
 export { openNode, type NodeConfig, type OpenedNode } from "./open-node.js";
 export type { KvNode, MemberView, NodeStatusView } from "./types.js";
+export { promoteLagMaxDefault } from "./node.js";
+export type { MembershipChange } from "./membership.js";
 export {
   InvalidRequestError,
+  MembershipPendingError,
+  MembershipRefusedError,
   NotLeaderError,
   OverloadedError,
   ReadFailedError,
@@ -19,5 +23,13 @@ export {
   type BootstrapVerdict,
   type BootstrapCheckOptions,
 } from "./bootstrap-check.js";
-export { DataDirError, readIdentity, writeIdentity, newIncarnation, formatIncarnation, type MemberIdentity } from "./member-identity.js";
+export {
+  DataDirError,
+  hasRaftState,
+  readIdentity,
+  writeIdentity,
+  newIncarnation,
+  formatIncarnation,
+  type MemberIdentity,
+} from "./member-identity.js";
 export { PeerIncarnations, type IncarnationVerdict } from "./peer-incarnations.js";

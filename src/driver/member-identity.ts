@@ -52,7 +52,7 @@ function parseIncarnation(text: unknown): bigint | undefined {
  */
 export async function readIdentity(
   dataDir: string,
-  expected: { clusterId: string; memberId: NodeId },
+  expected: { clusterId: string; memberId?: NodeId },
 ): Promise<MemberIdentity | undefined> {
   const path = identityPath(dataDir);
   let text: string;
@@ -87,7 +87,8 @@ export async function readIdentity(
       `the data directory ${dataDir} belongs to cluster ${JSON.stringify(record.clusterId)}, but this node was started for cluster ${JSON.stringify(expected.clusterId)} (--cluster-id); give it the right --data-dir or --cluster-id`,
     );
   }
-  if (record.memberId !== expected.memberId) {
+  // A node that joined a running cluster learned its id from the cluster: it has none to expect.
+  if (expected.memberId !== undefined && record.memberId !== expected.memberId) {
     throw new DataDirError(
       `the data directory ${dataDir} belongs to member ${record.memberId}, but this node was started as member ${expected.memberId}; give each member its own --data-dir`,
     );

@@ -1,6 +1,7 @@
-import { toBinary } from "@bufbuild/protobuf";
-import { CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { CommandResultSchema, CommandSchema, type Command, type CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import {
+  decodeConfEntry,
   noNode,
   RaftNode,
   waitsForDurability,
@@ -17,10 +18,12 @@ import {
 import { assert } from "../lib/assert.js";
 import type { Logger } from "../lib/logger.js";
 import { createPrng } from "../lib/prng.js";
-import type { KvStore } from "../kv/index.js";
+import type { KvStore, MemberRecord } from "../kv/index.js";
 import { systemClock, type DriverClock } from "./clock.js";
 import {
   InvalidRequestError,
+  MembershipPendingError,
+  MembershipRefusedError,
   NotLeaderError,
   OverloadedError,
   ReadFailedError,
@@ -28,6 +31,7 @@ import {
   TooLargeError,
   UnknownOutcomeError,
 } from "./errors.js";
+import { decodeMemberRecords, encodeMemberRecords, memberViews, type MembershipChange } from "./membership.js";
 import type { KvNode, MemberView, NodeStatusView } from "./types.js";
 
 /** The durable log the driver needs (src/storage implements it). */
@@ -43,6 +47,8 @@ export interface DriverStorage extends LogStorage {
 /** The peer transport (src/transport implements it). */
 export interface DriverTransport {
   send(messages: readonly Message[]): void;
+  /** Replaces the peers (id to peer URL): new ones get a link, removed ones lose theirs. */
+  setPeers(peers: ReadonlyMap<NodeId, string>): void;
   /** Cumulative per-peer counters, for metrics. */
   stats(): ReadonlyMap<
     NodeId,
@@ -68,7 +74,16 @@ export interface DriverObserver {
 
 export interface DriverOptions {
   readonly id: NodeId;
+  /**
+   * The members known before the log names any: the founding members (--initial-cluster), or those a
+   * joining node was told of. A founding member's store starts with their records; any node takes a
+   * member's URLs from here until the log or a snapshot carries them.
+   */
   readonly members: readonly MemberView[];
+  /** A learner is promoted only when its log is within this many entries of the leader's. Default promoteLagMaxDefault. */
+  readonly promoteLagMax?: number;
+  /** Called once when this node applies its own removal from the cluster (it should stop). */
+  readonly onRemoved?: () => void;
   readonly storage: DriverStorage;
   /** The KV state machine, already restored from the storage's latest snapshot. */
   readonly stateMachine: KvStore;
@@ -106,6 +121,9 @@ export interface DriverOptions {
   readonly clock?: DriverClock;
 }
 
+/** A learner may be promoted when at most this many entries behind the leader (about a second of writes). */
+export const promoteLagMaxDefault = 1000;
+
 interface PendingProposal {
   readonly term: number;
   readonly resolve: (result: CommandResult) => void;
@@ -134,7 +152,14 @@ export class Driver implements KvNode {
   readonly id: NodeId;
   private readonly raft: RaftNode;
   private readonly options: DriverOptions;
-  private readonly members: readonly MemberView[];
+  /** Records of the members named by `options.members`, for URLs the log and the store do not have yet. */
+  private readonly knownMembers: ReadonlyMap<NodeId, MemberRecord>;
+  /** The peers handed to the transport last (see syncPeers), and their ids for isMember. */
+  private peersKey = "";
+  /** The last peer URL seen for every member id (one entry per member the cluster ever had). */
+  private readonly peerUrls = new Map<NodeId, string>();
+  private peerIds: ReadonlySet<NodeId> = new Set();
+  private removalReported = false;
   private state: DriverState = { kind: "running" };
   private readonly proposals = new Map<number, PendingProposal>();
   private readonly reads = new Map<number, PendingRead>();
@@ -169,10 +194,16 @@ export class Driver implements KvNode {
   constructor(options: DriverOptions) {
     this.options = options;
     this.id = options.id;
-    this.members = options.members;
+    this.knownMembers = new Map(options.members.map((m) => [m.id, { id: m.id, name: m.name, peerUrl: m.peerUrl, clientUrl: m.clientUrl }]));
     this.clock = options.clock ?? systemClock;
     const { conf } = options.storage.initialState();
     this.conf = conf;
+    // A founding member's first membership is its bootstrap configuration, in no log entry: its store
+    // learns those members' records from the flags every founding member shares.
+    if (options.storage.snapshot().meta.index === 0 && options.stateMachine.appliedIndex === 0) {
+      const founders = new Set([...conf.voters, ...conf.learners]);
+      options.stateMachine.seedMembers([...this.knownMembers.values()].filter((m) => founders.has(m.id)));
+    }
     this.lastSnapshotIndex = options.storage.snapshot().meta.index;
     this.applied = Math.max(this.lastSnapshotIndex, options.stateMachine.appliedIndex);
     // The state machine restored the snapshot before we start; committed entries after it are replayed.
@@ -185,6 +216,7 @@ export class Driver implements KvNode {
       msgBytesMax: options.msgBytesMax,
       applied: this.applied,
     });
+    this.syncPeers();
   }
 
   start(): void {
@@ -246,8 +278,64 @@ export class Driver implements KvNode {
     return this.options.storage.snapshot().data.byteLength;
   }
 
+  /**
+   * Whether the peer port takes messages from `id`: a member of the membership in the log or of the
+   * one applied (a member being removed stays until its removal applies: a leader removing itself
+   * leads until then), or, while this node knows no membership yet (it is joining), a member it was told of.
+   */
   isMember(id: NodeId): boolean {
-    return this.members.some((m) => m.id === id);
+    return this.peerIds.has(id);
+  }
+
+  /** The members as of the log (committed or not), with their names and URLs, ascending by id. */
+  members(): MemberView[] {
+    return memberViews(this.raft.membership().conf, (id) => this.recordOf(id));
+  }
+
+  /**
+   * Proposes a membership change on the leader and resolves with the members once it applied here. A
+   * new member's id must be above every id the cluster ever had (0: the next one); see RaftNode.
+   * proposeConfChange for when a change is refused or must wait.
+   */
+  async changeMembership(change: MembershipChange, signal?: AbortSignal): Promise<MemberView[]> {
+    this.checkRunning();
+    const started = this.clock.now();
+    if (this.proposals.size >= this.options.proposalsMax) throw new OverloadedError(`${this.proposals.size} proposals pending`);
+    const { conf } = this.raft.membership();
+    const adding = change.op === "addLearner" || change.op === "addVoter";
+    const highest = Math.max(this.options.stateMachine.memberIdMax, ...conf.voters, ...conf.learners);
+    const nodeId = adding && change.nodeId === noNode ? highest + 1 : change.nodeId;
+    if (adding && nodeId <= highest && !conf.voters.includes(nodeId) && !conf.learners.includes(nodeId)) {
+      throw new MembershipRefusedError(`member id ${nodeId} was used before and is never reused; the next free id is ${highest + 1}`);
+    }
+    const records = new Map(this.records().map((r) => [r.id, r]));
+    const current = records.get(nodeId) ?? this.knownMembers.get(nodeId);
+    if (change.op === "remove") records.delete(nodeId);
+    else if (change.member !== undefined) records.set(nodeId, { ...current, ...change.member, id: nodeId });
+    else if (current !== undefined) records.set(nodeId, current);
+    const result = this.raft.proposeConfChange(
+      { op: change.op, nodeId, context: encodeMemberRecords([...records.values()]) },
+      this.options.promoteLagMax ?? promoteLagMaxDefault,
+    );
+    if (!result.ok) {
+      switch (result.reason) {
+        case "notLeader":
+          throw this.notLeader(result.leader);
+        case "transferring":
+          throw new NotLeaderError(noNode, "");
+        case "tooLarge":
+          throw new TooLargeError("the membership change is larger than the largest log entry");
+        case "overloaded":
+          throw new OverloadedError("too many uncommitted bytes; retry later");
+        case "confPending":
+          throw new MembershipPendingError(result.detail);
+        case "confRefused":
+          throw new MembershipRefusedError(result.detail);
+      }
+    }
+    this.wake();
+    await this.awaitApplied(result.index, result.term, started, signal);
+    return this.members();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -277,19 +365,24 @@ export class Driver implements KvNode {
       }
     }
     this.wake();
+    return this.awaitApplied(result.index, result.term, started, signal);
+  }
+
+  /** Waits for the proposal at `index` of `term` to apply here (or fail: overwritten, deadline, stop). */
+  private awaitApplied(index: number, term: number, started: number, signal: AbortSignal | undefined): Promise<CommandResult> {
     return new Promise<CommandResult>((resolve, reject) => {
       const finish = (outcome: "ok" | "failed") => {
-        this.proposals.delete(result.index);
+        this.proposals.delete(index);
         signal?.removeEventListener("abort", onAbort);
         this.options.observer?.onProposal?.(outcome, this.clock.now() - started);
       };
       const onAbort = () => {
-        if (this.proposals.get(result.index) !== pending) return;
+        if (this.proposals.get(index) !== pending) return;
         finish("failed");
         reject(new UnknownOutcomeError("deadline passed before the write applied; it may still take effect"));
       };
       const pending: PendingProposal = {
-        term: result.term,
+        term,
         resolve: (r) => {
           finish("ok");
           resolve(r);
@@ -300,8 +393,8 @@ export class Driver implements KvNode {
         },
       };
       // A proposal of an earlier term at this index was overwritten by the log we now lead.
-      this.proposals.get(result.index)?.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
-      this.proposals.set(result.index, pending);
+      this.proposals.get(index)?.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
+      this.proposals.set(index, pending);
       if (signal?.aborted) onAbort();
       else signal?.addEventListener("abort", onAbort, { once: true });
     });
@@ -358,7 +451,7 @@ export class Driver implements KvNode {
     }
     return {
       id: this.id,
-      name: this.member(this.id)?.name ?? String(this.id),
+      name: this.recordOf(this.id)?.name ?? String(this.id),
       role: s.role,
       term: s.term,
       leader: s.leader,
@@ -366,7 +459,7 @@ export class Driver implements KvNode {
       appliedIndex: this.applied,
       lastIndex: s.lastIndex,
       snapshotIndex: this.options.storage.snapshot().meta.index,
-      members: this.members,
+      members: this.members(),
       matchIndex,
     };
   }
@@ -378,7 +471,7 @@ export class Driver implements KvNode {
     let target = to;
     if (target === noNode) target = this.mostCaughtUp(s.progress) ?? noNode;
     if (target === noNode || target === this.id) return this.id;
-    if (!this.conf.voters.includes(target)) throw new InvalidRequestError(`node ${target} is not a voting member`);
+    if (!this.raft.membership().conf.voters.includes(target)) throw new InvalidRequestError(`node ${target} is not a voting member`);
     this.raft.transferLeadership(target);
     this.wake();
     const deadline = this.options.tickMs * this.options.electionTicks * 2;
@@ -416,7 +509,7 @@ export class Driver implements KvNode {
    * one short election-free switch), then the loop drains the Ready in progress and everything closes.
    */
   async stop(): Promise<void> {
-    if (this.state.kind === "running" && this.raft.status().role === "leader" && this.members.length > 1) {
+    if (this.state.kind === "running" && this.raft.status().role === "leader" && this.raft.membership().conf.voters.length > 1) {
       try {
         // transferLeadership gives up by itself after two election timeouts.
         await this.transferLeadership(noNode);
@@ -478,6 +571,9 @@ export class Driver implements KvNode {
   private async handleReady(rd: Ready): Promise<void> {
     const { storage, transport, stateMachine } = this.options;
     this.logStateChanges(rd);
+    // Proposals and appends since the last Ready may have changed the membership: a new member must
+    // have a link before this Ready's messages to it go out.
+    this.syncPeers();
     if (rd.softState !== undefined) {
       const s = this.raft.status();
       this.options.observer?.onSoftState?.(rd.softState.role, s.term, rd.softState.leader);
@@ -537,6 +633,7 @@ export class Driver implements KvNode {
 
     const applyStarted = this.clock.now();
     for (const entry of rd.committedEntries) this.apply(entry);
+    this.syncPeers();
     this.answerReads(rd.readStates);
     const applyMs = rd.committedEntries.length === 0 ? undefined : this.clock.now() - applyStarted;
     this.options.observer?.onApplied?.(this.applied, this.raft.status().commit, applyMs);
@@ -549,6 +646,13 @@ export class Driver implements KvNode {
     this.applied = entry.index;
     this.appliedBytesSinceSnapshot += entry.data.byteLength;
     const pending = this.proposals.get(entry.index);
+    if (entry.type === "conf") {
+      this.applyConf(entry);
+      if (pending === undefined) return;
+      if (pending.term !== entry.term) pending.reject(new UnknownOutcomeError("the change was overwritten by a new leader's log"));
+      else pending.resolve(create(CommandResultSchema, {}));
+      return;
+    }
     if (entry.type !== "normal") {
       pending?.reject(new UnknownOutcomeError("the write was overwritten by a new leader's log"));
       return;
@@ -563,6 +667,70 @@ export class Driver implements KvNode {
     } else {
       pending.resolve(outcome.result);
     }
+  }
+
+  /**
+   * A committed membership change: the membership as of the applied index (what a snapshot taken now
+   * records) and the store's member records. A node that applies its own removal reports it once.
+   */
+  private applyConf(entry: Entry): void {
+    const decoded = decodeConfEntry(entry.data);
+    // The transport and the WAL refuse conf entries that do not decode, and the core asserted it too.
+    assert(decoded !== undefined, () => `driver: conf entry ${entry.index} does not decode`);
+    this.conf = decoded.conf;
+    const members = new Set([...decoded.conf.voters, ...decoded.conf.learners]);
+    const records = decodeMemberRecords(decoded.change.context) ?? this.options.stateMachine.members;
+    this.options.stateMachine.applyMembership(
+      entry.index,
+      decoded.change.nodeId,
+      records.filter((r) => members.has(r.id)),
+    );
+    const { op, nodeId } = decoded.change;
+    this.options.logger.info(`membership change applied: ${op} of node ${nodeId}`, {
+      index: entry.index,
+      voters: decoded.conf.voters,
+      learners: decoded.conf.learners,
+    });
+    if (op === "remove" && nodeId === this.id && !this.removalReported) {
+      this.removalReported = true;
+      this.options.logger.warn("this node was removed from the cluster; it stops");
+      queueMicrotask(() => this.options.onRemoved?.());
+    }
+  }
+
+  /** Every member's record: the latest conf entry's in the log, else the store's (the snapshot's or the founders'). */
+  private records(): readonly MemberRecord[] {
+    const { context } = this.raft.membership();
+    return (context === undefined ? undefined : decodeMemberRecords(context)) ?? this.options.stateMachine.members;
+  }
+
+  private recordOf(id: NodeId): MemberRecord | undefined {
+    return this.records().find((r) => r.id === id) ?? this.knownMembers.get(id);
+  }
+
+  /**
+   * Gives the transport a link to every member of the membership in the log and of the one applied,
+   * and to the members the last change removed (the leader tells them their removal committed; see
+   * isMember), with the URLs the records give; only when they changed.
+   */
+  private syncPeers(): void {
+    const { conf, departing } = this.raft.membership();
+    const ids = new Set([...conf.voters, ...conf.learners, ...departing, ...this.conf.voters, ...this.conf.learners]);
+    if (conf.voters.length === 0 && this.conf.voters.length === 0) for (const id of this.knownMembers.keys()) ids.add(id);
+    ids.delete(this.id);
+    // A removed member has no record in the change that removed it, yet is still told of its removal:
+    // its URL is the last one seen.
+    for (const r of [...this.options.stateMachine.members, ...this.records()]) if (r.peerUrl !== "") this.peerUrls.set(r.id, r.peerUrl);
+    const peers = new Map<NodeId, string>();
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      const url = this.peerUrls.get(id) ?? this.knownMembers.get(id)?.peerUrl ?? "";
+      if (url !== "") peers.set(id, url);
+    }
+    this.peerIds = ids;
+    const key = JSON.stringify([...peers]);
+    if (key === this.peersKey) return;
+    this.peersKey = key;
+    this.options.transport.setPeers(peers);
   }
 
   /** Read states from the core: each read waits until the state machine has applied its index. */
@@ -709,18 +877,14 @@ export class Driver implements KvNode {
   }
 
   private notLeader(leader: NodeId): NotLeaderError {
-    return new NotLeaderError(leader, this.member(leader)?.clientUrl ?? "");
-  }
-
-  private member(id: NodeId): MemberView | undefined {
-    return this.members.find((m) => m.id === id);
+    return new NotLeaderError(leader, this.recordOf(leader)?.clientUrl ?? "");
   }
 
   private mostCaughtUp(progress: ReadonlyMap<NodeId, { match: number }> | undefined): NodeId | undefined {
     let best: NodeId | undefined;
     let bestMatch = -1;
     for (const [id, pr] of progress ?? []) {
-      if (id === this.id || !this.conf.voters.includes(id)) continue;
+      if (id === this.id || !this.raft.membership().conf.voters.includes(id)) continue;
       if (pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;

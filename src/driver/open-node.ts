@@ -17,8 +17,21 @@ export interface NodeConfig {
   readonly id: NodeId;
   readonly clusterId: string;
   readonly dataDir: string;
-  /** The initial membership (used only when the data directory is new). */
+  /**
+   * The initial membership (used only when the data directory is new), or, for a joining node, the
+   * members it was told of (their URLs until the log names them).
+   */
   readonly members: readonly MemberView[];
+  /**
+   * This node was just added to a running cluster as a learner (`--join`): an empty data directory is
+   * expected, so the bootstrap check is skipped, and the node starts knowing no membership (it learns
+   * it from the leader's log or snapshot) instead of bootstrapping one.
+   */
+  readonly joining?: boolean;
+  /** See DriverOptions.promoteLagMax (`--promote-lag-entries`). */
+  readonly promoteLagMax?: number;
+  /** See DriverOptions.onRemoved. */
+  readonly onRemoved?: () => void;
   readonly tickMs: number;
   readonly electionTicks: number;
   readonly heartbeatTicks: number;
@@ -106,10 +119,13 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     );
     storage = await openStorage({
       dir: join(config.dataDir, "raft"),
-      initialConf: {
-        voters: config.members.filter((m) => !m.learner).map((m) => m.id),
-        learners: config.members.filter((m) => m.learner).map((m) => m.id),
-      },
+      initialConf:
+        config.joining === true
+          ? { voters: [], learners: [] }
+          : {
+              voters: config.members.filter((m) => !m.learner).map((m) => m.id),
+              learners: config.members.filter((m) => m.learner).map((m) => m.id),
+            },
       logger: withFields(logger, { component: "storage" }),
     });
   } catch (error) {
@@ -153,6 +169,8 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     snapshotBytes: config.snapshotBytes,
     retainEntries: config.retainEntries,
     ...(config.storageStallMs === undefined ? {} : { storageStallMs: config.storageStallMs }),
+    ...(config.promoteLagMax === undefined ? {} : { promoteLagMax: config.promoteLagMax }),
+    ...(config.onRemoved === undefined ? {} : { onRemoved: config.onRemoved }),
     onStopped: async () => {
       learning.abort();
       await learned;
@@ -214,6 +232,11 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
   const identity = { ...expected, incarnation: newIncarnation() };
   if (await hasRaftState(join(config.dataDir, "raft"))) {
     config.logger.warn("this data directory predates member identities; giving it an incarnation", { dataDir: config.dataDir });
+  } else if (config.joining === true) {
+    // The cluster has just added this node under a new id: it holds nothing, and as a learner it
+    // promises nothing (no vote, no acknowledgement counted) until it is promoted, by which time its
+    // log has caught up.
+    config.logger.info("joining a running cluster as a learner", { members: config.members.map((m) => m.id) });
   } else {
     const peers = new Map<NodeId, string>();
     for (const m of config.members) if (m.id !== config.id) peers.set(m.id, m.peerUrl);

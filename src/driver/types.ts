@@ -1,5 +1,6 @@
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { NodeId, Role } from "../core/index.js";
+import type { MembershipChange } from "./membership.js";
 
 /**
  * What the service layer (src/rpc) may ask of a running node. The driver implements it; rpc maps its
@@ -25,6 +26,13 @@ export interface KvNode {
   status(): NodeStatusView;
   /** Hands leadership to `to` (or to the most caught-up voter when 0) and resolves once it has it. */
   transferLeadership(to: NodeId, signal?: AbortSignal): Promise<NodeId>;
+  /**
+   * Proposes a membership change (on the leader) and resolves with the members once it applied here.
+   * Rejects with NotLeaderError, MembershipRefusedError (nothing proposed: the member set does not allow
+   * it), MembershipPendingError (nothing proposed: retry shortly), OverloadedError, StoppedError, or
+   * UnknownOutcomeError (proposed; it may or may not take effect: list the members to see).
+   */
+  changeMembership(change: MembershipChange, signal?: AbortSignal): Promise<MemberView[]>;
   /** Live = the process works; ready = it can serve (storage healthy, a leader known, caught up). */
   health(): { readonly live: boolean; readonly ready: boolean; readonly reason: string };
 }

@@ -13,3 +13,4 @@ export { validateCommand, validateDelete, validateGet, validatePut, validateRang
 export type { ValidationLimits } from "./validate.js";
 export type { WatchCancelReason, WatchTake, Watcher, WatcherState } from "./watch-hub.js";
 export { kvSnapshotFormatVersion } from "./snapshot-codec.js";
+export type { MemberRecord } from "./snapshot-codec.js";

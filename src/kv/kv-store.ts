@@ -39,7 +39,7 @@ import { resolveKvOptions } from "./options.js";
 import type { KvOptions } from "./options.js";
 import { SessionTable, commandResultBytes } from "./session-table.js";
 import { decodeKvSnapshot, encodeKvSnapshot, encodeKvSnapshotChunks } from "./snapshot-codec.js";
-import type { SnapshotState } from "./snapshot-codec.js";
+import type { MemberRecord, SnapshotState } from "./snapshot-codec.js";
 import { validateCommand, validateGet, validateRange, validateWatch } from "./validate.js";
 import { WatchHistory } from "./watch-history.js";
 import type { EventKind, HistoryEvent } from "./watch-history.js";
@@ -93,6 +93,20 @@ export interface KvStore {
 
   /** Applies the NORMAL entry at `index`. Indexes must increase from call to call (log order). */
   apply(index: number, command: Uint8Array): ApplyResult;
+  /**
+   * Applies the membership change at `index` (a conf entry) that changed member `nodeId` and left
+   * `members` (every member's name and URLs, the entry's context). Raises memberIdMax to `nodeId`.
+   */
+  applyMembership(index: number, nodeId: number, members: readonly MemberRecord[]): void;
+  /**
+   * Gives a store that knows no member its founding members (from --initial-cluster, or those a joining
+   * node was told of): a cluster's first members are in no log entry. Ignored once it knows any.
+   */
+  seedMembers(members: readonly MemberRecord[]): void;
+  /** The current members' names and URLs, ascending by id. */
+  readonly members: readonly MemberRecord[];
+  /** The highest member id the cluster ever had (ids are never reused). */
+  readonly memberIdMax: number;
   /** Reads one key at the current revision (the ReadIndex path and serializable reads). */
   get(request: GetRequest): GetResponse;
   /** Reads one page of a key or prefix at the current revision. */
@@ -135,6 +149,8 @@ class Store implements KvStore {
   private readonly hub: WatchHub;
   private currentRevision = 0;
   private applied = 0;
+  private memberRecords = new Map<number, MemberRecord>();
+  private highestMemberId = 0;
 
   constructor(readonly options: KvOptions) {
     this.sessions = new SessionTable(options);
@@ -163,6 +179,30 @@ class Store implements KvStore {
   }
   get watcherCount(): number {
     return this.hub.size;
+  }
+  get members(): readonly MemberRecord[] {
+    return [...this.memberRecords.values()].sort((a, b) => a.id - b.id);
+  }
+  get memberIdMax(): number {
+    return this.highestMemberId;
+  }
+
+  applyMembership(index: number, nodeId: number, members: readonly MemberRecord[]): void {
+    assert(
+      Number.isSafeInteger(index) && index > this.applied,
+      () => `membership change at index ${index} after ${this.applied}: entries are applied once each, in log order`,
+    );
+    this.applied = index;
+    this.memberRecords = new Map(members.map((m) => [m.id, m]));
+    for (const id of [nodeId, ...this.memberRecords.keys()]) this.highestMemberId = Math.max(this.highestMemberId, id);
+  }
+
+  seedMembers(members: readonly MemberRecord[]): void {
+    if (this.memberRecords.size > 0) return;
+    for (const m of members) {
+      this.memberRecords.set(m.id, m);
+      this.highestMemberId = Math.max(this.highestMemberId, m.id);
+    }
   }
 
   apply(index: number, bytes: Uint8Array): ApplyResult {
@@ -288,6 +328,8 @@ class Store implements KvStore {
       records: this.keys.sortedRecords(),
       sessions: [...this.sessions.values()],
       history: [...this.history.all()],
+      members: this.members,
+      memberIdMax: this.highestMemberId,
     };
   }
 
@@ -300,6 +342,8 @@ class Store implements KvStore {
     this.sessions.clear();
     for (const session of snapshot.sessions) this.sessions.record(session);
     this.history.replace(snapshot.history, snapshot.compactRevision);
+    this.memberRecords = new Map(snapshot.members.map((m) => [m.id, m]));
+    this.highestMemberId = snapshot.memberIdMax;
   }
 
   private readExecution(): Execution {

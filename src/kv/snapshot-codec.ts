@@ -1,6 +1,6 @@
 import { clone, create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { ClientSessionSchema, CommandResultSchema, KvSnapshotSchema } from "../../gen/raftkv/v1/command_pb.js";
+import { ClientSessionSchema, CommandResultSchema, KvSnapshotSchema, MemberRecordSchema } from "../../gen/raftkv/v1/command_pb.js";
 import type { KvSnapshot } from "../../gen/raftkv/v1/command_pb.js";
 import { EventSchema, EventType } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KeyValue } from "../../gen/raftkv/v1/kv_pb.js";
@@ -27,12 +27,25 @@ export interface SnapshotState {
   readonly sessions: readonly Session[];
   /** Oldest first. */
   readonly history: readonly Pick<HistoryEvent, "revision" | "kind" | "key" | "kv" | "prevKv">[];
+  /** Ascending by id. */
+  readonly members: readonly MemberRecord[];
+  readonly memberIdMax: number;
+}
+
+/** A member's name and URLs, as the membership changes in the log last set them. */
+export interface MemberRecord {
+  readonly id: number;
+  readonly name: string;
+  readonly peerUrl: string;
+  readonly clientUrl: string;
 }
 
 /** KvSnapshot field numbers of the repeated fields (command.proto). */
 const kvsField = 5;
 const sessionsField = 6;
 const historyField = 7;
+const membersField = 8;
+const memberIdMaxField = 9;
 
 /**
  * Encodes a snapshot piece by piece, so a large store can be written or streamed without blocking the
@@ -77,6 +90,17 @@ export function* encodeKvSnapshotChunks(state: SnapshotState, chunkBytes: number
       writer.tag(historyField, WireType.LengthDelimited).bytes(encoded);
       return encoded.length;
     }),
+    state.members.map((member) => () => {
+      const encoded = toBinary(MemberRecordSchema, create(MemberRecordSchema, { ...member, id: BigInt(member.id) }));
+      writer.tag(membersField, WireType.LengthDelimited).bytes(encoded);
+      return encoded.length;
+    }),
+    [
+      () => {
+        writeCounter(writer, memberIdMaxField, state.memberIdMax);
+        return 0;
+      },
+    ],
   ];
   for (const list of writes) {
     for (const write of list) {
@@ -155,7 +179,9 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
   const { records, keys } = decodeRecords(snapshot.kvs, revision);
   const sessions = decodeSessions(snapshot.sessions, appliedIndex);
   const history = decodeHistory(snapshot.history, compactRevision, revision);
-  return { appliedIndex, revision, compactRevision, records, keys, sessions, history };
+  const memberIdMax = safe(snapshot.memberIdMax, "member_id_max");
+  const members = decodeMembers(snapshot.members, memberIdMax);
+  return { appliedIndex, revision, compactRevision, records, keys, sessions, history, members, memberIdMax };
 }
 
 /** The live keys, which must come in strictly ascending order. */
@@ -172,6 +198,17 @@ function decodeRecords(kvs: readonly KeyValue[], revision: number): { records: K
     keys.push(key);
   });
   return { records, keys };
+}
+
+/** Members: ascending, unique, positive ids, none above member_id_max. */
+function decodeMembers(wire: KvSnapshot["members"], memberIdMax: number): MemberRecord[] {
+  let previous = 0;
+  return wire.map((m, i) => {
+    const id = safe(m.id, `members[${i}].id`);
+    if (id <= previous || id > memberIdMax) bad(`members[${i}]: id ${id} is out of order or above member_id_max ${memberIdMax}`);
+    previous = id;
+    return { id, name: m.name, peerUrl: m.peerUrl, clientUrl: m.clientUrl };
+  });
 }
 
 /** Client sessions: unique ids, least recently seen first, none seen after the applied index. */

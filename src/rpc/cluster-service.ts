@@ -1,18 +1,26 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import {
   ClusterStatusResponseSchema,
+  MemberAddResponseSchema,
   MemberListResponseSchema,
+  MemberPromoteResponseSchema,
+  MemberRemoveResponseSchema,
   MemberSchema,
   MemberStatusSchema,
   NodeRole,
   NodeStatusSchema,
+  MemberUpdateResponseSchema,
   StatusResponseSchema,
   TransferLeadershipResponseSchema,
   type ClusterStatusResponse,
   type Member,
+  type MemberAddResponse,
   type MemberListResponse,
+  type MemberPromoteResponse,
+  type MemberRemoveResponse,
+  type MemberUpdateResponse,
   type MemberStatus,
   type NodeStatus,
   type StatusResponse,
@@ -20,11 +28,11 @@ import {
 } from "../../gen/raftkv/v1/cluster_pb.js";
 import { ResponseHeaderSchema, type ResponseHeader } from "../../gen/raftkv/v1/kv_pb.js";
 import type { Role } from "../core/index.js";
+import type { MembershipChange } from "../driver/membership.js";
 import type { KvNode, MemberView } from "../driver/types.js";
 import type { KvStore } from "../kv/index.js";
 import { unreachable } from "../lib/assert.js";
 import { invalidArgument } from "./errors.js";
-import { reasonHeader } from "./wire-contract.js";
 import { failRequest } from "./handler-errors.js";
 import { requestSignal } from "./request-context.js";
 import type { Logger } from "../lib/logger.js";
@@ -70,9 +78,8 @@ const clusterStatusReuseMs = 500;
 
 /**
  * ClusterService over a node: status (its own, and every member's for the cluster page), the member
- * list, leadership transfer. Membership changes answer
- * Unimplemented until the driver supports configuration changes: the cluster keeps the members it was
- * started with, and saying so plainly beats a change that half happens.
+ * list, membership changes (on the leader; a follower answers not-leader with the leader's URL) and
+ * leadership transfer.
  */
 export function createClusterServiceImpl(options: ClusterServiceOptions): ServiceImpl<typeof ClusterService> {
   /** Why this node cannot serve now (the /readyz reason), and a store at its space quota. */
@@ -88,12 +95,16 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
   const header = (term: number): ResponseHeader =>
     create(ResponseHeaderSchema, { revision: BigInt(store.revision), raftTerm: BigInt(term), memberId: BigInt(node.id) });
 
-  const membershipUnimplemented = (): never => {
-    throw new ConnectError(
-      "membership changes are not supported yet: the cluster keeps the members it was started with (--initial-cluster)",
-      Code.Unimplemented,
-      { [reasonHeader]: "unimplemented" },
-    );
+  /** Runs one membership change through the driver and answers with the members after it. */
+  const change = async (method: string, request: MembershipChange, context: HandlerContext): Promise<Member[]> => {
+    const signal = requestSignal(context, options.requestTimeoutMs);
+    try {
+      const members = await node.changeMembership(request, signal);
+      logger.info("membership changed", { method, op: request.op, nodeId: request.nodeId, members: members.map((m) => m.id) });
+      return members.map(toMember);
+    } catch (error) {
+      throw failRequest(error, method, { signal, mutation: true }, logger);
+    }
   };
 
   const ownStatus = async (): Promise<NodeStatus> => {
@@ -180,9 +191,41 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
       });
     },
 
-    memberAdd: membershipUnimplemented,
-    memberPromote: membershipUnimplemented,
-    memberRemove: membershipUnimplemented,
+    async memberAdd(request, context): Promise<MemberAddResponse> {
+      const id = memberId(request.id, "id", true);
+      const peerUrl = onlyUrl(request.peerUrls, "peer_urls", true);
+      const clientUrl = onlyUrl(request.clientUrls, "client_urls", false);
+      if (request.name === "") throw invalidArgument("name: a member needs a name");
+      const op = request.learner ? "addLearner" : "addVoter";
+      const members = await change("MemberAdd", { op, nodeId: id, member: { name: request.name, peerUrl, clientUrl } }, context);
+      // The added member is the one named, or, for id 0, the one with the new highest id.
+      const added = members.find((m) => (id === 0 ? m.name === request.name && m.peerUrls[0] === peerUrl : m.id === BigInt(id)));
+      return create(MemberAddResponseSchema, {
+        header: header(node.status().term),
+        ...(added === undefined ? {} : { member: added }),
+        members,
+      });
+    },
+
+    async memberPromote(request, context): Promise<MemberPromoteResponse> {
+      const members = await change("MemberPromote", { op: "promote", nodeId: memberId(request.id, "id", false) }, context);
+      return create(MemberPromoteResponseSchema, { header: header(node.status().term), members });
+    },
+
+    async memberRemove(request, context): Promise<MemberRemoveResponse> {
+      const members = await change("MemberRemove", { op: "remove", nodeId: memberId(request.id, "id", false) }, context);
+      return create(MemberRemoveResponseSchema, { header: header(node.status().term), members });
+    },
+
+    async memberUpdate(request, context): Promise<MemberUpdateResponse> {
+      const nodeId = memberId(request.id, "id", false);
+      const current = node.status().members.find((m) => m.id === nodeId);
+      const peerUrl = onlyUrl(request.peerUrls, "peer_urls", true);
+      const clientUrl = onlyUrl(request.clientUrls, "client_urls", false) || (current?.clientUrl ?? "");
+      const name = request.name || (current?.name ?? "");
+      const members = await change("MemberUpdate", { op: "update", nodeId, member: { name, peerUrl, clientUrl } }, context);
+      return create(MemberUpdateResponseSchema, { header: header(node.status().term), members });
+    },
 
     async transferLeadership(request, context): Promise<TransferLeadershipResponse> {
       const target = request.targetId;
@@ -203,6 +246,34 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
       }
     },
   };
+}
+
+/** A member id from a request: a positive safe integer (0 only where `zeroAllowed`: "pick one"). */
+function memberId(value: bigint, field: string, zeroAllowed: boolean): number {
+  if (value === 0n && zeroAllowed) return 0;
+  if (value <= 0n || value > BigInt(Number.MAX_SAFE_INTEGER))
+    throw invalidArgument(`${field}: ${value} is not a member id (a positive integer)`);
+  return Number(value);
+}
+
+/** The one URL of a list of URLs (a member has one of each port): http or https with a host. */
+function onlyUrl(urls: readonly string[], field: string, required: boolean): string {
+  if (urls.length === 0) {
+    if (required) throw invalidArgument(`${field}: one URL is needed`);
+    return "";
+  }
+  if (urls.length > 1) throw invalidArgument(`${field}: a member has one URL per port, got ${urls.length}`);
+  const url = urls[0] ?? "";
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw invalidArgument(`${field}: ${JSON.stringify(url)} is not a URL`);
+  }
+  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || parsed.hostname === "") {
+    throw invalidArgument(`${field}: ${JSON.stringify(url)} is not an http(s) URL with a host`);
+  }
+  return url;
 }
 
 function toMember(m: MemberView): Member {

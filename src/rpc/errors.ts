@@ -1,6 +1,8 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   InvalidRequestError,
+  MembershipPendingError,
+  MembershipRefusedError,
   NotLeaderError,
   OverloadedError,
   ReadFailedError,
@@ -87,6 +89,10 @@ export function toConnectError(error: unknown, context: ErrorContext = {}): Conn
     );
   }
   if (error instanceof InvalidRequestError) return wire(error, Code.InvalidArgument, "invalid-argument", error.message);
+  if (error instanceof MembershipRefusedError) return wire(error, Code.FailedPrecondition, "membership-refused", error.message);
+  if (error instanceof MembershipPendingError) {
+    return wire(error, Code.Unavailable, "membership-pending", `${error.message}; retry shortly (one membership change at a time)`);
+  }
   if (isKvError(error)) return fromKvError(error);
   if (aborted !== undefined) return abortedError(error, aborted, context.mutation === true);
   return wire(error, Code.Internal, "internal", "internal error; the server log has the details");

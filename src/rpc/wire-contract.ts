@@ -27,6 +27,8 @@ export type ErrorReason =
   | "result-not-retained"
   | "too-many-watchers"
   | "quota-exceeded"
+  | "membership-refused"
+  | "membership-pending"
   | "deadline"
   | "canceled"
   | "unimplemented"
@@ -64,6 +66,10 @@ export const reasonContract: Readonly<Record<ErrorReason, ReasonContract>> = {
   "too-many-watchers": { notApplied: true, action: "fatal" },
   // The store is at its space quota: deletes (or a larger --quota-bytes) must come first.
   "quota-exceeded": { notApplied: true, action: "fatal" },
+  // The member set does not allow the change (or a learner lags): nothing was proposed.
+  "membership-refused": { notApplied: true, action: "fatal" },
+  // An earlier change is not committed yet (or a new leader has not committed in its term).
+  "membership-pending": { notApplied: true, action: "backoff" },
   "deadline": { notApplied: false, action: "fatal" },
   "canceled": { notApplied: false, action: "fatal" },
   "unimplemented": { notApplied: true, action: "fatal" },

@@ -149,7 +149,12 @@ describe("membership changes, one server at a time (thesis 4.1)", () => {
     const [gone] = followersOf(net, leader) as [NodeId];
     // It is cut off while it is removed, so it never learns it.
     net.isolate(gone);
-    expect(net.proposeConf(leader, "remove", gone)).toMatchObject({ ok: true });
+    const removal = net.proposeConf(leader, "remove", gone);
+    expect(removal).toMatchObject({ ok: true });
+    // The leader replicates to a removed node until the next change (so that it can learn its removal
+    // committed); after one more change it is a stranger, and it never learns.
+    net.addNode(4);
+    expect(net.proposeConf(leader, "addLearner", 4)).toMatchObject({ ok: true });
     net.propose(leader, "after the removal");
     const { term } = net.status(leader);
 
@@ -159,6 +164,27 @@ describe("membership changes, one server at a time (thesis 4.1)", () => {
     expect(net.leader()).toBe(leader);
     expect(net.status(leader).term).toBe(term);
     for (const id of net.ids.filter((id) => id !== gone)) expect(net.status(id).term).toBe(term);
+  });
+
+  it("tells a removed node that its removal committed, so that it can stop", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    const [gone] = followersOf(net, leader) as [NodeId];
+    // It is down when the others commit its removal.
+    net.crash(gone);
+    const removal = net.proposeConf(leader, "remove", gone);
+    if (!removal.ok) throw new Error("removal refused");
+    net.tickAll(2);
+    expect(net.status(leader).commit).toBeGreaterThanOrEqual(removal.index);
+
+    net.start(gone);
+    net.tickUntil(() => net.appliedOf(gone).some((e) => e.index === removal.index), "the removed node to apply its removal");
+    expect(net.status(gone).conf.voters).not.toContain(gone);
+    // It never campaigns: its log no longer names it a voter.
+    const mark = net.mark();
+    net.isolate(gone);
+    net.tick(gone, 5 * electionTicks);
+    expect(net.sentSince(mark, "vote")).toEqual([]);
   });
 
   it("takes the membership from the log on restart, committed or not, and undoes a change the new leader overwrote", () => {
@@ -202,6 +228,86 @@ describe("membership changes, one server at a time (thesis 4.1)", () => {
     expect(net.status(4).conf).toEqual({ voters: [1, 2, 3], learners: [4] });
     expect(net.proposeConf(leader, "promote", 4, 0)).toMatchObject({ ok: true });
     expect(net.status(4).conf.voters).toContain(4);
+  });
+
+  it("elects a leader whose quorum needs a voter that joined empty and knows no membership yet", () => {
+    const net = new Network([1]);
+    net.electLeader(1);
+    net.propose(1, "settled");
+    net.addNode(2);
+    // Added as a voter while it hears nothing: the leader, without a live quorum, steps down (CheckQuorum).
+    net.isolate(2);
+    expect(net.proposeConf(1, "addVoter", 2)).toMatchObject({ ok: true });
+    net.tickUntil(() => net.status(1).role !== "leader", "the leader to step down");
+
+    // Node 1 can lead only with node 2's vote. Node 2 knows no voter yet: it must take votes as it takes
+    // every other message (it used to refuse them all, and no leader could ever be elected).
+    net.reconnect(2);
+    expect(net.tickUntilLeader([1, 2])).toBe(1);
+    net.propose(1, "after");
+    expect(net.appliedData(2)).toEqual(["settled", "after"]);
+    expect(net.status(2).conf).toEqual({ voters: [1, 2], learners: [] });
+  });
+
+  it("lets a leader that removed itself campaign until the removal commits, when it alone can commit it (thesis 4.2.2)", () => {
+    const net = new Network([1, 2]);
+    net.electLeader(1);
+    net.propose(1, "settled");
+    // Node 1 removes itself while node 2 hears nothing; it steps down without a live quorum.
+    net.isolate(2);
+    expect(net.proposeConf(1, "remove", 1)).toMatchObject({ ok: true });
+    net.tickUntil(() => net.status(1).role !== "leader", "the leader to step down");
+    expect(net.status(1).conf).toEqual({ voters: [2], learners: [] });
+
+    // Node 2 cannot win: node 1's log is ahead of its own. Node 1 is not a voter of its latest membership
+    // but must campaign (not counting its own vote) to commit the change; it then hands over and is out.
+    net.reconnect(2);
+    net.tickUntil(() => net.status(2).role === "leader" && net.status(2).conf.voters.length === 1, "node 2 to lead alone");
+    expect(net.status(1)).toMatchObject({ role: "follower", conf: { voters: [2], learners: [] } });
+    net.propose(2, "after");
+    expect(net.appliedData(2)).toEqual(["settled", "after"]);
+    const quiet = net.mark();
+    net.isolate(1);
+    net.tick(1, 5 * electionTicks);
+    expect(net.sentSince(quiet, "vote").filter((m) => m.from === 1)).toEqual([]);
+  });
+
+  it("takes the votes of the member its pending change removed, which may be the only one able to win", () => {
+    const net = new Network([1, 2, 3], { preVote: false });
+    net.electLeader(2);
+    net.propose(2, "settled");
+    // The removal reaches node 3 only; node 2 steps down without a live quorum of {1, 3}.
+    net.isolate(1);
+    expect(net.proposeConf(2, "remove", 2)).toMatchObject({ ok: true });
+    net.tickUntil(() => net.status(2).role !== "leader", "node 2 to step down");
+    net.isolate(2);
+    net.isolate(3);
+    net.heal();
+
+    // Node 2 campaigns to commit its removal. Node 3 holds the change but not its commit: it must take
+    // node 2's requests, or node 2 can never win and, without PreVote, keeps raising node 1's term past
+    // node 3's campaigns (node 1 ignores requests of older terms): no one is ever elected.
+    net.tickUntil(() => net.leaders().length === 1 && net.status(net.leader()).conf.voters.includes(net.leader()), "a voter to lead");
+    expect(net.status(net.leader()).conf).toEqual({ voters: [1, 3], learners: [] });
+    expect(net.status(2).role).toBe("follower");
+  });
+
+  it("answers a read whose heartbeat round reaches a quorum only through a change of the voters", () => {
+    const net = new Network([1, 2, 3, 4]);
+    net.electLeader(1);
+    net.propose(1, "settled");
+    net.isolate(3);
+    net.isolate(4);
+    // Only node 2 answers the round: 2 of 4 voters is no quorum.
+    net.node(1).readIndex(7);
+    net.tickAll(1);
+    expect(net.readStatesOf(1)).toEqual([]);
+
+    // Three voters: nodes 1 and 2 are a quorum, and both acknowledged the round. Node 2 echoes that round
+    // again and again; the read used to wait for an acknowledgement that counts, which never came.
+    expect(net.proposeConf(1, "remove", 4)).toMatchObject({ ok: true });
+    net.tickAll(2);
+    expect(net.readStatesOf(1)).toEqual([{ requestId: 7, index: net.status(1).commit - 1 }]);
   });
 
   it("refuses changes that do not fit the membership, with the reason", () => {

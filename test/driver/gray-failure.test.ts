@@ -41,6 +41,7 @@ async function startCluster(storageStallMs: number): Promise<void> {
     send: (messages: readonly Message[]) => {
       for (const m of messages) setTimeout(() => byId.get(m.to)?.driver.deliver([m]), 0);
     },
+    setPeers: () => {},
     stats: () => new Map(),
     close: async () => {},
   });

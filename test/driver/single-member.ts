@@ -32,7 +32,7 @@ export async function startSingleMember(
     members: [{ id: 1, name: "n1", peerUrl: "", clientUrl: "", learner: false }],
     storage,
     stateMachine: createKvStore({}),
-    transport: { send: () => {}, stats: () => new Map(), close: async () => {} },
+    transport: { send: () => {}, setPeers: () => {}, stats: () => new Map(), close: async () => {} },
     logger: silentLogger,
     tickMs: 2,
     electionTicks: 5,

@@ -1,5 +1,6 @@
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { Role } from "../../src/core/index.js";
+import type { MembershipChange } from "../../src/driver/membership.js";
 import type { KvNode, MemberView, NodeStatusView } from "../../src/driver/types.js";
 import { createKvStore, encodeCommand, type KvOptions, type KvStore } from "../../src/kv/index.js";
 
@@ -16,7 +17,9 @@ export class FakeNode implements KvNode {
   leader: number;
   members: MemberView[];
   /** When set, mutate and readBarrier reject with what it returns (or resolve when it returns undefined). */
-  fail: ((kind: "mutate" | "read" | "transfer") => Error | undefined) | undefined;
+  fail: ((kind: "mutate" | "read" | "transfer" | "membership") => Error | undefined) | undefined;
+  /** Every membership change asked for, in order. */
+  readonly membershipChanges: MembershipChange[] = [];
   /** Resolves the next proposals only when released (to test deadlines and cancellation). */
   hold = false;
   readonly held: (() => void)[] = [];
@@ -82,6 +85,20 @@ export class FakeNode implements KvNode {
     this.role = this.leader === this.id ? "leader" : "follower";
     this.term++;
     return this.leader;
+  }
+
+  /** Applies the change to `members` at once (id 0 of an add takes the next id), as a one-node leader would. */
+  async changeMembership(change: MembershipChange): Promise<MemberView[]> {
+    const failure = this.fail?.("membership");
+    if (failure !== undefined) throw failure;
+    this.membershipChanges.push(change);
+    const id = change.nodeId === 0 ? Math.max(...this.members.map((m) => m.id)) + 1 : change.nodeId;
+    const current = this.members.find((m) => m.id === id);
+    const others = this.members.filter((m) => m.id !== id);
+    const base = current ?? { id, name: "", peerUrl: "", clientUrl: "", learner: change.op === "addLearner" };
+    const changed = { ...base, ...change.member, learner: change.op === "promote" ? false : base.learner };
+    this.members = change.op === "remove" ? others : [...others, changed].sort((a, b) => a.id - b.id);
+    return this.members;
   }
 
   health(): { live: boolean; ready: boolean; reason: string } {

@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raftkv/v1/cluster.proto.
  */
 export const file_raftkv_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChdyYWZ0a3YvdjEvY2x1c3Rlci5wcm90bxIJcmFmdGt2LnYxIoQDCgpOb2RlU3RhdHVzEgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSIQoEcm9sZRgDIAEoDjITLnJhZnRrdi52MS5Ob2RlUm9sZRIPCgdsZWFybmVyGAQgASgIEgwKBHRlcm0YBSABKAQSDgoGbGVhZGVyGAYgASgEEhQKDGNvbW1pdF9pbmRleBgHIAEoBBIVCg1hcHBsaWVkX2luZGV4GAggASgEEhYKDmxhc3RfbG9nX2luZGV4GAkgASgEEhYKDnNuYXBzaG90X2luZGV4GAogASgEEhEKCXBlZXJfdXJscxgLIAMoCRITCgtjbGllbnRfdXJscxgMIAMoCRIPCgd2ZXJzaW9uGA0gASgJEhIKCmRhdGFfYnl0ZXMYDiABKAQSDgoGYWxhcm1zGA8gAygJEhQKDHdyaXRlc190b3RhbBgQIAEoBBITCgtyZWFkc190b3RhbBgRIAEoBBIlCghwcm9ncmVzcxgSIAMoCzITLnJhZnRrdi52MS5Qcm9ncmVzcyIrCghQcm9ncmVzcxIKCgJpZBgBIAEoBBITCgttYXRjaF9pbmRleBgCIAEoBCIPCg1TdGF0dXNSZXF1ZXN0ImIKDlN0YXR1c1Jlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIlCgZzdGF0dXMYAiABKAsyFS5yYWZ0a3YudjEuTm9kZVN0YXR1cyJbCgZNZW1iZXISCgoCaWQYASABKAQSDAoEbmFtZRgCIAEoCRIRCglwZWVyX3VybHMYAyADKAkSEwoLY2xpZW50X3VybHMYBCADKAkSDwoHbGVhcm5lchgFIAEoCCIpChFNZW1iZXJMaXN0UmVxdWVzdBIUCgxzZXJpYWxpemFibGUYASABKAgiYwoSTWVtYmVyTGlzdFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIiCgdtZW1iZXJzGAIgAygLMhEucmFmdGt2LnYxLk1lbWJlciJlChBNZW1iZXJBZGRSZXF1ZXN0EgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSEQoJcGVlcl91cmxzGAMgAygJEhMKC2NsaWVudF91cmxzGAQgAygJEg8KB2xlYXJuZXIYBSABKAgihQEKEU1lbWJlckFkZFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIhCgZtZW1iZXIYAiABKAsyES5yYWZ0a3YudjEuTWVtYmVyEiIKB21lbWJlcnMYAyADKAsyES5yYWZ0a3YudjEuTWVtYmVyIiIKFE1lbWJlclByb21vdGVSZXF1ZXN0EgoKAmlkGAEgASgEImYKFU1lbWJlclByb21vdGVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiIQoTTWVtYmVyUmVtb3ZlUmVxdWVzdBIKCgJpZBgBIAEoBCJlChRNZW1iZXJSZW1vdmVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiLgoZVHJhbnNmZXJMZWFkZXJzaGlwUmVxdWVzdBIRCgl0YXJnZXRfaWQYASABKAQiVwoaVHJhbnNmZXJMZWFkZXJzaGlwUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEg4KBmxlYWRlchgCIAEoBCIWChRDbHVzdGVyU3RhdHVzUmVxdWVzdCJnCgxNZW1iZXJTdGF0dXMSIQoGbWVtYmVyGAEgASgLMhEucmFmdGt2LnYxLk1lbWJlchIlCgZzdGF0dXMYAiABKAsyFS5yYWZ0a3YudjEuTm9kZVN0YXR1cxINCgVlcnJvchgDIAEoCSJCCgxMZWFkZXJDaGFuZ2USDAoEdGVybRgBIAEoBBIOCgZsZWFkZXIYAiABKAQSFAoMc2Vlbl91bml4X21zGAMgASgDIp0BChVDbHVzdGVyU3RhdHVzUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEigKB21lbWJlcnMYAiADKAsyFy5yYWZ0a3YudjEuTWVtYmVyU3RhdHVzEi8KDmxlYWRlcl9jaGFuZ2VzGAMgAygLMhcucmFmdGt2LnYxLkxlYWRlckNoYW5nZSqIAQoITm9kZVJvbGUSGQoVTk9ERV9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSTk9ERV9ST0xFX0ZPTExPV0VSEAESGgoWTk9ERV9ST0xFX1BSRUNBTkRJREFURRACEhcKE05PREVfUk9MRV9DQU5ESURBVEUQAxIUChBOT0RFX1JPTEVfTEVBREVSEAQyvgQKDkNsdXN0ZXJTZXJ2aWNlEj0KBlN0YXR1cxIYLnJhZnRrdi52MS5TdGF0dXNSZXF1ZXN0GhkucmFmdGt2LnYxLlN0YXR1c1Jlc3BvbnNlEkkKCk1lbWJlckxpc3QSHC5yYWZ0a3YudjEuTWVtYmVyTGlzdFJlcXVlc3QaHS5yYWZ0a3YudjEuTWVtYmVyTGlzdFJlc3BvbnNlEkYKCU1lbWJlckFkZBIbLnJhZnRrdi52MS5NZW1iZXJBZGRSZXF1ZXN0GhwucmFmdGt2LnYxLk1lbWJlckFkZFJlc3BvbnNlElIKDU1lbWJlclByb21vdGUSHy5yYWZ0a3YudjEuTWVtYmVyUHJvbW90ZVJlcXVlc3QaIC5yYWZ0a3YudjEuTWVtYmVyUHJvbW90ZVJlc3BvbnNlEk8KDE1lbWJlclJlbW92ZRIeLnJhZnRrdi52MS5NZW1iZXJSZW1vdmVSZXF1ZXN0Gh8ucmFmdGt2LnYxLk1lbWJlclJlbW92ZVJlc3BvbnNlEmEKElRyYW5zZmVyTGVhZGVyc2hpcBIkLnJhZnRrdi52MS5UcmFuc2ZlckxlYWRlcnNoaXBSZXF1ZXN0GiUucmFmdGt2LnYxLlRyYW5zZmVyTGVhZGVyc2hpcFJlc3BvbnNlElIKDUNsdXN0ZXJTdGF0dXMSHy5yYWZ0a3YudjEuQ2x1c3RlclN0YXR1c1JlcXVlc3QaIC5yYWZ0a3YudjEuQ2x1c3RlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_raftkv_v1_kv]);
+  fileDesc("ChdyYWZ0a3YvdjEvY2x1c3Rlci5wcm90bxIJcmFmdGt2LnYxIoQDCgpOb2RlU3RhdHVzEgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSIQoEcm9sZRgDIAEoDjITLnJhZnRrdi52MS5Ob2RlUm9sZRIPCgdsZWFybmVyGAQgASgIEgwKBHRlcm0YBSABKAQSDgoGbGVhZGVyGAYgASgEEhQKDGNvbW1pdF9pbmRleBgHIAEoBBIVCg1hcHBsaWVkX2luZGV4GAggASgEEhYKDmxhc3RfbG9nX2luZGV4GAkgASgEEhYKDnNuYXBzaG90X2luZGV4GAogASgEEhEKCXBlZXJfdXJscxgLIAMoCRITCgtjbGllbnRfdXJscxgMIAMoCRIPCgd2ZXJzaW9uGA0gASgJEhIKCmRhdGFfYnl0ZXMYDiABKAQSDgoGYWxhcm1zGA8gAygJEhQKDHdyaXRlc190b3RhbBgQIAEoBBITCgtyZWFkc190b3RhbBgRIAEoBBIlCghwcm9ncmVzcxgSIAMoCzITLnJhZnRrdi52MS5Qcm9ncmVzcyIrCghQcm9ncmVzcxIKCgJpZBgBIAEoBBITCgttYXRjaF9pbmRleBgCIAEoBCIPCg1TdGF0dXNSZXF1ZXN0ImIKDlN0YXR1c1Jlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIlCgZzdGF0dXMYAiABKAsyFS5yYWZ0a3YudjEuTm9kZVN0YXR1cyJbCgZNZW1iZXISCgoCaWQYASABKAQSDAoEbmFtZRgCIAEoCRIRCglwZWVyX3VybHMYAyADKAkSEwoLY2xpZW50X3VybHMYBCADKAkSDwoHbGVhcm5lchgFIAEoCCIpChFNZW1iZXJMaXN0UmVxdWVzdBIUCgxzZXJpYWxpemFibGUYASABKAgiYwoSTWVtYmVyTGlzdFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIiCgdtZW1iZXJzGAIgAygLMhEucmFmdGt2LnYxLk1lbWJlciJlChBNZW1iZXJBZGRSZXF1ZXN0EgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSEQoJcGVlcl91cmxzGAMgAygJEhMKC2NsaWVudF91cmxzGAQgAygJEg8KB2xlYXJuZXIYBSABKAgihQEKEU1lbWJlckFkZFJlc3BvbnNlEikKBmhlYWRlchgBIAEoCzIZLnJhZnRrdi52MS5SZXNwb25zZUhlYWRlchIhCgZtZW1iZXIYAiABKAsyES5yYWZ0a3YudjEuTWVtYmVyEiIKB21lbWJlcnMYAyADKAsyES5yYWZ0a3YudjEuTWVtYmVyIiIKFE1lbWJlclByb21vdGVSZXF1ZXN0EgoKAmlkGAEgASgEImYKFU1lbWJlclByb21vdGVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiIQoTTWVtYmVyUmVtb3ZlUmVxdWVzdBIKCgJpZBgBIAEoBCJlChRNZW1iZXJSZW1vdmVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiVwoTTWVtYmVyVXBkYXRlUmVxdWVzdBIKCgJpZBgBIAEoBBIRCglwZWVyX3VybHMYAiADKAkSEwoLY2xpZW50X3VybHMYAyADKAkSDAoEbmFtZRgEIAEoCSJlChRNZW1iZXJVcGRhdGVSZXNwb25zZRIpCgZoZWFkZXIYASABKAsyGS5yYWZ0a3YudjEuUmVzcG9uc2VIZWFkZXISIgoHbWVtYmVycxgCIAMoCzIRLnJhZnRrdi52MS5NZW1iZXIiLgoZVHJhbnNmZXJMZWFkZXJzaGlwUmVxdWVzdBIRCgl0YXJnZXRfaWQYASABKAQiVwoaVHJhbnNmZXJMZWFkZXJzaGlwUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEg4KBmxlYWRlchgCIAEoBCIWChRDbHVzdGVyU3RhdHVzUmVxdWVzdCJnCgxNZW1iZXJTdGF0dXMSIQoGbWVtYmVyGAEgASgLMhEucmFmdGt2LnYxLk1lbWJlchIlCgZzdGF0dXMYAiABKAsyFS5yYWZ0a3YudjEuTm9kZVN0YXR1cxINCgVlcnJvchgDIAEoCSJCCgxMZWFkZXJDaGFuZ2USDAoEdGVybRgBIAEoBBIOCgZsZWFkZXIYAiABKAQSFAoMc2Vlbl91bml4X21zGAMgASgDIp0BChVDbHVzdGVyU3RhdHVzUmVzcG9uc2USKQoGaGVhZGVyGAEgASgLMhkucmFmdGt2LnYxLlJlc3BvbnNlSGVhZGVyEigKB21lbWJlcnMYAiADKAsyFy5yYWZ0a3YudjEuTWVtYmVyU3RhdHVzEi8KDmxlYWRlcl9jaGFuZ2VzGAMgAygLMhcucmFmdGt2LnYxLkxlYWRlckNoYW5nZSqIAQoITm9kZVJvbGUSGQoVTk9ERV9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSTk9ERV9ST0xFX0ZPTExPV0VSEAESGgoWTk9ERV9ST0xFX1BSRUNBTkRJREFURRACEhcKE05PREVfUk9MRV9DQU5ESURBVEUQAxIUChBOT0RFX1JPTEVfTEVBREVSEAQyjwUKDkNsdXN0ZXJTZXJ2aWNlEj0KBlN0YXR1cxIYLnJhZnRrdi52MS5TdGF0dXNSZXF1ZXN0GhkucmFmdGt2LnYxLlN0YXR1c1Jlc3BvbnNlEkkKCk1lbWJlckxpc3QSHC5yYWZ0a3YudjEuTWVtYmVyTGlzdFJlcXVlc3QaHS5yYWZ0a3YudjEuTWVtYmVyTGlzdFJlc3BvbnNlEkYKCU1lbWJlckFkZBIbLnJhZnRrdi52MS5NZW1iZXJBZGRSZXF1ZXN0GhwucmFmdGt2LnYxLk1lbWJlckFkZFJlc3BvbnNlElIKDU1lbWJlclByb21vdGUSHy5yYWZ0a3YudjEuTWVtYmVyUHJvbW90ZVJlcXVlc3QaIC5yYWZ0a3YudjEuTWVtYmVyUHJvbW90ZVJlc3BvbnNlEk8KDE1lbWJlclJlbW92ZRIeLnJhZnRrdi52MS5NZW1iZXJSZW1vdmVSZXF1ZXN0Gh8ucmFmdGt2LnYxLk1lbWJlclJlbW92ZVJlc3BvbnNlEk8KDE1lbWJlclVwZGF0ZRIeLnJhZnRrdi52MS5NZW1iZXJVcGRhdGVSZXF1ZXN0Gh8ucmFmdGt2LnYxLk1lbWJlclVwZGF0ZVJlc3BvbnNlEmEKElRyYW5zZmVyTGVhZGVyc2hpcBIkLnJhZnRrdi52MS5UcmFuc2ZlckxlYWRlcnNoaXBSZXF1ZXN0GiUucmFmdGt2LnYxLlRyYW5zZmVyTGVhZGVyc2hpcFJlc3BvbnNlElIKDUNsdXN0ZXJTdGF0dXMSHy5yYWZ0a3YudjEuQ2x1c3RlclN0YXR1c1JlcXVlc3QaIC5yYWZ0a3YudjEuQ2x1c3RlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_raftkv_v1_kv]);
 
 /**
  * One node's view of itself.
@@ -342,7 +342,8 @@ export const MemberListResponseSchema: GenMessage<MemberListResponse> = /*@__PUR
  */
 export type MemberAddRequest = Message<"raftkv.v1.MemberAddRequest"> & {
   /**
-   * The new member's id; positive and not used by any current or former member.
+   * The new member's id: above every id the cluster ever had (ids are never reused), or 0 to let the
+   * cluster pick the next one.
    *
    * @generated from field: uint64 id = 1;
    */
@@ -518,6 +519,76 @@ export const MemberRemoveResponseSchema: GenMessage<MemberRemoveResponse> = /*@_
   messageDesc(file_raftkv_v1_cluster, 12);
 
 /**
+ * Changes a member's URLs.
+ *
+ * @generated from message raftkv.v1.MemberUpdateRequest
+ */
+export type MemberUpdateRequest = Message<"raftkv.v1.MemberUpdateRequest"> & {
+  /**
+   * The member's id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The new URLs of its peer port; at least one.
+   *
+   * @generated from field: repeated string peer_urls = 2;
+   */
+  peerUrls: string[];
+
+  /**
+   * The new URLs of its client port; empty keeps the current ones.
+   *
+   * @generated from field: repeated string client_urls = 3;
+   */
+  clientUrls: string[];
+
+  /**
+   * The new name; empty keeps the current one.
+   *
+   * @generated from field: string name = 4;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message raftkv.v1.MemberUpdateRequest.
+ * Use `create(MemberUpdateRequestSchema)` to create a new message.
+ */
+export const MemberUpdateRequestSchema: GenMessage<MemberUpdateRequest> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 13);
+
+/**
+ * The result of MemberUpdate.
+ *
+ * @generated from message raftkv.v1.MemberUpdateResponse
+ */
+export type MemberUpdateResponse = Message<"raftkv.v1.MemberUpdateResponse"> & {
+  /**
+   * The answering node's revision, term and id.
+   *
+   * @generated from field: raftkv.v1.ResponseHeader header = 1;
+   */
+  header?: ResponseHeader | undefined;
+
+  /**
+   * Every member after the change, ordered by id.
+   *
+   * @generated from field: repeated raftkv.v1.Member members = 2;
+   */
+  members: Member[];
+};
+
+/**
+ * Describes the message raftkv.v1.MemberUpdateResponse.
+ * Use `create(MemberUpdateResponseSchema)` to create a new message.
+ */
+export const MemberUpdateResponseSchema: GenMessage<MemberUpdateResponse> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_cluster, 14);
+
+/**
  * Asks the leader to hand leadership to another voter.
  *
  * @generated from message raftkv.v1.TransferLeadershipRequest
@@ -536,7 +607,7 @@ export type TransferLeadershipRequest = Message<"raftkv.v1.TransferLeadershipReq
  * Use `create(TransferLeadershipRequestSchema)` to create a new message.
  */
 export const TransferLeadershipRequestSchema: GenMessage<TransferLeadershipRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 13);
+  messageDesc(file_raftkv_v1_cluster, 15);
 
 /**
  * The result of TransferLeadership, sent once the target has become leader.
@@ -564,7 +635,7 @@ export type TransferLeadershipResponse = Message<"raftkv.v1.TransferLeadershipRe
  * Use `create(TransferLeadershipResponseSchema)` to create a new message.
  */
 export const TransferLeadershipResponseSchema: GenMessage<TransferLeadershipResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 14);
+  messageDesc(file_raftkv_v1_cluster, 16);
 
 /**
  * Asks for every member's status.
@@ -579,7 +650,7 @@ export type ClusterStatusRequest = Message<"raftkv.v1.ClusterStatusRequest"> & {
  * Use `create(ClusterStatusRequestSchema)` to create a new message.
  */
 export const ClusterStatusRequestSchema: GenMessage<ClusterStatusRequest> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 15);
+  messageDesc(file_raftkv_v1_cluster, 17);
 
 /**
  * One member as the answering node could see it.
@@ -614,7 +685,7 @@ export type MemberStatus = Message<"raftkv.v1.MemberStatus"> & {
  * Use `create(MemberStatusSchema)` to create a new message.
  */
 export const MemberStatusSchema: GenMessage<MemberStatus> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 16);
+  messageDesc(file_raftkv_v1_cluster, 18);
 
 /**
  * A leader change the answering node saw.
@@ -650,7 +721,7 @@ export type LeaderChange = Message<"raftkv.v1.LeaderChange"> & {
  * Use `create(LeaderChangeSchema)` to create a new message.
  */
 export const LeaderChangeSchema: GenMessage<LeaderChange> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 17);
+  messageDesc(file_raftkv_v1_cluster, 19);
 
 /**
  * Every member's status.
@@ -685,7 +756,7 @@ export type ClusterStatusResponse = Message<"raftkv.v1.ClusterStatusResponse"> &
  * Use `create(ClusterStatusResponseSchema)` to create a new message.
  */
 export const ClusterStatusResponseSchema: GenMessage<ClusterStatusResponse> = /*@__PURE__*/
-  messageDesc(file_raftkv_v1_cluster, 18);
+  messageDesc(file_raftkv_v1_cluster, 20);
 
 /**
  * A node's Raft role (core Role).
@@ -790,6 +861,16 @@ export const ClusterService: GenService<{
     methodKind: "unary";
     input: typeof MemberRemoveRequestSchema;
     output: typeof MemberRemoveResponseSchema;
+  },
+  /**
+   * MemberUpdate changes a member's peer and client URLs (and name).
+   *
+   * @generated from rpc raftkv.v1.ClusterService.MemberUpdate
+   */
+  memberUpdate: {
+    methodKind: "unary";
+    input: typeof MemberUpdateRequestSchema;
+    output: typeof MemberUpdateResponseSchema;
   },
   /**
    * TransferLeadership asks the leader to hand leadership to a caught-up voter.

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file raftkv/v1/command.proto.
  */
 export const file_raftkv_v1_command: GenFile = /*@__PURE__*/
-  fileDesc("ChdyYWZ0a3YvdjEvY29tbWFuZC5wcm90bxIJcmFmdGt2LnYxIqwBCgdDb21tYW5kEhEKCWNsaWVudF9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIkCgNwdXQYAyABKAsyFS5yYWZ0a3YudjEuUHV0UmVxdWVzdEgAEioKBmRlbGV0ZRgEIAEoCzIYLnJhZnRrdi52MS5EZWxldGVSZXF1ZXN0SAASJAoDdHhuGAUgASgLMhUucmFmdGt2LnYxLlR4blJlcXVlc3RIAEIECgJvcCKUAQoNQ29tbWFuZFJlc3VsdBIlCgNwdXQYASABKAsyFi5yYWZ0a3YudjEuUHV0UmVzcG9uc2VIABIrCgZkZWxldGUYAiABKAsyGS5yYWZ0a3YudjEuRGVsZXRlUmVzcG9uc2VIABIlCgN0eG4YAyABKAsyFi5yYWZ0a3YudjEuVHhuUmVzcG9uc2VIAEIICgZyZXN1bHQijwEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhcKD2xhc3Rfc2Vlbl9pbmRleBgDIAEoBBIoCgZyZXN1bHQYBCABKAsyGC5yYWZ0a3YudjEuQ29tbWFuZFJlc3VsdBIWCg5yZXN1bHRfZHJvcHBlZBgFIAEoCCLYAQoKS3ZTbmFwc2hvdBIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIVCg1hcHBsaWVkX2luZGV4GAIgASgEEhAKCHJldmlzaW9uGAMgASgEEhgKEGNvbXBhY3RfcmV2aXNpb24YBCABKAQSIAoDa3ZzGAUgAygLMhMucmFmdGt2LnYxLktleVZhbHVlEioKCHNlc3Npb25zGAYgAygLMhgucmFmdGt2LnYxLkNsaWVudFNlc3Npb24SIQoHaGlzdG9yeRgHIAMoCzIQLnJhZnRrdi52MS5FdmVudGIGcHJvdG8z", [file_raftkv_v1_kv]);
+  fileDesc("ChdyYWZ0a3YvdjEvY29tbWFuZC5wcm90bxIJcmFmdGt2LnYxIqwBCgdDb21tYW5kEhEKCWNsaWVudF9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoBBIkCgNwdXQYAyABKAsyFS5yYWZ0a3YudjEuUHV0UmVxdWVzdEgAEioKBmRlbGV0ZRgEIAEoCzIYLnJhZnRrdi52MS5EZWxldGVSZXF1ZXN0SAASJAoDdHhuGAUgASgLMhUucmFmdGt2LnYxLlR4blJlcXVlc3RIAEIECgJvcCKUAQoNQ29tbWFuZFJlc3VsdBIlCgNwdXQYASABKAsyFi5yYWZ0a3YudjEuUHV0UmVzcG9uc2VIABIrCgZkZWxldGUYAiABKAsyGS5yYWZ0a3YudjEuRGVsZXRlUmVzcG9uc2VIABIlCgN0eG4YAyABKAsyFi5yYWZ0a3YudjEuVHhuUmVzcG9uc2VIAEIICgZyZXN1bHQijwEKDUNsaWVudFNlc3Npb24SEQoJY2xpZW50X2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgEEhcKD2xhc3Rfc2Vlbl9pbmRleBgDIAEoBBIoCgZyZXN1bHQYBCABKAsyGC5yYWZ0a3YudjEuQ29tbWFuZFJlc3VsdBIWCg5yZXN1bHRfZHJvcHBlZBgFIAEoCCKZAgoKS3ZTbmFwc2hvdBIWCg5mb3JtYXRfdmVyc2lvbhgBIAEoDRIVCg1hcHBsaWVkX2luZGV4GAIgASgEEhAKCHJldmlzaW9uGAMgASgEEhgKEGNvbXBhY3RfcmV2aXNpb24YBCABKAQSIAoDa3ZzGAUgAygLMhMucmFmdGt2LnYxLktleVZhbHVlEioKCHNlc3Npb25zGAYgAygLMhgucmFmdGt2LnYxLkNsaWVudFNlc3Npb24SIQoHaGlzdG9yeRgHIAMoCzIQLnJhZnRrdi52MS5FdmVudBIoCgdtZW1iZXJzGAggAygLMhcucmFmdGt2LnYxLk1lbWJlclJlY29yZBIVCg1tZW1iZXJfaWRfbWF4GAkgASgEIjkKDU1lbWJlclJlY29yZHMSKAoHbWVtYmVycxgBIAMoCzIXLnJhZnRrdi52MS5NZW1iZXJSZWNvcmQiTgoMTWVtYmVyUmVjb3JkEgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSEAoIcGVlcl91cmwYAyABKAkSEgoKY2xpZW50X3VybBgEIAEoCWIGcHJvdG8z", [file_raftkv_v1_kv]);
 
 /**
  * The payload of a log entry of type NORMAL: one mutation, applied deterministically by every node.
@@ -234,6 +234,21 @@ export type KvSnapshot = Message<"raftkv.v1.KvSnapshot"> & {
    * @generated from field: repeated raftkv.v1.Event history = 7;
    */
   history: Event[];
+
+  /**
+   * Every current member's name and URLs, ascending by id, as the membership changes in the log set
+   * them (a cluster's founding members as its --initial-cluster named them).
+   *
+   * @generated from field: repeated raftkv.v1.MemberRecord members = 8;
+   */
+  members: MemberRecord[];
+
+  /**
+   * The highest member id the cluster ever had: a new member needs a higher one (ids are never reused).
+   *
+   * @generated from field: uint64 member_id_max = 9;
+   */
+  memberIdMax: bigint;
 };
 
 /**
@@ -242,4 +257,68 @@ export type KvSnapshot = Message<"raftkv.v1.KvSnapshot"> & {
  */
 export const KvSnapshotSchema: GenMessage<KvSnapshot> = /*@__PURE__*/
   messageDesc(file_raftkv_v1_command, 3);
+
+/**
+ * The context of a membership change in the log: every member's name and URLs once the change is made,
+ * carried whole so that a joining node learns the founding members too (they are in no log entry).
+ *
+ * @generated from message raftkv.v1.MemberRecords
+ */
+export type MemberRecords = Message<"raftkv.v1.MemberRecords"> & {
+  /**
+   * Ascending by id.
+   *
+   * @generated from field: repeated raftkv.v1.MemberRecord members = 1;
+   */
+  members: MemberRecord[];
+};
+
+/**
+ * Describes the message raftkv.v1.MemberRecords.
+ * Use `create(MemberRecordsSchema)` to create a new message.
+ */
+export const MemberRecordsSchema: GenMessage<MemberRecords> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_command, 4);
+
+/**
+ * A member's name and URLs in a KvSnapshot.
+ *
+ * @generated from message raftkv.v1.MemberRecord
+ */
+export type MemberRecord = Message<"raftkv.v1.MemberRecord"> & {
+  /**
+   * The member's id.
+   *
+   * @generated from field: uint64 id = 1;
+   */
+  id: bigint;
+
+  /**
+   * The member's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The URL of the member's peer port.
+   *
+   * @generated from field: string peer_url = 3;
+   */
+  peerUrl: string;
+
+  /**
+   * The URL of the member's client port.
+   *
+   * @generated from field: string client_url = 4;
+   */
+  clientUrl: string;
+};
+
+/**
+ * Describes the message raftkv.v1.MemberRecord.
+ * Use `create(MemberRecordSchema)` to create a new message.
+ */
+export const MemberRecordSchema: GenMessage<MemberRecord> = /*@__PURE__*/
+  messageDesc(file_raftkv_v1_command, 5);
 

@@ -5,8 +5,16 @@ import { Code, ConnectError, createClient, type Client, type Transport } from "@
 import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import {
   ClusterService,
+  type MemberAddRequestSchema,
+  type MemberAddResponse,
   type MemberListRequestSchema,
   type MemberListResponse,
+  type MemberPromoteRequestSchema,
+  type MemberPromoteResponse,
+  type MemberRemoveRequestSchema,
+  type MemberRemoveResponse,
+  type MemberUpdateRequestSchema,
+  type MemberUpdateResponse,
   type StatusResponse,
   type TransferLeadershipRequestSchema,
   type TransferLeadershipResponse,
@@ -100,6 +108,14 @@ export interface RaftkvClient {
    */
   watch(request: MessageInitShape<typeof WatchRequestSchema>, options?: CallOptions): AsyncIterable<WatchResponse>;
   memberList(request: MessageInitShape<typeof MemberListRequestSchema>, options?: CallOptions): Promise<MemberListResponse>;
+  /**
+   * Membership changes, sent to the leader. Not exactly-once: a change retried after an attempt of
+   * unknown outcome may be refused as already made (`membership-refused`); list the members to see.
+   */
+  memberAdd(request: MessageInitShape<typeof MemberAddRequestSchema>, options?: CallOptions): Promise<MemberAddResponse>;
+  memberPromote(request: MessageInitShape<typeof MemberPromoteRequestSchema>, options?: CallOptions): Promise<MemberPromoteResponse>;
+  memberRemove(request: MessageInitShape<typeof MemberRemoveRequestSchema>, options?: CallOptions): Promise<MemberRemoveResponse>;
+  memberUpdate(request: MessageInitShape<typeof MemberUpdateRequestSchema>, options?: CallOptions): Promise<MemberUpdateResponse>;
   transferLeadership(
     request: MessageInitShape<typeof TransferLeadershipRequestSchema>,
     options?: CallOptions,
@@ -197,6 +213,22 @@ class RaftkvClientImpl implements RaftkvClient {
 
   memberList(request: MessageInitShape<typeof MemberListRequestSchema>, options?: CallOptions): Promise<MemberListResponse> {
     return this.call(false, options, (e, o) => e.cluster.memberList(request, o));
+  }
+
+  memberAdd(request: MessageInitShape<typeof MemberAddRequestSchema>, options?: CallOptions): Promise<MemberAddResponse> {
+    return this.call(true, options, (e, o) => e.cluster.memberAdd(request, o));
+  }
+
+  memberPromote(request: MessageInitShape<typeof MemberPromoteRequestSchema>, options?: CallOptions): Promise<MemberPromoteResponse> {
+    return this.call(true, options, (e, o) => e.cluster.memberPromote(request, o));
+  }
+
+  memberRemove(request: MessageInitShape<typeof MemberRemoveRequestSchema>, options?: CallOptions): Promise<MemberRemoveResponse> {
+    return this.call(true, options, (e, o) => e.cluster.memberRemove(request, o));
+  }
+
+  memberUpdate(request: MessageInitShape<typeof MemberUpdateRequestSchema>, options?: CallOptions): Promise<MemberUpdateResponse> {
+    return this.call(true, options, (e, o) => e.cluster.memberUpdate(request, o));
   }
 
   transferLeadership(

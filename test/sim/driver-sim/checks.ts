@@ -196,4 +196,16 @@ export class RecordingStore implements KvStore {
   restore(snapshot: Uint8Array): void {
     this.inner.restore(snapshot);
   }
+  applyMembership(...args: Parameters<KvStore["applyMembership"]>): void {
+    this.inner.applyMembership(...args);
+  }
+  seedMembers(...args: Parameters<KvStore["seedMembers"]>): void {
+    this.inner.seedMembers(...args);
+  }
+  get members(): KvStore["members"] {
+    return this.inner.members;
+  }
+  get memberIdMax(): number {
+    return this.inner.memberIdMax;
+  }
 }

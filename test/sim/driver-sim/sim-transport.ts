@@ -232,6 +232,9 @@ export class SimTransport implements DriverTransport {
     private readonly inspect: (message: Message) => void,
   ) {}
 
+  /** The simulated network routes by node id: peer URLs mean nothing to it. */
+  setPeers(): void {}
+
   send(messages: readonly Message[]): void {
     if (this.closed) return;
     for (const m of messages) {
