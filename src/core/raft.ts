@@ -247,8 +247,19 @@ export class RaftNode {
     const refusal = confChangeRefusal(this.conf, cc);
     if (refusal !== undefined) return { ok: false, reason: "confRefused", leader: this.leader, detail: refusal };
     if (cc.op === "promote") {
-      const match = this.progress.get(cc.nodeId)?.match ?? 0;
+      const pr = this.progress.get(cc.nodeId);
+      const match = pr?.match ?? 0;
       const lag = this.log.lastIndex() - match;
+      // A learner that never answered, or went quiet, would be a dead voter the moment it is promoted:
+      // on a young cluster its lag alone (the whole short log) can be within the limit.
+      if (pr === undefined || match === 0 || !pr.recentActive) {
+        return {
+          ok: false,
+          reason: "confRefused",
+          leader: this.leader,
+          detail: `learner ${cc.nodeId} has not answered the leader lately (is it running and reachable?)`,
+        };
+      }
       if (lag > promoteLagMax) {
         return {
           ok: false,

@@ -77,6 +77,20 @@ describe("membership changes, one server at a time (thesis 4.1)", () => {
     expect(net.appliedData(leader)).toContain("two of four");
   });
 
+  it("refuses to promote a learner that never answered, however short the log", () => {
+    const net = new Network([1, 2, 3]);
+    const leader = net.tickUntilLeader();
+    net.addNode(4);
+    net.crash(4);
+    expect(net.proposeConf(leader, "addLearner", 4)).toMatchObject({ ok: true });
+    const refused = net.proposeConf(leader, "promote", 4, 1_000_000);
+    expect(refused).toMatchObject({ ok: false, reason: "confRefused" });
+    expect("detail" in refused ? refused.detail : "").toMatch(/learner 4 has not answered the leader lately/);
+    net.start(4);
+    net.tickAll(2);
+    expect(net.proposeConf(leader, "promote", 4, 1_000_000)).toMatchObject({ ok: true });
+  });
+
   it("refuses a second change while one is pending, and a new leader's change until it commits an entry of its term", () => {
     const net = new Network([1, 2, 3, 4, 5]);
     const leader = net.tickUntilLeader();
