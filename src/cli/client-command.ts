@@ -13,6 +13,7 @@ export interface ClientCommandContext {
 
 /** One client verb of `raftkv`: its flags, its arguments and what it does. */
 export interface ClientCommand {
+  /** The verb: one word ("put"), or a group and a word ("member add"; see main.ts). */
   readonly name: string;
   readonly summary: string;
   /** The arguments after the verb, for the usage line (for example "KEY VALUE"). */
@@ -21,5 +22,7 @@ export interface ClientCommand {
   readonly options: Readonly<Record<string, OptionSpec>>;
   /** Extra help text after the flags. */
   readonly details?: string;
+  /** What to say instead of "the write may or may not have been applied" when the outcome stayed unknown. */
+  readonly unknownOutcome?: string;
   run(context: ClientCommandContext): Promise<ExitCode>;
 }

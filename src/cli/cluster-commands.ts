@@ -1,11 +1,6 @@
 import { toJson } from "@bufbuild/protobuf";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import {
-  MemberListResponseSchema,
-  NodeRole,
-  StatusResponseSchema,
-  TransferLeadershipResponseSchema,
-} from "../../gen/raftkv/v1/cluster_pb.js";
+import { NodeRole, StatusResponseSchema, TransferLeadershipResponseSchema } from "../../gen/raftkv/v1/cluster_pb.js";
 import type { ClientCommand } from "./client-command.js";
 import { stringValue, wholeNumber } from "./client-options.js";
 import { jsonLine, table } from "./display.js";
@@ -60,29 +55,8 @@ export const statusCommand: ClientCommand = {
   },
 };
 
-export const membersCommand: ClientCommand = {
-  name: "members",
-  summary: "List the cluster's members.",
-  args: "",
-  positionals: { min: 0, max: 0 },
-  options: { serializable: { type: "boolean", help: "Answer from one node's local view, without asking the leader." } },
-  async run({ io, values, settings, client }) {
-    const response = await client.memberList({ serializable: values.serializable === true });
-    if (settings.output === "json") io.stdout(jsonLine(MemberListResponseSchema, response));
-    else {
-      io.stdout(
-        table(
-          ["ID", "NAME", "PEER_URLS", "CLIENT_URLS", "LEARNER"],
-          response.members.map((m) => [String(m.id), m.name, m.peerUrls.join(","), m.clientUrls.join(","), m.learner ? "yes" : "no"]),
-        ),
-      );
-    }
-    return exitCodes.ok;
-  },
-};
-
-export const moveLeaderCommand: ClientCommand = {
-  name: "move-leader",
+export const leaderTransferCommand: ClientCommand = {
+  name: "leader transfer",
   summary: "Hand leadership to another voter (the most caught-up one without --to).",
   args: "",
   positionals: { min: 0, max: 0 },
@@ -94,4 +68,11 @@ export const moveLeaderCommand: ClientCommand = {
     else io.stdout(`leader is now node ${response.leader} (term ${response.header?.raftTerm ?? 0n})\n`);
     return exitCodes.ok;
   },
+};
+
+/** The older name of `leader transfer`, kept for scripts: the same flags and output. */
+export const moveLeaderCommand: ClientCommand = {
+  ...leaderTransferCommand,
+  name: "move-leader",
+  summary: "Same as leader transfer (the older name).",
 };

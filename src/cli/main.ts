@@ -4,9 +4,17 @@ import { RaftkvCallError, type RaftkvClient } from "../rpc/client/index.js";
 import type { CliIo } from "./cli-io.js";
 import type { ClientCommand } from "./client-command.js";
 import { clientOptionSpecs, clientSettings, createClientFrom, parseCommandLine, type OptionSpec } from "./client-options.js";
-import { membersCommand, moveLeaderCommand, statusCommand } from "./cluster-commands.js";
+import { leaderTransferCommand, moveLeaderCommand, statusCommand } from "./cluster-commands.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 import { delCommand, getCommand, putCommand, rangeCommand } from "./kv-commands.js";
+import {
+  memberAddCommand,
+  memberListCommand,
+  memberPromoteCommand,
+  memberRemoveCommand,
+  membersCommand,
+  memberUpdateCommand,
+} from "./member-commands.js";
 import { runServe } from "./serve-command.js";
 import { runSnapshot, snapshotUsage } from "./snapshot-command.js";
 import { txnCommand } from "./txn-command.js";
@@ -21,9 +29,40 @@ const clientCommands: readonly ClientCommand[] = [
   txnCommand,
   watchCommand,
   statusCommand,
+  memberListCommand,
+  memberAddCommand,
+  memberPromoteCommand,
+  memberRemoveCommand,
+  memberUpdateCommand,
   membersCommand,
+  leaderTransferCommand,
   moveLeaderCommand,
 ];
+
+/**
+ * Verbs of two words ("member add") form groups: `raftkv member` alone, or with --help, lists the
+ * group's verbs. The second word must follow the first directly.
+ */
+const commandGroups: Readonly<Record<string, string>> = {
+  member: "List and change the cluster's members (one change at a time; add learners, promote them once caught up).",
+  leader: "Hand leadership to another voter.",
+};
+
+function groupUsage(group: string): string {
+  const commands = clientCommands.filter((c) => c.name.startsWith(`${group} `));
+  const width = Math.max(...commands.map((c) => `${c.name} ${c.args}`.trimEnd().length));
+  return [
+    `Usage: raftkv ${group} <command> [arguments] [flags]`,
+    "",
+    commandGroups[group] ?? "",
+    "",
+    "Commands:",
+    ...commands.map((c) => `  ${`${c.name} ${c.args}`.trimEnd().padEnd(width)}  ${c.summary}`),
+    "",
+    `Run raftkv ${group} <command> --help for a command's flags; raftkv --help lists the client flags.`,
+    "",
+  ].join("\n");
+}
 
 export function usage(): string {
   const width = Math.max(
@@ -72,14 +111,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<ExitCo
   }
   if (verb === "serve") return runServe(rest, io);
   if (verb === "snapshot") return runSnapshot(rest, io);
-  const command = clientCommands.find((c) => c.name === verb);
+  let command: ClientCommand | undefined;
+  let args = rest;
+  if (Object.hasOwn(commandGroups, verb)) {
+    const [word, ...afterWord] = rest;
+    if (word === undefined || word === "help" || word === "--help" || word === "-h") {
+      io.stdout(groupUsage(verb));
+      return word === undefined ? exitCodes.usage : exitCodes.ok;
+    }
+    command = clientCommands.find((c) => c.name === `${verb} ${word}`);
+    if (command === undefined) {
+      io.stderr(`raftkv ${verb}: unknown command ${JSON.stringify(word)}\n\n${groupUsage(verb)}`);
+      return exitCodes.usage;
+    }
+    args = afterWord;
+  } else {
+    command = clientCommands.find((c) => c.name === verb);
+  }
   if (command === undefined) {
     io.stderr(`raftkv: unknown command ${JSON.stringify(verb)}\n\n${usage()}`);
     return exitCodes.usage;
   }
   let client: RaftkvClient | undefined;
   try {
-    const { positionals, values } = parseCommandLine(rest, { ...clientOptionSpecs, ...command.options });
+    const { positionals, values } = parseCommandLine(args, { ...clientOptionSpecs, ...command.options });
     if (values.help === true) {
       io.stdout(commandHelp(command));
       return exitCodes.ok;
@@ -108,7 +163,8 @@ function report(error: unknown, command: ClientCommand, io: CliIo): ExitCode {
   }
   const detail = `[${codeToString(error.code)}${error.reason === undefined ? "" : `, ${error.reason}`}]`;
   if (error.outcomeUnknown) {
-    io.stderr(`raftkv ${command.name}: the write may or may not have been applied: ${error.message} ${detail}\n`);
+    const what = command.unknownOutcome ?? "the write may or may not have been applied";
+    io.stderr(`raftkv ${command.name}: ${what}: ${error.message} ${detail}\n`);
     return exitCodes.unknownOutcome;
   }
   io.stderr(`raftkv ${command.name}: ${error.message} ${detail}\n`);
