@@ -103,6 +103,14 @@ function resolveServerConfig(raw: RawSettings, env: Env): ServerConfig {
 
   const joinEndpoints = joinUrls(raw);
   const self = initial?.find((m) => m.id === id);
+  const podName = env.KUBERNETES_SERVICE_HOST !== undefined && env.HOSTNAME !== undefined && env.HOSTNAME !== "";
+  if (joinEndpoints.length > 0 && raw.name === undefined && !podName && self === undefined) {
+    // Its id comes from the cluster, so the default name (node-ID) would name it after an id it may not get.
+    throw new ConfigError(
+      "name",
+      `${describeSetting("join")} needs ${describeSetting("name")}: the member list shows a joined node by name`,
+    );
+  }
   // A node that joins a running cluster need not be one of its founding members.
   if (initial !== undefined && self === undefined && joinEndpoints.length === 0) {
     throw new ConfigError(

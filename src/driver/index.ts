@@ -1,9 +1,8 @@
 export { systemClock, type DriverClock } from "./clock.js";
 export { Driver, type DriverOptions, type DriverStorage, type DriverTransport, type DriverLogger, type DriverObserver } from "./node.js";
 export { openNode, type NodeConfig, type OpenedNode } from "./open-node.js";
-export type { KvNode, MemberView, NodeStatusView } from "./types.js";
+export type { KvNode, MemberView, MembershipChange, NodeStatusView } from "./types.js";
 export { promoteLagMaxDefault } from "./node.js";
-export type { MembershipChange } from "./membership.js";
 export {
   InvalidRequestError,
   MembershipPendingError,

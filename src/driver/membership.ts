@@ -1,20 +1,8 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { MemberRecordsSchema } from "../../gen/raftkv/v1/command_pb.js";
-import type { ConfChangeOp, ConfState, NodeId } from "../core/index.js";
+import type { ConfState, NodeId } from "../core/index.js";
 import type { MemberRecord } from "../kv/index.js";
 import type { MemberView } from "./types.js";
-
-/**
- * A membership change as the driver takes it. `member` carries the name and URLs of a member that is
- * added or updated; the driver puts every member's record into the change's context (see
- * encodeMemberRecords), so the log and the snapshots replicate the URLs with the member set.
- */
-export interface MembershipChange {
-  readonly op: ConfChangeOp;
-  /** The member changed; for an add, 0 asks the cluster for the next unused id. */
-  readonly nodeId: NodeId;
-  readonly member?: Omit<MemberRecord, "id">;
-}
 
 /** The context of a conf entry: every member's record once the change is made, ascending by id. */
 export function encodeMemberRecords(records: readonly MemberRecord[]): Uint8Array {

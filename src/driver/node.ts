@@ -31,8 +31,8 @@ import {
   TooLargeError,
   UnknownOutcomeError,
 } from "./errors.js";
-import { decodeMemberRecords, encodeMemberRecords, memberViews, type MembershipChange } from "./membership.js";
-import type { KvNode, MemberView, NodeStatusView } from "./types.js";
+import { decodeMemberRecords, encodeMemberRecords, memberViews } from "./membership.js";
+import type { KvNode, MemberView, MembershipChange, NodeStatusView } from "./types.js";
 
 /** The durable log the driver needs (src/storage implements it). */
 export interface DriverStorage extends LogStorage {

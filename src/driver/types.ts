@@ -1,6 +1,6 @@
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
-import type { NodeId, Role } from "../core/index.js";
-import type { MembershipChange } from "./membership.js";
+import type { ConfChangeOp, NodeId, Role } from "../core/index.js";
+import type { MemberRecord } from "../kv/index.js";
 
 /**
  * What the service layer (src/rpc) may ask of a running node. The driver implements it; rpc maps its
@@ -58,4 +58,16 @@ export interface NodeStatusView {
   readonly members: readonly MemberView[];
   /** Leader only: per member, the highest replicated index. */
   readonly matchIndex: ReadonlyMap<NodeId, number> | undefined;
+}
+
+/**
+ * A membership change as the driver takes it. `member` carries the name and URLs of a member that is
+ * added or updated; the driver puts every member's record into the change's context, so the log and the
+ * snapshots replicate the URLs with the member set.
+ */
+export interface MembershipChange {
+  readonly op: ConfChangeOp;
+  /** The member changed; for an add, 0 asks the cluster for the next unused id. */
+  readonly nodeId: NodeId;
+  readonly member?: Omit<MemberRecord, "id">;
 }

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { ClusterService } from "../../gen/raftkv/v1/cluster_pb.js";
 import {
   ClusterStatusResponseSchema,
@@ -28,11 +28,12 @@ import {
 } from "../../gen/raftkv/v1/cluster_pb.js";
 import { ResponseHeaderSchema, type ResponseHeader } from "../../gen/raftkv/v1/kv_pb.js";
 import type { Role } from "../core/index.js";
-import type { MembershipChange } from "../driver/membership.js";
-import type { KvNode, MemberView } from "../driver/types.js";
+import { UnknownOutcomeError } from "../driver/errors.js";
+import type { KvNode, MemberView, MembershipChange } from "../driver/types.js";
 import type { KvStore } from "../kv/index.js";
 import { unreachable } from "../lib/assert.js";
 import { invalidArgument } from "./errors.js";
+import { reasonHeader } from "./wire-contract.js";
 import { failRequest } from "./handler-errors.js";
 import { requestSignal } from "./request-context.js";
 import type { Logger } from "../lib/logger.js";
@@ -103,6 +104,14 @@ export function createClusterServiceImpl(options: ClusterServiceOptions): Servic
       logger.info("membership changed", { method, op: request.op, nodeId: request.nodeId, members: members.map((m) => m.id) });
       return members.map(toMember);
     } catch (error) {
+      if (error instanceof UnknownOutcomeError) {
+        // Not a write with a session: retrying it is not exactly-once, and the member list tells.
+        throw new ConnectError(
+          "the membership change was proposed but its outcome is unknown (leadership changed or the deadline passed); list the members to see whether it was made",
+          Code.Unavailable,
+          { [reasonHeader]: "unknown-outcome" },
+        );
+      }
       throw failRequest(error, method, { signal, mutation: true }, logger);
     }
   };
@@ -277,7 +286,14 @@ function onlyUrl(urls: readonly string[], field: string, required: boolean): str
 }
 
 function toMember(m: MemberView): Member {
-  return create(MemberSchema, { id: BigInt(m.id), name: m.name, peerUrls: [m.peerUrl], clientUrls: [m.clientUrl], learner: m.learner });
+  const urls = (url: string): string[] => (url === "" ? [] : [url]);
+  return create(MemberSchema, {
+    id: BigInt(m.id),
+    name: m.name,
+    peerUrls: urls(m.peerUrl),
+    clientUrls: urls(m.clientUrl),
+    learner: m.learner,
+  });
 }
 
 export function toNodeRole(role: Role): NodeRole {

@@ -1,7 +1,6 @@
 import type { Command, CommandResult } from "../../gen/raftkv/v1/command_pb.js";
 import type { Role } from "../../src/core/index.js";
-import type { MembershipChange } from "../../src/driver/membership.js";
-import type { KvNode, MemberView, NodeStatusView } from "../../src/driver/types.js";
+import type { KvNode, MemberView, MembershipChange, NodeStatusView } from "../../src/driver/types.js";
 import { createKvStore, encodeCommand, type KvOptions, type KvStore } from "../../src/kv/index.js";
 
 /**
