@@ -157,10 +157,35 @@ describe("resolveServeArgs", () => {
     [["--cluster-id", "a b"], "cluster-id", "must be 1-128 letters"],
     [["--name=-bad"], "name", "must be 1-63 letters"],
     [["--bogus", "1"], "", "Unknown option '--bogus'"],
+    [["--join", "cluster:2379"], "join", "is not an http(s) URL with a host"],
+    [["--id", "4", "--initial-cluster", threeNodes, "--join", "http://127.0.0.1:2379"], "name", "needs --name"],
   ])("rejects %j naming %s", (args, setting, message) => {
     const error = configError(args);
     expect(error.setting).toBe(setting);
     expect(error.message).toContain(message);
+  });
+
+  it("takes --join: a node outside --initial-cluster may start, under its own URLs, to join", () => {
+    const config = resolve([
+      "--id",
+      "4",
+      "--name",
+      "node-4",
+      "--initial-cluster",
+      threeNodes,
+      "--join",
+      "http://127.0.0.1:2379,http://127.0.0.1:22379",
+      "--advertise-peer-url",
+      "http://127.0.0.1:42380",
+      "--advertise-client-url",
+      "http://127.0.0.1:42379",
+    ]);
+    expect(config.join).toEqual(["http://127.0.0.1:2379", "http://127.0.0.1:22379"]);
+    expect(config.initialCluster).toEqual([
+      { id: 4, name: "node-4", peerUrl: "http://127.0.0.1:42380", clientUrl: "http://127.0.0.1:42379" },
+    ]);
+    expect(config.promoteLagEntries).toBe(1000);
+    expect(resolve([]).join).toEqual([]);
   });
 
   it("names the environment variable when the bad value came from there", () => {
