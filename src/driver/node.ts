@@ -76,8 +76,9 @@ export interface DriverOptions {
   readonly id: NodeId;
   /**
    * The members known before the log names any: the founding members (--initial-cluster), or those a
-   * joining node was told of. A founding member's store starts with their records; any node takes a
-   * member's URLs from here until the log or a snapshot carries them.
+   * joining node was told of. A member's URLs come from here until a membership change in the log (or
+   * a snapshot taken after one) carries them. The store does not copy them: founding members' flags
+   * may differ (a proxy in front of each link), and every replica's store must hold the same.
    */
   readonly members: readonly MemberView[];
   /** A learner is promoted only when its log is within this many entries of the leader's. Default promoteLagMaxDefault. */
@@ -198,12 +199,6 @@ export class Driver implements KvNode {
     this.clock = options.clock ?? systemClock;
     const { conf } = options.storage.initialState();
     this.conf = conf;
-    // A founding member's first membership is its bootstrap configuration, in no log entry: its store
-    // learns those members' records from the flags every founding member shares.
-    if (options.storage.snapshot().meta.index === 0 && options.stateMachine.appliedIndex === 0) {
-      const founders = new Set([...conf.voters, ...conf.learners]);
-      options.stateMachine.seedMembers([...this.knownMembers.values()].filter((m) => founders.has(m.id)));
-    }
     this.lastSnapshotIndex = options.storage.snapshot().meta.index;
     this.applied = Math.max(this.lastSnapshotIndex, options.stateMachine.appliedIndex);
     // The state machine restored the snapshot before we start; committed entries after it are replayed.

@@ -98,11 +98,6 @@ export interface KvStore {
    * `members` (every member's name and URLs, the entry's context). Raises memberIdMax to `nodeId`.
    */
   applyMembership(index: number, nodeId: number, members: readonly MemberRecord[]): void;
-  /**
-   * Gives a store that knows no member its founding members (from --initial-cluster, or those a joining
-   * node was told of): a cluster's first members are in no log entry. Ignored once it knows any.
-   */
-  seedMembers(members: readonly MemberRecord[]): void;
   /** The current members' names and URLs, ascending by id. */
   readonly members: readonly MemberRecord[];
   /** The highest member id the cluster ever had (ids are never reused). */
@@ -195,14 +190,6 @@ class Store implements KvStore {
     this.applied = index;
     this.memberRecords = new Map(members.map((m) => [m.id, m]));
     for (const id of [nodeId, ...this.memberRecords.keys()]) this.highestMemberId = Math.max(this.highestMemberId, id);
-  }
-
-  seedMembers(members: readonly MemberRecord[]): void {
-    if (this.memberRecords.size > 0) return;
-    for (const m of members) {
-      this.memberRecords.set(m.id, m);
-      this.highestMemberId = Math.max(this.highestMemberId, m.id);
-    }
   }
 
   apply(index: number, bytes: Uint8Array): ApplyResult {

@@ -236,8 +236,8 @@ export type KvSnapshot = Message<"raftkv.v1.KvSnapshot"> & {
   history: Event[];
 
   /**
-   * Every current member's name and URLs, ascending by id, as the membership changes in the log set
-   * them (a cluster's founding members as its --initial-cluster named them).
+   * Every current member's name and URLs, ascending by id, as the last membership change applied set
+   * them; empty before the first change (each founding member then has them from --initial-cluster).
    *
    * @generated from field: repeated raftkv.v1.MemberRecord members = 8;
    */

@@ -199,9 +199,6 @@ export class RecordingStore implements KvStore {
   applyMembership(...args: Parameters<KvStore["applyMembership"]>): void {
     this.inner.applyMembership(...args);
   }
-  seedMembers(...args: Parameters<KvStore["seedMembers"]>): void {
-    this.inner.seedMembers(...args);
-  }
   get members(): KvStore["members"] {
     return this.inner.members;
   }
