@@ -1,3 +1,4 @@
+import { constants } from "node:buffer";
 import { pino, type Logger } from "pino";
 import { ConfigError, requestBytesMaxCeiling, resolveServeArgs, serveHelp, type ServerConfig } from "../config/index.js";
 import { MemberDataLostError, openNode, type Driver, type DriverObserver, type MemberView, type OpenedNode } from "../driver/index.js";
@@ -19,8 +20,17 @@ import type { CliIo } from "./cli-io.js";
 import { exitCodes, type ExitCode } from "./exit-codes.js";
 import { decideJoin, promoteWhenCaughtUp } from "./join.js";
 
-/** The largest snapshot a node accepts from its leader; its receive buffer is allocated up front. */
-const snapshotBytesMax = 1024 * 1024 * 1024;
+/**
+ * The largest snapshot a node accepts from its leader; its receive buffer is allocated up front. It
+ * must take whatever a leader can produce under the space quota, or a follower that falls behind a
+ * compacted log could never catch up: a snapshot holds the live keys and values (at most the quota),
+ * their framing, the sessions and the watch history, so twice the quota, within what one buffer can be.
+ * (It was a fixed 1 GiB while the quota's default is 2 GiB; bench:state found a 1 GB state encoding to
+ * 1,054 MB.)
+ */
+export function snapshotReceiveBytesMax(quotaBytes: number): number {
+  return Math.min(constants.MAX_LENGTH, Math.max(1024 * 1024 * 1024, 2 * quotaBytes));
+}
 
 /**
  * Peer messages carry log entries, and the driver takes half of a message for entries (the rest is the
@@ -133,7 +143,7 @@ async function serveNode(given: ServerConfig, givenLogger: Logger, signal: Abort
         deliverSnapshot: async (message) => opened?.driver.deliverSnapshot(message),
         // Undefined until the client port's handlers exist (Forward answers Unavailable until then).
         forwarded: () => forwardedWrites,
-        snapshotBytesMax,
+        snapshotBytesMax: snapshotReceiveBytesMax(config.limits.quotaBytes),
         msgBytesMax,
         readMsgBytesMax: peerMessageBytes(requestBytesMaxCeiling),
         logger: fromPino(logger.child({ component: "raft-service" })),
