@@ -122,6 +122,9 @@ export interface DriverOptions {
   readonly clock?: DriverClock;
 }
 
+/** How much of a snapshot joinInTurns copies between two turns of the event loop. */
+const joinBytesPerTurn = 1024 * 1024;
+
 /** A learner may be promoted when at most this many entries behind the leader (about a second of writes). */
 export const promoteLagMaxDefault = 1000;
 
@@ -793,13 +796,14 @@ export class Driver implements KvNode {
     const { storage } = this.options;
     const started = this.clock.now();
     try {
-      const parts: Uint8Array[] = [];
+      const parts: (Uint8Array | undefined)[] = [];
       for (const chunk of chunks) {
         parts.push(chunk);
         await this.clock.nextTurn();
         if (this.state.kind !== "running") return;
       }
-      const data = concatBytes(parts);
+      const data = await this.joinInTurns(parts);
+      if (this.state.kind !== "running") return;
       await storage.createSnapshot(index, conf, data);
       const compactTo = index - this.options.retainEntries;
       if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
@@ -811,6 +815,35 @@ export class Driver implements KvNode {
       // storage refusing work, not a disk fault.
       if (this.state.kind === "running") this.failStorage(error);
     }
+  }
+
+  /**
+   * The snapshot's chunks as the one buffer the storage writes, copied about a MiB per event-loop turn:
+   * joining 125 MB in one go stopped the loop for half a second (bench:state). Each chunk is dropped
+   * once copied, so the chunks and the buffer are not both held whole.
+   */
+  private async joinInTurns(parts: (Uint8Array | undefined)[]): Promise<Uint8Array> {
+    const first = parts[0];
+    if (parts.length === 1 && first !== undefined) return first;
+    let size = 0;
+    for (const part of parts) size += part?.byteLength ?? 0;
+    // Every byte is overwritten below: no need to zero it first.
+    const out = Buffer.allocUnsafeSlow(size);
+    let offset = 0;
+    let sinceTurn = 0;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      if (part === undefined) continue;
+      out.set(part, offset);
+      offset += part.byteLength;
+      parts[i] = undefined;
+      sinceTurn += part.byteLength;
+      if (sinceTurn >= joinBytesPerTurn) {
+        sinceTurn = 0;
+        await this.clock.nextTurn();
+      }
+    }
+    return out;
   }
 
   /**
@@ -896,17 +929,4 @@ export class Driver implements KvNode {
     this.reads.clear();
     this.readsWaitingApply = [];
   }
-}
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1 && parts[0] !== undefined) return parts[0];
-  let size = 0;
-  for (const part of parts) size += part.byteLength;
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
 }

@@ -60,7 +60,7 @@ export class SnapshotStore {
     const name = snapshotName(snapshot.meta.index, snapshot.meta.term);
     const path = join(this.dir, name);
     const tmp = path + tmpSuffix;
-    const prefix = encodeSnapshotPrefix(snapshot);
+    const prefix = await encodeSnapshotPrefix(snapshot);
     try {
       const handle = await this.fs.open(tmp, "create");
       try {
