@@ -17,13 +17,14 @@ import { runSimulation } from "./simulation.js";
 
 /**
  * `npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace L]
- *  [--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]`
+ *  [--disk-loss] [--membership] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]`
  *
  * Runs seeds S..S+N-1 (S defaults to 1; `--seed S` alone runs just S) and prints one summary line. On a
  * failure it also prints each failing seed with its violations and the exact command that replays it,
  * and exits 1. `--jobs J` splits the seeds over J child processes (same results, sooner). `--trace L`
  * (single seed) first prints the last L lines of the run's event trace. `--disk-loss` makes nearly every
- * seed lose one node's disk; the `--unsafe-...` switches turn off issue 9's guards (or the learning of
+ * seed lose one node's disk; `--membership` runs the membership nemesis in every seed (it changes the
+ * membership in about half of them otherwise); the `--unsafe-...` switches turn off issue 9's guards (or the learning of
  * incarnations by Probe), to see the checkers catch what they guard against (run-seeds.ts, SimFlags).
  *
  * `npm run sim -- --driver --seeds N [--seed S] [--nodes 3|5] [--trace L]` runs the real Driver and
@@ -32,7 +33,7 @@ import { runSimulation } from "./simulation.js";
  */
 const USAGE =
   "usage: npm run sim -- --seeds N [--seed S] [--nodes 3|5|7] [--steps K] [--jobs J] [--trace LINES] " +
-  "[--disk-loss] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]\n" +
+  "[--disk-loss] [--membership] [--unsafe-no-bootstrap-check] [--unsafe-no-incarnation-check] [--unsafe-no-probe-learning]\n" +
   "       npm run sim -- --driver --seeds N [--seed S] [--nodes 3|5] [--trace LINES]";
 const STEPS_DEFAULT = 3000;
 const FAILURES_SHOWN_MAX = 10;
@@ -90,6 +91,7 @@ function parse(): Args {
         "json": { type: "boolean" },
         "driver": { type: "boolean" },
         "disk-loss": { type: "boolean" },
+        "membership": { type: "boolean" },
         "unsafe-no-bootstrap-check": { type: "boolean" },
         "unsafe-no-incarnation-check": { type: "boolean" },
         "unsafe-no-probe-learning": { type: "boolean" },
@@ -117,6 +119,7 @@ function parse(): Args {
       "jobs",
       "json",
       "disk-loss",
+      "membership",
       "unsafe-no-bootstrap-check",
       "unsafe-no-incarnation-check",
       "unsafe-no-probe-learning",
@@ -135,6 +138,7 @@ function parse(): Args {
     traceLines,
     flags: {
       diskLoss: values["disk-loss"] === true,
+      membership: values.membership === true,
       unsafeNoBootstrapCheck: values["unsafe-no-bootstrap-check"] === true,
       unsafeNoIncarnationCheck: values["unsafe-no-incarnation-check"] === true,
       unsafeNoProbeLearning: values["unsafe-no-probe-learning"] === true,

@@ -1,5 +1,5 @@
 import { Buffer } from "node:buffer";
-import type { Entry, HardState, NodeId, SnapshotMeta } from "../../src/core/index.js";
+import { majority, type ConfState, type Entry, type HardState, type NodeId, type SnapshotMeta } from "../../src/core/index.js";
 import type { MemoryStorage } from "../../src/core/index.js";
 
 /**
@@ -16,14 +16,25 @@ import type { MemoryStorage } from "../../src/core/index.js";
  * earlier one). `highestCommitted` is the largest such index: by log matching, the pair
  * (highestCommitted, its term) stands for the whole committed prefix.
  *
- * "Committed entries are never lost", precisely: at every step, a majority of the voters durably hold
- * the highest committed pair, where node v durably holds (i, t) when its storage (what survives a crash
- * of v right now) has entry i with term t, or has a snapshot whose index is >= i. This is an invariant of
- * Raft: an entry is committed only once a majority stored it durably, and durable entries are removed
- * only by truncating a conflicting suffix (never a committed one) or by compaction into a snapshot. Since
+ * "Committed entries are never lost", precisely: at every step, the voters that do not durably hold the
+ * highest committed pair cannot form a quorum (with an odd number of voters: a majority holds it), where
+ * node v durably holds (i, t) when its storage (what survives a crash of v right now) has entry i with
+ * term t, or has a snapshot whose index is >= i. This is an invariant of Raft: an entry is committed
+ * only once a majority stored it durably, and durable entries are removed only by truncating a
+ * conflicting suffix (never a committed one) or by compaction into a snapshot. Since
  * the log-matching check covers every entry ever persisted, holding the highest pair implies holding the
  * entire committed prefix above the node's snapshot. In addition each running node must durably hold
  * the entries it has applied (it persisted them before applying).
+ *
+ * Under membership changes the voters are those of the committed membership: that of the last conf
+ * entry known committed (`observeCommittedConf`; the simulator reports the conf entries nodes apply and
+ * the membership of the snapshots they install), at first the initial voters. The leader that committed
+ * the pair counted a majority of its own membership, which is that one or differs from it by one server
+ * (one uncommitted change at most, proposed once that one committed), and any majority of one overlaps
+ * any majority of the other: so no quorum of the committed membership is without a holder, and it stays
+ * so, since holders keep what they hold. (Half of an even number of voters may then be all the holders:
+ * a leader of 5 voters commits on 3 of them, of which only 2 may be among the 4 voters once the change
+ * that added the fifth is undone.) A node stopped for good after its removal is no longer a voter of it.
  *
  * A node that lost its disk (the "disk loss" fault) no longer holds anything, and what it promised is
  * gone with it: its acknowledgements and its votes. Raft's invariants still say what must hold:
@@ -119,8 +130,31 @@ export class SafetyMonitor {
   private readonly opIndex = new Map<number, number>();
   private readonly failedOps = new Set<number>();
   private readonly snapshotBytes = new Map<number, string>();
+  /** The membership of each snapshot created, by index, when it names voters (see observeSnapshotCreated). */
+  private readonly snapshotConf = new Map<number, string>();
+  /** The committed membership: that of the highest index whose membership is known (see the class comment). */
+  private committedConfIndex = 0;
+  private conf: ConfState;
 
-  constructor(readonly voters: readonly NodeId[]) {}
+  constructor(readonly voters: readonly NodeId[]) {
+    this.conf = { voters: [...voters], learners: [] };
+  }
+
+  /** The membership as of the highest index whose membership is known committed. */
+  get committedConf(): ConfState {
+    return this.conf;
+  }
+
+  /**
+   * The membership as of `index`, which is committed: a conf entry applied there, or the membership of
+   * a snapshot installed there. One that names no voter is that of a snapshot a joining node took
+   * before it saw any conf entry (it knew no membership), and tells nothing.
+   */
+  observeCommittedConf(index: number, conf: ConfState): void {
+    if (index <= this.committedConfIndex || conf.voters.length === 0) return;
+    this.committedConfIndex = index;
+    this.conf = conf;
+  }
 
   get highestCommitted(): number {
     return this.highest;
@@ -262,13 +296,26 @@ export class SafetyMonitor {
     }
   }
 
-  /** Two snapshots of the state machine at the same index must be byte-identical (it is deterministic). */
-  observeSnapshotCreated(node: NodeId, index: number, data: Uint8Array): void {
+  /**
+   * Two snapshots of the state machine at the same index must be byte-identical (it is deterministic),
+   * and name the same membership: that as of the index. One that names no voter was taken by a joining
+   * node that had not yet applied a conf entry: it knew no membership, and is not compared.
+   */
+  observeSnapshotCreated(node: NodeId, index: number, data: Uint8Array, conf?: ConfState): void {
     const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("latin1");
     const known = this.snapshotBytes.get(index);
     if (known === undefined) this.snapshotBytes.set(index, text);
     else if (known !== text)
       this.record("snapshotMismatch", `node ${node} built a different state at index ${index}: ${shorten(text)} vs ${shorten(known)}`);
+    if (conf === undefined || conf.voters.length === 0) return;
+    const members = describeConf(conf);
+    const knownConf = this.snapshotConf.get(index);
+    if (knownConf === undefined) this.snapshotConf.set(index, members);
+    else if (knownConf !== members)
+      this.record(
+        "snapshotMismatch",
+        `node ${node} took a snapshot at index ${index} with membership ${members}, another had ${knownConf}`,
+      );
   }
 
   /** A client command was applied at `index`: a command (unique per client op) lives at one index only. */
@@ -306,20 +353,21 @@ export class SafetyMonitor {
     const i = this.highest;
     if (i === 0) return;
     const term = this.committedTerm[i] ?? 0;
+    const voters = this.conf.voters;
     const holders: NodeId[] = [];
     let excluded = 0;
-    for (const id of this.voters) {
+    for (const id of voters) {
       const storage = storages.get(id);
       if (storage !== undefined && durablyHolds(storage, i, term)) holders.push(id);
       else if (this.excluded.has(id)) excluded++;
     }
-    const needed = Math.floor(this.voters.length / 2) + 1;
-    if (holders.length + excluded < needed) {
+    // The others, if they could form a quorum, could elect a leader without the entry.
+    if (voters.length - holders.length - excluded >= majority(voters.length)) {
       const lost = [...this.diskLostAt.keys()].filter((id) => !this.excluded.has(id));
       this.record(
         "committedLost",
-        `committed entry (${i}, term ${term}) is durable on ${holders.length} of ${this.voters.length} nodes ` +
-          `(${holders.join(",") || "none"}), fewer than a majority` +
+        `committed entry (${i}, term ${term}) is durable on ${holders.length} of ${voters.length} voters ` +
+          `(${holders.join(",") || "none"} of ${voters.join(",")}): the others are a quorum` +
           (excluded > 0 ? ` (with ${excluded} excluded member(s) counted as holders)` : "") +
           (lost.length > 0 ? `; node(s) ${lost.join(",")} lost their disk and take part again` : ""),
       );
@@ -370,6 +418,12 @@ function durablyHolds(storage: MemoryStorage, index: number, term: number): bool
   if (snapIndex >= index) return true;
   if (index > storage.lastIndex()) return false;
   return storage.term(index) === term;
+}
+
+export function describeConf(conf: ConfState): string {
+  const voters = [...conf.voters].sort((a, b) => a - b).join(",");
+  const learners = [...conf.learners].sort((a, b) => a - b).join(",");
+  return learners === "" ? `{${voters}}` : `{${voters}; learners ${learners}}`;
 }
 
 function shorten(text: string): string {

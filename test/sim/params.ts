@@ -54,6 +54,18 @@ export interface SimParams {
    * disks can lose two promises of a quorum, which no Raft system survives (bootstrap-check.ts).
    */
   readonly diskLossRate: number;
+  /**
+   * The membership nemesis (simulation.ts, "Membership changes"): per step of the chaos phase, the
+   * probability of one configuration change proposed to the current leader (add a spare as learner or,
+   * rarely, as voter, promote a learner, remove a member, the leader included, or replace one). 0: the
+   * cluster keeps its initial members and no spare node exists (the run is then exactly the one it was
+   * before the nemesis existed).
+   */
+  readonly membershipRate: number;
+  /** The nemesis promotes a learner only when it is at most this many entries behind the leader. */
+  readonly promoteLagMax: number;
+  /** Per spare node (ids after the initial ones, see MEMBERSHIP_SPARES): a tick every this many steps. */
+  readonly spareStepsPerTick: readonly number[];
   /** Per node per step: probability of compacting the log into a snapshot. */
   readonly compactRate: number;
   /** Probability that a message dropped on a cut link or at a down node is reported to its sender's core. */
@@ -62,6 +74,9 @@ export interface SimParams {
   readonly restartReplayRate: number;
   readonly workload: WorkloadConfig;
 }
+
+/** Node ids after the initial ones that the membership nemesis may add, each at most once (never reused). */
+export const MEMBERSHIP_SPARES = 4;
 
 export function drawNetwork(prng: Prng): NetworkConditions {
   return {
@@ -124,6 +139,12 @@ export function drawParams(prng: Prng, nodeCount: number): SimParams {
     diskLossRate: prng.chance(0.35) ? prng.pick([0.0005, 0.001, 0.002]) : 0,
     // 1 is production's driver exactly (takeUnblocked after every step with inputs during a write).
     unblockedRate: prng.pick([0.5, 0.8, 1]),
+    // Drawn after everything else, for the same reason. On in about half the seeds: a rate of 0.001
+    // asks for 2 changes in 2000 chaos steps on average, 0.004 for 8, of which a leader accepts about half
+    // (one change at a time, only once it committed an entry of its term, a learner within its lag).
+    membershipRate: prng.chance(0.5) ? prng.pick([0.001, 0.002, 0.004]) : 0,
+    promoteLagMax: prng.pick([0, 5, 50, Number.MAX_SAFE_INTEGER]),
+    spareStepsPerTick: Array.from({ length: MEMBERSHIP_SPARES }, () => baseStepsPerTick + prng.int(0, 2)),
   };
 }
 

@@ -25,10 +25,14 @@ export interface SimFlags {
   readonly unsafeNoIncarnationCheck?: boolean;
   /** `--unsafe-no-probe-learning`: members learn incarnations from messages only, not by Probe. */
   readonly unsafeNoProbeLearning?: boolean;
+  /** `--membership`: the membership nemesis in every seed (instead of about half of them), at a high rate. */
+  readonly membership?: boolean;
 }
 
 /** With `--disk-loss`: a disk loss strikes within 2000 chaos steps in 98% of the seeds. */
 export const FORCED_DISK_LOSS_RATE = 0.002;
+/** With `--membership`: about 8 changes asked for in 2000 chaos steps (about 4 accepted). */
+export const FORCED_MEMBERSHIP_RATE = 0.004;
 
 export function flagParams(flags: SimFlags | undefined): Partial<SimParams> {
   return {
@@ -36,6 +40,7 @@ export function flagParams(flags: SimFlags | undefined): Partial<SimParams> {
     ...(flags?.unsafeNoBootstrapCheck === true ? { unsafeNoBootstrapCheck: true } : {}),
     ...(flags?.unsafeNoIncarnationCheck === true ? { unsafeNoIncarnationCheck: true } : {}),
     ...(flags?.unsafeNoProbeLearning === true ? { unsafeNoProbeLearning: true } : {}),
+    ...(flags?.membership === true ? { membershipRate: FORCED_MEMBERSHIP_RATE } : {}),
   };
 }
 
@@ -45,6 +50,7 @@ export function flagArgs(flags: SimFlags | undefined): string[] {
   if (flags?.unsafeNoBootstrapCheck === true) args.push("--unsafe-no-bootstrap-check");
   if (flags?.unsafeNoIncarnationCheck === true) args.push("--unsafe-no-incarnation-check");
   if (flags?.unsafeNoProbeLearning === true) args.push("--unsafe-no-probe-learning");
+  if (flags?.membership === true) args.push("--membership");
   return args;
 }
 
@@ -59,6 +65,10 @@ export interface Summary {
   refusedStarts: number;
   /** Messages dropped by the incarnation check (never, while the bootstrap check works). */
   incarnationRefusals: number;
+  /** Seeds with the membership nemesis on; membership changes accepted by a leader, and committed. */
+  membershipSeeds: number;
+  confProposed: number;
+  confCommitted: number;
   operations: number;
   okOperations: number;
   violations: number;
@@ -85,6 +95,9 @@ export function zeroCounts(): Omit<Summary, "failures"> {
     diskLosses: 0,
     refusedStarts: 0,
     incarnationRefusals: 0,
+    membershipSeeds: 0,
+    confProposed: 0,
+    confCommitted: 0,
     operations: 0,
     okOperations: 0,
     violations: 0,
@@ -106,6 +119,9 @@ export function runSeeds(range: SeedRange, onResult?: (result: SimResult) => voi
     if (result.diskLoss !== undefined) summary.diskLosses++;
     if (result.diskLoss?.outcome === "refused") summary.refusedStarts++;
     summary.incarnationRefusals += result.incarnationRefusals;
+    if (result.membershipNemesis) summary.membershipSeeds++;
+    summary.confProposed += result.membership.proposed;
+    summary.confCommitted += result.membership.committed;
     summary.operations += result.operations.invoked;
     summary.okOperations += result.operations.ok;
     summary.violations += result.violations.length;
@@ -119,7 +135,9 @@ export function formatSummary(summary: Summary): string {
   return (
     `seeds=${summary.seeds} elections=${summary.elections} commits=${summary.commits} faults=${summary.faults} ` +
     `crashes=${summary.crashes} diskLosses=${summary.diskLosses} refusedStarts=${summary.refusedStarts} ` +
-    `incarnationRefusals=${summary.incarnationRefusals} ops=${summary.operations} ok=${summary.okOperations} violations=${summary.violations}`
+    `incarnationRefusals=${summary.incarnationRefusals} membershipSeeds=${summary.membershipSeeds} ` +
+    `confProposed=${summary.confProposed} confCommitted=${summary.confCommitted} ` +
+    `ops=${summary.operations} ok=${summary.okOperations} violations=${summary.violations}`
   );
 }
 

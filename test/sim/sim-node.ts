@@ -1,7 +1,11 @@
 import {
+  decodeConfEntry,
   MemoryStorage,
   RaftNode,
   waitsForDurability,
+  type ConfChange,
+  type ConfProposeResult,
+  type ConfState,
   type Entry,
   type HardState,
   type Message,
@@ -40,6 +44,11 @@ import { decodeCommand, KvStateMachine, type KvCommand } from "./kv-model.js";
  * unsent messages and pending reads. A restart rebuilds the state machine from the durable snapshot
  * (and sometimes replays part of the durable committed log), then starts a RaftNode with `applied` at
  * the restored index, so the core hands out the remaining committed entries again.
+ *
+ * Conf entries (membership changes) are applied like no-ops, and the node keeps the membership as of
+ * its applied index for the snapshots it takes. A node added by the membership nemesis starts on an
+ * empty disk whose membership is empty too (`voters` []): it learns the membership from the log or a
+ * snapshot, as a joining raftkv process does.
  */
 export interface SimNodeConfig {
   readonly electionTicks: number;
@@ -121,6 +130,12 @@ interface Running {
   persisting: Persisting | undefined;
   /** Reads whose index is known, waiting for the state machine to apply it. */
   readonly pendingReads: { readonly requestId: number; readonly index: number }[];
+  /**
+   * The membership as of the state machine's index: the snapshot's, then that of each conf entry
+   * applied (test/core/membership.test.ts, confAsApplied). A snapshot the node takes carries this one,
+   * not status().conf, which may already include a later change that is not committed.
+   */
+  conf: ConfState;
   readonly incarnation: number;
   /** The durable commit index when this incarnation started. */
   readonly durableCommitAtStart: number;
@@ -202,11 +217,12 @@ export class SimNode {
     }
     const durable = this.storage.initialState().hardState;
     const replayTo = Math.min(durable.commit, this.storage.lastIndex());
+    let conf = snapshot.meta.conf;
     if (replay && replayTo > sm.index) {
       const upTo = this.prng.int(sm.index, replayTo);
       if (upTo > sm.index) {
         for (const entry of this.storage.entries(sm.index + 1, upTo + 1, Number.POSITIVE_INFINITY)) {
-          this.applyEntry(sm, entry, durable.term);
+          conf = this.applyEntry(sm, entry, durable.term) ?? conf;
         }
       }
     }
@@ -226,6 +242,7 @@ export class SimNode {
       sm,
       persisting: undefined,
       pendingReads: [],
+      conf,
       incarnation: ++this.incarnations,
       durableCommitAtStart: durable.commit,
       inputs: false,
@@ -281,6 +298,14 @@ export class SimNode {
     if (life === undefined) return undefined;
     life.inputs = true;
     return life.raft.propose(data);
+  }
+
+  /** Proposes a membership change (the nemesis, on the node it believes leads); undefined when down. */
+  proposeConfChange(cc: ConfChange, promoteLagMax: number): ConfProposeResult | undefined {
+    const life = this.running();
+    if (life === undefined) return undefined;
+    life.inputs = true;
+    return life.raft.proposeConfChange(cc, promoteLagMax);
   }
 
   readIndex(requestId: number): boolean {
@@ -363,14 +388,14 @@ export class SimNode {
    * Compacts the durable log into a snapshot of the state machine at its applied index, when no write is
    * in flight. Returns the snapshot index, or undefined when there was nothing to do.
    */
-  compact(): { index: number; data: Uint8Array } | undefined {
+  compact(): { index: number; data: Uint8Array; conf: ConfState } | undefined {
     const life = this.life;
     if (life.kind !== "up" || life.persisting !== undefined) return undefined;
     const index = life.sm.index;
     if (index <= this.storage.snapshot().meta.index || index > this.storage.lastIndex()) return undefined;
     const data = life.sm.encode();
-    this.storage.createSnapshot(index, life.raft.status().conf, data);
-    return { index, data };
+    this.storage.createSnapshot(index, life.conf, data);
+    return { index, data, conf: life.conf };
   }
 
   /**
@@ -405,6 +430,7 @@ export class SimNode {
         this.hooks.contractViolation(this, `snapshot at ${rd.snapshot.meta.index} holds state of index ${sm.index}`);
       }
       life.sm = sm;
+      life.conf = rd.snapshot.meta.conf;
       this.hooks.installed(this, rd.snapshot);
     }
     for (const entry of rd.committedEntries) {
@@ -416,7 +442,7 @@ export class SimNode {
         this.hooks.contractViolation(this, `committed entry (${entry.index}, term ${entry.term}) is not in the node's durable log`);
         return;
       }
-      this.applyEntry(life.sm, entry, term);
+      life.conf = this.applyEntry(life.sm, entry, term) ?? life.conf;
     }
     this.takeReadStates(life, rd.readStates);
     life.raft.advance(rd);
@@ -466,7 +492,8 @@ export class SimNode {
     }
   }
 
-  private applyEntry(sm: KvStateMachine, entry: Entry, term: number): void {
+  /** Applies one committed entry; returns the membership a conf entry makes (undefined for the others). */
+  private applyEntry(sm: KvStateMachine, entry: Entry, term: number): ConfState | undefined {
     switch (entry.type) {
       case "normal": {
         const command = decodeCommand(entry.data);
@@ -478,7 +505,18 @@ export class SimNode {
         sm.skip(entry.index);
         this.hooks.applied(this, entry, undefined, undefined, term);
         break;
+      case "conf": {
+        sm.skip(entry.index);
+        this.hooks.applied(this, entry, undefined, undefined, term);
+        const decoded = decodeConfEntry(entry.data);
+        if (decoded === undefined) {
+          this.hooks.contractViolation(this, `committed conf entry ${entry.index} does not decode`);
+          return undefined;
+        }
+        return decoded.conf;
+      }
     }
+    return undefined;
   }
 
   private holdsDurably(entry: Entry): boolean {

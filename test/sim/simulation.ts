@@ -1,4 +1,15 @@
-import type { MemoryStorage, Message, NodeId, Status } from "../../src/core/index.js";
+import {
+  decodeConfEntry,
+  majority,
+  type ConfChange,
+  type ConfChangeOp,
+  type ConfState,
+  type Entry,
+  type MemoryStorage,
+  type Message,
+  type NodeId,
+  type Status,
+} from "../../src/core/index.js";
 import { judgeBootstrap } from "../../src/driver/bootstrap-check.js";
 import { assert } from "../../src/lib/assert.js";
 import { createPrng, type Prng } from "../../src/lib/prng.js";
@@ -15,10 +26,10 @@ import {
   type MemberPhase,
 } from "./disk-loss.js";
 import { describeOperation } from "./history.js";
-import { SafetyMonitor, type Violation } from "./invariants.js";
+import { describeConf, SafetyMonitor, type Violation } from "./invariants.js";
 import { checkLinearizability } from "./linearizability.js";
 import { CALM_NETWORK, SimNetwork, type NetworkConditions } from "./network.js";
-import { drawNetwork, drawParams, type SimParams } from "./params.js";
+import { drawNetwork, drawParams, MEMBERSHIP_SPARES, type SimParams } from "./params.js";
 import { SimNode, type SimNodeHooks, type UnblockedStats } from "./sim-node.js";
 import { Workload } from "./workload.js";
 
@@ -52,6 +63,19 @@ import { Workload } from "./workload.js";
  * until it takes part again, and for good once refused, the node is `excluded`: the checkers count it out
  * of every quorum, and the heal and liveness phases are judged on the other members (a majority of the
  * cluster is still there, since at most one node loses its disk).
+ *
+ * Membership changes (the nemesis; params.membershipRate, 0 in about half the seeds): MEMBERSHIP_SPARES
+ * node ids after the initial ones start absent (never started, empty disk and empty membership). Now
+ * and then, during the chaos phase, the current leader is asked for one change: add an unused spare as
+ * learner (the node is started, at once or a little later) or rarely as voter, promote a learner (within
+ * params.promoteLagMax), remove a member (the leader too), replace one (remove it, and later add a new
+ * spare and promote it: an id is never reused), or an `update` of a member's context. Voters stay
+ * between 1 and 7 (3 while a disk loss may still strike), and a change is not proposed if the voters
+ * left that can take part would not be a majority. Once a removal commits (a node applies it), the
+ * removed node is stopped for good after a while: often soon, sometimes only late in the run, so that a
+ * removed node still runs (and crashes and restarts) while the cluster goes on without it; its votes
+ * must be refused. The heal, liveness and drain phases wait for the members of the stable leader's
+ * membership only; the checkers count the voters of the committed membership (invariants.ts).
  */
 export interface SimOptions {
   readonly seed: number;
@@ -68,6 +92,9 @@ export interface SimOptions {
   /** Parameter overrides (scenarios use them to pin the environment). */
   readonly params?: Partial<SimParams>;
 }
+
+/** Which node a scripted membership change names (resolved at its step); see FaultAction "conf". */
+export type ConfTarget = "leader" | "follower" | "spare" | "learner" | NodeId;
 
 export type FaultAction =
   /** The current leader and `minority - 1` other nodes on one side, the rest (a majority) on the other. */
@@ -86,7 +113,13 @@ export type FaultAction =
    */
   | { readonly kind: "loseDisk"; readonly target: "leader" | "follower" | NodeId; readonly downSteps: number }
   | { readonly kind: "restartAll" }
-  | { readonly kind: "network"; readonly conditions: NetworkConditions };
+  | { readonly kind: "network"; readonly conditions: NetworkConditions }
+  /**
+   * A membership change proposed to the current leader: "spare" is the next unused spare id (started
+   * when the change is accepted), "follower" the lowest voter that is not the leader, "learner" the
+   * lowest learner. A script with such a fault has spare nodes, as runs with the nemesis do.
+   */
+  | { readonly kind: "conf"; readonly op: ConfChangeOp; readonly target: ConfTarget };
 
 export interface ScriptedFault {
   readonly at: number;
@@ -113,9 +146,30 @@ export interface SimResult {
   readonly incarnationsLearnedByProbe: number;
   /** What takeUnblocked() handed out while writes were in flight, summed over the nodes. */
   readonly unblocked: UnblockedStats;
+  /** Whether the membership nemesis ran (params.membershipRate > 0). */
+  readonly membershipNemesis: boolean;
+  /** Membership changes: what the nemesis (or a script) asked for, and what became of it. */
+  readonly membership: MembershipStats;
+  /** The committed membership at the end of the run. */
+  readonly finalConf: ConfState;
   readonly violations: readonly Violation[];
   /** The last trace lines (empty unless tracing). */
   readonly trace: readonly string[];
+}
+
+export interface MembershipStats {
+  /** Changes a leader accepted (appended to its log). */
+  proposed: number;
+  /** Of these, removals of the leader itself. */
+  leaderRemovals: number;
+  /** Changes refused by the leader (one pending already, not yet committed in its term, a lagging learner...). */
+  refused: number;
+  /** Conf entries that committed (some node applied them). */
+  committed: number;
+  /** Spare nodes added (each id once). */
+  added: number;
+  /** Removed nodes stopped for good. */
+  retired: number;
 }
 
 export interface DiskLossReport {
@@ -151,6 +205,8 @@ export interface SimView {
   readonly nodeIds: readonly NodeId[];
   highestCommitted(): number;
   diskLoss(): DiskLossReport | undefined;
+  /** The membership as of the highest committed index the checkers know of. */
+  committedConf(): ConfState;
 }
 
 type Phase =
@@ -169,6 +225,11 @@ const IN_FLIGHT_MESSAGES_MAX = 20_000;
 const PAUSE_BACKLOG_MAX = 5_000;
 /** Seeds the disk-loss stream (its timing, its node, incarnations) apart from every other stream. */
 const DISK_LOSS_SEED_SALT = 0x0d15c105;
+/** Seeds the membership nemesis (and the spare nodes) apart from every other stream. */
+const MEMBERSHIP_SEED_SALT = 0x3e3be125;
+/** The most voters the nemesis makes (the brief of issue 12: 1..7). */
+const VOTERS_MAX = 7;
+const textEncoder = new TextEncoder();
 
 export function runSimulation(options: SimOptions, observe?: (view: SimView) => void): SimResult {
   return new Simulation(options).run(observe);
@@ -191,7 +252,31 @@ class Simulation {
    */
   private readonly gone = new Set<NodeId>();
   private readonly params: SimParams;
+  /** Every node id: the initial members, then the spares the membership nemesis may add. */
   private readonly ids: NodeId[];
+  /** The members the cluster starts with (its --initial-cluster). */
+  private readonly initialIds: NodeId[];
+  /** A tick every this many steps, by node id - 1. */
+  private readonly stepsPerTick: readonly number[];
+  /**
+   * The membership nemesis's own stream (also the spares' nodes): a seed without it replays exactly the
+   * run it made before the nemesis existed.
+   */
+  private readonly memberPrng: Prng;
+  /** Whether spare nodes exist: the nemesis is on, or the script changes the membership. */
+  private readonly spares: boolean;
+  /** Spares not added yet, lowest id first. */
+  private readonly unusedSpares: NodeId[] = [];
+  /** Nodes that belong to the run: the initial ones, and spares once added (started, or about to be). */
+  private readonly joined = new Set<NodeId>();
+  /** Removed nodes stopped for good, and those to be stopped (when). */
+  private readonly retired = new Set<NodeId>();
+  private readonly retireAt = new Map<NodeId, number>();
+  /** Members removed by a replacement whose successor is not added yet. */
+  private replacementsOwed = 0;
+  /** Indexes of the conf entries known committed. */
+  private readonly confCommitted = new Set<number>();
+  private readonly membershipStats: MembershipStats = { proposed: 0, leaderRemovals: 0, refused: 0, committed: 0, added: 0, retired: 0 };
   private readonly network: SimNetwork;
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly storages = new Map<NodeId, MemoryStorage>();
@@ -240,46 +325,56 @@ class Simulation {
             transferRate: 0,
             campaignRate: 0,
             diskLossRate: 0,
+            membershipRate: 0,
           }
         : {}),
       ...options.params,
     };
     this.tracing = options.trace ?? false;
-    this.ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
+    this.initialIds = Array.from({ length: options.nodes }, (_, i) => i + 1);
+    this.spares = this.params.membershipRate > 0 || (options.script?.some((f) => f.action.kind === "conf") ?? false);
+    const spareIds = this.spares ? Array.from({ length: MEMBERSHIP_SPARES }, (_, i) => options.nodes + i + 1) : [];
+    this.ids = [...this.initialIds, ...spareIds];
+    this.unusedSpares.push(...spareIds);
+    for (const id of this.initialIds) this.joined.add(id);
+    this.stepsPerTick = [...this.params.stepsPerTick.slice(0, options.nodes), ...this.params.spareStepsPerTick.slice(0, spareIds.length)];
+    assert(this.stepsPerTick.length === this.ids.length, "sim: a tick period for every node");
+    this.memberPrng = createPrng(options.seed ^ MEMBERSHIP_SEED_SALT);
     this.diskPrng = createPrng(options.seed ^ DISK_LOSS_SEED_SALT);
     this.incarnations = new Incarnations(this.ids, this.diskPrng.fork());
     this.network = new SimNetwork(this.ids, this.prng.fork(), IN_FLIGHT_MESSAGES_MAX);
     this.network.conditions = this.params.network;
-    this.monitor = new SafetyMonitor(this.ids);
+    this.monitor = new SafetyMonitor(this.initialIds);
     this.monitor.voteCounts = (voter, candidate) =>
       !this.monitor.excluded.has(voter) &&
       (voter === candidate || this.params.unsafeNoIncarnationCheck || this.incarnations.wouldAccept(candidate, voter));
-    const electionSteps = 2 * this.params.electionTicks * Math.max(...this.params.stepsPerTick);
+    const electionSteps = 2 * this.params.electionTicks * Math.max(...this.stepsPerTick);
     this.electionSteps = electionSteps;
     this.leaderStepsMax = 20 * electionSteps;
     this.livenessSteps = 3 * electionSteps;
     this.livenessGraceSteps = electionSteps;
     this.drainStepsMax = 10 * electionSteps;
     const hooks = this.nodeHooks();
-    for (const id of this.ids) {
-      const node = new SimNode(
-        id,
-        this.ids,
-        {
-          electionTicks: this.params.electionTicks,
-          heartbeatTicks: this.params.heartbeatTicks,
-          preVote: this.params.preVote,
-          checkQuorum: this.params.checkQuorum,
-          fsyncStepsMax: this.params.fsyncStepsMax,
-          earlySends: this.params.earlySends,
-          unblockedRate: this.params.unblockedRate,
-          tornWrites: this.params.tornWrites,
-          unsafeSendBeforeDurable: this.params.unsafeSendBeforeDurable,
-          readyPerStepMax: READY_PER_STEP_MAX,
-        },
-        this.prng.fork(),
-        hooks,
-      );
+    const nodeConfig = {
+      electionTicks: this.params.electionTicks,
+      heartbeatTicks: this.params.heartbeatTicks,
+      preVote: this.params.preVote,
+      checkQuorum: this.params.checkQuorum,
+      fsyncStepsMax: this.params.fsyncStepsMax,
+      earlySends: this.params.earlySends,
+      unblockedRate: this.params.unblockedRate,
+      tornWrites: this.params.tornWrites,
+      unsafeSendBeforeDurable: this.params.unsafeSendBeforeDurable,
+      readyPerStepMax: READY_PER_STEP_MAX,
+    };
+    for (const id of this.initialIds) {
+      const node = new SimNode(id, this.initialIds, nodeConfig, this.prng.fork(), hooks);
+      this.nodes.set(id, node);
+      this.storages.set(id, node.storage);
+    }
+    // A spare's disk starts empty with an empty membership: it learns the membership once it has joined.
+    for (const id of spareIds) {
+      const node = new SimNode(id, [], nodeConfig, this.memberPrng.fork(), hooks);
       this.nodes.set(id, node);
       this.storages.set(id, node.storage);
     }
@@ -292,16 +387,17 @@ class Simulation {
         propose: (id, data) => (this.paused.has(id) ? undefined : this.node(id).propose(data)),
         readIndex: (id, requestId) => !this.paused.has(id) && this.node(id).readIndex(requestId),
         valueOf: (id, key) => this.node(id).valueOf(key),
-        isGone: (id) => this.gone.has(id),
+        // Once healthy, reads go to the stable leader's members only (not to a removed node still running).
+        isGone: (id) => this.gone.has(id) || !this.liveMembers().includes(id),
       },
       (opId, reason) => this.monitor.observeFailedOp(opId, reason),
     );
   }
 
   run(observe?: (view: SimView) => void): SimResult {
-    for (const node of this.nodes.values()) {
-      node.start(false);
-      this.started(node.id);
+    for (const id of this.initialIds) {
+      this.node(id).start(false);
+      this.started(id);
     }
     const view = this.view();
     const stepsMax = this.options.steps + this.leaderStepsMax + this.livenessSteps + this.drainStepsMax + 1;
@@ -345,6 +441,9 @@ class Simulation {
         }),
         { takes: 0, messages: 0, readStates: 0 },
       ),
+      membershipNemesis: this.params.membershipRate > 0,
+      membership: { ...this.membershipStats },
+      finalConf: this.monitor.committedConf,
       violations: this.monitor.violations,
       trace: this.trace,
     };
@@ -354,9 +453,12 @@ class Simulation {
     const now = this.now;
     this.advancePhase();
     if (this.phase.kind === "chaos") {
-      if (this.options.script === undefined) this.randomFaults();
-      else for (const fault of this.options.script) if (fault.at === now) this.applyFault(fault.action);
+      if (this.options.script === undefined) {
+        this.randomFaults();
+        if (this.spares) this.randomConfChange();
+      } else for (const fault of this.options.script) if (fault.at === now) this.applyFault(fault.action);
     }
+    this.retireDue();
     this.restartDue();
     this.bootstrapDue();
     this.resumeDue();
@@ -375,7 +477,7 @@ class Simulation {
       }
     }
     for (const id of this.ids) {
-      const period = this.params.stepsPerTick[id - 1] ?? 1;
+      const period = this.stepsPerTick[id - 1] ?? 1;
       if ((now + id) % period === 0 && !this.paused.has(id)) this.node(id).tick();
     }
     this.workload.step();
@@ -456,31 +558,42 @@ class Simulation {
   }
 
   /**
-   * Every node up, in the same term, and following a leader that knows it leads and is not handing over
-   * (every node that takes part: one that lost its disk and is out of every quorum is not waited for).
+   * A leader that knows it leads, is a voter of its membership (not one removing itself) and is not
+   * handing over, followed in its term by every member of its membership (every one that takes part: one
+   * that lost its disk and is out of every quorum is not waited for; nor is a node out of the membership,
+   * removed or never added, even if it still runs).
    */
   private stableLeader(): { leader: NodeId; term: number } | undefined {
-    let leader: NodeId | undefined;
-    let term: number | undefined;
-    for (const id of this.members()) {
+    for (const id of this.ids) {
       const status = this.node(id).status();
-      if (status === undefined || status.leader === 0) return undefined;
-      if (leader === undefined) {
-        leader = status.leader;
-        term = status.term;
-      } else if (status.leader !== leader || status.term !== term) return undefined;
+      // A leadership transfer asked for during the chaos may still be under way: wait until it is done.
+      if (status?.role !== "leader" || status.leadTransferee !== 0 || !status.conf.voters.includes(id)) continue;
+      const follows = (member: NodeId): boolean => {
+        const s = this.node(member).status();
+        return s !== undefined && s.leader === id && s.term === status.term;
+      };
+      if (this.membersOf(status).every(follows)) return { leader: id, term: status.term };
     }
-    if (leader === undefined || term === undefined) return undefined;
-    // A leadership transfer asked for during the chaos may still be under way: wait until it is done.
-    const status = this.node(leader).status();
-    return status?.role === "leader" && status.leadTransferee === 0 ? { leader, term } : undefined;
+    return undefined;
   }
 
-  /** All proposals committed on the leader and applied everywhere. */
+  /** All proposals committed on the leader and applied by every member. */
   private converged(leader: NodeId): boolean {
     const lead = this.node(leader).status();
     if (lead === undefined || lead.commit !== lead.lastIndex) return false;
-    return this.members().every((id) => this.node(id).running()?.sm.index === lead.commit);
+    return this.membersOf(lead).every((id) => this.node(id).running()?.sm.index === lead.commit);
+  }
+
+  /** The members of a node's membership that the heal, liveness and drain phases wait for (see `gone`). */
+  private membersOf(status: Status): NodeId[] {
+    return [...status.conf.voters, ...status.conf.learners].filter((id) => !this.gone.has(id));
+  }
+
+  /** In the liveness and drain phases, the members of the stable leader's membership (else every node). */
+  private liveMembers(): readonly NodeId[] {
+    const phase = this.phase;
+    const status = phase.kind === "liveness" || phase.kind === "drain" ? this.node(phase.leader).status() : undefined;
+    return status === undefined ? this.ids : [...status.conf.voters, ...status.conf.learners];
   }
 
   private checkLivenessOps(from: number): void {
@@ -539,7 +652,9 @@ class Simulation {
     if (f.chance(p.transferRate)) {
       const leader = this.currentLeader();
       if (leader !== undefined) {
-        const to = f.pick(this.ids.filter((id) => id !== leader));
+        // With spares, to another voter of its membership (the core ignores any other target).
+        const voters = this.spares ? (this.node(leader).status()?.conf.voters ?? []) : this.ids;
+        const to = f.pick(voters.length > 1 ? voters.filter((id) => id !== leader) : this.ids.filter((id) => id !== leader));
         this.faults++;
         this.node(leader).transferLeadership(to);
         this.log(`leader ${leader} asked to transfer to ${to}`);
@@ -554,7 +669,8 @@ class Simulation {
     }
     const d = this.diskPrng;
     if (this.diskLoss === undefined && p.diskLossRate > 0 && d.chance(p.diskLossRate)) {
-      this.loseDisk(d.pick(this.ids), now + d.int(1, p.downStepsMax));
+      const candidates = this.ids.filter((id) => this.joined.has(id) && !this.retired.has(id));
+      this.loseDisk(d.pick(candidates), now + d.int(1, p.downStepsMax));
     }
   }
 
@@ -599,9 +715,11 @@ class Simulation {
     switch (action.kind) {
       case "isolateLeader": {
         const leader = this.currentLeader() ?? this.faultPrng.pick(this.ids);
-        const minoritySize = action.withMinority ? Math.floor((this.ids.length - 1) / 2) : 1;
+        // A minority of its voters (with spares: of its membership, the other nodes on the other side).
+        const voters = this.spares ? (this.node(leader).status()?.conf.voters ?? this.ids) : this.ids;
+        const minoritySize = action.withMinority ? Math.floor((voters.length - 1) / 2) : 1;
         const others = this.ids.filter((id) => id !== leader);
-        const side = [leader, ...others.slice(0, minoritySize - 1)];
+        const side = [leader, ...others.filter((id) => voters.includes(id)).slice(0, minoritySize - 1)];
         this.network.partition([side, others.filter((id) => !side.includes(id))]);
         this.log(`partition ${this.network.describe()} (leader ${leader} isolated)`);
         break;
@@ -643,7 +761,7 @@ class Simulation {
         break;
       }
       case "restartAll":
-        for (const id of this.ids) if (!this.node(id).isUp && !this.heldByDiskLoss(id)) this.restartAt.set(id, this.now);
+        for (const id of this.ids) if (!this.node(id).isUp && this.restartable(id)) this.restartAt.set(id, this.now);
         break;
       case "loseDisk": {
         if (this.diskLoss !== undefined) break;
@@ -665,6 +783,10 @@ class Simulation {
       case "network":
         this.network.conditions = action.conditions;
         this.log(`network now ${JSON.stringify(action.conditions)}`);
+        break;
+      case "conf":
+        this.faults--; // proposeConf counts an accepted change
+        this.scriptedConf(action.op, action.target);
         break;
     }
   }
@@ -737,6 +859,167 @@ class Simulation {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Membership changes (the nemesis)
+
+  /**
+   * Now and then (params.membershipRate), one change proposed to the current leader, chosen from what
+   * its membership allows: promote a learner; add a spare (as learner, rarely as voter; a replacement
+   * owed first); remove a member, the leader included (the last voter too, now and then: the core must
+   * refuse it); replace a member (remove it now, add a new spare later); update a member's context.
+   */
+  private randomConfChange(): void {
+    const m = this.memberPrng;
+    if (!m.chance(this.params.membershipRate)) return;
+    const leader = this.currentLeader();
+    if (leader === undefined || this.paused.has(leader)) return;
+    const status = this.node(leader).status();
+    if (status === undefined) return;
+    const { voters, learners } = status.conf;
+    const members = [...voters, ...learners];
+    const spare = this.unusedSpares[0] !== undefined;
+    const choices: [number, () => void][] = [];
+    if (learners.length > 0 && voters.length < VOTERS_MAX) choices.push([4, () => this.proposeConf(leader, "promote", m.pick(learners))]);
+    if (spare) {
+      choices.push([this.replacementsOwed > 0 ? 6 : 2, () => this.proposeConf(leader, "addLearner", this.nextSpare())]);
+      if (voters.length < VOTERS_MAX) choices.push([0.3, () => this.proposeConf(leader, "addVoter", this.nextSpare())]);
+      choices.push([1.5, () => this.proposeConf(leader, "remove", m.pick(members), true)]);
+    }
+    choices.push([2, () => this.proposeConf(leader, "remove", m.pick(members))]);
+    choices.push([0.3, () => this.proposeConf(leader, "update", m.pick(members))]);
+    let roll = m.next() * choices.reduce((sum, [weight]) => sum + weight, 0);
+    for (const [weight, propose] of choices) {
+      roll -= weight;
+      if (roll < 0) {
+        propose();
+        return;
+      }
+    }
+  }
+
+  private nextSpare(): NodeId {
+    const spare = this.unusedSpares[0];
+    assert(spare !== undefined, "sim: no spare left");
+    return spare;
+  }
+
+  /**
+   * Proposes one change to `leader`, unless it would leave too few voters (3 while a disk loss may still
+   * strike: with 2, losing one disk leaves no quorum) or voters that can take part (not `gone`) that are
+   * not a majority. A spare named by an accepted add is started (at once, or within an election timeout).
+   * `replace`: a removal after which a new spare is owed.
+   */
+  private proposeConf(leader: NodeId, op: ConfChangeOp, target: NodeId, replace = false): void {
+    const status = this.node(leader).status();
+    if (status === undefined) return;
+    const voters = status.conf.voters;
+    let after = voters;
+    if (op === "remove") after = voters.filter((id) => id !== target);
+    else if (op === "promote" || op === "addVoter") after = [...voters, target];
+    if (after !== voters) {
+      const diskLossAhead = this.params.diskLossRate > 0 && this.diskLoss === undefined;
+      const votersMin = diskLossAhead ? 3 : 1;
+      const able = after.filter((id) => !this.gone.has(id)).length;
+      // Removing the last voter is proposed all the same now and then: the core must refuse it.
+      const lastVoter = op === "remove" && voters.length === 1 && voters[0] === target && this.memberPrng.chance(0.2);
+      if (!lastVoter && (after.length > VOTERS_MAX || after.length < votersMin || able < majority(after.length))) return;
+    }
+    const context = textEncoder.encode(op === "update" ? `node ${target} at step ${this.now}` : `node ${target}`);
+    const cc: ConfChange = { op, nodeId: target, context };
+    const result = this.node(leader).proposeConfChange(cc, this.params.promoteLagMax);
+    const what = `${op} ${target}${replace ? " (replacing it)" : ""}`;
+    if (result === undefined) return;
+    if (!result.ok) {
+      this.membershipStats.refused++;
+      this.log(`membership: leader ${leader} refused ${what}: ${result.reason}${"detail" in result ? ` (${result.detail})` : ""}`);
+      return;
+    }
+    this.membershipStats.proposed++;
+    if (op === "remove" && target === leader) this.membershipStats.leaderRemovals++;
+    this.faults++;
+    const conf = this.node(leader).status()?.conf;
+    this.log(
+      `membership: leader ${leader} proposed ${what} at index ${result.index} (term ${result.term}): ${conf === undefined ? "?" : describeConf(conf)}`,
+    );
+    if (replace) this.replacementsOwed++;
+    const spareAt = this.unusedSpares.indexOf(target);
+    if ((op === "addLearner" || op === "addVoter") && spareAt >= 0) {
+      this.unusedSpares.splice(spareAt, 1);
+      this.joined.add(target);
+      this.membershipStats.added++;
+      if (this.replacementsOwed > 0) this.replacementsOwed--;
+      const delay = this.memberPrng.chance(0.5) ? 0 : this.memberPrng.int(1, this.electionSteps);
+      this.restartAt.set(target, this.now + delay);
+      this.log(`membership: node ${target} starts on an empty disk at step ${this.now + delay}`);
+    }
+  }
+
+  /** A conf entry is committed (a node applied it): the checkers learn the membership; a removal is carried out. */
+  private confApplied(entry: Entry): void {
+    const decoded = decodeConfEntry(entry.data);
+    if (decoded === undefined) return;
+    this.monitor.observeCommittedConf(entry.index, decoded.conf);
+    if (this.confCommitted.has(entry.index)) return;
+    this.confCommitted.add(entry.index);
+    this.membershipStats.committed++;
+    const { op, nodeId } = decoded.change;
+    this.log(`membership: ${op} ${nodeId} committed at index ${entry.index} (term ${entry.term}): ${describeConf(decoded.conf)}`);
+    if (op === "remove") this.scheduleRetirement(nodeId);
+  }
+
+  /**
+   * A removed node is stopped for good: in half the cases within an election timeout, else within ten,
+   * or late (until the liveness phase), so that it still runs, crashes and restarts for a while.
+   */
+  private scheduleRetirement(id: NodeId): void {
+    if (this.retired.has(id) || this.retireAt.has(id)) return;
+    const m = this.memberPrng;
+    const e = this.electionSteps;
+    const roll = m.next();
+    const delay = roll < 0.5 ? m.int(0, e) : roll < 0.8 ? m.int(e, 10 * e) : m.int(10 * e, Math.max(10 * e, this.options.steps + 2 * e));
+    this.retireAt.set(id, this.now + delay);
+    this.log(`membership: node ${id} is out; it stops for good at step ${this.now + delay}`);
+  }
+
+  private retireDue(): void {
+    for (const [id, at] of this.retireAt) {
+      if (at > this.now) continue;
+      this.retireAt.delete(id);
+      this.retired.add(id);
+      this.restartAt.delete(id);
+      this.membershipStats.retired++;
+      const node = this.node(id);
+      if (node.isUp) {
+        node.crash();
+        this.paused.delete(id);
+        this.learning.delete(id);
+        this.workload.onCrash(id);
+      }
+      this.log(`membership: node ${id} stopped for good`);
+    }
+  }
+
+  /** A scripted change: its target resolved now (see FaultAction "conf"). */
+  private scriptedConf(op: ConfChangeOp, target: ConfTarget): void {
+    const leader = this.currentLeader();
+    const status = leader === undefined ? undefined : this.node(leader).status();
+    if (leader === undefined || status === undefined) {
+      this.log(`membership: no leader for the scripted ${op}`);
+      return;
+    }
+    let id: NodeId | undefined;
+    if (target === "leader") id = leader;
+    else if (target === "follower") id = [...status.conf.voters].sort((a, b) => a - b).find((v) => v !== leader);
+    else if (target === "learner") id = [...status.conf.learners].sort((a, b) => a - b)[0];
+    else if (target === "spare") id = this.unusedSpares[0];
+    else id = target;
+    if (id === undefined) {
+      this.log(`membership: no ${target} for the scripted ${op}`);
+      return;
+    }
+    this.proposeConf(leader, op, id);
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Disk loss and the bootstrap check
 
   /** The node crashes (unless it is down already) and its disk is replaced by an empty one. */
@@ -774,7 +1057,8 @@ class Simulation {
     const loss = this.diskLoss;
     if (loss === undefined || loss.state.kind !== "checking" || loss.state.nextAt > this.now) return;
     const state = loss.state;
-    const answers = probeAnswers(loss.node, this.ids, {
+    // Production asks the members of --initial-cluster: the initial ones.
+    const answers = probeAnswers(loss.node, this.initialIds, {
       connected: (from, to) => this.network.connected(from, to),
       phase: (id) => this.memberPhase(id),
       storage: (id) => this.node(id).storage,
@@ -867,6 +1151,11 @@ class Simulation {
     return this.node(id).isUp && !this.paused.has(id) ? "running" : "unavailable";
   }
 
+  /** A down node that the heal starts again: one of the run, not stopped for good (retired, or by its disk loss). */
+  private restartable(id: NodeId): boolean {
+    return this.joined.has(id) && !this.retired.has(id) && !this.heldByDiskLoss(id);
+  }
+
   /** Down because of its disk loss, and not to be restarted like a crashed node: checking, or refused. */
   private heldByDiskLoss(id: NodeId): boolean {
     const loss = this.diskLoss;
@@ -881,16 +1170,13 @@ class Simulation {
   private updateDiskLoss(): void {
     const loss = this.diskLoss;
     if (loss?.state.kind !== "rejoined") return;
-    const refusing = this.params.unsafeNoIncarnationCheck ? 0 : this.incarnations.refusing(loss.node);
-    if (refusing === this.ids.length - 1) this.monitor.excluded.add(loss.node);
+    // The other nodes of the run (a spare not added yet has never heard of it; a retired node never will).
+    const others = this.ids.filter((id) => id !== loss.node && this.joined.has(id) && !this.retired.has(id));
+    const refusing = this.params.unsafeNoIncarnationCheck ? 0 : others.filter((id) => !this.incarnations.wouldAccept(id, loss.node)).length;
+    if (refusing === others.length) this.monitor.excluded.add(loss.node);
     else this.monitor.excluded.delete(loss.node);
     if (refusing > 0) this.gone.add(loss.node);
     else this.gone.delete(loss.node);
-  }
-
-  /** The nodes the heal and liveness phases wait for: all but one gone (see `gone`). */
-  private members(): NodeId[] {
-    return this.gone.size === 0 ? this.ids : this.ids.filter((id) => !this.gone.has(id));
   }
 
   private diskLossReport(): DiskLossReport | undefined {
@@ -909,7 +1195,7 @@ class Simulation {
     for (const id of this.ids) {
       const node = this.node(id);
       node.fsyncStepsMax = CALM_FSYNC_STEPS_MAX;
-      if (!node.isUp && !this.heldByDiskLoss(id)) this.restartAt.set(id, this.now);
+      if (!node.isUp && this.restartable(id)) this.restartAt.set(id, this.now);
     }
     for (const pause of this.paused.values()) pause.until = this.now;
   }
@@ -919,8 +1205,8 @@ class Simulation {
       if (!this.faultPrng.chance(this.params.compactRate)) continue;
       const made = this.node(id).compact();
       if (made !== undefined) {
-        this.monitor.observeSnapshotCreated(id, made.index, made.data);
-        this.log(`node ${id} compacted its log up to ${made.index}`);
+        this.monitor.observeSnapshotCreated(id, made.index, made.data, made.conf);
+        this.log(`node ${id} compacted its log up to ${made.index} (membership ${describeConf(made.conf)})`);
       }
     }
   }
@@ -975,12 +1261,14 @@ class Simulation {
       },
       applied: (node, entry, command, output, term) => {
         this.monitor.observeApplied(node.id, entry, term);
+        if (entry.type === "conf") this.confApplied(entry);
         if (command !== undefined) this.monitor.observeCommand(node.id, command.opId, entry.index);
         if (node.running() !== undefined) this.workload.onApplied(node.id, entry, command, output);
       },
       installed: (node, snapshot) => {
         const term = node.status()?.term ?? 0;
         this.monitor.observeSnapshotInstalled(node.id, snapshot.meta, term);
+        this.monitor.observeCommittedConf(snapshot.meta.index, snapshot.meta.conf);
         this.workload.onInstalled(node.id, snapshot.meta.index);
         this.log(`node ${node.id} installed a snapshot at ${snapshot.meta.index} (term ${snapshot.meta.term})`);
       },
@@ -1022,9 +1310,12 @@ class Simulation {
       .map((id) => {
         const s = this.node(id).status();
         const lost = this.diskLoss?.node === id ? `(disk lost, ${this.diskLoss.state.kind})` : "";
+        if (!this.joined.has(id)) return `${id}:spare`;
+        if (this.retired.has(id)) return `${id}:retired`;
         return s === undefined ? `${id}:down${lost}` : `${id}:${s.role}/t${s.term}/lead${s.leader}/c${s.commit}/last${s.lastIndex}${lost}`;
       })
-      .join(" ");
+      .join(" ")
+      .concat(this.spares ? ` committed membership ${describeConf(this.monitor.committedConf)}` : "");
   }
 
   private log(line: string): void {
@@ -1041,6 +1332,7 @@ class Simulation {
       nodeIds: this.ids,
       highestCommitted: () => this.monitor.highestCommitted,
       diskLoss: () => this.diskLossReport(),
+      committedConf: () => this.monitor.committedConf,
     };
   }
 }
