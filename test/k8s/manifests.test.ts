@@ -5,9 +5,9 @@ import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBu
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Service } from "kubernetes-models/v1/Service";
 import { describe, expect, it } from "vitest";
-import { parseInitialCluster, resolveServeArgs } from "../../src/config/index.js";
+import { parseInitialCluster, resolveServeArgs, type InitialMember, type ServerConfig } from "../../src/config/index.js";
 import { findObject, objectKey, overlays, renderOverlay, renderWithKubectl, type K8sObject } from "./kustomize.js";
-import { field, listField, podSpec, raftkvContainer, replicasOf } from "./pod-spec.js";
+import { expandVariables, field, listField, podSpec, raftkvContainer, replicasOf, type PodSpec } from "./pod-spec.js";
 
 /**
  * The kustomizations rendered offline, every object validated against the Kubernetes API schemas
@@ -36,6 +36,29 @@ const validators: Readonly<Record<string, (object: K8sObject) => void>> = {
 };
 
 const byKey = (objects: readonly K8sObject[]): Map<string, K8sObject> => new Map(objects.map((o) => [objectKey(o), o]));
+
+/** RAFTKV_INITIAL_CLUSTER of the rendered ConfigMap, parsed. */
+function foundingMembers(objects: readonly K8sObject[]): readonly InitialMember[] {
+  const text = field(findObject(objects, "ConfigMap", "raftkv-config"), "data", "RAFTKV_INITIAL_CLUSTER");
+  const members = parseInitialCluster(typeof text === "string" ? text : "");
+  if ("error" in members) throw new Error(members.error);
+  return members;
+}
+
+/** What `raftkv serve` makes of the pod's arguments and environment. */
+function serveConfig(pod: PodSpec): ServerConfig {
+  const resolved = resolveServeArgs(pod.args, pod.env);
+  if (resolved.kind !== "config") throw new Error("raftkv serve --help");
+  return resolved.config;
+}
+
+/** The pods' RAFTKV_JOIN: one URL, the same for every pod. */
+function joinUrl(objects: readonly K8sObject[]): string {
+  const join = podSpec(objects, "raftkv", 0).env.RAFTKV_JOIN;
+  if (join === undefined) throw new Error("the pods have no RAFTKV_JOIN");
+  expect(join.split(",")).toHaveLength(1);
+  return join;
+}
 
 describe.each(overlays)("k8s/overlays/%s", (overlay) => {
   const objects = renderOverlay(overlay);
@@ -79,12 +102,11 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
     expect(() => validators["apps/v1/StatefulSet"]?.(broken)).toThrow(/replicas must be integer/);
   });
 
-  it("lists exactly the StatefulSet's pods in RAFTKV_INITIAL_CLUSTER, at the headless Service's DNS names", () => {
+  it("lists the founding pods in RAFTKV_INITIAL_CLUSTER: the first ordinals, at the headless Service's DNS names", () => {
     const statefulSet = findObject(objects, "StatefulSet", "raftkv");
+    // The overlay starts the cluster with exactly its founding members; scaling changes the replicas only.
     expect(replicasOf(objects, "raftkv")).toBe(expectedReplicas);
-    const text = field(findObject(objects, "ConfigMap", "raftkv-config"), "data", "RAFTKV_INITIAL_CLUSTER");
-    const members = parseInitialCluster(typeof text === "string" ? text : "");
-    if ("error" in members) throw new Error(members.error);
+    const members = foundingMembers(objects);
     const service = field(statefulSet, "spec", "serviceName");
     expect(members.map((m) => [m.id, m.name, m.peerUrl, m.clientUrl])).toEqual(
       Array.from({ length: expectedReplicas }, (_, ordinal) => [
@@ -96,19 +118,19 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
     );
   });
 
-  it("gives every pod its identity: raftkv serve resolves the pod's environment to id ordinal + 1 and its own URLs", () => {
+  it("gives every founding pod its identity: raftkv serve resolves the pod's environment to id ordinal + 1 and its own URLs", () => {
     for (let ordinal = 0; ordinal < expectedReplicas; ordinal++) {
       const pod = podSpec(objects, "raftkv", ordinal);
-      const resolved = resolveServeArgs(pod.args, pod.env);
-      if (resolved.kind !== "config") throw new Error("raftkv serve --help");
-      const config = resolved.config;
+      const config = serveConfig(pod);
       expect(config.id).toBe(ordinal + 1);
       expect(config.name).toBe(`raftkv-${ordinal}`);
+      // Its own DNS name ($(RAFTKV_NAME) expanded), which is also its RAFTKV_INITIAL_CLUSTER entry.
       expect(config.advertisePeerUrl).toBe(`http://raftkv-${ordinal}.raftkv:2380`);
       expect(config.advertiseClientUrl).toBe(`http://raftkv-${ordinal}.raftkv:2379`);
       expect(config.listenClient).toEqual({ host: "0.0.0.0", port: pod.ports.client });
       expect(config.listenPeer).toEqual({ host: "0.0.0.0", port: pod.ports.peer });
       expect(config.initialCluster).toHaveLength(expectedReplicas);
+      expect(config.join).toEqual([joinUrl(objects)]);
       // The data directory lives on the PersistentVolumeClaim's mount.
       const mount = pod.mounts.data;
       expect(mount).toBeDefined();
@@ -116,6 +138,41 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
       // The kubelet's SIGKILL comes after the node's own shutdown budget.
       expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(config.shutdownTimeoutMs + 5_000);
     }
+  });
+
+  it("takes more replicas than founding members: a pod above them advertises its own DNS name and joins through the client Service", () => {
+    const scaled = structuredClone(objects);
+    const spec = findObject(scaled, "StatefulSet", "raftkv").spec as { replicas: number };
+    spec.replicas = expectedReplicas + 2;
+    expect(() => validators["apps/v1/StatefulSet"]?.(findObject(scaled, "StatefulSet", "raftkv"))).not.toThrow();
+    const founders = foundingMembers(scaled);
+    for (let ordinal = expectedReplicas; ordinal < spec.replicas; ordinal++) {
+      const pod = podSpec(scaled, "raftkv", ordinal);
+      const config = serveConfig(pod);
+      expect(config.name).toBe(`raftkv-${ordinal}`);
+      expect(config.advertisePeerUrl).toBe(`http://raftkv-${ordinal}.raftkv:2380`);
+      expect(config.advertiseClientUrl).toBe(`http://raftkv-${ordinal}.raftkv:2379`);
+      expect(config.join).toEqual([joinUrl(scaled)]);
+      // No founding member: it never bootstraps a cluster of its own, it joins (the cluster picks its id).
+      expect(founders.map((m) => m.peerUrl)).not.toContain(config.advertisePeerUrl);
+      expect(founders.map((m) => m.name)).not.toContain(config.name);
+      expect(config.initialCluster.map((m) => m.peerUrl)).toEqual([config.advertisePeerUrl]);
+    }
+  });
+
+  it("joins through the client Service: ready pods only, on the pods' client port", () => {
+    const statefulSet = findObject(objects, "StatefulSet", "raftkv");
+    const url = new URL(joinUrl(objects));
+    const service = findObject(objects, "Service", url.hostname);
+    // Not the headless Service, which lists pods that are not ready (a joining pod would ask one of them).
+    expect(field(service, "spec", "clusterIP")).not.toBe("None");
+    expect(field(service, "spec", "publishNotReadyAddresses")).toBeUndefined();
+    expect(field(statefulSet, "spec", "template", "metadata", "labels")).toMatchObject(field(service, "spec", "selector") as object);
+    const port = listField(service, "spec", "ports").find((p) => field(p, "port") === Number(url.port));
+    expect(port, `a port ${url.port} on Service ${url.hostname}`).toBeDefined();
+    const pod = podSpec(objects, "raftkv", 0);
+    const targetPort = field(port, "targetPort");
+    expect(typeof targetPort === "number" ? targetPort : pod.ports[String(targetPort)]).toBe(pod.ports.client);
   });
 
   it("has the StatefulSet the deployment relies on", () => {
@@ -187,5 +244,24 @@ describe.each(overlays)("k8s/overlays/%s", (overlay) => {
         "RaftkvDiskFilling",
       ]),
     );
+  });
+});
+
+describe("test/k8s/pod-spec.ts: Kubernetes' $(VAR) expansion", () => {
+  it("expands defined variables, keeps undefined ones as written, and reads $$ as $", () => {
+    const variables = { NAME: "raftkv-3", EMPTY: "" };
+    expect(expandVariables("http://$(NAME).raftkv:2380", variables)).toBe("http://raftkv-3.raftkv:2380");
+    expect(expandVariables("$(EMPTY)x$(MISSING)", variables)).toBe("x$(MISSING)");
+    expect(expandVariables("$$(NAME) $$ $x $(NAME", variables)).toBe("$(NAME) $ $x $(NAME");
+  });
+
+  it("resolves an env value from the variables defined before it only", () => {
+    const objects = structuredClone(renderOverlay("3-replicas"));
+    const env = field(raftkvContainer(findObject(objects, "StatefulSet", "raftkv")), "env") as Array<Record<string, unknown>>;
+    env.unshift({ name: "EARLY", value: "$(RAFTKV_NAME)/$(RAFTKV_CLUSTER_ID)" });
+    const pod = podSpec(objects, "raftkv", 1);
+    // RAFTKV_NAME comes later in env; RAFTKV_CLUSTER_ID comes from envFrom, which precedes env.
+    expect(pod.env.EARLY).toBe("$(RAFTKV_NAME)/raftkv");
+    expect(pod.env.RAFTKV_ADVERTISE_PEER_URL).toBe("http://raftkv-1.raftkv:2380");
   });
 });

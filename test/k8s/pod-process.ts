@@ -79,6 +79,14 @@ export class PodProcess {
     return exited;
   }
 
+  /**
+   * How the latest run ends (or ended), without signalling it: for a container that exits by itself.
+   */
+  async exit(): Promise<PodExit> {
+    if (this.exited === undefined) throw new Error(`${this.o.name} never started`);
+    return this.exited;
+  }
+
   /** kill -9, as when a node dies or `kubectl delete pod --grace-period=0 --force`. */
   async kill(): Promise<PodExit> {
     const child = this.child;

@@ -4,7 +4,9 @@ import { findObject, isObject, type Json, type JsonObject, type K8sObject } from
  * What the kubelet would give one pod of the rendered StatefulSet: its name, the arguments after the
  * image's entrypoint (`raftkv serve`), its environment, its probes and its volume mounts, resolved the
  * way Kubernetes resolves them (envFrom first, then env, which wins; `fieldRef: metadata.name` is the
- * pod name; ConfigMap references read from the rendered ConfigMap; HOSTNAME is the pod name).
+ * pod name; ConfigMap references read from the rendered ConfigMap; `$(VAR)` in an env value expanded
+ * from the variables defined before it, in args from all of them (expandVariables); HOSTNAME is the pod
+ * name).
  */
 export interface PodSpec {
   readonly name: string;
@@ -73,13 +75,14 @@ export function podSpec(objects: readonly K8sObject[], statefulSetName: string, 
   const name = `${statefulSet.metadata.name}-${ordinal}`;
   if (field(container, "command") !== undefined)
     throw new Error("the container overrides the image's entrypoint; the emulation runs `raftkv serve`");
-  const args = listField(container, "args").map((a) => {
+  const rawArgs = listField(container, "args").map((a) => {
     if (typeof a !== "string") throw new Error("container args must be strings");
     return a;
   });
   const configMap = (configMapName: string): JsonObject => objectField(findObject(objects, "ConfigMap", configMapName), "data");
 
-  const env: Record<string, string> = { HOSTNAME: name };
+  // The container's declared variables, which $(VAR) may name. HOSTNAME is the runtime's, not one of them.
+  const env: Record<string, string> = {};
   for (const source of listField(container, "envFrom")) {
     const data = configMap(stringField(source, "configMapRef", "name"));
     for (const [key, value] of Object.entries(data)) {
@@ -91,7 +94,7 @@ export function podSpec(objects: readonly K8sObject[], statefulSetName: string, 
     const variableName = stringField(variable, "name");
     const value = field(variable, "value");
     if (typeof value === "string") {
-      env[variableName] = value;
+      env[variableName] = expandVariables(value, env);
     } else if (field(variable, "valueFrom", "fieldRef", "fieldPath") === "metadata.name") {
       env[variableName] = name;
     } else if (field(variable, "valueFrom", "configMapKeyRef") !== undefined) {
@@ -103,6 +106,8 @@ export function podSpec(objects: readonly K8sObject[], statefulSetName: string, 
       throw new Error(`${variableName}: a kind of value the emulation does not resolve`);
     }
   }
+
+  const args = rawArgs.map((a) => expandVariables(a, env));
 
   const ports: Record<string, number> = {};
   for (const port of listField(container, "ports")) ports[stringField(port, "name")] = numberField(port, 0, "containerPort");
@@ -124,7 +129,7 @@ export function podSpec(objects: readonly K8sObject[], statefulSetName: string, 
     name,
     ordinal,
     args,
-    env,
+    env: { HOSTNAME: name, ...env },
     ports,
     readiness: probe("readinessProbe"),
     liveness: probe("livenessProbe"),
@@ -132,6 +137,18 @@ export function podSpec(objects: readonly K8sObject[], statefulSetName: string, 
     mounts,
     terminationGracePeriodSeconds: numberField(statefulSet, 30, "spec", "template", "spec", "terminationGracePeriodSeconds"),
   };
+}
+
+/**
+ * Kubernetes' expansion of variable references in a container's env values, command and args
+ * (k8s.io/kubernetes third_party/forked/golang/expansion): `$(NAME)` becomes the variable's value when
+ * `variables` defines it and stays as written otherwise, `$$` is a literal `$`, and any other `$` stays.
+ */
+export function expandVariables(input: string, variables: Readonly<Record<string, string>>): string {
+  return input.replace(/\$\$|\$\(([^)]*)\)/g, (match, name: string | undefined) => {
+    if (name === undefined) return "$";
+    return Object.hasOwn(variables, name) ? (variables[name] ?? match) : match;
+  });
 }
 
 /** The replica count of the rendered StatefulSet. */

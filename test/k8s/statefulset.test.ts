@@ -5,104 +5,53 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NodeRole } from "../../gen/raftkv/v1/cluster_pb.js";
 import { createRaftkvClient, RaftkvCallError, type RaftkvClient } from "../../src/rpc/client/index.js";
 import { startReaper, type Reaper } from "../chaos/reaper.js";
-import { renderOverlay, repoRoot } from "./kustomize.js";
-import { podSpec, replicasOf, type PodSpec } from "./pod-spec.js";
-import { PodProcess, probeOk, sleep, waitUntil } from "./pod-process.js";
+import { EmulatedStatefulSet, type EmulatedPod } from "./emulated-statefulset.js";
+import { renderOverlay } from "./kustomize.js";
+import { replicasOf } from "./pod-spec.js";
+import { sleep, waitUntil } from "./pod-process.js";
 
 /**
  * The rendered 3-replica StatefulSet, run as real `raftkv serve` processes the way Kubernetes would run
- * its pods, with only the network and the volumes mapped onto this machine:
- *
- * - each pod's arguments and environment are what k8s/overlays/3-replicas gives pod raftkv-N
- *   (test/k8s/pod-spec.ts resolves env, envFrom and the downward API; HOSTNAME is the pod name);
- * - each pod gets its own loopback address 127.X.Y.(N+1) (X, Y random per run, so concurrent runs
- *   never meet), standing for its pod IP: the headless Service's DNS name raftkv-N.raftkv is rewritten
- *   to that address and a listen address 0.0.0.0 becomes it, while the ports stay the manifest's
- *   (2379, 2380), as each pod has its own network namespace;
- * - the data volume's mount path becomes a folder per pod that outlives the process (the
- *   PersistentVolumeClaim data-raftkv-N);
- * - the image's entrypoint `raftkv serve` is this checkout's bin/raftkv.js (test/k8s/image.test.ts
- *   starts the image's own contents);
- * - probes hit the manifest's paths and ports, polled every 100 ms instead of every periodSeconds so
- *   that the test does not wait for the kubelet's period.
+ * its pods, with only the network and the volumes mapped onto this machine (test/k8s/emulated-statefulset.ts
+ * says how: a loopback address per pod standing for its pod IP, a folder per volume, the manifest's
+ * probes polled every 100 ms). The test talks to the pods directly, at their own addresses.
  *
  * Then: every pod becomes ready; the leader's pod is killed with SIGKILL and recreated on the same
  * volume and rejoins; and a rolling restart as the StatefulSet controller performs it (highest ordinal
  * first; SIGTERM, SIGKILL after terminationGracePeriodSeconds; the next pod only once every pod is
  * ready) under continuous writes, after which every acknowledged write is read back.
+ * test/k8s/scaling.test.ts scales the same StatefulSet up and down.
  */
 const statefulSetName = "raftkv";
 /** RAFTKV_K8S_KEEP_DATA=1 keeps the pods' logs and volumes for a post-mortem. */
 const keepData = process.env.RAFTKV_K8S_KEEP_DATA === "1";
 const readyTimeoutMs = 30_000;
 
-interface EmulatedPod {
-  readonly spec: PodSpec;
-  readonly address: string;
-  readonly process: PodProcess;
-}
-
-/** The pod's environment with DNS names and listen addresses mapped to loopback, volumes to folders. */
-function mapToLoopback(spec: PodSpec, addresses: readonly string[], volumesDir: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  const self = addresses[spec.ordinal];
-  if (self === undefined) throw new Error(`no address for ${spec.name}`);
-  for (const [name, value] of Object.entries(spec.env)) {
-    let mapped = value.replace(new RegExp(`\\b${statefulSetName}-(\\d+)\\.${statefulSetName}\\b`, "g"), (match, ordinal: string) => {
-      const address = addresses[Number(ordinal)];
-      if (address === undefined) throw new Error(`${name} names ${match}, which is no pod of this StatefulSet`);
-      return address;
-    });
-    mapped = mapped.replace(/^0\.0\.0\.0:/, `${self}:`);
-    for (const [volume, mountPath] of Object.entries(spec.mounts)) {
-      if (mapped === mountPath || mapped.startsWith(`${mountPath}/`))
-        mapped = join(volumesDir, `${volume}-${spec.name}`) + mapped.slice(mountPath.length);
-    }
-    env[name] = mapped;
-  }
-  return env;
-}
-
 describe("the rendered StatefulSet, emulated on loopback", () => {
   const objects = renderOverlay("3-replicas");
   const replicas = replicasOf(objects, statefulSetName);
   const dir = mkdtempSync(join(tmpdir(), "raftkv-statefulset-"));
-  const octets = [1 + Math.floor(Math.random() * 250), 1 + Math.floor(Math.random() * 250)];
-  const addresses = Array.from({ length: replicas }, (_, ordinal) => `127.${octets[0]}.${octets[1]}.${ordinal + 1}`);
   let reaper: Reaper;
+  let set: EmulatedStatefulSet;
   let pods: EmulatedPod[] = [];
   let client: RaftkvClient;
-  const killAll = (): void => pods.forEach((p) => p.process.killNow());
+  const killAll = (): void => set.killNow();
 
-  const describePods = (): string => pods.map((p) => `--- ${p.spec.name} (${p.address}), log ends:\n${p.process.logTail()}`).join("\n");
-  const url = (pod: EmulatedPod, port: number, path = ""): string => `http://${pod.address}:${port}${path}`;
-  const isReady = (pod: EmulatedPod): Promise<boolean> => probeOk(url(pod, pod.spec.readiness.port, pod.spec.readiness.path));
-  const allReady = async (): Promise<boolean> => (await Promise.all(pods.map(isReady))).every(Boolean);
-  const pod = (ordinal: number): EmulatedPod => {
-    const found = pods[ordinal];
-    if (found === undefined) throw new Error(`no pod ${ordinal}`);
-    return found;
-  };
+  const describePods = (): string => set.describe();
+  const url = (p: EmulatedPod): string => set.url(p, "client");
+  const isReady = (p: EmulatedPod): Promise<boolean> => set.probeReady(p);
+  const allReady = (): Promise<boolean> => set.allReady();
+  const pod = (ordinal: number): EmulatedPod => set.pod(ordinal);
 
-  beforeAll(() => {
+  beforeAll(async () => {
     reaper = startReaper();
+    set = new EmulatedStatefulSet({ objects, name: statefulSetName, dir, reaper });
     process.once("exit", killAll);
-    pods = Array.from({ length: replicas }, (_, ordinal) => {
-      const spec = podSpec(objects, statefulSetName, ordinal);
-      const address = addresses[ordinal] ?? "";
-      const container = new PodProcess({
-        name: spec.name,
-        command: [process.execPath, join(repoRoot, "bin", "raftkv.js"), "serve", ...spec.args],
-        env: mapToLoopback(spec, addresses, join(dir, "volumes")),
-        cwd: dir,
-        logPath: join(dir, `${spec.name}.log`),
-        reaper,
-      });
-      return { spec, address, process: container };
-    });
+    await set.start();
+    pods = Array.from({ length: replicas }, (_, ordinal) => set.createPod(ordinal));
     console.log(`statefulset: pods ${pods.map((p) => `${p.spec.name}=${p.address}`).join(", ")}; data and logs in ${dir}`);
     client = createRaftkvClient({
-      endpoints: pods.map((p) => url(p, p.spec.ports.client ?? 0)),
+      endpoints: pods.map(url),
       attemptTimeoutMs: 2_000,
       timeoutMs: 30_000,
       attemptsMax: 500,
@@ -112,7 +61,7 @@ describe("the rendered StatefulSet, emulated on loopback", () => {
   afterAll(async () => {
     // Undefined when beforeAll failed before creating it.
     (client as RaftkvClient | undefined)?.close();
-    await Promise.all(pods.filter((p) => p.process.running).map((p) => p.process.kill()));
+    await (set as EmulatedStatefulSet | undefined)?.close();
     reaper.close();
     process.removeListener("exit", killAll);
     if (keepData) console.log(`statefulset: logs and volumes kept in ${dir}`);
@@ -144,7 +93,7 @@ describe("the rendered StatefulSet, emulated on loopback", () => {
     await client.put({ key: bytes("while-down"), value: bytes("2") });
     victim.process.start();
     await waitUntil(`${victim.spec.name} ready again`, readyTimeoutMs, () => isReady(victim), describePods);
-    const own = createRaftkvClient({ endpoints: [url(victim, victim.spec.ports.client ?? 0)], attemptTimeoutMs: 2_000, timeoutMs: 10_000 });
+    const own = createRaftkvClient({ endpoints: [url(victim)], attemptTimeoutMs: 2_000, timeoutMs: 10_000 });
     try {
       // A serializable read answers from the pod's own replica: it holds the write made while it was down.
       await waitUntil(`${victim.spec.name} to apply the write made while it was down`, 10_000, async () => {
@@ -204,7 +153,7 @@ describe("the rendered StatefulSet, emulated on loopback", () => {
     await writer;
     expect(acknowledged.size).toBeGreaterThan(0);
 
-    const reader = createRaftkvClient({ endpoints: pods.map((p) => url(p, p.spec.ports.client ?? 0)), timeoutMs: 20_000 });
+    const reader = createRaftkvClient({ endpoints: pods.map(url), timeoutMs: 20_000 });
     const stored = new Map<string, string>();
     try {
       let continueKey: Uint8Array | undefined;
