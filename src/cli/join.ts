@@ -26,6 +26,8 @@ const joinRetryMs = 500;
 const joinRetryMsMax = 5_000;
 /** How long one attempt may take: the client's own retries (leader changes, elections) run within it. */
 const joinCallTimeoutMs = 10_000;
+/** How long a founding member tries to reach a cluster to join before it bootstraps with its peers. */
+const foundingJoinTimeoutMs = 2_000;
 
 /**
  * Decides how a node started with `--join` comes up (see JoinDecision). It never adds a node twice: a
@@ -40,7 +42,13 @@ export async function decideJoin(config: ServerConfig, logger: Logger, signal: A
     return { kind: "member", id: identity?.memberId ?? config.id };
   }
   const founding = config.initialCluster.length > 1 || config.initialCluster.some((m) => m.peerUrl !== config.advertisePeerUrl);
-  const client = createRaftkvClient({ endpoints: config.join, timeoutMs: joinCallTimeoutMs });
+  // A founding member of a new cluster finds nothing to join (its peers are starting too): it gives up
+  // after one short try instead of the whole budget, so a new cluster forms without delay.
+  const client = createRaftkvClient({
+    endpoints: config.join,
+    timeoutMs: founding ? foundingJoinTimeoutMs : joinCallTimeoutMs,
+    attemptTimeoutMs: founding ? foundingJoinTimeoutMs : joinCallTimeoutMs,
+  });
   try {
     for (let pauseMs = joinRetryMs; ; pauseMs = Math.min(joinRetryMsMax, pauseMs * 2)) {
       try {

@@ -129,7 +129,8 @@ async function serveNode(given: ServerConfig, givenLogger: Logger, signal: Abort
   let startup: ProbeState = { phase: "starting" };
   let opened: OpenedNode | undefined;
   let forwardedWrites: ForwardedWrites | undefined = undefined;
-  const initialMembers = new Set(config.initialCluster.map((m) => m.id));
+  // Until the node opens: the founding members, or those the cluster listed when this node joined.
+  const initialMembers = new Set(members.map((m) => m.id));
   const peerApp = await buildPeerApp({
     logger: logger.child({ component: "peer" }),
     registerRoutes: (server) =>
