@@ -5,6 +5,7 @@ import {
   noNode,
   RaftNode,
   waitsForDurability,
+  type ProposeResult,
   type ConfState,
   type Entry,
   type LogStorage,
@@ -316,20 +317,10 @@ export class Driver implements KvNode {
       this.options.promoteLagMax ?? promoteLagMaxDefault,
     );
     if (!result.ok) {
-      switch (result.reason) {
-        case "notLeader":
-          throw this.notLeader(result.leader);
-        case "transferring":
-          throw new NotLeaderError(noNode, "");
-        case "tooLarge":
-          throw new TooLargeError("the membership change is larger than the largest log entry");
-        case "overloaded":
-          throw new OverloadedError("too many uncommitted bytes; retry later");
-        case "confPending":
-          throw new MembershipPendingError(result.detail);
-        case "confRefused":
-          throw new MembershipRefusedError(result.detail);
+      if ("detail" in result) {
+        throw result.reason === "confPending" ? new MembershipPendingError(result.detail) : new MembershipRefusedError(result.detail);
       }
+      throw this.proposalRefused(result, "the membership change is larger than the largest log entry");
     }
     this.wake();
     await this.awaitApplied(result.index, result.term, started, signal);
@@ -351,19 +342,24 @@ export class Driver implements KvNode {
     const data = toBinary(CommandSchema, command);
     const result = this.raft.propose(data);
     if (!result.ok) {
-      switch (result.reason) {
-        case "notLeader":
-          throw this.notLeader(result.leader);
-        case "transferring":
-          throw new NotLeaderError(noNode, "");
-        case "tooLarge":
-          throw new TooLargeError(`the command is ${data.byteLength} bytes; the log takes at most ${this.options.msgBytesMax}`);
-        case "overloaded":
-          throw new OverloadedError("too many uncommitted bytes; retry later");
-      }
+      throw this.proposalRefused(result, `the command is ${data.byteLength} bytes; the log takes at most ${this.options.msgBytesMax}`);
     }
     this.wake();
     return this.awaitApplied(result.index, result.term, started, signal);
+  }
+
+  /** The error for a proposal the core refused (nothing was proposed); `tooLarge` says what was too large. */
+  private proposalRefused(result: Extract<ProposeResult, { ok: false }>, tooLarge: string): Error {
+    switch (result.reason) {
+      case "notLeader":
+        return this.notLeader(result.leader);
+      case "transferring":
+        return new NotLeaderError(noNode, "");
+      case "tooLarge":
+        return new TooLargeError(tooLarge);
+      case "overloaded":
+        return new OverloadedError("too many uncommitted bytes; retry later");
+    }
   }
 
   /** Waits for the proposal at `index` of `term` to apply here (or fail: overwritten, deadline, stop). */
