@@ -362,8 +362,9 @@ export class RaftNode {
 
   /** Drops messages that are not for us, come from strangers, or are malformed. Never throws. */
   private acceptable(m: Message): boolean {
-    if (m.to !== this.id || m.from === this.id || !this.knows(m.from)) return false;
+    if (m.to !== this.id || m.from === this.id || m.from === noNode) return false;
     if (!isIndex(m.term)) return false;
+    if (!this.knows(m.from) && !this.mayBeLeader(m)) return false;
     switch (m.type) {
       case "vote":
         // Only voters campaign; a learner's (or a removed member's) vote request is a bug or an attack,
@@ -1239,6 +1240,19 @@ export class RaftNode {
   private knows(id: NodeId): boolean {
     if (id === noNode) return false;
     return this.conf.voters.length === 0 || isMember(this.conf, id) || this.departing().includes(id);
+  }
+
+  /**
+   * Whether a leader's message from a node this node does not know may be from the leader all the
+   * same: one added by a change after the end of this node's log. A node that joins replays the log
+   * from an old membership, and a member cut off across changes comes back with one; ignoring the
+   * leader, they would never catch up (the simulator's membership nemesis found both). At most one
+   * leader is elected per term, so a leader's message of a newer term, or of our term while we know no
+   * other leader, is the leader's; a stranger's message in the term of the leader we follow is not.
+   */
+  private mayBeLeader(m: Message): boolean {
+    if (m.type !== "append" && m.type !== "heartbeat" && m.type !== "snapshot") return false;
+    return m.term > this.term || (m.term === this.term && (this.leader === noNode || this.leader === m.from));
   }
 
   private inLease(): boolean {

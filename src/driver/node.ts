@@ -164,6 +164,8 @@ export class Driver implements KvNode {
   /** The last peer URL seen for every member id (one entry per member the cluster ever had). */
   private readonly peerUrls = new Map<NodeId, string>();
   private peerIds: ReadonlySet<NodeId> = new Set();
+  /** The highest member id this node's log and store name (see syncPeers). */
+  private highestSeen = 0;
   private removalReported = false;
   private state: DriverState = { kind: "running" };
   private readonly proposals = new Map<number, PendingProposal>();
@@ -280,10 +282,11 @@ export class Driver implements KvNode {
   /**
    * Whether the peer port takes messages from `id`: a member of the membership in the log or of the
    * one applied (a member being removed stays until its removal applies: a leader removing itself
-   * leads until then), or, while this node knows no membership yet (it is joining), a member it was told of.
+   * leads until then), or a member added after everything this node's log names (ids only grow): the
+   * leader of a node that joins or that was cut off across changes may be one.
    */
   isMember(id: NodeId): boolean {
-    return this.peerIds.has(id);
+    return this.peerIds.has(id) || id > this.highestSeen;
   }
 
   /** The members as of the log (committed or not), with their names and URLs, ascending by id. */
@@ -710,7 +713,11 @@ export class Driver implements KvNode {
   private syncPeers(): void {
     const { conf, departing } = this.raft.membership();
     const ids = new Set([...conf.voters, ...conf.learners, ...departing, ...this.conf.voters, ...this.conf.learners]);
-    if (conf.voters.length === 0 && this.conf.voters.length === 0) for (const id of this.knownMembers.keys()) ids.add(id);
+    // Ids only grow: one above every id this node's log and store have named belongs to a member added
+    // after them. A joining node replays old memberships that do not name the leader (which the cluster
+    // listed when it joined), and must hear it and answer it all the same.
+    this.highestSeen = Math.max(this.options.stateMachine.memberIdMax, ...ids);
+    for (const id of this.knownMembers.keys()) if (id > this.highestSeen) ids.add(id);
     ids.delete(this.id);
     // A removed member has no record in the change that removed it, yet is still told of its removal:
     // its URL is the last one seen.

@@ -333,6 +333,28 @@ describe("membership changes, one server at a time (thesis 4.1)", () => {
     expect(net.readStatesOf(1)).toEqual([{ requestId: 7, index: net.status(1).commit - 1 }]);
   });
 
+  it("lets a joining node follow a leader that the old memberships it replays do not name", () => {
+    // Small appends, so that the joining node's log grows a few entries at a time through old memberships.
+    const net = new Network([1, 2, 3], { msgBytesMax: 100 });
+    net.electLeader(1);
+    for (const c of ["a", "b"]) net.propose(1, c);
+    // A membership without node 4 in the log: replaying it, the joining node knows 1, 2 and 3 only.
+    expect(net.proposeConf(1, "update", 1)).toMatchObject({ ok: true });
+    net.addNode(4);
+    net.proposeConf(1, "addLearner", 4);
+    net.tickUntil(() => net.proposeConf(1, "promote", 4, 0).ok, "the learner to be promoted");
+    net.node(1).transferLeadership(4);
+    net.deliver();
+    expect(net.leader()).toBe(4);
+    net.propose(4, "c");
+
+    net.addNode(5);
+    expect(net.proposeConf(4, "addLearner", 5)).toMatchObject({ ok: true });
+    net.tickUntil(() => net.appliedData(5).includes("c"), "the joining node to catch up with leader 4");
+    expect(net.appliedData(5)).toEqual(net.appliedData(4));
+    expect(net.status(5).conf).toEqual({ voters: [1, 2, 3, 4], learners: [5] });
+  });
+
   it("refuses changes that do not fit the membership, with the reason", () => {
     const net = new Network([1]);
     net.electLeader(1);

@@ -156,8 +156,9 @@ export class Network {
     return this.start(id);
   }
 
+  /** Whether node `id` exists and runs (messages to a node the network does not have go nowhere). */
   isUp(id: NodeId): boolean {
-    return !this.down.has(id);
+    return this.nodes.has(id) && !this.down.has(id);
   }
 
   node(id: NodeId): RaftNode {
@@ -225,6 +226,8 @@ export class Network {
       this.queue = [];
       this.deliveryBatches++;
       for (const m of batch) {
+        // A message to a node the network does not have goes nowhere, as to an address nobody serves.
+        if (!this.nodes.has(m.to)) continue;
         if (this.down.has(m.to) || this.cut.has(`${m.from}-${m.to}`) || this.drop(m)) continue;
         if (this.hold(m)) {
           this.held.push(m);
@@ -240,7 +243,7 @@ export class Network {
   release(filter: MessageFilter = () => true): void {
     const now = this.held.filter(filter);
     this.held = this.held.filter((m) => !filter(m));
-    for (const m of now) if (!this.down.has(m.to)) this.node(m.to).step(m);
+    for (const m of now) if (this.nodes.has(m.to) && !this.down.has(m.to)) this.node(m.to).step(m);
     this.deliver();
   }
 
