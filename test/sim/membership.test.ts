@@ -16,12 +16,10 @@ const STEPS = 2000;
 const FLAGS: SimFlags = { membership: true };
 const BATCH_TIMEOUT_MS = 300_000;
 /**
- * Seeds left out: they run into a liveness bug of the core that the nemesis found and that is not fixed
- * (README, "Membership changes": a member whose log ends before the change that added the current leader
- * drops everything that leader sends; here two learners that joined replay the log to a membership that
- * does not name the leader). Take a seed out of the list once it passes.
+ * Seeds left out because of a known bug: none. (Seed 102 was: two learners that joined replayed the log
+ * to a membership that did not name the leader, and ignored it; fixed in ccc2631.)
  */
-const KNOWN_FAILING = new Set([102]);
+const KNOWN_FAILING = new Set<number>();
 
 function expectNoFailures(summary: Summary): void {
   const failures = summary.failures.filter((result) => !KNOWN_FAILING.has(result.seed));
