@@ -364,7 +364,7 @@ export class RaftNode {
   private acceptable(m: Message): boolean {
     if (m.to !== this.id || m.from === this.id || m.from === noNode) return false;
     if (!isIndex(m.term)) return false;
-    if (!this.knows(m.from) && !this.mayBeLeader(m)) return false;
+    if (!this.knows(m.from) && !this.mayBeLeader(m) && !(m.type === "vote" && this.addedLater(m.from))) return false;
     switch (m.type) {
       case "vote":
         // Only voters campaign; a learner's (or a removed member's) vote request is a bug or an attack,
@@ -372,7 +372,10 @@ export class RaftNode {
         // takes votes as it takes any message: it may be a voter already, and the one a candidate lacks;
         // and the member that our pending change removed may campaign until it commits (campaignable).
         return (
-          (this.conf.voters.length === 0 || this.conf.voters.includes(m.from) || this.removedByPendingChange(m.from)) &&
+          (this.conf.voters.length === 0 ||
+            this.conf.voters.includes(m.from) ||
+            this.removedByPendingChange(m.from) ||
+            this.addedLater(m.from)) &&
           isIndex(m.lastLogIndex) &&
           isIndex(m.lastLogTerm) &&
           m.lastLogTerm <= m.term
@@ -1253,6 +1256,20 @@ export class RaftNode {
   private mayBeLeader(m: Message): boolean {
     if (m.type !== "append" && m.type !== "heartbeat" && m.type !== "snapshot") return false;
     return m.term > this.term || (m.term === this.term && (this.leader === noNode || this.leader === m.from));
+  }
+
+  /**
+   * Whether `id` is above every id of every membership this node's log and snapshot name: a member added
+   * after the end of its log (ids only grow; the driver never reuses one). Its vote requests are taken:
+   * a member whose log lags may be the vote that a voter added later needs (simulator seed 435), and a
+   * removed member's id is never above them.
+   */
+  private addedLater(id: NodeId): boolean {
+    let highest = 0;
+    for (const conf of [this.confBase, ...this.confEntries.map((c) => c.conf)]) {
+      for (const member of [...conf.voters, ...conf.learners]) highest = Math.max(highest, member);
+    }
+    return id > highest;
   }
 
   private inLease(): boolean {
