@@ -426,7 +426,7 @@ describe("bad input on the client port", () => {
     }
   });
 
-  it("refuses peer messages of another cluster, for another node, from a non-member, or malformed, on the peer port", async () => {
+  it("refuses peer messages of another cluster, for another node, or malformed, on the peer port", async () => {
     const c = cluster();
     const peerUrl = (await c.status(node)).peerUrls[0];
     assert(peerUrl !== undefined, "a node advertises its peer URL");
@@ -454,9 +454,9 @@ describe("bad input on the client port", () => {
     expect(otherNode?.code).toBe(Code.FailedPrecondition);
     expect(otherNode?.rawMessage).toContain("node 99");
 
-    const stranger = await refusal({ clusterId: c.clusterId, from: 42n, to: BigInt(node), messages: [] });
-    expect(stranger?.code).toBe(Code.FailedPrecondition);
-    expect(stranger?.rawMessage).toContain("node 42 is not a member");
+    // An id above every id the node knows is taken as a member added after the end of its log (ids only
+    // grow; docs/design.md, "Membership changes"): refusing it could leave a joining node deaf to its
+    // leader. A removed member's id is never above them (test/core/membership.test.ts: its votes are refused).
 
     const malformed = await refusal({ clusterId: c.clusterId, from: BigInt(member), to: BigInt(node), messages: [{}] });
     expect(malformed?.code).toBe(Code.InvalidArgument);
