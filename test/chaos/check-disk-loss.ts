@@ -1,5 +1,5 @@
 import { NodeRole } from "../../gen/raftkv/v1/cluster_pb.js";
-import type { ChaosCluster } from "./cluster.js";
+import { bootstrapRefusal, joinRefusal, type ChaosCluster, type CrashRecord } from "./cluster.js";
 import type { Violation } from "./violation.js";
 
 /**
@@ -10,8 +10,9 @@ import type { Violation } from "./violation.js";
  * cluster lose acknowledged writes; one that exited otherwise, or was still undecided once every fault
  * had healed, is a finding too.
  *
- * The refusing node is out for the rest of the run: it counts as unavailable, not as a crash, and it
- * stays out of the replica comparison (its data is gone).
+ * The refusing node is out for the rest of the run, unless the membership nemesis replaces it (removes
+ * its member, starts it empty with --join): it counts as unavailable, not as a crash, and it stays out of
+ * the replica comparison (its data is gone) until replaced.
  */
 export interface DiskLoss {
   readonly id: number;
@@ -29,7 +30,12 @@ export interface DiskLossVerdict {
 
 /** raftkv serve's exit code for "my data directory is empty but the cluster exists" (src/cli/exit-codes.ts). */
 export const EXIT_DATA_LOST = 6;
-const refusal = /refusing to start: the data directory of member \d+ is empty, but the cluster already exists/;
+/**
+ * The two ways raftkv refuses: the bootstrap check of a node started with its founding flags, and, for a
+ * node started with --join (one that a membership change replaced earlier in the run), the join finding
+ * a voter at its own peer URL.
+ */
+const refusals = [bootstrapRefusal, joinRefusal];
 const POLL_MS = 100;
 
 /**
@@ -43,18 +49,21 @@ export async function judgeDiskLosses(cluster: ChaosCluster, losses: readonly Di
   const deadline = Date.now() + timeoutMs;
   for (const loss of losses) {
     const node = cluster.node(loss.id);
-    while ((node.state === "running" || node.state === "paused") && Date.now() < deadline)
+    // Its first exit after the loss is its answer. (A membership change may have replaced it since: then
+    // it runs again, as another member, and its refusal is on record.)
+    const exitOf = (): CrashRecord | undefined => cluster.crashes.find((crash) => crash.id === loss.id && crash.atMs >= loss.atMs);
+    while (exitOf() === undefined && (node.state === "running" || node.state === "paused") && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const what = `node ${loss.id}, restarted on an empty data directory ${Math.round(loss.atMs)} ms after the workload started (fault ${loss.faultId})`;
-    const exit = cluster.crashes.find((crash) => crash.id === loss.id && crash.atMs >= loss.atMs);
+    const exit = exitOf();
     if (exit !== undefined) {
-      if (exit.code === EXIT_DATA_LOST && refusal.test(exit.logTail)) {
+      if (exit.code === EXIT_DATA_LOST && refusals.some((refusal) => refusal.test(exit.logTail))) {
         refused.push(loss.id);
         continue;
       }
       violations.push({
         kind: "disk-loss",
-        message: `${what}, exited ${exit.atMs} ms after the workload started with code ${exit.code} (signal ${exit.signal}), not with the refusal (code ${EXIT_DATA_LOST}, "refusing to start ... the cluster already exists"); log tail:\n${exit.logTail}`,
+        message: `${what}, exited ${exit.atMs} ms after the workload started with code ${exit.code} (signal ${exit.signal}), not with the refusal (code ${EXIT_DATA_LOST}, "refusing to start ... the cluster already exists", or with --join "... is a voter at this node's peer URL"); log tail:\n${exit.logTail}`,
         ops: [],
       });
       continue;

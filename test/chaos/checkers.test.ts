@@ -340,6 +340,22 @@ describe("one leader per term (from sampled Status)", () => {
     const violations = checkOneLeaderPerTerm(samples);
     expect(violations).toHaveLength(1);
     expect(violations[0]?.kind).toBe("two-leaders");
-    expect(violations[0]?.message).toContain("nodes 1 (at 0 ms) and 3 (at 500 ms) both reported being leader of term 4");
+    expect(violations[0]?.message).toContain("node 1 (at 0 ms) and node 3 (at 500 ms) both reported being leader of term 4");
+  });
+
+  it("tells members apart, not nodes: a node that rejoined under a new id is another member", () => {
+    // Node 3 led term 4 as member 3; removed and started again with --join, it is member 4. Had the new
+    // member led term 4 too, two voters would have won one term.
+    const samples = [
+      { ...sample(0, 3, "LEADER", 4), member: 3 },
+      { ...sample(9000, 3, "LEADER", 4), member: 4 },
+    ];
+    expect(checkOneLeaderPerTerm(samples)[0]?.message).toContain("node 3 (at 0 ms) and node 3 (member 4) (at 9000 ms)");
+    expect(
+      checkOneLeaderPerTerm([
+        { ...sample(0, 3, "LEADER", 4), member: 4 },
+        { ...sample(500, 3, "LEADER", 4), member: 4 },
+      ]),
+    ).toEqual([]);
   });
 });

@@ -41,7 +41,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `chaos summary: runs=${results.length} pass=${count("pass")} fail=${count("fail")} inconclusive=${count("inconclusive")} error=${count("error")} ` +
       `ops=${sum((r) => r.stats.workload.started)} ok=${sum((r) => r.stats.workload.ok)} checked=${sum((r) => r.stats.linearizableOps)} ` +
-      `faults=${sum((r) => r.stats.faultsInjected)} disk-losses=${sum((r) => r.stats.diskLost.length)} violations=${sum((r) => r.violationCount)}\n`,
+      `faults=${sum((r) => r.stats.faultsInjected)} disk-losses=${sum((r) => r.stats.diskLost.length)} ` +
+      `membership-changes=${sum((r) => r.stats.faultsByKind.membership ?? 0)} violations=${sum((r) => r.violationCount)}\n`,
   );
   if (results.some((r) => r.verdict !== "pass")) process.exitCode = 1;
 }

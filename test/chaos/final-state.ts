@@ -33,8 +33,9 @@ export async function recover(
     if (leader !== undefined) {
       probe++;
       // Straight to the leader that answered: recovery is about the cluster, not about a client's
-      // luck in finding it.
-      const ok = await workload.probeWrite(HARNESS_WORKER, `probe.${probe}`, leader.id - 1);
+      // luck in finding it. (By its own URL: it may be a node that joined, which the workload's
+      // endpoints do not name.)
+      const ok = await workload.probeWrite(HARNESS_WORKER, `probe.${probe}`, cluster.clientUrl(leader.id));
       if (ok) return clock.nowMs() - startMs;
     }
     await new Promise((r) => setTimeout(r, 200));

@@ -1,9 +1,12 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { createPrng } from "../../src/lib/prng.js";
+import { routesMarker } from "./cluster.js";
 import { freePorts } from "./free-ports.js";
 import type { ChaosOp } from "./history.js";
 import type { TimelineEntry } from "./nemesis-runner.js";
@@ -168,6 +171,9 @@ describe("report", () => {
           watchSource: "replay of node 1 from revision 1",
           replicasCompared: 3,
           diskLost: [],
+          diskLostReplaced: [],
+          members: 3,
+          expectedExits: 0,
           durationMs: 9000,
           phases: { start: 1000, workload: 5000, check: 300 },
         },
@@ -234,6 +240,47 @@ describe("process hygiene", () => {
     for (const port of ports) {
       expect(port).toBeGreaterThanOrEqual(10_000);
       expect(port).toBeLessThan(ephemeralStart);
+    }
+  });
+});
+
+describe("peer routes (peer-routes.mjs)", () => {
+  it("sends a node's connections to another node's real peer address through the link's proxy, and nothing else", async () => {
+    const listen = async (name: string): Promise<Server> => {
+      const server = createServer((socket) => socket.end(name));
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return server;
+    };
+    const port = (server: Server): number => (server.address() as AddressInfo).port;
+    const [peer, proxy, other] = [await listen("peer"), await listen("proxy"), await listen("other")];
+    try {
+      // What a node's HTTP/2 client does (net.connect with options), and the (port, host) form.
+      const script = [
+        'import net from "node:net";',
+        "const read = (socket) => new Promise((resolve) => { let text = ''; socket.on('data', (d) => (text += d)); socket.on('end', () => resolve(text)); });",
+        `const a = await read(net.connect({ host: "127.0.0.1", port: ${port(peer)} }));`,
+        `const b = await read(net.createConnection(${port(peer)}, "127.0.0.1"));`,
+        `const c = await read(net.connect({ host: "127.0.0.1", port: ${port(other)} }));`,
+        "console.log([a, b, c].join(' '));",
+      ].join("\n");
+      const preload = pathToFileURL(join(fileURLToPath(import.meta.url), "..", "peer-routes.mjs")).href;
+      const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+        env: {
+          ...process.env,
+          NODE_OPTIONS: `--import=${preload}`,
+          RAFTKV_CHAOS_PEER_ROUTES: `127.0.0.1:${port(peer)}=127.0.0.1:${port(proxy)}`,
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      await new Promise((resolve) => child.once("exit", resolve));
+      expect(stdout.trim()).toBe("proxy proxy other");
+      expect(stderr).toContain(`${routesMarker} in pid ${child.pid}: 1 links`);
+    } finally {
+      for (const server of [peer, proxy, other]) server.close();
     }
   });
 });

@@ -1,11 +1,13 @@
 /**
  * The Jepsen-style chaos suite: real raftkv processes under kill -9, SIGSTOP, partitions and latency
- * through per-link TCP proxies, a recorded client history, and the checkers that judge it.
+ * through per-link TCP proxies, lost disks and membership changes, a recorded client history, and the
+ * checkers that judge it.
  */
 export { runChaos, type RunResult, type RunStats, type Verdict } from "./run.js";
 export { parseCli, rerunCommand, runDefaults, usage, UsageError, type CliOptions, type RunOptions } from "./run-options.js";
 export { verdictLine, writeReport } from "./report.js";
-export { ChaosCluster, type ClusterOptions, type CrashRecord, type LeaderView } from "./cluster.js";
+export { ChaosCluster, routesMarker, type ClusterOptions, type CrashRecord, type LeaderView } from "./cluster.js";
+export { judgeMembership, type MembershipVerdict } from "./check-membership.js";
 export { NodeProcess, defaultServeCommand, type NodeLifecycle } from "./node-process.js";
 export { ChaosNetwork, linkStates, type NetworkFault } from "./network.js";
 export { createTcpProxy, linkHealthy, type LinkMode, type LinkState, type TcpProxy, type TcpProxyStats } from "./tcp-proxy.js";
@@ -25,6 +27,7 @@ export {
   describeFault,
   nemesisKinds,
   type FaultSpec,
+  type MembershipOp,
   type NemesisKind,
   type PlannedFault,
 } from "./nemesis-plan.js";

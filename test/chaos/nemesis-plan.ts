@@ -12,16 +12,29 @@ import { partitionShapes, type PartitionShape } from "./partitions.js";
  * most `overlapMax` are active at once, and every fault heals before the run's end, except a disk loss,
  * which is for good.
  */
-export type NemesisKind = "kill" | "pause" | "partition" | "latency" | "transfer" | "disk-loss";
+export type NemesisKind = "kill" | "pause" | "partition" | "latency" | "transfer" | "disk-loss" | "membership";
 
-export const nemesisKinds: readonly NemesisKind[] = ["kill", "pause", "partition", "latency", "transfer", "disk-loss"];
+export const nemesisKinds: readonly NemesisKind[] = ["kill", "pause", "partition", "latency", "transfer", "disk-loss", "membership"];
 
 /**
  * The kinds drawn again and again through a run. A disk loss is not among them: a member that lost its
- * disk is out for the rest of the run, and a second one would take a majority's worth of promises
- * (two of three), which no Raft system survives. It is planned once per run instead (planNemesis).
+ * disk is out until it is replaced, and a second one would take a majority's worth of promises (two of
+ * three), which no Raft system survives. It is planned once per run instead (planNemesis). Membership
+ * changes have a schedule of their own too: one at a time, seconds apart (planNemesis).
  */
-const repeatedKinds: readonly NemesisKind[] = nemesisKinds.filter((k) => k !== "disk-loss");
+const repeatedKinds: readonly NemesisKind[] = nemesisKinds.filter((k) => k !== "disk-loss" && k !== "membership");
+
+/**
+ * A membership change (issue 12):
+ * - `replace`: remove a member (`MemberRemove`), wait for its process to exit with code 7, wipe its data
+ *   directory and start it again with its flags plus `--join`: it joins as a learner under a new id and
+ *   promotes itself once caught up;
+ * - `grow`: start a node in an empty slot with `--join` (a member more);
+ * - `shrink`: remove a member and leave its slot empty (only above the founding size).
+ * A member that lost its disk (disk-loss) is replaced by the next membership change, whatever it was
+ * planned as: remove it, then `--join`, the supported way back.
+ */
+export type MembershipOp = "replace" | "grow" | "shrink";
 
 /** A node chosen by the plan, or whoever leads when the fault starts. */
 export type Target = { readonly kind: "leader" } | { readonly kind: "node"; readonly id: number };
@@ -45,7 +58,9 @@ export type FaultSpec =
    * The cluster exists, so the restarted node must refuse to start (exit code 6) and stays out for the
    * rest of the run. At most one per run.
    */
-  | { readonly kind: "disk-loss"; readonly target: Target };
+  | { readonly kind: "disk-loss"; readonly target: Target }
+  /** A membership change; instant in the plan, it lasts until the change is done (seconds). */
+  | { readonly kind: "membership"; readonly op: MembershipOp; readonly target: Target };
 
 export interface PlannedFault {
   /** 1, 2, ... in start order. */
@@ -76,7 +91,13 @@ export interface NemesisPlanOptions {
   readonly overlapMax?: number;
   /** Most faults in one plan. Default 500. */
   readonly faultsMax?: number;
+  /** Gaps between the planned starts of membership changes. Default 6000..10000 ms. */
+  readonly membershipGapMsMin?: number;
+  readonly membershipGapMsMax?: number;
 }
+
+/** Membership changes start in the first 60% of the run: each takes seconds, and must end before the checks. */
+const membershipShare = 0.6;
 
 const WARMUP_MS_DEFAULT = 1500;
 const FAULTS_MAX_DEFAULT = 500;
@@ -118,6 +139,8 @@ export function planNemesis(options: NemesisPlanOptions): PlannedFault[] {
   const choice = root.fork();
   // Forked after the others, so that a disk loss leaves the rest of a seed's schedule as it was.
   const diskLoss = root.fork();
+  // And after that one, so that membership changes leave the rest (disk loss included) as it was.
+  const membership = root.fork();
   const plan: PlannedFault[] = [];
   const kinds = options.kinds.filter((k) => repeatedKinds.includes(k));
   let t = warmupMs;
@@ -135,15 +158,44 @@ export function planNemesis(options: NemesisPlanOptions): PlannedFault[] {
       t = busyUntil + timing.int(gapMsMin, gapMsMax);
     }
   }
-  if (!options.kinds.includes("disk-loss") || options.timeMs <= warmupMs || plan.length >= faultsMax) return plan;
-  // One disk loss, in the first 70% of the faulty period: the refusing node has time to ask the others
-  // and exit, and the cluster runs on without it (under the other faults) until the end.
-  const atMs = diskLoss.int(warmupMs, Math.max(warmupMs, Math.floor(0.7 * options.timeMs)));
-  const lost: PlannedFault = { id: 0, startMs: atMs, endMs: atMs, spec: { kind: "disk-loss", target: drawTarget(options.ids, diskLoss) } };
-  // Ids follow start order; at equal times the disk loss comes after the fault already planned there.
-  return [...plan, lost]
-    .sort((a, b) => a.startMs - b.startMs || (a === lost ? 1 : b === lost ? -1 : a.id - b.id))
-    .map((fault, i) => ({ ...fault, id: i + 1 }));
+  const extra: PlannedFault[] = [];
+  if (options.kinds.includes("disk-loss") && options.timeMs > warmupMs && plan.length < faultsMax) {
+    // One disk loss, in the first 70% of the faulty period: the refusing node has time to ask the others
+    // and exit, and the cluster runs on without it (under the other faults) until the end, or until a
+    // membership change replaces it.
+    const atMs = diskLoss.int(warmupMs, Math.max(warmupMs, Math.floor(0.7 * options.timeMs)));
+    extra.push({ id: 0, startMs: atMs, endMs: atMs, spec: { kind: "disk-loss", target: drawTarget(options.ids, diskLoss) } });
+  }
+  if (options.kinds.includes("membership")) extra.push(...planMembership(options, warmupMs, membership));
+  if (extra.length === 0) return plan;
+  // Ids follow start order; at equal times the repeated fault already planned there comes first.
+  const all = [...plan, ...extra].slice(0, faultsMax);
+  const rank = (f: PlannedFault): number => (plan.includes(f) ? 0 : 1 + extra.indexOf(f));
+  return all.sort((a, b) => a.startMs - b.startMs || rank(a) - rank(b) || a.id - b.id).map((fault, i) => ({ ...fault, id: i + 1 }));
+}
+
+/**
+ * Membership changes, seconds apart, in the first 60% of the run (each takes seconds: a process exits,
+ * another starts, catches up and is promoted; one that finds the previous one still in progress starts
+ * when it ends). The plan follows the cluster's size:
+ * at the founding size it replaces a member or grows by one; above it, it replaces or shrinks back. (When
+ * the run skips a change, say a grow while a change was still in progress, the runner checks the size it
+ * finds, and skips a shrink that would go below the founding size.)
+ */
+function planMembership(options: NemesisPlanOptions, warmupMs: number, prng: Prng): PlannedFault[] {
+  const gapMsMin = options.membershipGapMsMin ?? 6000;
+  const gapMsMax = options.membershipGapMsMax ?? 10_000;
+  assert(gapMsMin >= 1 && gapMsMin <= gapMsMax, "nemesis plan: bad membership gap range");
+  const lastMs = Math.floor(membershipShare * options.timeMs);
+  const changes: PlannedFault[] = [];
+  let grown = false;
+  for (let t = warmupMs + prng.int(0, 2000); t <= lastMs && changes.length < 100; t += prng.int(gapMsMin, gapMsMax)) {
+    const op: MembershipOp = grown ? (prng.chance(0.3) ? "replace" : "shrink") : prng.chance(0.55) ? "replace" : "grow";
+    if (op === "grow") grown = true;
+    if (op === "shrink") grown = false;
+    changes.push({ id: 0, startMs: t, endMs: t, spec: { kind: "membership", op, target: drawTarget(options.ids, prng) } });
+  }
+  return changes;
 }
 
 function drawTarget(ids: readonly number[], prng: Prng): Target {
@@ -171,6 +223,8 @@ function drawFault(kinds: readonly NemesisKind[], ids: readonly number[], prng: 
       return { kind, to: prng.chance(0.3) ? 0 : prng.pick(ids) };
     case "disk-loss":
       return { kind, target: drawTarget(ids, prng) };
+    case "membership":
+      return { kind, op: "replace", target: drawTarget(ids, prng) };
   }
 }
 
@@ -192,5 +246,14 @@ export function describeFault(spec: FaultSpec): string {
       return `transfer leadership to ${spec.to === 0 ? "the most caught-up voter" : `node ${spec.to}`}`;
     case "disk-loss":
       return `kill -9 ${describeTarget(spec.target)}, delete its data directory, restart it (it must refuse: exit code 6)`;
+    case "membership":
+      switch (spec.op) {
+        case "replace":
+          return `replace ${describeTarget(spec.target)}: remove it (exit code 7), wipe it, start it again with --join (a new member id)`;
+        case "grow":
+          return "grow: start a node in an empty slot with --join (a learner, then a voter)";
+        case "shrink":
+          return `shrink: remove ${describeTarget(spec.target)} (exit code 7) and leave its slot empty`;
+      }
   }
 }

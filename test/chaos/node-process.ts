@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, openSync, readSync, fstatSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, fstatSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { assert } from "../../src/lib/assert.js";
 import type { Reaper } from "./reaper.js";
@@ -13,15 +13,20 @@ export type NodeLifecycle =
   | { readonly kind: "down"; readonly why: "not-started" | "killed" | "stopped" }
   | { readonly kind: "running"; readonly child: ChildProcess; readonly pid: number; readonly exited: Promise<void> }
   | { readonly kind: "paused"; readonly child: ChildProcess; readonly pid: number; readonly exited: Promise<void> }
-  /** Exited on its own: a crash, or a node that could not start. Always a finding. */
+  /**
+   * Exited on its own: a crash or a node that could not start (a finding), unless the cluster expected
+   * that exit (a removed member's code 7, a wiped member's refusal, code 6; see ChaosCluster).
+   */
   | { readonly kind: "crashed"; readonly code: number | null; readonly signal: string | null };
 
 export interface NodeProcessOptions {
   readonly id: number;
   /** The executable and its leading arguments, e.g. [node, bin/raftkv.js, serve]. */
   readonly command: readonly string[];
-  /** The flags of `serve`. */
+  /** The flags of `serve` (setArgs changes them for the next start). */
   readonly args: readonly string[];
+  /** The environment of the process (default: the harness's). */
+  readonly env?: NodeJS.ProcessEnv;
   readonly cwd: string;
   readonly logPath: string;
   readonly reaper: Reaper;
@@ -36,9 +41,22 @@ export const logTailBytes = 4096;
 
 export class NodeProcess {
   private lifecycle: NodeLifecycle = { kind: "down", why: "not-started" };
+  private args: readonly string[];
+  /** Where the last start's output begins in the log file (every start appends to it). */
+  private logStart = 0;
 
   constructor(private readonly o: NodeProcessOptions) {
     assert(o.command.length >= 1, "node process: empty command");
+    this.args = o.args;
+  }
+
+  /** The flags of `serve` for the next start (a member that rejoins with --join, say). */
+  setArgs(args: readonly string[]): void {
+    this.args = args;
+  }
+
+  get currentArgs(): readonly string[] {
+    return this.args;
   }
 
   get id(): number {
@@ -60,10 +78,15 @@ export class NodeProcess {
     );
     const [executable, ...leading] = this.o.command;
     assert(executable !== undefined, "node process: empty command");
+    this.logStart = existsSync(this.o.logPath) ? statSync(this.o.logPath).size : 0;
     const log = openSync(this.o.logPath, "a");
     let child: ChildProcess;
     try {
-      child = spawn(executable, [...leading, ...this.o.args], { cwd: this.o.cwd, stdio: ["ignore", log, log] });
+      child = spawn(executable, [...leading, ...this.args], {
+        cwd: this.o.cwd,
+        stdio: ["ignore", log, log],
+        env: this.o.env ?? process.env,
+      });
     } finally {
       closeSync(log);
     }
@@ -149,18 +172,22 @@ export class NodeProcess {
     if (timedOut) throw new Error(`node ${this.id} (pid ${current.pid}) did not exit within ${killWaitMsMax} ms of SIGKILL`);
   }
 
-  /** The end of the node's log, for a crash report. */
+  /**
+   * The end of what the last start wrote to the node's log, for a crash report (and for telling one
+   * start's refusal from an earlier one's: the log file holds every start).
+   */
   logTail(bytes = logTailBytes): string {
-    return readTail(this.o.logPath, bytes);
+    return readTail(this.o.logPath, bytes, this.logStart);
   }
 }
 
-export function readTail(path: string, bytes: number): string {
+/** The last `bytes` of a file, from `from` on. */
+export function readTail(path: string, bytes: number, from = 0): string {
   if (!existsSync(path)) return "";
   const fd = openSync(path, "r");
   try {
     const size = fstatSync(fd).size;
-    const length = Math.min(size, bytes);
+    const length = Math.max(0, Math.min(size - from, bytes));
     const buffer = Buffer.alloc(length);
     readSync(fd, buffer, 0, length, size - length);
     return buffer.toString("utf8");

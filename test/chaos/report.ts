@@ -28,7 +28,7 @@ export function verdictLine(result: RunResult, cwd = process.cwd()): string {
   const what =
     `seed=${o.seed} nodes=${o.nodes} time=${Math.round(o.timeMs / 1000)}s nemesis=${o.nemesis.length === 0 ? "none" : o.nemesis.join(",")}: ` +
     `ops=${s.workload.started} (ok ${s.workload.ok}, failed ${s.workload.fail}, unknown ${s.workload.unknown}) checked=${s.linearizableOps} keys=${s.keys} ` +
-    `faults=${s.faultsInjected} recovery=${s.recoveryMs === undefined ? "none" : `${(s.recoveryMs / 1000).toFixed(1)}s`}`;
+    `faults=${s.faultsInjected}${o.nemesis.includes("membership") ? ` members=${s.members}` : ""} recovery=${s.recoveryMs === undefined ? "none" : `${(s.recoveryMs / 1000).toFixed(1)}s`}`;
   const why =
     result.verdict === "fail"
       ? ` ${result.violationCount} violation(s): ${[...new Set(result.violations.map((v) => v.kind))].join(", ")}`
@@ -100,11 +100,20 @@ function renderHtml(result: RunResult, svg: string): string {
     ],
     ["recovery", s.recoveryMs === undefined ? "did not recover" : `${(s.recoveryMs / 1000).toFixed(2)} s after the last heal`],
     ["exactly-once history", `${s.watchEvents} events from the ${s.watchSource}; ${s.replicasCompared} replicas compared`],
-    ["crashes", String(s.crashes)],
+    ["crashes", `${s.crashes}; ${s.expectedExits} expected exits (removed members, code 7; a join's refused fall-back, code 6)`],
     [
       "disk loss",
-      s.diskLost.length === 0 ? "none" : s.diskLost.map((id) => `node ${id} refused to start (exit code 6) and stayed out`).join("; "),
+      s.diskLost.length === 0
+        ? "none"
+        : s.diskLost
+            .map((id) =>
+              s.diskLostReplaced.includes(id)
+                ? `node ${id} refused to start (exit code 6), then was replaced (removed, joined again with --join)`
+                : `node ${id} refused to start (exit code 6) and stayed out`,
+            )
+            .join("; "),
     ],
+    ["members", `${s.members} at the end`],
     ["duration", `${(s.durationMs / 1000).toFixed(1)} s`],
   ];
   const faults = result.timeline

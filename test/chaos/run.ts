@@ -1,6 +1,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { judgeDiskLosses } from "./check-disk-loss.js";
+import { judgeMembership } from "./check-membership.js";
 import { checkExactlyOnce, missingRevisions } from "./check-exactly-once.js";
 import { checkChaosLinearizability, type LinearizabilityVerdict } from "./check-linearizability.js";
 import { checkLostWrites, type FinalRead } from "./check-lost-writes.js";
@@ -47,6 +48,12 @@ export interface RunStats {
   readonly replicasCompared: number;
   /** Nodes that lost their data directory (disk-loss nemesis) and refused to start, as they must. */
   readonly diskLost: readonly number[];
+  /** Of those, the ones a membership change replaced (removed the lost member, joined again with --join). */
+  readonly diskLostReplaced: readonly number[];
+  /** Members at the end (the member list after healing; the founders when it could not be read). */
+  readonly members: number;
+  /** Exits the harness expected: removed members (code 7), a join's refused fall-back (code 6). */
+  readonly expectedExits: number;
   readonly durationMs: number;
   /** Wall-clock ms of each phase: start (until the first leader), workload (until every op ended), check (final reads to verdict). */
   readonly phases: Readonly<Record<string, number>>;
@@ -74,6 +81,10 @@ export interface RunResult {
 }
 
 const REPLAY_TIMEOUT_MS = 20_000;
+/** Membership changes: confirming a removal, its process's exit, a join until the new member is a voter. */
+const MEMBER_REMOVE_MS = 30_000;
+const MEMBER_EXIT_MS = 30_000;
+const MEMBER_JOIN_MS = 60_000;
 /** How often every node's Status is sampled during the run. */
 const STATUS_INTERVAL_MS = 500;
 
@@ -112,6 +123,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     watchSource: "none",
     replicasCompared: 0,
     diskLost: [],
+    diskLostReplaced: [],
+    members: options.nodes,
+    expectedExits: 0,
     durationMs: 0,
     phases: {},
   };
@@ -150,6 +164,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   let watchSource = "none";
   let replicasCompared = 0;
   let diskLost: readonly number[] = [];
+  let diskLostReplaced: readonly number[] = [];
+  let members: number = options.nodes;
+  let expectedExits = 0;
   /** Exits counted as crashes (a wiped node's refusal is not one); undefined until judged. */
   let crashCount: number | undefined;
   let history: ChaosOp[] = [];
@@ -167,6 +184,8 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
   try {
     cluster = await ChaosCluster.create({
       nodes: options.nodes,
+      // The membership nemesis grows the cluster into a slot of its own.
+      spares: options.nemesis.includes("membership") ? 1 : 0,
       seed: options.seed,
       repoRoot,
       logDir: dir,
@@ -186,6 +205,14 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
         reasons.push(`node ${crash.id} exited (code ${crash.code}, signal ${crash.signal}):\n${crash.logTail}`);
       throw new HarnessError();
     }
+    const unrouted = c.unroutedNodes();
+    if (unrouted.length > 0) {
+      reasons.push(
+        `the harness's peer routes (test/chaos/peer-routes.mjs, through NODE_OPTIONS) are not in force in node(s) ${unrouted.join(", ")}: ` +
+          "their peer traffic would bypass the fault proxies (is the serve command a Node process?)",
+      );
+      throw new HarnessError();
+    }
     phaseStart = phase("start", phaseStart);
 
     endpoints = c.endpoints();
@@ -193,7 +220,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       {
         ...defaultWorkload,
         seed: options.seed,
-        endpoints,
+        // The founding nodes' client URLs: a node that rejoins keeps its URL; a node that grows the
+        // cluster is reached through leader hints.
+        endpoints: c.founderEndpoints(),
         workers: options.workers,
         keys: options.keys,
         opsPerKeyMax: options.opsPerKeyMax,
@@ -201,7 +230,7 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       clock,
     );
     run = workload;
-    const watch = new WatchRecorder(endpoints, 1000);
+    const watch = new WatchRecorder(c.founderEndpoints(), 1000);
     watch.start(defaultWorkload.prefix, 1);
     workStart = clock.nowMs();
     const sampler = new StatusSampler(
@@ -215,15 +244,21 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const nemesis = new NemesisRunner({
       plan,
       nowMs: () => clock.nowMs() - workStart,
+      endMs: options.timeMs,
       control: {
         ids: c.ids,
+        baseSize: options.nodes,
+        members: () => c.memberSlots(),
+        emptySlots: () => c.emptySlots(),
         leader: async () => (await c.leader())?.id,
         kill: (id) => c.node(id).kill(),
         restart: (id) => c.node(id).start(),
         wipe: (id) => c.wipe(id),
         pause: (id) => c.node(id).pause(),
         resume: (id) => c.node(id).resume(),
-        isUp: (id) => c.node(id).state === "running" || c.node(id).state === "paused",
+        isUp: (id) => c.isUpMember(id),
+        removeMember: (id) => c.removeMember(id, MEMBER_REMOVE_MS, MEMBER_EXIT_MS),
+        joinMember: (id) => c.joinMember(id, MEMBER_JOIN_MS),
         addNetworkFault: (id, fault) => c.network.add(id, fault),
         removeNetworkFault: (id) => c.network.remove(id),
         transferLeadership: (to) => c.transferLeadership(to, 5000),
@@ -232,13 +267,12 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const working = workload.run(options.timeMs);
     await nemesis.run();
     timeline = nemesis.timeline;
-    // A node that lost its disk is out for good (it must refuse to start); every other node is a member
-    // that must come back.
+    // A node that lost its disk is out for good (it must refuse to start) unless a membership change
+    // replaced it; every other node that holds a member must come back. Removed members stay out.
     const losses = nemesis.diskLosses();
-    const lostIds = new Set(losses.map((loss) => loss.id));
-    const survivors = c.ids.filter((id) => !lostIds.has(id));
+    const lostIds = new Set(losses.filter((loss) => !loss.replaced).map((loss) => loss.id));
     // Crashed nodes come back too, so that recovery measures the cluster, not a missing member.
-    for (const id of survivors) if (c.node(id).state === "crashed") c.node(id).start();
+    for (const id of c.memberSlots()) if (!lostIds.has(id) && c.node(id).state === "crashed") c.node(id).start();
     healedMs = clock.nowMs();
     const recovery = recover(c, clock, workload, options.recoveryMsMax);
     await working;
@@ -255,6 +289,15 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     const refusals = await judgeDiskLosses(c, losses, options.recoveryMsMax);
     violations.push(...refusals.violations);
     diskLost = refusals.refused;
+    diskLostReplaced = losses.filter((loss) => loss.replaced).map((loss) => loss.id);
+    // Every membership change has finished, and the member list is what the nemesis made of it. (Before
+    // the leader check: a removed member that did not stop is judged here, then stopped.)
+    const membership = await judgeMembership(c, [...lostIds], options.recoveryMsMax);
+    violations.push(...membership.violations);
+    reasons.push(...membership.reasons);
+    if (membership.members.length > 0) members = membership.members.length;
+    // The nodes whose data is theirs and current: the members, but a node that lost its disk.
+    const survivors = c.memberSlots().filter((id) => !lostIds.has(id));
 
     // Every node, restarted ones included, must rejoin: a member that never hears from the leader again
     // leaves the cluster one failure away from unavailability. The bound is twice the recovery bound,
@@ -306,8 +349,14 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
       );
     crashCount = 0;
     for (const crash of c.crashes) {
-      // A wiped node's own exit was judged above (the refusal it must make, or the violation it is).
-      if (losses.some((loss) => loss.id === crash.id && crash.atMs >= loss.atMs)) continue;
+      // A wiped node's own exit was judged above (the refusal it must make, or the violation it is): its
+      // first exit after the loss. (Replaced, it may run again, as another member, and crash like any.)
+      if (losses.some((loss) => c.crashes.find((other) => other.id === loss.id && other.atMs >= loss.atMs) === crash)) continue;
+      // A removed member's exit with code 7, a joining node's refused bootstrap fall-back.
+      if (crash.expected !== undefined) {
+        expectedExits++;
+        continue;
+      }
       crashCount++;
       violations.push({
         kind: "crash",
@@ -350,6 +399,9 @@ export async function runChaos(options: RunOptions, repoRoot: string): Promise<R
     watchSource,
     replicasCompared,
     diskLost,
+    diskLostReplaced,
+    members,
+    expectedExits,
     durationMs: Date.now() - started,
     phases,
   };

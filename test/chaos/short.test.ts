@@ -8,10 +8,11 @@ import { runChaos, type RunResult } from "./run.js";
 import type { NemesisKind } from "./nemesis-plan.js";
 
 /**
- * The chaos suite in CI: three 12 s runs of real raftkv processes (about 80 s in all on the shared
+ * The chaos suite in CI: four 12 s runs of real raftkv processes (about 2 minutes in all on the shared
  * 2-core machine), each under a different family of faults, every one judged by all the checkers.
- * `npm run chaos -- --runs 50 --time 60` is the long version. RAFTKV_CHAOS_SERVE_COMMAND overrides the
- * command that runs `raftkv serve`.
+ * `npm run chaos -- --runs 50 --time 60` is the long version, and `npm run chaos -- --runs 20 --time 20
+ * --nemesis kill,partition,membership` the membership batch (docs/chaos.md). RAFTKV_CHAOS_SERVE_COMMAND
+ * overrides the command that runs `raftkv serve`.
  */
 const repoRoot = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
 const override = process.env.RAFTKV_CHAOS_SERVE_COMMAND?.split(/\s+/).filter((w) => w !== "");
@@ -28,6 +29,16 @@ const runs: readonly { readonly seed: number; readonly nemesis: readonly Nemesis
     seed: 303,
     nemesis: ["latency", "transfer", "kill", "disk-loss"],
     what: "latency, leadership transfers, kills and a disk loss (the wiped node must refuse to start)",
+  },
+  // The leader loses its disk 2 s in and refuses to start; the membership change planned at 3.2 s waits
+  // for the refusal, then replaces it: removes the lost member and starts the node empty with --join, under
+  // a new member id, a learner and then a voter, under latency on its links and on every link. No kill,
+  // pause or partition: a member cut off during a change cannot rejoin a leader it does not know yet
+  // (docs/chaos.md, "Findings"), which the batch shows and CI must not trip over until it is fixed.
+  {
+    seed: 404,
+    nemesis: ["latency", "transfer", "disk-loss", "membership"],
+    what: "a disk loss of the leader, replaced by a membership change (remove, then --join under a new id), under latency",
   },
 ];
 
@@ -54,9 +65,17 @@ describe.skipIf(serveCommand === undefined)("chaos (short): real processes under
       expect(result.stats.linearizableOps).toBeGreaterThan(50);
       expect(result.stats.faultsInjected).toBeGreaterThan(0);
       expect(result.stats.recoveryMs).toBeDefined();
-      // A node that lost its disk refused to start and is out of the comparison; every other is in it.
+      // A node that lost its disk refused to start and is out of the comparison until a membership change
+      // replaces it; every member is in it.
       expect(result.stats.diskLost).toHaveLength(run.nemesis.includes("disk-loss") ? 1 : 0);
-      expect(result.stats.replicasCompared).toBe(3 - result.stats.diskLost.length);
+      const out = result.stats.diskLost.filter((id) => !result.stats.diskLostReplaced.includes(id)).length;
+      expect(result.stats.replicasCompared).toBe(result.stats.members - out);
+      if (run.nemesis.includes("membership")) {
+        expect(result.stats.faultsByKind.membership).toBeGreaterThanOrEqual(1);
+        expect(result.stats.diskLostReplaced).toEqual(result.stats.diskLost);
+      } else {
+        expect(result.stats.members).toBe(3);
+      }
     });
   }
 });

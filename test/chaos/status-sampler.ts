@@ -10,9 +10,12 @@ import type { Violation } from "./violation.js";
 export interface StatusSample {
   /** Milliseconds after the workload started. */
   readonly atMs: number;
+  /** The node (slot) asked. */
   readonly node: number;
   /** Undefined when the node did not answer. */
   readonly role?: string;
+  /** The member id the node answered with (it changes when the node rejoins under a new id). */
+  readonly member?: number;
   readonly term?: number;
   readonly leader?: number;
   readonly commit?: number;
@@ -30,6 +33,7 @@ export function toSamples(atMs: number, ids: readonly number[], answers: readonl
       atMs,
       node,
       role: NodeRole[status.role] ?? String(status.role),
+      member: Number(status.id),
       term: Number(status.term),
       leader: Number(status.leader),
       commit: Number(status.commitIndex),
@@ -67,7 +71,10 @@ export class StatusSampler {
   }
 }
 
-/** Two different nodes that reported being leader of the same term. */
+/**
+ * Two different members that reported being leader of the same term. Members, not nodes: a node that
+ * rejoined is another member (a new id, an empty log), and two members on one node are two voters.
+ */
 export function checkOneLeaderPerTerm(samples: readonly StatusSample[]): Violation[] {
   const leaderOf = new Map<number, StatusSample>();
   const violations: Violation[] = [];
@@ -77,11 +84,13 @@ export function checkOneLeaderPerTerm(samples: readonly StatusSample[]): Violati
     const first = leaderOf.get(sample.term);
     if (first === undefined) {
       leaderOf.set(sample.term, sample);
-    } else if (first.node !== sample.node && !reported.has(sample.term)) {
+    } else if ((first.member ?? first.node) !== (sample.member ?? sample.node) && !reported.has(sample.term)) {
       reported.add(sample.term);
+      const who = (s: StatusSample): string =>
+        `node ${s.node}${s.member !== undefined && s.member !== s.node ? ` (member ${s.member})` : ""}`;
       violations.push({
         kind: "two-leaders",
-        message: `nodes ${first.node} (at ${Math.round(first.atMs)} ms) and ${sample.node} (at ${Math.round(sample.atMs)} ms) both reported being leader of term ${sample.term}`,
+        message: `${who(first)} (at ${Math.round(first.atMs)} ms) and ${who(sample)} (at ${Math.round(sample.atMs)} ms) both reported being leader of term ${sample.term}`,
         ops: [],
       });
     }

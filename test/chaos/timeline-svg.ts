@@ -38,6 +38,7 @@ export const faultColours: Readonly<Record<TimelineEntry["kind"], string>> = {
   "latency": "#d68910",
   "transfer": "#17a589",
   "disk-loss": "#1c2833",
+  "membership": "#7d3c98",
 };
 
 const outcomeColours = { ok: "#27ae60", fail: "#e67e22", unknown: "#c0392b" } as const;

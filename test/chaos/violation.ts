@@ -17,7 +17,10 @@ import type { ChaosOp } from "./history.js";
  *   node that never rejoins (never again agrees with the others on the leader);
  * - `crash`: a node exited on its own;
  * - `disk-loss`: a node restarted on an empty data directory (the disk-loss nemesis) did not refuse to
- *   start with exit code 6 although its cluster exists: it joined, exited otherwise, or never decided.
+ *   start with exit code 6 although its cluster exists: it joined, exited otherwise, or never decided;
+ * - `membership`: after healing, the member list differs from what the membership nemesis did: a
+ *   removed member still running (it must stop with exit code 7), a learner never promoted, a node that
+ *   joined and is not listed, a member no node holds.
  */
 export type ViolationKind =
   | "linearizability"
@@ -32,7 +35,8 @@ export type ViolationKind =
   | "two-leaders"
   | "no-recovery"
   | "crash"
-  | "disk-loss";
+  | "disk-loss"
+  | "membership";
 
 export interface Violation {
   readonly kind: ViolationKind;

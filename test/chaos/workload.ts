@@ -168,12 +168,12 @@ export class Workload {
 
   /**
    * The harness's own write (recovery probes), on a key of the prefix so that the checkers judge it like
-   * any other op. Each probe starts at the given node (a client per node, following redirects from
-   * there), so that one hung node cannot stall every probe. True when it was acknowledged.
+   * any other op. Each probe starts at the given client URL (a client per URL, following redirects from
+   * there), so that one hung node cannot stall every probe; the URL need not be one of the workload's
+   * endpoints (a node that joined the cluster). True when it was acknowledged.
    */
-  async probeWrite(worker: number, value: string, node: number): Promise<boolean> {
+  async probeWrite(worker: number, value: string, endpoint: string): Promise<boolean> {
     const key = this.keySpace.extra("probe");
-    const endpoint = this.o.endpoints[node % this.o.endpoints.length] ?? "";
     let client = this.harnessClients.get(endpoint);
     if (client === undefined) {
       client = this.client([endpoint], "chaos-harness");
