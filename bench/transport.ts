@@ -38,6 +38,7 @@ async function receiver(): Promise<void> {
     selfId: 2,
     isMember: (id) => id === 1,
     checkIncarnation: () => true,
+    hasSeen: () => true,
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => {
       for (const m of messages) {

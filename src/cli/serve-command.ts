@@ -140,6 +140,7 @@ async function serveNode(given: ServerConfig, givenLogger: Logger, signal: Abort
         isMember: (id) => opened?.driver.isMember(id) ?? initialMembers.has(id),
         checkIncarnation: (from, incarnation) => opened === undefined || opened.incarnations.check(from, incarnation) === "accepted",
         probeState: () => (opened === undefined ? startup : runningProbeState(opened)),
+        hasSeen: (id) => opened?.incarnations.incarnationOf(id) !== undefined,
         deliver: (messages) => opened?.driver.deliver(messages),
         deliverSnapshot: async (message) => opened?.driver.deliverSnapshot(message),
         // Undefined until the client port's handlers exist (Forward answers Unavailable until then).
@@ -267,11 +268,6 @@ async function serveNode(given: ServerConfig, givenLogger: Logger, signal: Abort
   return code;
 }
 
-/**
- * Graceful stop, in the order that loses nothing: the node hands leadership to a follower and fails
- * what is pending (clients retry elsewhere) while the peer port still carries the hand-off; then the
- * client port drains; the peer port closes last.
- */
 function runningProbeState(opened: OpenedNode): ProbeState {
   const status = opened.driver.status();
   return {
@@ -282,6 +278,12 @@ function runningProbeState(opened: OpenedNode): ProbeState {
     incarnation: opened.identity.incarnation,
   };
 }
+
+/**
+ * Graceful stop, in the order that loses nothing: the node hands leadership to a follower and fails
+ * what is pending (clients retry elsewhere) while the peer port still carries the hand-off; then the
+ * client port drains; the peer port closes last.
+ */
 
 async function stopAll(
   node: Driver,

@@ -21,6 +21,7 @@ export {
   MemberDataLostError,
   type BootstrapVerdict,
   type BootstrapCheckOptions,
+  type HolderEvidence,
 } from "./bootstrap-check.js";
 export {
   DataDirError,

@@ -246,8 +246,9 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
       });
       config.onBootstrapping?.();
       const prober = createMemberProber({ clusterId: config.clusterId, selfId: config.id, peers, timeoutMs: probeTimeoutMs });
+      let verdict;
       try {
-        await runBootstrapCheck({
+        verdict = await runBootstrapCheck({
           selfId: config.id,
           peers: [...peers.keys()],
           probe: (peer, signal) => prober.probe(peer, signal),
@@ -267,7 +268,13 @@ async function establishIdentity(config: NodeConfig): Promise<MemberIdentity> {
       } finally {
         prober.close();
       }
-      config.logger.info("every other member holds nothing: bootstrapping a new cluster");
+      if (verdict.kind === "new") config.logger.info("every other member holds nothing: bootstrapping a new cluster");
+      else {
+        config.logger.info(
+          "the cluster formed while this member was still asking, and no member has seen it: starting empty, to catch up from the leader",
+          { evidence: verdict.evidence },
+        );
+      }
     }
   }
   await writeIdentity(config.dataDir, identity);

@@ -39,6 +39,11 @@ export interface RaftServiceOptions {
   /** What this node holds, for Probe; answered in every phase of its start-up. */
   probeState(): ProbeState;
   /**
+   * Whether this node has seen an incarnation of member `id`, in a message or a Probe answer (its
+   * peers.json). Probe answers it to the asker, for the bootstrap check of an empty member.
+   */
+  hasSeen(id: NodeId): boolean;
+  /**
    * Hands a batch to the driver, which steps it into its core. Must not block: the Step stream reads the
    * next batch only after this returns (Raft-level answers travel on the receiver's own stream).
    */
@@ -109,8 +114,8 @@ export function createRaftServiceImpl(o: RaftServiceOptions): ServiceImpl<typeof
     },
 
     probe(request) {
-      gate.checkEnvelope("Probe", request.clusterId, request.from, request.to);
-      return probeResponse(o.probeState());
+      const from = gate.checkEnvelope("Probe", request.clusterId, request.from, request.to);
+      return probeResponse(o.probeState(), () => o.hasSeen(from));
     },
 
     installSnapshot: (requests, context) => snapshots.receive(requests, context.signal),
@@ -315,7 +320,7 @@ class SnapshotReceiver {
   }
 }
 
-function probeResponse(state: ProbeState): ProbeResponse {
+function probeResponse(state: ProbeState, hasSeenAsker: () => boolean): ProbeResponse {
   switch (state.phase) {
     case "starting":
       return create(ProbeResponseSchema, { phase: MemberPhase.STARTING });
@@ -328,6 +333,7 @@ function probeResponse(state: ProbeState): ProbeResponse {
         lastIndex: BigInt(state.lastIndex),
         snapshotIndex: BigInt(state.snapshotIndex),
         incarnation: state.incarnation,
+        askerUnknown: !hasSeenAsker(),
       });
   }
 }

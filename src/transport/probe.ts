@@ -18,6 +18,11 @@ export type ProbeAnswer =
       readonly snapshotIndex: number;
       /** Its incarnation; absent where the answer does not carry one (0 on the wire). */
       readonly incarnation?: bigint;
+      /**
+       * Whether it has seen an incarnation of the asker (and so may have counted the asker's vote or
+       * acknowledgement). True when it cannot tell (a member that predates ProbeResponse.asker_unknown).
+       */
+      readonly knowsAsker: boolean;
     };
 
 export interface MemberProber {
@@ -67,7 +72,13 @@ export function createMemberProber(o: MemberProberOptions): MemberProber {
             const snapshotIndex = u64FromProto(answer.snapshotIndex, "snapshot_index");
             if (!term.ok || !lastIndex.ok || !snapshotIndex.ok)
               return { kind: "unreachable", reason: "malformed Probe answer (a value beyond 2^53)" };
-            const running = { kind: "running", term: term.value, lastIndex: lastIndex.value, snapshotIndex: snapshotIndex.value } as const;
+            const running = {
+              kind: "running",
+              term: term.value,
+              lastIndex: lastIndex.value,
+              snapshotIndex: snapshotIndex.value,
+              knowsAsker: !answer.askerUnknown,
+            } as const;
             return answer.incarnation === 0n ? running : { ...running, incarnation: answer.incarnation };
           }
           default:

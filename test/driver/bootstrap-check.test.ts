@@ -14,7 +14,13 @@ import {
 } from "../../src/driver/index.js";
 import type { ProbeAnswer } from "../../src/transport/index.js";
 
-const running = (term: number, lastIndex = 0, snapshotIndex = 0): ProbeAnswer => ({ kind: "running", term, lastIndex, snapshotIndex });
+const running = (term: number, lastIndex = 0, snapshotIndex = 0, knowsAsker = true): ProbeAnswer => ({
+  kind: "running",
+  term,
+  lastIndex,
+  snapshotIndex,
+  knowsAsker,
+});
 const unreachable: ProbeAnswer = { kind: "unreachable", reason: "connection refused" };
 
 describe("judgeBootstrap: may an empty member bootstrap?", () => {
@@ -41,6 +47,42 @@ describe("judgeBootstrap: may an empty member bootstrap?", () => {
       );
       expect(verdict.kind).toBe("exists");
     }
+  });
+
+  it("says late when the cluster formed without this member: every member answered and none that holds state has seen it", () => {
+    // The race found in CI: 2 and 3 decided "new" while 1 answered "bootstrapping", and elected before
+    // 1's own round. No member counted anything from 1, so it may start empty and catch up.
+    expect(
+      judgeBootstrap(
+        new Map<number, ProbeAnswer>([
+          [2, running(1, 1, 0, false)],
+          [3, running(1, 1, 0, false)],
+        ]),
+      ),
+    ).toEqual({ kind: "late", evidence: { peer: 2, term: 1, lastIndex: 1, snapshotIndex: 0 } });
+    // One member that has seen it is enough to refuse, whichever it is.
+    expect(
+      judgeBootstrap(
+        new Map<number, ProbeAnswer>([
+          [2, running(1, 1, 0, false)],
+          [3, running(0)],
+          [4, running(2, 7, 0, true)],
+        ]),
+      ),
+    ).toMatchObject({ kind: "exists", evidence: { peer: 4 } });
+    // A member that has seen it but holds nothing is no evidence (it holds no promise to forget).
+    expect(judgeBootstrap(new Map<number, ProbeAnswer>([[2, running(0, 0, 0, true)]]))).toEqual({ kind: "new" });
+  });
+
+  it("does not say late while any member is silent: the silent one may be the one that counted this member's vote", () => {
+    expect(
+      judgeBootstrap(
+        new Map<number, ProbeAnswer>([
+          [2, running(1, 1, 0, false)],
+          [3, unreachable],
+        ]),
+      ),
+    ).toEqual({ kind: "wait", waitingFor: [3] });
   });
 
   it("waits, never guessing new, while any member is unreachable or still starting", () => {
@@ -76,6 +118,25 @@ describe("judgeBootstrap: may an empty member bootstrap?", () => {
 });
 
 describe("runBootstrapCheck", () => {
+  it("resolves with late once everyone has answered and no holder has seen this member", async () => {
+    const answers: ProbeAnswer[][] = [
+      [{ kind: "bootstrapping" }, { kind: "starting" }],
+      [running(1, 1, 0, false), running(1, 1, 0, false)],
+    ];
+    let round = 0;
+    const verdict = await runBootstrapCheck({
+      selfId: 1,
+      peers: [2, 3],
+      probe: async (peer) => answers[Math.min(round, answers.length - 1)]![peer - 2]!,
+      signal: new AbortController().signal,
+      retryMs: 1,
+      retryMsMax: 2,
+      onWait: () => void round++,
+    });
+    expect(verdict).toEqual({ kind: "late", evidence: { peer: 2, term: 1, lastIndex: 1, snapshotIndex: 0 } });
+    expect(round).toBe(1);
+  });
+
   it("asks again until everyone answers, then refuses with MemberDataLostError naming the evidence", async () => {
     const answers: ProbeAnswer[][] = [
       [unreachable, running(0)],

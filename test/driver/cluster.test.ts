@@ -45,6 +45,7 @@ async function startCluster(size: number): Promise<void> {
       isMember: (from) => members.some((m) => m.id === from),
       checkIncarnation: (from, incarnation) =>
         node.opened === undefined || node.opened.incarnations.check(from, incarnation) === "accepted",
+      hasSeen: (peer) => node.opened?.incarnations.incarnationOf(peer) !== undefined,
       probeState: () => {
         const o = node.opened;
         if (o === undefined) return node.startup;

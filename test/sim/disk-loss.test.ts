@@ -22,18 +22,25 @@ function storage(term: number, entries = 0): MemoryStorage {
   return s;
 }
 
-function view(o: { phases?: Record<number, MemberPhase>; storages?: Record<number, MemoryStorage>; cut?: [NodeId, NodeId][] }): ProbeView {
+function view(o: {
+  phases?: Record<number, MemberPhase>;
+  storages?: Record<number, MemoryStorage>;
+  cut?: [NodeId, NodeId][];
+  /** [receiver, sender]: receiver has seen an incarnation of sender. Default: everyone has seen everyone. */
+  seen?: [NodeId, NodeId][];
+}): ProbeView {
   return {
     connected: (from, to) => !(o.cut ?? []).some(([a, b]) => a === from && b === to),
     phase: (id) => o.phases?.[id] ?? "running",
     storage: (id) => o.storages?.[id] ?? storage(0),
+    knows: (receiver, sender) => o.seen === undefined || o.seen.some(([r, s]) => r === receiver && s === sender),
   };
 }
 
 describe("the bootstrap check's answers, judged by the production rule", () => {
   it("a member reachable both ways that holds a term says the cluster exists", () => {
     const answers = probeAnswers(1, IDS, view({ storages: { 2: storage(3, 5) }, phases: { 3: "unavailable" } }));
-    expect(answers.get(2)).toEqual({ kind: "running", term: 3, lastIndex: 5, snapshotIndex: 0 });
+    expect(answers.get(2)).toEqual({ kind: "running", term: 3, lastIndex: 5, snapshotIndex: 0, knowsAsker: true });
     expect(answers.get(3)?.kind).toBe("unreachable");
     expect(answers.has(1)).toBe(false);
     expect(judgeBootstrap(answers)).toMatchObject({ kind: "exists", evidence: { peer: 2, term: 3 } });
@@ -53,6 +60,12 @@ describe("the bootstrap check's answers, judged by the production rule", () => {
     expect(judgeBootstrap(probeAnswers(1, IDS, view({ phases: { 3: "bootstrapping" } })))).toEqual({ kind: "new" });
     // A member at term 0 that holds an entry or a snapshot holds something.
     expect(judgeBootstrap(probeAnswers(1, IDS, view({ storages: { 3: storage(0, 1) } }))).kind).toBe("exists");
+  });
+
+  it("a cluster that formed without the asker (no holder has seen it) lets it start late; one witness refuses it", () => {
+    const storages = { 2: storage(1, 1), 3: storage(1, 1) };
+    expect(judgeBootstrap(probeAnswers(1, IDS, view({ storages, seen: [[2, 3], [3, 2]] }))).kind).toBe("late");
+    expect(judgeBootstrap(probeAnswers(1, IDS, view({ storages, seen: [[3, 1]] }))).kind).toBe("exists");
   });
 });
 
@@ -238,5 +251,24 @@ describe("a node that loses its disk", () => {
     const guarded = run(cutFromStart, GUARDS_ON);
     expect(guarded.violations).toEqual([]);
     expect(guarded.diskLoss).toMatchObject({ at: 700, outcome: "refused" });
+  });
+
+  it("a member nobody has ever seen starts late on an empty disk once it can ask everyone, and loses nothing", () => {
+    // Node 3 is cut off from the start: nodes 1 and 2 elect and commit without it, and never see an
+    // incarnation of it. Its disk is lost at 700 (it held only its own campaigns). After the heal every
+    // member answers, none that holds state has seen it: verdict "late", it starts empty, catches up,
+    // and every check (committed entries on a majority, linearizability, convergence) holds.
+    const result = run(
+      [
+        { at: 0, action: { kind: "partition", groups: [[1, 2], [3]] } },
+        { at: 700, action: { kind: "loseDisk", target: 3, downSteps: 0 } },
+        { at: 1000, action: { kind: "heal" } },
+      ],
+      GUARDS_ON,
+    );
+    expect(result.violations).toEqual([]);
+    expect(result.diskLoss).toMatchObject({ at: 700, outcome: "rejoined" });
+    expect(result.diskLoss?.rounds).toBeGreaterThan(1);
+    expect(result.operations.ok).toBeGreaterThan(100);
   });
 });

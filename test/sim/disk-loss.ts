@@ -13,7 +13,8 @@ import type { ProbeAnswer } from "../../src/transport/index.js";
  *  - no link both ways (a partition or a one-way cut: a call needs its answer) -> "unreachable";
  *  - down (crashed, or refused to start) or paused (a stopped process answers no call) -> "unreachable";
  *  - itself empty and asking the same question -> "bootstrapping";
- *  - otherwise "running" with its durable term, last log index and snapshot index.
+ *  - otherwise "running" with its durable term, last log index and snapshot index, and whether it has
+ *    seen an incarnation of the asker (its record of incarnations below).
  * No message goes through the simulated network for this (a Probe is not a Raft message): the answers
  * are read at once from the members' state, so a round takes no time and sees a consistent cut. The
  * answer uses the durable state where the real node reports its core's (Status of the driver): the
@@ -49,6 +50,8 @@ export interface ProbeView {
   connected(from: NodeId, to: NodeId): boolean;
   phase(node: NodeId): MemberPhase;
   storage(node: NodeId): MemoryStorage;
+  /** Whether `receiver` has seen an incarnation of `sender` (Incarnations.knows). */
+  knows(receiver: NodeId, sender: NodeId): boolean;
 }
 
 /** The answers of every member other than `self` to one round of Probe calls (see the module comment). */
@@ -63,7 +66,7 @@ export function probeAnswers(self: NodeId, ids: readonly NodeId[], view: ProbeVi
     const phase = view.phase(peer);
     if (phase === "unavailable") answers.set(peer, { kind: "unreachable", reason: "down or paused" });
     else if (phase === "bootstrapping") answers.set(peer, { kind: "bootstrapping" });
-    else answers.set(peer, { kind: "running", ...durableSummary(view.storage(peer)) });
+    else answers.set(peer, { kind: "running", ...durableSummary(view.storage(peer)), knowsAsker: view.knows(peer, self) });
   }
   return answers;
 }
@@ -86,7 +89,7 @@ export class Incarnations {
   private readonly current = new Map<NodeId, number>();
   private readonly initial = new Map<NodeId, number>();
   private readonly known = new Map<NodeId, Map<NodeId, number>>();
-  /** Messages dropped because their sender's incarnation changed. */
+  /** Messages from a sender whose incarnation changed (dropped, unless the check is off). */
   refused = 0;
   /** Incarnations recorded from a Probe answer (`learn`) rather than from a message. */
   learnedByProbe = 0;

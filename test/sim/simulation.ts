@@ -177,7 +177,7 @@ export interface DiskLossReport {
   readonly at: number;
   /**
    * down: not restarted yet; checking: still waiting for every member to answer; refused: verdict
-   * "exists" (down for good); rejoined: started empty (verdict "new", or the bootstrap check off).
+   * "exists" (down for good); rejoined: started empty (verdict "new" or "late", or the bootstrap check off).
    */
   readonly outcome: DiskLossState["kind"];
   /** Rounds of the bootstrap check. */
@@ -844,12 +844,14 @@ class Simulation {
   /**
    * Hands a message to its (running) receiver, unless the receiver refuses its sender's incarnation.
    * Messages carry their sender's incarnation as a network tag once it is not the sender's first one.
-   * Snapshots are not checked, as InstallSnapshot is not in production.
+   * Snapshots are not checked, as InstallSnapshot is not in production. The receiver records the first
+   * incarnation it sees even with the check off (--unsafe-no-incarnation-check turns off the refusal
+   * only): production always keeps peers.json, and the bootstrap check reads it.
    */
   private deliverTo(message: Message): void {
-    if (!this.params.unsafeNoIncarnationCheck && message.type !== "snapshot") {
+    if (message.type !== "snapshot") {
       const incarnation = this.network.tagOf(message) ?? this.incarnations.initialOf(message.from);
-      if (!this.incarnations.accepts(message.to, message.from, incarnation)) {
+      if (!this.incarnations.accepts(message.to, message.from, incarnation) && !this.params.unsafeNoIncarnationCheck) {
         if (this.tracing)
           this.log(`node ${message.to} refused ${describeMessage(message)}: incarnation ${incarnation} of node ${message.from} changed`);
         return;
@@ -1062,6 +1064,7 @@ class Simulation {
       connected: (from, to) => this.network.connected(from, to),
       phase: (id) => this.memberPhase(id),
       storage: (id) => this.node(id).storage,
+      knows: (receiver, sender) => this.incarnations.knows(receiver, sender),
     });
     loss.rounds++;
     const verdict = judgeBootstrap(answers);
@@ -1091,6 +1094,21 @@ class Simulation {
           );
         }
         this.rejoin(loss, `as a new cluster after ${loss.rounds} round(s): every other member holds nothing`);
+        break;
+      }
+      case "late": {
+        // The rule's promise: "late" only if no member that holds something has seen this one.
+        const witness = this.ids.find(
+          (id) => id !== loss.node && holdsSomething(this.node(id).storage) && this.incarnations.knows(id, loss.node),
+        );
+        if (witness !== undefined) {
+          this.monitor.record(
+            "bootstrap",
+            `node ${loss.node} lost its disk and judgeBootstrap let it start empty, but node ${witness} holds state and has seen it ` +
+              `(answers: ${describeAnswers(answers)})`,
+          );
+        }
+        this.rejoin(loss, `after ${loss.rounds} round(s): the cluster exists, but no member has seen this one`);
         break;
       }
     }

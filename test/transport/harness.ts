@@ -66,6 +66,7 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     selfId: o.id,
     isMember: (id) => o.members.includes(id),
     checkIncarnation: () => true,
+    hasSeen: () => true,
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => {
       server.batches++;

@@ -44,6 +44,7 @@ function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
     selfId: 2,
     isMember: (id) => id === 1 || id === 2 || id === 3,
     checkIncarnation: () => true,
+    hasSeen: () => true,
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => void h.delivered.push(messages),
     deliverSnapshot: async (m) => void h.snapshots.push(m),
@@ -263,8 +264,29 @@ describe("RaftService: incarnations and Probe", () => {
       100n,
       5n,
     ]);
+    expect(answer.askerUnknown).toBe(false);
     expect((await codeOf(h.client.probe({ clusterId: "cluster-b", from: 1n, to: 2n }))).code).toBe(Code.FailedPrecondition);
     expect((await codeOf(h.client.probe({ clusterId: CLUSTER, from: 9n, to: 2n }))).code).toBe(Code.FailedPrecondition);
+  });
+});
+
+describe("RaftService: Probe tells the asker whether this node has seen it", () => {
+  it("sets asker_unknown from hasSeen of the asking member, and never while not running", async () => {
+    const asked: number[] = [];
+    let state: ProbeState = { phase: "bootstrapping" };
+    const h = harness({
+      probeState: () => state,
+      hasSeen: (id) => {
+        asked.push(id);
+        return id === 1;
+      },
+    });
+    expect((await h.client.probe({ clusterId: CLUSTER, from: 3n, to: 2n })).askerUnknown).toBe(false);
+    expect(asked).toEqual([]);
+    state = { phase: "running", term: 2, lastIndex: 9, snapshotIndex: 0, incarnation: 5n };
+    expect((await h.client.probe({ clusterId: CLUSTER, from: 1n, to: 2n })).askerUnknown).toBe(false);
+    expect((await h.client.probe({ clusterId: CLUSTER, from: 3n, to: 2n })).askerUnknown).toBe(true);
+    expect(asked).toEqual([1, 3]);
   });
 });
 
@@ -382,6 +404,7 @@ describe("registerRaftService", () => {
       selfId: 2,
       isMember: () => true,
       checkIncarnation: () => true,
+      hasSeen: () => true,
       probeState: () => ({ phase: "running" as const, term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
       deliver: () => undefined,
       deliverSnapshot: async () => undefined,
