@@ -311,6 +311,13 @@ export class Driver implements KvNode {
       throw new MembershipRefusedError(`member id ${nodeId} was used before and is never reused; the next free id is ${highest + 1}`);
     }
     const records = new Map(this.records().map((r) => [r.id, r]));
+    // Every member's record rides in the context, the founders' included: no entry or snapshot holds
+    // theirs before the first change (each founder has them from --initial-cluster), and a node that
+    // joins, or restarts after joining, finds the URLs of the members it must talk to only here.
+    for (const id of [...conf.voters, ...conf.learners]) {
+      const known = records.get(id) ?? this.knownMembers.get(id);
+      if (known !== undefined) records.set(id, known);
+    }
     const current = records.get(nodeId) ?? this.knownMembers.get(nodeId);
     if (change.op === "remove") records.delete(nodeId);
     else if (change.member !== undefined) records.set(nodeId, { ...current, ...change.member, id: nodeId });
