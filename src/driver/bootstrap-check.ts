@@ -119,9 +119,7 @@ export interface BootstrapCheckOptions {
  * reason when aborted. Waits as long as it
  * must: an empty member that cannot reach its peers does nothing else (it neither votes nor campaigns).
  */
-export async function runBootstrapCheck(
-  o: BootstrapCheckOptions,
-): Promise<Extract<BootstrapVerdict, { kind: "new" } | { kind: "late" }>> {
+export async function runBootstrapCheck(o: BootstrapCheckOptions): Promise<Extract<BootstrapVerdict, { kind: "new" } | { kind: "late" }>> {
   let pauseMs = o.retryMs;
   for (let round = 1; ; round++) {
     o.signal.throwIfAborted();

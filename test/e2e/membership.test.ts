@@ -84,7 +84,8 @@ async function exitedWithin(p: Proc, ms: number): Promise<number | null> {
   const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)));
   const outcome = await Promise.race([p.exited, timeout]);
   clearTimeout(timer);
-  if (outcome === "timeout") throw new Error(`${p.name} still runs after ${ms} ms\n${await describeCluster()}\n${logOf(p.name).slice(-3000)}`);
+  if (outcome === "timeout")
+    throw new Error(`${p.name} still runs after ${ms} ms\n${await describeCluster()}\n${logOf(p.name).slice(-3000)}`);
   return outcome;
 }
 

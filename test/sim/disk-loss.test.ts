@@ -64,7 +64,21 @@ describe("the bootstrap check's answers, judged by the production rule", () => {
 
   it("a cluster that formed without the asker (no holder has seen it) lets it start late; one witness refuses it", () => {
     const storages = { 2: storage(1, 1), 3: storage(1, 1) };
-    expect(judgeBootstrap(probeAnswers(1, IDS, view({ storages, seen: [[2, 3], [3, 2]] }))).kind).toBe("late");
+    expect(
+      judgeBootstrap(
+        probeAnswers(
+          1,
+          IDS,
+          view({
+            storages,
+            seen: [
+              [2, 3],
+              [3, 2],
+            ],
+          }),
+        ),
+      ).kind,
+    ).toBe("late");
     expect(judgeBootstrap(probeAnswers(1, IDS, view({ storages, seen: [[3, 1]] }))).kind).toBe("exists");
   });
 });
