@@ -19,7 +19,7 @@ import {
 import { assert } from "../lib/assert.js";
 import type { Logger } from "../lib/logger.js";
 import { createPrng } from "../lib/prng.js";
-import type { KvStore, MemberRecord } from "../kv/index.js";
+import type { KvStore, MemberRecord, SnapshotChunks } from "../kv/index.js";
 import { systemClock, type DriverClock } from "./clock.js";
 import {
   InvalidRequestError,
@@ -802,15 +802,19 @@ export class Driver implements KvNode {
     void this.writeSnapshot(applied, this.conf, chunks).finally(() => (this.snapshotInFlight = false));
   }
 
-  private async writeSnapshot(index: number, conf: ConfState, chunks: Iterable<Uint8Array>): Promise<void> {
+  private async writeSnapshot(index: number, conf: ConfState, chunks: SnapshotChunks): Promise<void> {
     const { storage } = this.options;
     const started = this.clock.now();
     try {
       const parts: (Uint8Array | undefined)[] = [];
-      for (const chunk of chunks) {
-        parts.push(chunk);
-        await this.clock.nextTurn();
-        if (this.state.kind !== "running") return;
+      try {
+        for (const chunk of chunks) {
+          parts.push(chunk);
+          await this.clock.nextTurn();
+          if (this.state.kind !== "running") return;
+        }
+      } finally {
+        chunks.close();
       }
       const data = await this.joinInTurns(parts);
       if (this.state.kind !== "running") return;

@@ -3,7 +3,7 @@
  * history and watchers, and snapshot encode/restore. Deterministic: same entries in, same state out.
  */
 export { createKvStore } from "./kv-store.js";
-export type { ApplyResult, EventsSince, KvStore, WatchStart } from "./kv-store.js";
+export type { ApplyResult, EventsSince, KvStore, SnapshotChunks, WatchStart } from "./kv-store.js";
 export { defaultKvOptions, resolveKvOptions } from "./options.js";
 export type { KvOptions } from "./options.js";
 export { KvError, describeKey, isKvError } from "./errors.js";

@@ -32,7 +32,7 @@ import type {
 import { decodeCommand } from "./command-codec.js";
 import { KvError, isKvError } from "./errors.js";
 import { compareBytes, keyToString } from "./key-codec.js";
-import { KeyIndex, keySpan } from "./key-index.js";
+import { KeyIndex, keySpan, type FrozenKeys } from "./key-index.js";
 import { recordBytes, responseHeader, toKeyValue } from "./key-record.js";
 import type { KeyRecord } from "./key-record.js";
 import { resolveKvOptions } from "./options.js";
@@ -114,16 +114,24 @@ export interface KvStore {
   encodeSnapshot(): Uint8Array;
   /**
    * The same bytes as `encodeSnapshot`, in chunks of about snapshotChunkBytes, encoded lazily. The
-   * state is captured when this is called (a cheap copy of references: records are immutable), so
-   * entries applied while the chunks are consumed do not change them, and the caller can yield to the
-   * event loop between chunks instead of blocking it for the whole encoding.
+   * state is captured when this is called, in O(1) for the keys (a frozen view: KeyIndex.freeze) and
+   * by copying references for the bounded sessions and watch history, so entries applied while the
+   * chunks are consumed do not change them, and the caller can yield to the event loop between chunks
+   * instead of blocking it for the whole encoding. The caller must close() what it does not read to
+   * the end: until then the store keeps the old record of every key that changes.
    */
-  snapshotChunks(): Iterable<Uint8Array>;
+  snapshotChunks(): SnapshotChunks;
   /**
    * Replaces the whole state by a snapshot. Throws KvError "invalidSnapshot" and keeps the state when
    * the bytes are not a valid snapshot. Every watcher is canceled with reason "restored".
    */
   restore(snapshot: Uint8Array): void;
+}
+
+/** A snapshot's encoding, read lazily (KvStore.snapshotChunks). */
+export interface SnapshotChunks extends Iterable<Uint8Array> {
+  /** Releases the frozen view; chunks not read yet are never produced. Idempotent; reading to the end closes too. */
+  close(): void;
 }
 
 export function createKvStore(options: Partial<KvOptions> = {}): KvStore {
@@ -299,20 +307,27 @@ class Store implements KvStore {
   }
 
   encodeSnapshot(): Uint8Array {
-    return encodeKvSnapshot(this.capture());
+    const state = this.capture();
+    try {
+      return encodeKvSnapshot(state);
+    } finally {
+      state.records.close();
+    }
   }
 
-  snapshotChunks(): Iterable<Uint8Array> {
-    return encodeKvSnapshotChunks(this.capture(), this.options.snapshotChunkBytes);
+  snapshotChunks(): SnapshotChunks {
+    const state = this.capture();
+    const chunks = encodeKvSnapshotChunks(state, this.options.snapshotChunkBytes);
+    return { [Symbol.iterator]: () => chunks, close: () => state.records.close() };
   }
 
-  /** A point-in-time view of the state: lists of immutable objects. */
-  private capture(): SnapshotState {
+  /** A point-in-time view of the state: the keys' frozen view and lists of immutable objects. */
+  private capture(): SnapshotState & { readonly records: FrozenKeys } {
     return {
       appliedIndex: this.applied,
       revision: this.currentRevision,
       compactRevision: this.history.compactRevision,
-      records: this.keys.sortedRecords(),
+      records: this.keys.freeze(),
       sessions: [...this.sessions.values()],
       history: [...this.history.all()],
       members: this.members,

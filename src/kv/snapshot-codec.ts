@@ -21,8 +21,8 @@ export interface SnapshotState {
   readonly appliedIndex: number;
   readonly revision: number;
   readonly compactRevision: number;
-  /** In ascending key order. */
-  readonly records: readonly KeyRecord[];
+  /** In ascending key order; read once, lazily (a frozen view of the store: KeyIndex.freeze). */
+  readonly records: Iterable<KeyRecord>;
   /** Least recently seen first. */
   readonly sessions: readonly Session[];
   /** Oldest first. */
@@ -50,7 +50,7 @@ const memberIdMaxField = 9;
 /**
  * Encodes a snapshot piece by piece, so a large store can be written or streamed without blocking the
  * event loop for the whole encoding: the caller may yield between chunks. The state is the caller's
- * frozen view (records, sessions and events are immutable, so capturing the lists is enough).
+ * frozen view (records, sessions and events are immutable; the records are a lazy view, KeyIndex.freeze).
  *
  * The concatenated chunks are exactly the bytes `toBinary(KvSnapshotSchema, ...)` writes for the
  * whole message: a message's encoding is the concatenation of its fields' encodings in field order, and
@@ -67,52 +67,51 @@ export function* encodeKvSnapshotChunks(state: SnapshotState, chunkBytes: number
   const head = toBinary(KvSnapshotSchema, scalars, { writeUnknownFields: false });
   writer.raw(head);
   let buffered = head.length;
-  // Each write adds one element of a repeated field and returns about how many bytes it added.
-  const writes: (() => number)[][] = [
-    state.records.map((record) => () => writeKeyValue(writer.tag(kvsField, WireType.LengthDelimited), record)),
-    state.sessions.map((session) => () => {
-      const encoded = toBinary(
-        ClientSessionSchema,
-        create(ClientSessionSchema, {
-          clientId: session.clientId,
-          sequence: BigInt(session.sequence),
-          lastSeenIndex: BigInt(session.lastSeenIndex),
-          result: session.result,
-          resultDropped: session.resultDropped,
-        }),
-        { writeUnknownFields: false },
-      );
-      writer.tag(sessionsField, WireType.LengthDelimited).bytes(encoded);
-      return encoded.length;
-    }),
-    state.history.map((event) => () => {
-      const encoded = toBinary(EventSchema, toEvent({ ...event, seq: 0, bytes: 0 }, true));
-      writer.tag(historyField, WireType.LengthDelimited).bytes(encoded);
-      return encoded.length;
-    }),
-    state.members.map((member) => () => {
-      const encoded = toBinary(MemberRecordSchema, create(MemberRecordSchema, { ...member, id: BigInt(member.id) }));
-      writer.tag(membersField, WireType.LengthDelimited).bytes(encoded);
-      return encoded.length;
-    }),
-    [
-      () => {
-        writeCounter(writer, memberIdMaxField, state.memberIdMax);
-        return 0;
-      },
-    ],
-  ];
-  for (const list of writes) {
-    for (const write of list) {
-      buffered += write();
-      if (buffered >= chunkBytes) {
-        yield writer.finish();
-        writer = new BinaryWriter();
-        buffered = 0;
-      }
-    }
+  /** A chunk once about chunkBytes are buffered: the caller may yield to the event loop between two. */
+  function* flushIfFull(): Generator<Uint8Array, void, undefined> {
+    if (buffered < chunkBytes) return;
+    yield writer.finish();
+    writer = new BinaryWriter();
+    buffered = 0;
   }
-  if (buffered > 0) yield writer.finish();
+  // The records are read one at a time (state.records may be a lazy view of a store that changes
+  // between chunks); each element of a repeated field is written where the chunk boundary finds it.
+  for (const record of state.records) {
+    buffered += writeKeyValue(writer.tag(kvsField, WireType.LengthDelimited), record);
+    yield* flushIfFull();
+  }
+  for (const session of state.sessions) {
+    const encoded = toBinary(
+      ClientSessionSchema,
+      create(ClientSessionSchema, {
+        clientId: session.clientId,
+        sequence: BigInt(session.sequence),
+        lastSeenIndex: BigInt(session.lastSeenIndex),
+        result: session.result,
+        resultDropped: session.resultDropped,
+      }),
+      { writeUnknownFields: false },
+    );
+    writer.tag(sessionsField, WireType.LengthDelimited).bytes(encoded);
+    buffered += encoded.length;
+    yield* flushIfFull();
+  }
+  for (const event of state.history) {
+    const encoded = toBinary(EventSchema, toEvent({ ...event, seq: 0, bytes: 0 }, true));
+    writer.tag(historyField, WireType.LengthDelimited).bytes(encoded);
+    buffered += encoded.length;
+    yield* flushIfFull();
+  }
+  for (const member of state.members) {
+    const encoded = toBinary(MemberRecordSchema, create(MemberRecordSchema, { ...member, id: BigInt(member.id) }));
+    writer.tag(membersField, WireType.LengthDelimited).bytes(encoded);
+    buffered += encoded.length;
+    yield* flushIfFull();
+  }
+  writeCounter(writer, memberIdMaxField, state.memberIdMax);
+  // Whatever is buffered, counted or not (member_id_max is not), ends the encoding.
+  const last = writer.finish();
+  if (last.byteLength > 0) yield last;
 }
 
 /**
@@ -153,6 +152,7 @@ export function encodeKvSnapshot(state: SnapshotState): Uint8Array {
 
 /** A decoded snapshot, with the key string of each record (same order) so the store need not convert again. */
 export interface DecodedSnapshot extends SnapshotState {
+  readonly records: readonly KeyRecord[];
   readonly keys: readonly string[];
 }
 

@@ -48,26 +48,32 @@ export function createMaintenanceServiceImpl(options: MaintenanceServiceOptions)
         throw failRequest(error, "Snapshot", { signal: barrierSignal }, logger);
       }
       const chunks = store.snapshotChunks();
-      const header = create(BackupHeaderSchema, {
-        revision: BigInt(store.revision),
-        appliedIndex: BigInt(store.appliedIndex),
-        raftTerm: BigInt(node.status().term),
-        memberId: BigInt(node.id),
-        keyCount: BigInt(store.keyCount),
-        kvFormatVersion: kvSnapshotFormatVersion,
-      });
-      yield create(SnapshotResponseSchema, { kind: { case: "header", value: header } });
-      const hash = createHash("sha256");
-      let totalBytes = 0;
-      for (const chunk of chunks) {
-        // A client that went away ends the encoding here rather than at the next failed write.
-        context.signal.throwIfAborted();
-        hash.update(chunk);
-        totalBytes += chunk.byteLength;
-        yield create(SnapshotResponseSchema, { kind: { case: "chunk", value: chunk } });
+      // Closed however the stream ends (a client that goes away after the header included): until then
+      // the store keeps the old record of every key that changes.
+      try {
+        const header = create(BackupHeaderSchema, {
+          revision: BigInt(store.revision),
+          appliedIndex: BigInt(store.appliedIndex),
+          raftTerm: BigInt(node.status().term),
+          memberId: BigInt(node.id),
+          keyCount: BigInt(store.keyCount),
+          kvFormatVersion: kvSnapshotFormatVersion,
+        });
+        yield create(SnapshotResponseSchema, { kind: { case: "header", value: header } });
+        const hash = createHash("sha256");
+        let totalBytes = 0;
+        for (const chunk of chunks) {
+          // A client that went away ends the encoding here rather than at the next failed write.
+          context.signal.throwIfAborted();
+          hash.update(chunk);
+          totalBytes += chunk.byteLength;
+          yield create(SnapshotResponseSchema, { kind: { case: "chunk", value: chunk } });
+        }
+        const trailer = create(BackupTrailerSchema, { totalBytes: BigInt(totalBytes), sha256: hash.digest() });
+        yield create(SnapshotResponseSchema, { kind: { case: "trailer", value: trailer } });
+      } finally {
+        chunks.close();
       }
-      const trailer = create(BackupTrailerSchema, { totalBytes: BigInt(totalBytes), sha256: hash.digest() });
-      yield create(SnapshotResponseSchema, { kind: { case: "trailer", value: trailer } });
     },
   };
 }

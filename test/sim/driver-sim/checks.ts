@@ -1,6 +1,6 @@
 import { Buffer } from "node:buffer";
 import type { Message, NodeId } from "../../../src/core/index.js";
-import type { ApplyResult, KvStore } from "../../../src/kv/index.js";
+import type { ApplyResult, KvStore, SnapshotChunks } from "../../../src/kv/index.js";
 import type { SimStorage } from "./sim-storage.js";
 
 /**
@@ -190,7 +190,7 @@ export class RecordingStore implements KvStore {
   encodeSnapshot(): Uint8Array {
     return this.inner.encodeSnapshot();
   }
-  snapshotChunks(): Iterable<Uint8Array> {
+  snapshotChunks(): SnapshotChunks {
     return this.inner.snapshotChunks();
   }
   restore(snapshot: Uint8Array): void {
