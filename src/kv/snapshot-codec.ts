@@ -6,6 +6,15 @@ import { EventSchema, EventType } from "../../gen/raftkv/v1/kv_pb.js";
 import type { KeyValue } from "../../gen/raftkv/v1/kv_pb.js";
 import { KvError } from "./errors.js";
 import { keyToString } from "./key-codec.js";
+import {
+  kvsElementBytes,
+  kvsFieldNumber,
+  readKeyValue,
+  WireReader,
+  wireLengthDelimited,
+  writeKvsElement,
+  type KeyValueView,
+} from "./key-value-wire.js";
 import { toSafeNumber } from "./key-record.js";
 import type { KeyRecord } from "./key-record.js";
 import { commandResultBytes } from "./session-table.js";
@@ -41,7 +50,6 @@ export interface MemberRecord {
 }
 
 /** KvSnapshot field numbers of the repeated fields (command.proto). */
-const kvsField = 5;
 const sessionsField = 6;
 const historyField = 7;
 const membersField = 8;
@@ -65,20 +73,28 @@ export function* encodeKvSnapshotChunks(state: SnapshotState, chunkBytes: number
     compactRevision: BigInt(state.compactRevision),
   });
   const head = toBinary(KvSnapshotSchema, scalars, { writeUnknownFields: false });
-  writer.raw(head);
-  let buffered = head.length;
+  // The head and the records go straight into chunk-sized buffers (key-value-wire.ts); the small rest
+  // through protobuf-es's writer.
+  let out = new Uint8Array(Math.max(chunkBytes, head.byteLength));
+  out.set(head, 0);
+  let pos = head.byteLength;
+  for (const record of state.records) {
+    const size = kvsElementBytes(record);
+    if (pos + size > out.byteLength) {
+      if (pos > 0) yield out.subarray(0, pos);
+      out = new Uint8Array(Math.max(chunkBytes, size));
+      pos = 0;
+    }
+    pos = writeKvsElement(out, pos, record);
+  }
+  if (pos > 0) yield out.subarray(0, pos);
+  let buffered = 0;
   /** A chunk once about chunkBytes are buffered: the caller may yield to the event loop between two. */
   function* flushIfFull(): Generator<Uint8Array, void, undefined> {
     if (buffered < chunkBytes) return;
     yield writer.finish();
     writer = new BinaryWriter();
     buffered = 0;
-  }
-  // The records are read one at a time (state.records may be a lazy view of a store that changes
-  // between chunks); each element of a repeated field is written where the chunk boundary finds it.
-  for (const record of state.records) {
-    buffered += writeKeyValue(writer.tag(kvsField, WireType.LengthDelimited), record);
-    yield* flushIfFull();
   }
   for (const session of state.sessions) {
     const encoded = toBinary(
@@ -114,23 +130,6 @@ export function* encodeKvSnapshotChunks(state: SnapshotState, chunkBytes: number
   if (last.byteLength > 0) yield last;
 }
 
-/**
- * Writes a KeyValue as a length-delimited field into `writer` (whose tag is already written), directly:
- * it is the bulk of a snapshot, and building a message per key for the reflection-based toBinary
- * tripled the encoding time. It writes what toBinary writes (fields in number order, proto3 defaults
- * omitted); a test checks the whole snapshot against toBinary's bytes. Returns the key and value bytes.
- */
-function writeKeyValue(writer: BinaryWriter, record: KeyRecord): number {
-  writer.fork();
-  if (record.key.length > 0) writer.tag(1, WireType.LengthDelimited).bytes(record.key);
-  if (record.value.length > 0) writer.tag(2, WireType.LengthDelimited).bytes(record.value);
-  writeCounter(writer, 3, record.createRevision);
-  writeCounter(writer, 4, record.modRevision);
-  writeCounter(writer, 5, record.version);
-  writer.join();
-  return record.key.length + record.value.length;
-}
-
 /** A uint64 field holding a safe integer; values below 2^32 take the cheaper uint32 path (same varint). */
 function writeCounter(writer: BinaryWriter, field: number, value: number): void {
   if (value === 0) return;
@@ -162,8 +161,11 @@ export interface DecodedSnapshot extends SnapshotState {
  */
 export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
   let snapshot: KvSnapshot;
+  let kvs: Uint8Array[];
   try {
-    snapshot = fromBinary(KvSnapshotSchema, bytes, { readUnknownFields: false });
+    const split = splitKvs(bytes);
+    kvs = split.kvs;
+    snapshot = fromBinary(KvSnapshotSchema, split.rest, { readUnknownFields: false });
   } catch (error) {
     bad(`cannot decode: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -176,7 +178,7 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
   if (compactRevision < 1 || compactRevision > revision + 1) {
     bad(`compact_revision ${compactRevision} is outside [1, revision + 1 = ${revision + 1}]`);
   }
-  const { records, keys } = decodeRecords(snapshot.kvs, revision);
+  const { records, keys } = decodeRecords(kvs, revision);
   const sessions = decodeSessions(snapshot.sessions, appliedIndex);
   const history = decodeHistory(snapshot.history, compactRevision, revision);
   const memberIdMax = safe(snapshot.memberIdMax, "member_id_max");
@@ -184,12 +186,48 @@ export function decodeKvSnapshot(bytes: Uint8Array): DecodedSnapshot {
   return { appliedIndex, revision, compactRevision, records, keys, sessions, history, members, memberIdMax };
 }
 
+/**
+ * The kvs elements of a KvSnapshot (views of `bytes`), and every other field's bytes as they were, in
+ * order: the message without its kvs, for protobuf-es to decode (a message's fields may come in any
+ * order and each is self-delimited, so dropping some leaves a valid encoding of the rest).
+ */
+function splitKvs(bytes: Uint8Array): { kvs: Uint8Array[]; rest: Uint8Array } {
+  const reader = new WireReader(bytes);
+  const kvs: Uint8Array[] = [];
+  const rest: Uint8Array[] = [];
+  let restBytes = 0;
+  while (!reader.done) {
+    const start = reader.pos;
+    const { field, wireType } = reader.tag();
+    if (field === kvsFieldNumber && wireType === wireLengthDelimited) {
+      kvs.push(reader.delimited());
+      continue;
+    }
+    reader.skip(wireType);
+    rest.push(bytes.subarray(start, reader.pos));
+    restBytes += reader.pos - start;
+  }
+  const joined = new Uint8Array(restBytes);
+  let offset = 0;
+  for (const part of rest) {
+    joined.set(part, offset);
+    offset += part.byteLength;
+  }
+  return { kvs, rest: joined };
+}
+
 /** The live keys, which must come in strictly ascending order. */
-function decodeRecords(kvs: readonly KeyValue[], revision: number): { records: KeyRecord[]; keys: string[] } {
+function decodeRecords(kvs: readonly Uint8Array[], revision: number): { records: KeyRecord[]; keys: string[] } {
   const records: KeyRecord[] = [];
   const keys: string[] = [];
   let previousKey: string | undefined;
-  kvs.forEach((kv, i) => {
+  kvs.forEach((payload, i) => {
+    let kv: KeyValueView;
+    try {
+      kv = readKeyValue(payload);
+    } catch (error) {
+      bad(`kvs[${i}]: cannot decode: ${error instanceof Error ? error.message : String(error)}`);
+    }
     const record = liveRecord(kv, `kvs[${i}]`, revision);
     const key = keyToString(record.key);
     if (previousKey !== undefined && key <= previousKey) bad(`kvs[${i}]: keys are not in strictly ascending order`);
@@ -269,7 +307,7 @@ function decodeHistory(wire: KvSnapshot["history"], compactRevision: number, rev
   return history;
 }
 
-function liveRecord(kv: KeyValue, at: string, revision: number): KeyRecord {
+function liveRecord(kv: KeyValue | KeyValueView, at: string, revision: number): KeyRecord {
   const record = toRecord(kv, at);
   if (record.key.length === 0) bad(`${at}: empty key`);
   if (record.version < 1) bad(`${at}: version must be at least 1`);
@@ -286,15 +324,20 @@ function tombstone(kv: KeyValue, at: string, revision: number): KeyRecord {
   return record;
 }
 
-function toRecord(kv: KeyValue, at: string): KeyRecord {
+function toRecord(kv: KeyValue | KeyValueView, at: string): KeyRecord {
   // Copies: the decoded bytes are views into the snapshot buffer, which the caller may reuse.
   return {
     key: kv.key.slice(),
     value: kv.value.slice(),
-    createRevision: safe(kv.createRevision, `${at}.create_revision`),
-    modRevision: safe(kv.modRevision, `${at}.mod_revision`),
-    version: safe(kv.version, `${at}.version`),
+    createRevision: counter(kv.createRevision, `${at}.create_revision`),
+    modRevision: counter(kv.modRevision, `${at}.mod_revision`),
+    version: counter(kv.version, `${at}.version`),
   };
+}
+
+/** A KeyValue counter: read by hand it is a safe integer already (WireReader.varint), by protobuf-es a bigint. */
+function counter(value: bigint | number, field: string): number {
+  return typeof value === "number" ? value : safe(value, field);
 }
 
 function safe(value: bigint, field: string): number {

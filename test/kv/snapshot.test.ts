@@ -83,6 +83,27 @@ describe("snapshot", () => {
     expect(toBinary(KvSnapshotSchema, fromBinary(KvSnapshotSchema, bytes))).toEqual(bytes);
   });
 
+  it("reads what protobuf-es writes, unknown fields and any field order included", () => {
+    const store = createKvStore(small);
+    feed(store, randomCommands(createPrng(5), 300));
+    const message = fromBinary(KvSnapshotSchema, store.encodeSnapshot());
+    const reference = dump(store);
+    // The kvs last instead of first, and an unknown field (9999) inside every KeyValue.
+    const { kvs, ...rest } = message;
+    const unknownField = Uint8Array.from([0xf8, 0xf0, 0x04, 0x07]);
+    const reordered = concat(
+      toBinary(KvSnapshotSchema, create(KvSnapshotSchema, { ...rest, kvs: [] })),
+      ...kvs.map((kv) => {
+        const inner = concat(toBinary(KeyValueSchema, kv), unknownField);
+        return concat(Uint8Array.from([0x2a, ...varint(inner.byteLength)]), inner);
+      }),
+    );
+    const restored = createKvStore(small);
+    restored.restore(reordered);
+    expect(dump(restored)).toEqual(reference);
+    expect(restored.encodeSnapshot()).toEqual(store.encodeSnapshot());
+  });
+
   it("keeps sessions across a restore: a retry after it is still deduplicated", () => {
     const store = createKvStore();
     const id = { clientId: "c", sequence: 1 };
@@ -145,6 +166,20 @@ describe("snapshot", () => {
         }),
       ],
       ["unsafe number", toBinary(KvSnapshotSchema, { ...valid, revision: 2n ** 60n })],
+      [
+        "unsafe number in a key's revision",
+        toBinary(KvSnapshotSchema, {
+          ...valid,
+          revision: 2n,
+          kvs: [create(KeyValueSchema, { key: b("a"), createRevision: 1n, modRevision: 2n ** 60n, version: 1n })],
+        }),
+      ],
+      // A kvs element (field 5, length-delimited) whose KeyValue is cut inside its key's bytes.
+      ["truncated key-value", concat(before, Uint8Array.from([0x2a, 0x03, 0x0a, 0x05, 0x61]))],
+      // A kvs element whose length runs past the end of the snapshot.
+      ["kvs length past the end", concat(before, Uint8Array.from([0x2a, 0x7f, 0x0a]))],
+      // A varint of 11 bytes in a key's counter.
+      ["overlong varint", concat(before, Uint8Array.from([0x2a, 0x0c, 0x18, ...new Array<number>(10).fill(0xff), 0x01]))],
     ];
     for (const [name, bytes] of variants) {
       expect(() => store.restore(bytes), name).toThrow(
@@ -192,3 +227,23 @@ describe("malformed commands", () => {
     expect(empty.kind === "error" && empty.error.message).toMatch(/no operation/);
   });
 });
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+function varint(n: number): number[] {
+  const bytes: number[] = [];
+  while (n >= 0x80) {
+    bytes.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  bytes.push(n);
+  return bytes;
+}
