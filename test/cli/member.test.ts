@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,6 +6,7 @@ import { exitCodes, runCli, runServe, type CliIo } from "../../src/cli/index.js"
 import { MembershipPendingError, UnknownOutcomeError } from "../../src/driver/errors.js";
 import { FakeNode } from "../rpc/fake-node.js";
 import { startServer } from "../server/harness.js";
+import { freePorts } from "../chaos/free-ports.js";
 
 /**
  * The membership verbs against a real single node (`raftkv serve`, run in this process). One node takes
@@ -15,15 +15,6 @@ import { startServer } from "../server/harness.js";
  * that answers, and the node runs with --promote-lag-entries 0 besides, so it is refused as lagging
  * if that check comes first).
  */
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 interface Run {
   readonly code: number;
@@ -61,12 +52,8 @@ async function bare(...args: string[]): Promise<Run> {
 }
 
 beforeAll(async () => {
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
-  [nowhere, deadPeer, otherDeadPeer] = [
-    `http://127.0.0.1:${await freePort()}`,
-    `http://127.0.0.1:${await freePort()}`,
-    `http://127.0.0.1:${await freePort()}`,
-  ];
+  const [clientPort, peerPort, ...unused] = await freePorts(5);
+  [nowhere, deadPeer, otherDeadPeer] = unused.map((port) => `http://127.0.0.1:${port}`) as [string, string, string];
   endpoint = `http://127.0.0.1:${clientPort}`;
   const io: CliIo = { stdout: () => {}, stderr: (t) => process.stderr.write(t), env: {}, signal: stopServer.signal };
   // Id 1, named node-1 (the defaults of a node without --initial-cluster).

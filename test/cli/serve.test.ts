@@ -1,23 +1,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { exitCodes, runCli, type CliIo } from "../../src/cli/index.js";
+import { freePorts } from "../chaos/free-ports.js";
 
 const repo = join(import.meta.dirname, "..", "..");
 const dataDir = mkdtempSync(join(tmpdir(), "raftkv-serve-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 interface Served {
   readonly child: ChildProcess;
@@ -66,7 +57,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
 
 describe("raftkv serve", () => {
   it("serves a single node, stops on SIGTERM with exit 0, and keeps its data across a restart", async () => {
-    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const [clientPort = 0, peerPort = 0] = await freePorts(2);
     const first = await serve(clientPort, peerPort);
     const endpoint = ["--endpoints", first.endpoint];
     // A fresh node elects itself within a few ticks; the client retries until it has.

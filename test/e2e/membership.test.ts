@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +8,7 @@ import { exitCodes } from "../../src/cli/exit-codes.js";
 import { createRaftkvClient, RaftkvCallError, type RaftkvClient } from "../../src/rpc/client/index.js";
 import { bytes, text } from "./bytes.js";
 import { fastTiming, repoRoot, sleep, waitFor } from "./e2e-cluster.js";
+import { freePorts } from "../chaos/free-ports.js";
 
 /**
  * Issue 12 on real processes, one story under continuous writes: a 3-member cluster grows to 5 by
@@ -37,15 +37,6 @@ interface Proc {
 
 const procs = new Map<string, Proc>();
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
-
 function launch(p: Omit<Proc, "child" | "exited">): Proc {
   const log = openSync(join(root, `${p.name}.log`), "a");
   const child = spawn(process.execPath, [join(repoRoot, "bin", "raftkv.js"), "serve", ...p.args], {
@@ -59,7 +50,7 @@ function launch(p: Omit<Proc, "child" | "exited">): Proc {
 }
 
 async function node(name: string, extra: readonly string[]): Promise<Proc> {
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const [clientPort, peerPort] = await freePorts(2);
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const args = [
@@ -192,7 +183,8 @@ function recordPause(step: string): void {
 
 beforeAll(async () => {
   const names = ["m1", "m2", "m3"];
-  const ports = await Promise.all(names.map(async () => [await freePort(), await freePort()] as const));
+  const all = await freePorts(2 * names.length);
+  const ports = names.map((_, i) => [all[2 * i], all[2 * i + 1]] as const);
   const initial = names.map((n, i) => `${i + 1}:${n}=http://127.0.0.1:${ports[i]?.[1]}|http://127.0.0.1:${ports[i]?.[0]}`).join(",");
   founders = names.map((name, i) => {
     const [clientPort, peerPort] = ports[i] ?? [0, 0];

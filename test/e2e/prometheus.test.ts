@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bytes } from "./bytes.js";
 import { startE2eCluster, waitFor, type E2eCluster } from "./e2e-cluster.js";
 import { Timings } from "./timings.js";
+import { freePorts } from "../chaos/free-ports.js";
 
 /**
  * A real Prometheus (Debian's `prometheus` package, run as a plain process: no systemd) scraping a real
@@ -34,14 +34,6 @@ const prometheusReadyMs = 30_000;
 const scrapedMs = 20_000;
 
 /** A free loopback port: bound once by the OS, then released for Prometheus to take. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 interface Vector {
   readonly metric: Record<string, string>;
@@ -89,7 +81,7 @@ describe.skipIf(prometheusPath === undefined)(
           "",
         ].join("\n"),
       );
-      const port = await freePort();
+      const [port] = await freePorts(1);
       api = `http://127.0.0.1:${port}`;
       prometheus = spawn(
         prometheusPath ?? "prometheus",
