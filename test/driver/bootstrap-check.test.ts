@@ -117,45 +117,42 @@ describe("judgeBootstrap: may an empty member bootstrap?", () => {
   });
 });
 
+/** runBootstrapCheck for member 1 of {1, 2, 3}, whose peers give round r the answers rounds[r] (the last one from then on). */
+function scriptedCheck(rounds: ProbeAnswer[][], waits: number[]): ReturnType<typeof runBootstrapCheck> {
+  return runBootstrapCheck({
+    selfId: 1,
+    peers: [2, 3],
+    probe: async (peer) => rounds[Math.min(waits.length, rounds.length - 1)]![peer - 2]!,
+    signal: new AbortController().signal,
+    retryMs: 1,
+    retryMsMax: 2,
+    onWait: (_waiting, r) => void waits.push(r),
+  });
+}
+
 describe("runBootstrapCheck", () => {
   it("resolves with late once everyone has answered and no holder has seen this member", async () => {
-    const answers: ProbeAnswer[][] = [
-      [{ kind: "bootstrapping" }, { kind: "starting" }],
-      [running(1, 1, 0, false), running(1, 1, 0, false)],
-    ];
-    let round = 0;
-    const verdict = await runBootstrapCheck({
-      selfId: 1,
-      peers: [2, 3],
-      probe: async (peer) => answers[Math.min(round, answers.length - 1)]![peer - 2]!,
-      signal: new AbortController().signal,
-      retryMs: 1,
-      retryMsMax: 2,
-      onWait: () => void round++,
-    });
+    const waits: number[] = [];
+    const verdict = await scriptedCheck(
+      [
+        [{ kind: "bootstrapping" }, { kind: "starting" }],
+        [running(1, 1, 0, false), running(1, 1, 0, false)],
+      ],
+      waits,
+    );
     expect(verdict).toEqual({ kind: "late", evidence: { peer: 2, term: 1, lastIndex: 1, snapshotIndex: 0 } });
-    expect(round).toBe(1);
+    expect(waits).toEqual([1]);
   });
 
   it("asks again until everyone answers, then refuses with MemberDataLostError naming the evidence", async () => {
-    const answers: ProbeAnswer[][] = [
-      [unreachable, running(0)],
-      [running(3, 40), running(0)],
-    ];
-    let round = 0;
     const waits: number[] = [];
-    const check = runBootstrapCheck({
-      selfId: 1,
-      peers: [2, 3],
-      probe: async (peer) => answers[Math.min(round, answers.length - 1)]![peer - 2]!,
-      signal: new AbortController().signal,
-      retryMs: 1,
-      retryMsMax: 2,
-      onWait: (_waiting, r) => {
-        waits.push(r);
-        round++;
-      },
-    });
+    const check = scriptedCheck(
+      [
+        [unreachable, running(0)],
+        [running(3, 40), running(0)],
+      ],
+      waits,
+    );
     const error = await check.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(MemberDataLostError);
     expect((error as MemberDataLostError).evidence).toEqual({ peer: 2, term: 3, lastIndex: 40, snapshotIndex: 0 });

@@ -228,14 +228,9 @@ describe("malformed commands", () => {
   });
 });
 
+/** The parts one after the other, as a plain Uint8Array (what the store is handed). */
 function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
+  return new Uint8Array(Buffer.concat(parts));
 }
 
 function varint(n: number): number[] {
