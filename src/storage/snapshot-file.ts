@@ -1,6 +1,6 @@
-import { setImmediate } from "node:timers/promises";
 import { crc32c } from "@node-rs/crc32";
 import type { Snapshot } from "../core/types.js";
+import { crc32cInTurns } from "../lib/crc-in-turns.js";
 import { CorruptLogError } from "./errors.js";
 import { PayloadError, confBytes, readConf, writeConf } from "./wal-codec.js";
 
@@ -24,13 +24,9 @@ export const snapshotCorruptHint =
   "only if its WAL still holds every entry after that one. Otherwise remove this member from the cluster, " +
   "wipe its data directory and add it back so that it receives a snapshot from the leader";
 
-/** How much data the checksum covers between two turns of the event loop (a few milliseconds). */
-const crcBytesPerTurn = 8 * 1024 * 1024;
-
 /**
  * The bytes that precede the data: the data itself is written separately, never copied. The checksum
- * runs over the data a slice per event-loop turn: over a 1 GB snapshot in one go it stopped the loop
- * for a third of a second.
+ * runs over the data a slice per event-loop turn (crc32cInTurns).
  */
 export async function encodeSnapshotPrefix(snapshot: Snapshot): Promise<Uint8Array> {
   const metaBytes = 16 + confBytes(snapshot.meta.conf);
@@ -41,13 +37,7 @@ export async function encodeSnapshotPrefix(snapshot: Snapshot): Promise<Uint8Arr
   view.setFloat64(16, snapshot.meta.index, true);
   view.setFloat64(24, snapshot.meta.term, true);
   writeConf(view, 32, snapshot.meta.conf);
-  let crc = crc32c(prefix.subarray(12));
-  const { data } = snapshot;
-  for (let at = 0; at < data.byteLength; at += crcBytesPerTurn) {
-    if (at > 0) await setImmediate();
-    crc = crc32c(data.subarray(at, at + crcBytesPerTurn), crc);
-  }
-  view.setUint32(8, crc, true);
+  view.setUint32(8, await crc32cInTurns(snapshot.data, crc32c(prefix.subarray(12))), true);
   return prefix;
 }
 

@@ -1,8 +1,8 @@
 import { create } from "@bufbuild/protobuf";
-import { crc32c } from "@node-rs/crc32";
 import { InstallSnapshotRequestSchema, type InstallSnapshotRequest } from "../../gen/raftkv/v1/raft_pb.js";
 import type { SnapshotRequest } from "../core/index.js";
 import { assert } from "../lib/assert.js";
+import { crc32cInTurns } from "../lib/crc-in-turns.js";
 import { snapshotMetaToProto } from "./convert.js";
 
 /**
@@ -14,6 +14,8 @@ import { snapshotMetaToProto } from "./convert.js";
 export async function* snapshotRequests(clusterId: string, m: SnapshotRequest, chunkBytes: number): AsyncGenerator<InstallSnapshotRequest> {
   assert(chunkBytes > 0, "snapshot stream: chunkBytes must be positive");
   const data = m.snapshot.data;
+  // In slices between loop turns: the whole of a large snapshot in one go stalls the leader's loop.
+  const crc = await crc32cInTurns(data);
   yield create(InstallSnapshotRequestSchema, {
     payload: {
       case: "header",
@@ -24,7 +26,7 @@ export async function* snapshotRequests(clusterId: string, m: SnapshotRequest, c
         term: BigInt(m.term),
         meta: snapshotMetaToProto(m.snapshot.meta),
         totalBytes: BigInt(data.byteLength),
-        crc32c: crc32c(data),
+        crc32c: crc,
       },
     },
   });
