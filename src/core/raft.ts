@@ -367,13 +367,19 @@ export class RaftNode {
     if (!this.knows(m.from) && !this.mayBeLeader(m) && !(m.type === "vote" && this.addedLater(m.from))) return false;
     switch (m.type) {
       case "vote":
-        // Only voters campaign; a learner's (or a removed member's) vote request is a bug or an attack,
-        // refused before its term can disrupt us. But a node that knows no voter yet (it is joining)
-        // takes votes as it takes any message: it may be a voter already, and the one a candidate lacks;
-        // and the member that our pending change removed may campaign until it commits (campaignable).
+        // Only voters campaign; a removed member's vote request is a bug or an attack, refused before
+        // its term can disrupt us. But a node that knows no voter yet (it is joining) takes votes as it
+        // takes any message: it may be a voter already, and the one a candidate lacks. The member that
+        // our pending change removed may campaign until it commits (campaignable). And a learner in our
+        // membership may have been promoted by a change our log does not hold yet: a cluster of four
+        // voters with one down may need our vote for it (chaos seed 34), as etcd-io/raft, which never
+        // asks whether a candidate is a voter, would give it. Granting it costs nothing in safety: the
+        // candidate counts votes by its own membership, and a learner that truly is one never campaigns
+        // (promotable), so its request could only come from a bug or an attacker, as a voter's could.
         return (
           (this.conf.voters.length === 0 ||
             this.conf.voters.includes(m.from) ||
+            this.conf.learners.includes(m.from) ||
             this.removedByPendingChange(m.from) ||
             this.addedLater(m.from)) &&
           isIndex(m.lastLogIndex) &&

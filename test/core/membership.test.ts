@@ -77,6 +77,29 @@ describe("membership changes, one server at a time (thesis 4.1)", () => {
     expect(net.appliedData(leader)).toContain("two of four");
   });
 
+  it("takes the vote of a learner promoted in a change it has not seen: the cluster may need it to elect (chaos seed 34)", () => {
+    const net = new Network([1, 2, 3]);
+    net.electLeader(1);
+    net.addNode(4);
+    net.proposeConf(1, "addLearner", 4);
+    net.propose(1, "caught up");
+    // Node 3 misses the promotion: in its log, 4 is still a learner.
+    net.isolate(3);
+    expect(net.proposeConf(1, "promote", 4, 1)).toMatchObject({ ok: true });
+    expect(net.status(3).conf).toEqual({ voters: [1, 2, 3], learners: [4] });
+    // An entry that only 4 gets, so that 2 cannot win 4's vote; then the leader dies.
+    net.cutLink(1, 2);
+    net.propose(1, "only on 1 and 4");
+    net.crash(1);
+    net.heal();
+    // Four voters, three alive: every leader needs 2, 3 and 4. Only 4 can win (the longest log), and
+    // only with node 3's vote, which 3 used to refuse as a learner's.
+    expect(net.tickUntilLeader([2, 3, 4])).toBe(4);
+    net.propose(4, "after");
+    expect(net.appliedData(3)).toContain("after");
+    expect(net.status(3).conf).toEqual({ voters: [1, 2, 3, 4], learners: [] });
+  });
+
   it("refuses to promote a learner that never answered, however short the log", () => {
     const net = new Network([1, 2, 3]);
     const leader = net.tickUntilLeader();
