@@ -39,6 +39,7 @@ async function receiver(): Promise<void> {
     isMember: (id) => id === 1,
     checkIncarnation: () => true,
     hasSeen: () => true,
+    learnPeerUrl: () => {},
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => {
       for (const m of messages) {

@@ -141,6 +141,7 @@ async function serveNode(given: ServerConfig, givenLogger: Logger, signal: Abort
         checkIncarnation: (from, incarnation) => opened === undefined || opened.incarnations.check(from, incarnation) === "accepted",
         probeState: () => (opened === undefined ? startup : runningProbeState(opened)),
         hasSeen: (id) => opened?.incarnations.incarnationOf(id) !== undefined,
+        learnPeerUrl: (id, url) => opened?.driver.learnPeerUrl(id, url),
         deliver: (messages) => opened?.driver.deliver(messages),
         deliverSnapshot: async (message) => opened?.driver.deliverSnapshot(message),
         // Undefined until the client port's handlers exist (Forward answers Unavailable until then).
@@ -165,6 +166,7 @@ async function serveNode(given: ServerConfig, givenLogger: Logger, signal: Abort
       clusterId: config.clusterId,
       dataDir: config.dataDir,
       members,
+      advertisePeerUrl: config.advertisePeerUrl,
       joining,
       promoteLagMax: config.promoteLagEntries,
       onRemoved: () => removed.abort(),

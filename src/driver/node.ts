@@ -128,6 +128,8 @@ const joinBytesPerTurn = 1024 * 1024;
 
 /** A learner may be promoted when at most this many entries behind the leader (about a second of writes). */
 export const promoteLagMaxDefault = 1000;
+/** Peer URLs learned from Step batches (Driver.learnPeerUrl) kept at most: a cluster adds a few members at a time. */
+const learnedPeerUrlsMax = 16;
 
 interface PendingProposal {
   readonly term: number;
@@ -163,6 +165,8 @@ export class Driver implements KvNode {
   private peersKey = "";
   /** The last peer URL seen for every member id (one entry per member the cluster ever had). */
   private readonly peerUrls = new Map<NodeId, string>();
+  /** Peer URLs members told this node in their Step batches, for ids it has no URL for (learnPeerUrl); oldest first. */
+  private readonly learnedPeerUrls = new Map<NodeId, string>();
   private peerIds: ReadonlySet<NodeId> = new Set();
   /** The highest member id this node's log and store name (see syncPeers). */
   private highestSeen = 0;
@@ -287,6 +291,26 @@ export class Driver implements KvNode {
    */
   isMember(id: NodeId): boolean {
     return this.peerIds.has(id) || id > this.highestSeen;
+  }
+
+  /**
+   * Member `id` said in a Step batch that its peer URL is `url`. Kept only for a member this node has no
+   * URL for, and used only while its id is above every id this node's log names: a member added by a
+   * change this node has not received, whose vote requests this node takes (RaftNode.addedLater) and
+   * must be able to answer. Without it, a member far behind could grant such a candidate its vote and
+   * never deliver it (chaos seed 38). Bounded: the newest learnedPeerUrlsMax ids are kept.
+   */
+  learnPeerUrl(id: NodeId, url: string): void {
+    if (id === this.id || this.state.kind !== "running") return;
+    if (this.peerUrls.has(id) || (this.knownMembers.get(id)?.peerUrl ?? "") !== "") return;
+    if (this.learnedPeerUrls.get(id) === url) return;
+    this.learnedPeerUrls.delete(id);
+    this.learnedPeerUrls.set(id, url);
+    for (const oldest of this.learnedPeerUrls.keys()) {
+      if (this.learnedPeerUrls.size <= learnedPeerUrlsMax) break;
+      this.learnedPeerUrls.delete(oldest);
+    }
+    this.syncPeers();
   }
 
   /** The members as of the log (committed or not), with their names and URLs, ascending by id. */
@@ -725,13 +749,15 @@ export class Driver implements KvNode {
     // listed when it joined), and must hear it and answer it all the same.
     this.highestSeen = Math.max(this.options.stateMachine.memberIdMax, ...ids);
     for (const id of this.knownMembers.keys()) if (id > this.highestSeen) ids.add(id);
+    for (const id of this.learnedPeerUrls.keys()) if (id > this.highestSeen) ids.add(id);
     ids.delete(this.id);
     // A removed member has no record in the change that removed it, yet is still told of its removal:
     // its URL is the last one seen.
     for (const r of [...this.options.stateMachine.members, ...this.records()]) if (r.peerUrl !== "") this.peerUrls.set(r.id, r.peerUrl);
     const peers = new Map<NodeId, string>();
     for (const id of [...ids].sort((a, b) => a - b)) {
-      const url = this.peerUrls.get(id) ?? this.knownMembers.get(id)?.peerUrl ?? "";
+      const known = this.knownMembers.get(id)?.peerUrl;
+      const url = this.peerUrls.get(id) ?? (known !== undefined && known !== "" ? known : undefined) ?? this.learnedPeerUrls.get(id) ?? "";
       if (url !== "") peers.set(id, url);
     }
     this.peerIds = ids;

@@ -22,6 +22,8 @@ export interface NodeConfig {
    * members it was told of (their URLs until the log names them).
    */
   readonly members: readonly MemberView[];
+  /** This node's own peer URL, told to the peers with every Step batch (StepRequest.from_peer_url). */
+  readonly advertisePeerUrl?: string;
   /**
    * This node was just added to a running cluster as a learner (`--join`): an empty data directory is
    * expected, so the bootstrap check is skipped, and the node starts knowing no membership (it learns
@@ -144,6 +146,7 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
     clusterId: config.clusterId,
     selfId: config.id,
     incarnation: identity.incarnation,
+    ...(config.advertisePeerUrl === undefined ? {} : { selfPeerUrl: config.advertisePeerUrl }),
     peers,
     msgBytesMax: config.msgBytesMax,
     onUnreachable: (id) => driver.reportUnreachable(id),

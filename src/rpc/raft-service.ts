@@ -44,6 +44,11 @@ export interface RaftServiceOptions {
    */
   hasSeen(id: NodeId): boolean;
   /**
+   * A Step batch from `id` that passed every check said its sender's peer URL is `url` (a well-formed
+   * http or https URL): the driver uses it to answer a member it has no URL for (Driver.learnPeerUrl).
+   */
+  learnPeerUrl(id: NodeId, url: string): void;
+  /**
    * Hands a batch to the driver, which steps it into its core. Must not block: the Step stream reads the
    * next batch only after this returns (Raft-level answers travel on the receiver's own stream).
    */
@@ -205,6 +210,7 @@ class RequestGate {
         Code.FailedPrecondition,
       );
     }
+    if (request.fromPeerUrl !== "" && isPeerUrl(request.fromPeerUrl)) o.learnPeerUrl(from, request.fromPeerUrl);
     try {
       o.deliver(messages.value);
     } catch (e) {
@@ -419,4 +425,15 @@ export async function registerRaftService<Server extends RawServerBase>(
     routes: (router) => router.service(RaftService, impl),
     readMaxBytes: Math.max(options.msgBytesMax, options.readMsgBytesMax ?? 0),
   });
+}
+
+/** Whether `text` is an absolute http or https URL (what a peer URL must be; anything else is ignored). */
+function isPeerUrl(text: string): boolean {
+  if (text.length > 2048) return false;
+  try {
+    const url = new URL(text);
+    return url.protocol === "http:" || url.protocol === "https:";
+  } catch {
+    return false;
+  }
 }

@@ -32,6 +32,11 @@ export interface PeerTransportOptions {
    * another incarnation of this node refuses the call.
    */
   readonly incarnation: bigint;
+  /**
+   * This node's own peer URL, sent with every Step call (StepRequest.from_peer_url) so that a peer that
+   * does not know this node yet can answer it. Default: none sent.
+   */
+  readonly selfPeerUrl?: string;
   /** Peer id -> base URL of its peer listener, e.g. http://10.0.0.2:2380 (h2c). An entry for selfId is ignored. */
   readonly peers: ReadonlyMap<NodeId, string>;
   /** The largest Step request on the wire (the receiver's read limit must be at least this). Default 4 MiB. */
@@ -65,6 +70,7 @@ export interface ResolvedPeerTransportOptions {
   readonly clusterId: string;
   readonly selfId: NodeId;
   readonly incarnation: bigint;
+  readonly selfPeerUrl: string;
   readonly msgBytesMax: number;
   readonly queueMessagesMax: number;
   readonly queueBytesMax: number;
@@ -125,6 +131,7 @@ export function resolvePeerTransportOptions(o: PeerTransportOptions): ResolvedPe
     clusterId: o.clusterId,
     selfId: o.selfId,
     incarnation: o.incarnation,
+    selfPeerUrl: o.selfPeerUrl ?? "",
     msgBytesMax,
     queueMessagesMax: positiveInt("queueMessagesMax", o.queueMessagesMax ?? d.queueMessagesMax),
     queueBytesMax: positiveInt("queueBytesMax", o.queueBytesMax ?? d.queueBytesMax),

@@ -292,6 +292,7 @@ export class PeerLink {
         to: BigInt(this.id),
         messages: batch.map(messageToProto),
         incarnation: this.o.incarnation,
+        fromPeerUrl: this.o.selfPeerUrl,
       });
       lane.writing = 0;
       this.counts.sent += batch.length;

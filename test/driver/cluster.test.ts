@@ -46,6 +46,7 @@ async function startCluster(size: number): Promise<void> {
       checkIncarnation: (from, incarnation) =>
         node.opened === undefined || node.opened.incarnations.check(from, incarnation) === "accepted",
       hasSeen: (peer) => node.opened?.incarnations.incarnationOf(peer) !== undefined,
+      learnPeerUrl: (peer, url) => node.opened?.driver.learnPeerUrl(peer, url),
       probeState: () => {
         const o = node.opened;
         if (o === undefined) return node.startup;

@@ -67,6 +67,7 @@ export async function startPeerServer(o: PeerServerOptions): Promise<PeerServer>
     isMember: (id) => o.members.includes(id),
     checkIncarnation: () => true,
     hasSeen: () => true,
+    learnPeerUrl: () => {},
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => {
       server.batches++;

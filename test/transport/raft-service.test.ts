@@ -45,6 +45,7 @@ function harness(overrides: Partial<RaftServiceOptions> = {}): Harness {
     isMember: (id) => id === 1 || id === 2 || id === 3,
     checkIncarnation: () => true,
     hasSeen: () => true,
+    learnPeerUrl: () => {},
     probeState: () => ({ phase: "running", term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
     deliver: (messages) => void h.delivered.push(messages),
     deliverSnapshot: async (m) => void h.snapshots.push(m),
@@ -111,6 +112,16 @@ describe("RaftService: Step", () => {
     const messages = Array.from({ length: 20 }, () => randomStepMessage(rng, 1, 2));
     await h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, messages: messages.map(messageToProto) }));
     expect(h.delivered).toEqual([messages]);
+  });
+
+  it("passes the sender's peer URL on once the batch passed every check, and ignores one that is not a URL", async () => {
+    const learned: [number, string][] = [];
+    const h = harness({ learnPeerUrl: (id, url) => void learned.push([id, url]) });
+    await h.client.step(batches({ clusterId: CLUSTER, from: 1n, to: 2n, fromPeerUrl: "http://10.0.0.1:2380" }));
+    await h.client.step(batches({ clusterId: CLUSTER, from: 3n, to: 2n, fromPeerUrl: "not a url" }));
+    await h.client.step(batches({ clusterId: CLUSTER, from: 3n, to: 2n, fromPeerUrl: "file:///etc/passwd" }));
+    await codeOf(h.client.step(batches({ clusterId: "cluster-b", from: 3n, to: 2n, fromPeerUrl: "http://evil:2380" })));
+    expect(learned).toEqual([[1, "http://10.0.0.1:2380"]]);
   });
 
   it("refuses another cluster with FailedPrecondition naming both cluster ids, and logs it", async () => {
@@ -405,6 +416,7 @@ describe("registerRaftService", () => {
       isMember: () => true,
       checkIncarnation: () => true,
       hasSeen: () => true,
+      learnPeerUrl: () => {},
       probeState: () => ({ phase: "running" as const, term: 1, lastIndex: 0, snapshotIndex: 0, incarnation: 1n }),
       deliver: () => undefined,
       deliverSnapshot: async () => undefined,
