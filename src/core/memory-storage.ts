@@ -62,6 +62,10 @@ export class MemoryStorage implements LogStorage {
     return this.snap;
   }
 
+  snapshotToSend(): Snapshot {
+    return this.snap;
+  }
+
   setHardState(hardState: HardState): void {
     this.hardState = hardState;
   }

@@ -245,8 +245,9 @@ export class RaftLog {
     this.committed = snapshot.meta.index;
   }
 
-  snapshot(): Snapshot {
-    return this.unstableSnapshot ?? this.storage.snapshot();
+  /** The snapshot to send a follower (LogStorage.snapshotToSend): one received and not yet stored first. */
+  snapshotToSend(): Snapshot | undefined {
+    return this.unstableSnapshot ?? this.storage.snapshotToSend();
   }
 
   /**

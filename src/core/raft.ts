@@ -714,7 +714,9 @@ export class RaftNode {
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
     // Only to a follower we heard from lately: a snapshot to a dead node is wasted work.
     if (!pr.recentActive) return false;
-    const snapshot = this.log.snapshot();
+    const snapshot = this.log.snapshotToSend();
+    // Its data is being read back from disk: nothing to send yet; the follower's next answer tries again.
+    if (snapshot === undefined) return false;
     assert(snapshot.meta.index > 0, "raft: entries compacted without a snapshot");
     pr.becomeSnapshot(snapshot.meta.index);
     this.send({ type: "snapshot", from: this.id, to, term: this.term, snapshot });

@@ -49,6 +49,13 @@ export interface LogStorage {
   lastIndex(): number;
   /** The most recent snapshot (index 0 and empty data when there is none). */
   snapshot(): Snapshot;
+  /**
+   * The most recent snapshot with its data, for a follower that needs it; undefined while its data is
+   * not in memory (a durable log lets it go once written and restored): the storage starts reading it
+   * back, and a later call returns it (etcd-io/raft's ErrSnapshotTemporarilyUnavailable). The core then
+   * sends nothing and tries again when the follower next answers.
+   */
+  snapshotToSend(): Snapshot | undefined;
 }
 
 /**

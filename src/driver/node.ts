@@ -14,6 +14,7 @@ import {
   type ReadState,
   type Ready,
   type Snapshot,
+  type SnapshotMeta,
   type SnapshotRequest,
 } from "../core/index.js";
 import { assert } from "../lib/assert.js";
@@ -41,6 +42,12 @@ export interface DriverStorage extends LogStorage {
   installSnapshot(snapshot: Snapshot): Promise<void>;
   createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot>;
   compact(index: number): Promise<void>;
+  /** The latest snapshot's metadata, whether or not its data is in memory (see releaseSnapshotData). */
+  snapshotMeta(): SnapshotMeta;
+  /** The size of the latest snapshot's data. */
+  snapshotBytes(): number;
+  /** The driver is done with the latest snapshot's data (DurableLog.releaseSnapshotData). */
+  releaseSnapshotData(): void;
   readonly failure: Error | undefined;
   close(): Promise<void>;
 }
@@ -209,7 +216,7 @@ export class Driver implements KvNode {
     this.clock = options.clock ?? systemClock;
     const { conf } = options.storage.initialState();
     this.conf = conf;
-    this.lastSnapshotIndex = options.storage.snapshot().meta.index;
+    this.lastSnapshotIndex = options.storage.snapshotMeta().index;
     this.applied = Math.max(this.lastSnapshotIndex, options.stateMachine.appliedIndex);
     // The state machine restored the snapshot before we start; committed entries after it are replayed.
     this.raft = new RaftNode({
@@ -280,7 +287,7 @@ export class Driver implements KvNode {
 
   /** The size of the latest snapshot's state machine data (what a leader sends a lagging follower). */
   snapshotBytes(): number {
-    return this.options.storage.snapshot().data.byteLength;
+    return this.options.storage.snapshotBytes();
   }
 
   /**
@@ -486,7 +493,7 @@ export class Driver implements KvNode {
       commitIndex: s.commit,
       appliedIndex: this.applied,
       lastIndex: s.lastIndex,
-      snapshotIndex: this.options.storage.snapshot().meta.index,
+      snapshotIndex: this.options.storage.snapshotMeta().index,
       members: this.members(),
       matchIndex,
     };
@@ -615,6 +622,8 @@ export class Driver implements KvNode {
     if (rd.snapshot !== undefined) {
       await storage.installSnapshot(rd.snapshot);
       stateMachine.restore(rd.snapshot.data);
+      // The state holds it now; the storage reads it back from its file if a follower needs it.
+      storage.releaseSnapshotData();
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.appliedBytesSinceSnapshot = 0;
       this.applied = rd.snapshot.meta.index;
@@ -845,6 +854,8 @@ export class Driver implements KvNode {
       const data = await this.joinInTurns(parts);
       if (this.state.kind !== "running") return;
       await storage.createSnapshot(index, conf, data);
+      // Written: the storage reads it back from its file if a follower needs it.
+      storage.releaseSnapshotData();
       const compactTo = index - this.options.retainEntries;
       if (compactTo > storage.firstIndex()) await storage.compact(compactTo);
       this.options.observer?.onSnapshot?.("created", index, data.byteLength, this.clock.now() - started);

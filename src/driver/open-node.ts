@@ -137,6 +137,8 @@ export async function openNode(config: NodeConfig): Promise<OpenedNode> {
   const stateMachine = createKvStore(config.kv ?? {});
   const snapshot = storage.snapshot();
   if (snapshot.meta.index > 0) stateMachine.restore(snapshot.data);
+  // The state holds it now; the storage reads it back from its file if a follower needs it.
+  storage.releaseSnapshotData();
 
   // The transport reports to the driver, created just below; it never calls back synchronously.
   const peers = new Map<NodeId, string>();

@@ -1,7 +1,7 @@
 import { dirname } from "node:path";
 import { assert } from "../lib/assert.js";
 import type { LogStorage } from "../core/storage.js";
-import type { ConfState, Entry, EntryType, HardState, Snapshot } from "../core/types.js";
+import type { ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMeta } from "../core/types.js";
 import { StorageClosedError, StorageOverloadedError, errorCode } from "./errors.js";
 import type { FileSystem } from "./file-system.js";
 import { snapDir, walDir } from "./layout.js";
@@ -44,6 +44,17 @@ export interface DurableLog extends LogStorage {
   createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot>;
   /** Discards entries up to `index` (<= snapshot().meta.index) and deletes segments wholly below it. */
   compact(index: number): Promise<void>;
+  /** The most recent snapshot's metadata, whether or not its data is in memory. */
+  snapshotMeta(): SnapshotMeta;
+  /** The size of the most recent snapshot's data. */
+  snapshotBytes(): number;
+  /**
+   * The caller is done with the most recent snapshot's data (restored from it, or wrote it): the log
+   * lets it go, and snapshot() may no longer be called until the next one. snapshotToSend() reads it
+   * back from its file when a follower needs it, and hands it out once: a node then holds its state
+   * once, not twice.
+   */
+  releaseSnapshotData(): void;
   /**
    * Why the log refuses writes after a disk failure (undefined while healthy). After a failure the read
    * view may hold entries that never became durable: the node must stop and restart from disk.
@@ -118,7 +129,14 @@ export async function openStorage(options: StorageOptions): Promise<DurableLog> 
     term: wal.hardState.term,
     ms: Math.round(performance.now() - started),
   });
-  return new FileLog(view, wal.writer, store, pendingSavesMax, baseSnapshot.meta.index);
+  return new FileLog(view, wal.writer, store, pendingSavesMax, baseSnapshot.meta.index, logger);
+}
+
+/** How long after a failed read-back of the snapshot the next one may start. */
+const readBackRetryMs = 1_000;
+
+function sameSnapshot(a: SnapshotMeta, b: SnapshotMeta): boolean {
+  return a.index === b.index && a.term === b.term;
 }
 
 type Lifecycle = { readonly kind: "open" } | { readonly kind: "closing"; readonly closed: Promise<void> } | { readonly kind: "closed" };
@@ -131,6 +149,17 @@ class FileLog implements DurableLog {
   private snapshotIndexMax: number;
   /** The highest snapshot index whose file is durable: segments are deleted only below it. */
   private durableSnapshotIndex: number;
+  /**
+   * The most recent snapshot's data is in the view (false after releaseSnapshotData, until the next
+   * snapshot). When false, the view's snapshot holds its metadata only, with empty data.
+   */
+  private resident = true;
+  private snapshotDataBytes: number;
+  /** The most recent snapshot read back from its file for a follower, not handed out yet (snapshotToSend). */
+  private readBack: Snapshot | undefined;
+  private reading = false;
+  /** When the last read-back failed (performance.now()): the next waits readBackRetryMs. */
+  private readBackFailedAt: number | undefined;
 
   constructor(
     private readonly view: LogView,
@@ -138,9 +167,11 @@ class FileLog implements DurableLog {
     private readonly store: SnapshotStore,
     private readonly pendingSavesMax: number,
     snapshotIndex: number,
+    private readonly logger: Logger,
   ) {
     this.snapshotIndexMax = snapshotIndex;
     this.durableSnapshotIndex = snapshotIndex;
+    this.snapshotDataBytes = view.snapshot().data.byteLength;
   }
 
   get failure(): Error | undefined {
@@ -168,7 +199,76 @@ class FileLog implements DurableLog {
   }
 
   snapshot(): Snapshot {
+    assert(this.resident, "storage: the snapshot's data was released (snapshotMeta, snapshotToSend)");
     return this.view.snapshot();
+  }
+
+  snapshotMeta(): SnapshotMeta {
+    return this.view.snapshot().meta;
+  }
+
+  snapshotBytes(): number {
+    return this.snapshotDataBytes;
+  }
+
+  releaseSnapshotData(): void {
+    const current = this.view.snapshot();
+    if (!this.resident || current.meta.index === 0) return;
+    this.resident = false;
+    this.view.setSnapshot({ meta: current.meta, data: new Uint8Array(0) });
+  }
+
+  /**
+   * Why this is safe: the data handed out is always the file of the snapshot the view holds now, read
+   * back whole and verified (its checksum, and the index and term its name and header say); a read
+   * that finishes after a newer snapshot replaced it is dropped, never handed out for the newer one.
+   */
+  snapshotToSend(): Snapshot | undefined {
+    const current = this.view.snapshot();
+    if (this.resident || current.meta.index === 0) return current;
+    const readBack = this.readBack;
+    this.readBack = undefined;
+    if (readBack !== undefined && sameSnapshot(readBack.meta, current.meta)) return readBack;
+    this.startReadBack(current.meta);
+    return undefined;
+  }
+
+  /** A new most recent snapshot, whose data the view holds until releaseSnapshotData. */
+  private holdSnapshotData(snapshot: Snapshot): void {
+    this.resident = true;
+    this.snapshotDataBytes = snapshot.data.byteLength;
+    this.readBack = undefined;
+  }
+
+  private startReadBack(meta: SnapshotMeta): void {
+    if (this.reading || this.lifecycle.kind !== "open") return;
+    if (this.readBackFailedAt !== undefined && performance.now() - this.readBackFailedAt < readBackRetryMs) return;
+    this.reading = true;
+    const started = performance.now();
+    this.store.read(meta.index, meta.term).then(
+      (snapshot) => {
+        this.reading = false;
+        this.readBackFailedAt = undefined;
+        if (!this.resident && sameSnapshot(snapshot.meta, this.view.snapshot().meta)) this.readBack = snapshot;
+        this.logger.info("read a snapshot back from disk for a follower", {
+          index: meta.index,
+          bytes: snapshot.data.byteLength,
+          ms: Math.round(performance.now() - started),
+        });
+      },
+      (error: unknown) => {
+        this.reading = false;
+        this.readBackFailedAt = performance.now();
+        // A newer snapshot may have replaced the file meanwhile: only the current one's failure matters.
+        if (sameSnapshot(meta, this.view.snapshot().meta)) {
+          this.logger.error("cannot read the snapshot back to send it to a follower; retrying", {
+            index: meta.index,
+            error: String(error),
+            retryInMs: readBackRetryMs,
+          });
+        }
+      },
+    );
   }
 
   save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
@@ -198,6 +298,7 @@ class FileLog implements DurableLog {
     assert(index >= this.snapshotIndexMax, () => `storage: installing snapshot ${index} below snapshot ${this.snapshotIndexMax}`);
     this.snapshotIndexMax = index;
     this.view.reset(snapshot);
+    this.holdSnapshotData(snapshot);
     // The file is written once the saves before it are durable, the reset record once the file is.
     const earlierSaves = this.writer.save(undefined, []);
     const written = this.inBackground(async () => {
@@ -227,7 +328,10 @@ class FileLog implements DurableLog {
         throw new Error(`writing the snapshot at index ${index} failed with ${errorCode(error)}`, { cause: error });
       }
       this.durableSnapshotIndex = Math.max(this.durableSnapshotIndex, index);
-      if (index > this.view.snapshot().meta.index) this.view.setSnapshot(snapshot);
+      if (index > this.view.snapshot().meta.index) {
+        this.view.setSnapshot(snapshot);
+        this.holdSnapshotData(snapshot);
+      }
       return snapshot;
     });
   }

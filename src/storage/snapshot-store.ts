@@ -5,7 +5,7 @@ import { CorruptLogError } from "./errors.js";
 import type { FileSystem } from "./file-system.js";
 import { tmpSuffix, parseSnapshotName, snapshotName } from "./layout.js";
 import type { Logger } from "../lib/logger.js";
-import { snapshotCorruptHint, decodeSnapshotFile, encodeSnapshotPrefix } from "./snapshot-file.js";
+import { snapshotCorruptHint, decodeSnapshotFile, decodeSnapshotFileInTurns, encodeSnapshotPrefix } from "./snapshot-file.js";
 
 /**
  * The snapshot directory, written the boring crash-safe way: write to a temporary name, fsync, rename,
@@ -43,16 +43,16 @@ export class SnapshotStore {
     const newest = (await this.list()).at(-1);
     if (newest === undefined) return undefined;
     const file = join(this.dir, newest.name);
-    const snapshot = decodeSnapshotFile(file, await this.fs.readFile(file));
-    if (snapshot.meta.index !== newest.index || snapshot.meta.term !== newest.term) {
-      throw new CorruptLogError(
-        file,
-        16,
-        `the file holds the snapshot at index ${snapshot.meta.index} term ${snapshot.meta.term}, not the one its name says`,
-        snapshotCorruptHint,
-      );
-    }
-    return snapshot;
+    return checkNamed(file, newest, decodeSnapshotFile(file, await this.fs.readFile(file)));
+  }
+
+  /**
+   * Reads back and verifies the snapshot at (index, term) while the node runs (its checksum a slice per
+   * loop turn). Throws when its file is gone (a newer snapshot replaced it) or damaged.
+   */
+  async read(index: number, term: number): Promise<Snapshot> {
+    const file = join(this.dir, snapshotName(index, term));
+    return checkNamed(file, { index, term }, await decodeSnapshotFileInTurns(file, await this.fs.readFile(file)));
   }
 
   /** Writes a snapshot durably (its file and its name), then removes all but the newest `keep`. */
@@ -104,4 +104,17 @@ export class SnapshotStore {
     }
     return out.sort((a, b) => a.index - b.index || a.term - b.term);
   }
+}
+
+/** `snapshot`, read from `file`, after checking it is the one the file's name says. */
+function checkNamed(file: string, named: { readonly index: number; readonly term: number }, snapshot: Snapshot): Snapshot {
+  if (snapshot.meta.index !== named.index || snapshot.meta.term !== named.term) {
+    throw new CorruptLogError(
+      file,
+      16,
+      `the file holds the snapshot at index ${snapshot.meta.index} term ${snapshot.meta.term}, not the one its name says`,
+      snapshotCorruptHint,
+    );
+  }
+  return snapshot;
 }

@@ -117,6 +117,66 @@ describe("durable log", () => {
     expect(again.lastIndex()).toBe(30);
   });
 
+  it("lets go of a snapshot's data once told, reads it back from its file for a follower, and hands it out once", async () => {
+    const fs = new SimFileSystem();
+    const { log, lines } = await open(fs);
+    for (let i = 1; i <= 10; i++) await log.save({ term: 1, vote: 0, commit: i }, [makeEntry(i, 1, 10)]);
+    const data = new Uint8Array(3 * 1024 * 1024).map((_, i) => i % 251);
+    await log.createSnapshot(8, conf, data);
+    expect(log.snapshotToSend()?.data).toBe(data);
+    log.releaseSnapshotData();
+    expect(() => log.snapshot()).toThrow(AssertionError);
+    expect(log.snapshotMeta()).toEqual({ index: 8, term: 1, conf });
+    expect(log.snapshotBytes()).toBe(data.byteLength);
+    // Not in memory: nothing yet; the read back runs beside the caller.
+    expect(log.snapshotToSend()).toBeUndefined();
+    let back = log.snapshotToSend();
+    for (let i = 0; i < 100 && back === undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      back = log.snapshotToSend();
+    }
+    expect(back?.meta).toEqual({ index: 8, term: 1, conf });
+    expect(sameBytes(back?.data ?? new Uint8Array(0), data)).toBe(true);
+    // Handed out once: the next follower's turn reads it again.
+    expect(log.snapshotToSend()).toBeUndefined();
+    expect(lines.some((l) => l.msg === "read a snapshot back from disk for a follower")).toBe(true);
+    await log.close();
+  });
+
+  it("never hands out a read-back that a newer snapshot overtook, and retries a failed read", async () => {
+    const fs = new SimFileSystem();
+    const { log, lines } = await open(fs);
+    const sendable = async (): Promise<Uint8Array | undefined> => {
+      for (let i = 0; i < 20; i++) {
+        const s = log.snapshotToSend();
+        if (s !== undefined) return s.data;
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return undefined;
+    };
+    for (let i = 1; i <= 10; i++) await log.save({ term: 1, vote: 0, commit: i }, [makeEntry(i, 1, 10)]);
+    await log.createSnapshot(5, conf, new Uint8Array([5]));
+    log.releaseSnapshotData();
+    expect(log.snapshotToSend()).toBeUndefined();
+    // A newer snapshot lands while the older one is read back: only the newer one is ever handed out.
+    await log.createSnapshot(9, conf, new Uint8Array([9]));
+    log.releaseSnapshotData();
+    expect(await sendable()).toEqual(new Uint8Array([9]));
+    // Its file damaged: the read fails, is logged, and nothing is handed out.
+    const file = fs.paths().find((p) => p.endsWith("0000000000000009-0000000000000001.snap"));
+    if (file === undefined) throw new Error("no snapshot file");
+    const bytes = fs.peek(file) ?? new Uint8Array(0);
+    fs.poke(
+      file,
+      bytes.map((b, i) => (i === bytes.length - 1 ? b ^ 1 : b)),
+    );
+    expect(log.snapshotToSend()).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(log.snapshotToSend()).toBeUndefined();
+    expect(lines.some((l) => l.msg === "cannot read the snapshot back to send it to a follower; retrying")).toBe(true);
+    await log.close();
+  });
+
   it("installs a snapshot from the leader, resetting the log, and survives a restart", async () => {
     const fs = new SimFileSystem();
     const { log } = await open(fs);

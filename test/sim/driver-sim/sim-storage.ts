@@ -1,4 +1,4 @@
-import type { ConfState, Entry, HardState, Snapshot } from "../../../src/core/index.js";
+import type { ConfState, Entry, HardState, Snapshot, SnapshotMeta } from "../../../src/core/index.js";
 import type { DriverStorage } from "../../../src/driver/node.js";
 import { assert } from "../../../src/lib/assert.js";
 import type { Prng } from "../../../src/lib/prng.js";
@@ -122,6 +122,22 @@ export class SimStorage implements DriverStorage {
   snapshot(): Snapshot {
     return this.view.snapshot();
   }
+
+  /** The simulated disk keeps the data in memory: it is always there to send (FileLog reads it back). */
+  snapshotToSend(): Snapshot {
+    return this.view.snapshot();
+  }
+
+  snapshotMeta(): SnapshotMeta {
+    return this.view.snapshot().meta;
+  }
+
+  snapshotBytes(): number {
+    return this.view.snapshot().data.byteLength;
+  }
+
+  /** Nothing to let go: the simulated disk is memory (FileLog drops the data and reads it back). */
+  releaseSnapshotData(): void {}
 
   /** The term of entry i in the read view, or undefined when it holds no such entry. */
   viewTermAt(i: number): number | undefined {
