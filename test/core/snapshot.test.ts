@@ -56,6 +56,25 @@ describe("snapshots", () => {
     expect(net.status(leader).progress?.get(lagging)).toMatchObject({ state: "replicate", match: net.status(leader).lastIndex });
   });
 
+  it("wait while the storage reads the leader's snapshot back from disk, and go out once it has", () => {
+    const { net, leader, lagging, snapshotIndex } = laggingFollowerSetup();
+    // The leader's storage let go of the data (a durable log does once the snapshot is written) and
+    // needs a few calls to read it back.
+    const storage = net.storage(leader);
+    const inMemory = storage.snapshotToSend.bind(storage);
+    let refusals = 3;
+    storage.snapshotToSend = () => (refusals-- > 0 ? undefined : inMemory());
+
+    net.start(lagging);
+    const mark = net.mark();
+    net.tickAll(1);
+    expect(net.sentSince(mark, "snapshot")).toEqual([]);
+    net.tickUntil(() => net.storage(lagging).snapshot().meta.index === snapshotIndex, "the snapshot to arrive");
+    expect(refusals).toBeLessThan(0);
+    expect(net.sentSince(mark, "snapshot")).toHaveLength(1);
+    expect(snapshotContents(net, lagging)).toEqual(["seen by everyone", ...commands("missed", 20)]);
+  });
+
   it("are followed by the entries the leader appended after compacting", () => {
     const { net, leader, lagging, snapshotIndex } = laggingFollowerSetup();
     net.proposeAll(leader, commands("after compaction", 5));
