@@ -134,6 +134,8 @@ export async function openStorage(options: StorageOptions): Promise<DurableLog> 
 
 /** How long after a failed read-back of the snapshot the next one may start. */
 const readBackRetryMs = 1_000;
+/** How long a snapshot read back for a follower waits to be handed out before it is let go. */
+const readBackHoldMs = 10_000;
 
 function sameSnapshot(a: SnapshotMeta, b: SnapshotMeta): boolean {
   return a.index === b.index && a.term === b.term;
@@ -249,7 +251,13 @@ class FileLog implements DurableLog {
       (snapshot) => {
         this.reading = false;
         this.readBackFailedAt = undefined;
-        if (!this.resident && sameSnapshot(snapshot.meta, this.view.snapshot().meta)) this.readBack = snapshot;
+        if (!this.resident && sameSnapshot(snapshot.meta, this.view.snapshot().meta)) {
+          this.readBack = snapshot;
+          // Not asked for again (the follower caught up otherwise, or went away): let it go.
+          setTimeout(() => {
+            if (this.readBack === snapshot) this.readBack = undefined;
+          }, readBackHoldMs).unref();
+        }
         this.logger.info("read a snapshot back from disk for a follower", {
           index: meta.index,
           bytes: snapshot.data.byteLength,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { NodeId } from "../../src/core/index.js";
+import type { LogStorage, NodeId } from "../../src/core/index.js";
 import { Network } from "./network.js";
 import { expectSameAppliedData } from "./safety.js";
 
@@ -60,7 +60,7 @@ describe("snapshots", () => {
     const { net, leader, lagging, snapshotIndex } = laggingFollowerSetup();
     // The leader's storage let go of the data (a durable log does once the snapshot is written) and
     // needs a few calls to read it back.
-    const storage = net.storage(leader);
+    const storage: LogStorage = net.storage(leader);
     const inMemory = storage.snapshotToSend.bind(storage);
     let refusals = 3;
     storage.snapshotToSend = () => (refusals-- > 0 ? undefined : inMemory());
