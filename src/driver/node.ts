@@ -40,7 +40,7 @@ import type { KvNode, MemberView, MembershipChange, NodeStatusView } from "./typ
 export interface DriverStorage extends LogStorage {
   save(hardState: Ready["hardState"], entries: readonly Entry[]): Promise<void>;
   installSnapshot(snapshot: Snapshot): Promise<void>;
-  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot>;
+  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<SnapshotMeta>;
   compact(index: number): Promise<void>;
   /** The latest snapshot's metadata, whether or not its data is in memory (see releaseSnapshotData). */
   snapshotMeta(): SnapshotMeta;

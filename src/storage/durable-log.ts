@@ -38,10 +38,10 @@ export interface DurableLog extends LogStorage {
   installSnapshot(snapshot: Snapshot): Promise<void>;
   /**
    * Writes a snapshot of the applied state at `index` (<= lastIndex()) to a snapshot file; snapshot()
-   * returns it once the file is durable. Does not drop entries. An index at or below the current snapshot
-   * returns the current snapshot.
+   * returns it once the file is durable, and the promise resolves with its metadata. Does not drop
+   * entries. An index at or below the current snapshot resolves with the current snapshot's metadata.
    */
-  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot>;
+  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<SnapshotMeta>;
   /** Discards entries up to `index` (<= snapshot().meta.index) and deletes segments wholly below it. */
   compact(index: number): Promise<void>;
   /** The most recent snapshot's metadata, whether or not its data is in memory. */
@@ -317,11 +317,12 @@ class FileLog implements DurableLog {
     return this.writer.reset(index, term, written);
   }
 
-  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
+  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<SnapshotMeta> {
     const refused = this.refusal();
     if (refused !== undefined) return Promise.reject(refused);
-    const current = this.view.snapshot();
-    if (index <= current.meta.index) return Promise.resolve(current);
+    // Metadata only: the current snapshot's data may have been released.
+    const current = this.view.snapshot().meta;
+    if (index <= current.index) return Promise.resolve(current);
     assert(index <= this.view.lastIndex(), () => `storage: snapshot at ${index} beyond the last index ${this.view.lastIndex()}`);
     checkConf(conf);
     const snapshot: Snapshot = { meta: { index, term: this.view.term(index), conf }, data };
@@ -340,7 +341,7 @@ class FileLog implements DurableLog {
         this.view.setSnapshot(snapshot);
         this.holdSnapshotData(snapshot);
       }
-      return snapshot;
+      return snapshot.meta;
     });
   }
 

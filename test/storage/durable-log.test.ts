@@ -101,8 +101,7 @@ describe("durable log", () => {
     const { log } = await open(fs, { segmentBytes: 1024 });
     for (let i = 1; i <= 30; i++) await log.save({ term: 1, vote: 0, commit: i }, [makeEntry(i, 1, 200)]);
     const segmentsBefore = fs.paths().filter((p) => p.endsWith(".wal")).length;
-    const snap = await log.createSnapshot(20, conf, new Uint8Array([1, 2, 3]));
-    expect(snap.meta).toEqual({ index: 20, term: 1, conf });
+    expect(await log.createSnapshot(20, conf, new Uint8Array([1, 2, 3]))).toEqual({ index: 20, term: 1, conf });
     expect(log.firstIndex()).toBe(1);
     await log.compact(20);
     expect(log.firstIndex()).toBe(21);

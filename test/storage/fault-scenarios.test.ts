@@ -158,7 +158,7 @@ function createSnapshot(run: Run): Promise<unknown> {
   model.snapshotIndexMax = index;
   const compactAfter = prng.chance(0.6);
   const created = log.createSnapshot(index, bootstrapConf, data).then(async (made) => {
-    expect(made.meta).toEqual(snapshot.meta);
+    expect(made).toEqual(snapshot.meta);
     if (compactAfter) await log.compact(Math.min(index, log.snapshot().meta.index));
   });
   return track(run, call, created, () => {

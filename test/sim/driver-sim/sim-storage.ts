@@ -181,9 +181,9 @@ export class SimStorage implements DriverStorage {
     );
   }
 
-  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<Snapshot> {
-    const current = this.view.snapshot();
-    if (index <= current.meta.index) return Promise.resolve(current);
+  createSnapshot(index: number, conf: ConfState, data: Uint8Array): Promise<SnapshotMeta> {
+    const current = this.view.snapshot().meta;
+    if (index <= current.index) return Promise.resolve(current);
     assert(index <= this.view.lastIndex(), () => `sim storage: snapshot at ${index} beyond the last index ${this.view.lastIndex()}`);
     const snapshot: Snapshot = { meta: { index, term: this.view.term(index), conf }, data };
     return this.enqueue(
@@ -195,7 +195,7 @@ export class SimStorage implements DriverStorage {
       () => {
         // As the real log: the snapshot shows in the read view once its file is durable.
         if (index > this.view.snapshot().meta.index) this.view.setSnapshot(snapshot);
-        return snapshot;
+        return snapshot.meta;
       },
     );
   }
