@@ -71,7 +71,11 @@ async function takeOverStaleLock(dir: string, path: string, mine: string): Promi
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     const taker = await readPid(marker);
-    if (taker !== undefined && isRunning(taker)) throw new DataDirLockedError(dir, taker);
+    // The marker is gone (it is a link to a complete pid file, so nothing else reads as no pid): the
+    // takeover it marked has ended since our link failed. Look at LOCK again. (Reading this as an
+    // interrupted takeover refused a start for nothing: CI, five processes on one stale lock.)
+    if (taker === undefined) return false;
+    if (isRunning(taker)) throw new DataDirLockedError(dir, taker);
     // The marker cannot be removed safely (another process may be judging it right now), and it is
     // left only by a process that died within a few system calls of a takeover: say what to do.
     throw new Error(

@@ -57,8 +57,14 @@ describe("the data directory lock", () => {
           }),
       );
       const outcomes = await Promise.all(contenders);
-      expect(outcomes.filter((o) => o === "locked")).toHaveLength(1);
-      expect(outcomes.filter((o) => o === "refused: DataDirLockedError")).toHaveLength(4);
+      expect(
+        outcomes.filter((o) => o === "locked"),
+        outcomes.join(", "),
+      ).toHaveLength(1);
+      expect(
+        outcomes.filter((o) => o === "refused: DataDirLockedError"),
+        outcomes.join(", "),
+      ).toHaveLength(4);
       expect((await readdir(dir)).filter((name) => name.startsWith("LOCK"))).toEqual([]);
     },
     30_000,
