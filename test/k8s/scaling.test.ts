@@ -171,7 +171,9 @@ describe("scaling the rendered StatefulSet, emulated on loopback", () => {
     const member = await joinedAsVoter(added);
     expect(Number(member.id)).toBe(founders + 1);
     expect(log(added)).toContain("added to the cluster as a learner");
-    expect(log(added)).toContain("promoted to voter");
+    // The member list can show the promotion before the pod's own MemberPromote call has returned and
+    // logged it (CI at ecf0508 read the log in between).
+    await waitUntil("the promotion in the pod's log", 10_000, async () => log(added).includes("promoted to voter"), describeAll);
     const list = await members();
     expect(list.map((m) => [m.name, m.learner])).toEqual(
       Array.from({ length: founders + 1 }, (_, ordinal) => [`${statefulSetName}-${ordinal}`, false]),
